@@ -1,0 +1,1 @@
+"""Light Python client and CLI for echosearch (no torch, faiss or duckdb)."""

@@ -1,0 +1,1 @@
+"""Built-in echosearch task plugins, registered through the `echosearch.tasks` entry-point group."""

@@ -1,0 +1,1 @@
+"""echosearch server: video pipeline, EchoCLIP model, catalog, index, tasks, engine, gRPC API."""
