@@ -1,0 +1,530 @@
+"""The use cases — ingest, search, score, delete, export — composed from model, video, store and tasks.
+
+Thread-safety: gRPC calls arrive on many threads. Decoding runs in the caller's
+thread (so concurrent ingests decode in parallel); the model encodes one batch
+at a time under `_encode_lock`; index writes take `_index_lock` exclusively and
+searches take it shared, so a search never waits on a decode or an encode.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError, TooLargeError
+from echosearch.server.model import EchoClipModel, load_model
+from echosearch.server.prompt_cache import PromptEmbeddingCache
+from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
+from echosearch.server.registry import load_registry
+from echosearch.server.rwlock import ReadWriteLock
+from echosearch.server.scoring import mean_prompt_embedding, score_task
+from echosearch.server.store import FrameHit, Store
+from echosearch.server.tasks import Task, TaskKind, custom_task
+from echosearch.server.video import Sampling, prepare_video
+
+log = logging.getLogger(__name__)
+
+MAX_K = 10_000
+AGGREGATIONS = ("max", "mean")
+_QUERY_CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What an ingest did: the stored video, whether it was already there, where the time went."""
+
+    video: VideoRecord
+    already_stored: bool
+    decode_seconds: float
+    encode_seconds: float
+    store_seconds: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One video found by a search, with its best-matching frames."""
+
+    video: VideoRecord
+    score: float
+    best_frames: tuple[FrameHit, ...]
+
+
+@dataclass(frozen=True)
+class VideoScore:
+    """One video's result for a task."""
+
+    video_id: int
+    score: float
+    value: float | None
+    label: str | None
+    decision: bool | None
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a client may want to know about the running service."""
+
+    version: str
+    model_spec: str
+    model_identity: str
+    device: str
+    precision: str
+    embed_dim: int
+    index_factory: str
+    index_on_gpu: bool
+    videos: int
+    frames: int
+    tasks: int
+    data_dir: str
+
+
+def package_version() -> str:
+    """The installed echosearch version, or 0+unknown in a bare checkout."""
+    try:
+        return version("echosearch")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class Engine:
+    """The service's use cases over one data directory and one model."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        model_spec: str,
+        device: str = "auto",
+        precision: str = "fp32",
+        index_factory: str = "Flat",
+        use_gpu: bool | None = None,
+        max_upload_bytes: int = 2 << 30,
+        decode_workers: int = 2,
+        model: EchoClipModel | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.max_upload_bytes = int(max_upload_bytes)
+        self.decode_workers = decode_workers  # concurrency comes from the gRPC threads; kept for the CLI
+        self.model = model if model is not None else load_model(model_spec, device=device, precision=precision)
+        self.store = Store(self.data_dir, index_factory=index_factory, use_gpu=use_gpu)
+        self.catalog = self.store.catalog
+        bound = self.catalog.model_identity
+        if bound is not None and bound != self.model.identity:
+            self.store.close()
+            raise ModelMismatchError(
+                f"the store in {self.data_dir} holds embeddings of model {bound!r}, but this server "
+                f"was started with {self.model.identity!r}; start it with that model's --model spec, "
+                "or use another --data directory for the new model"
+            )
+        self.registry = load_registry()
+        self._encode_lock = threading.Lock()
+        self._index_lock = ReadWriteLock()
+        self._write_lock = threading.Lock()  # one catalog writer at a time; DuckDB would abort a conflicting one
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_cache_lock = threading.Lock()
+        self.prompts = PromptEmbeddingCache(self._encode_texts, self.model.identity, self.catalog)
+        self._closed = False
+        log.info(
+            "engine ready: model %s on %s, %d videos / %d frames, index %s%s",
+            self.model.identity,
+            self.model.device,
+            self.catalog.count_videos(),
+            self.catalog.count_frames(),
+            self.store.index_factory,
+            " (GPU)" if self.store.on_gpu else "",
+        )
+
+    # ---- lifecycle -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Save the index and close the catalog; safe to call twice."""
+        with self._write_lock, self._index_lock.write():
+            if self._closed:
+                return
+            self._closed = True
+            self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def info(self) -> ServerInfo:
+        """Version, model identity, device, index type and counts."""
+        return ServerInfo(
+            version=package_version(),
+            model_spec=self.model.spec,
+            model_identity=self.model.identity,
+            device=str(self.model.device),
+            precision=self.model.precision,
+            embed_dim=self.model.embed_dim,
+            index_factory=self.store.index_factory,
+            index_on_gpu=bool(self.store.on_gpu),
+            videos=self.catalog.count_videos(),
+            frames=self.catalog.count_frames(),
+            tasks=len(self.registry.list()),
+            data_dir=str(self.data_dir),
+        )
+
+    # ---- encoding --------------------------------------------------------------------
+
+    def _encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        with self._encode_lock:
+            return self.model.encode_texts(list(texts))
+
+    def _embed_query(self, text: str) -> np.ndarray:
+        """A search text's embedding; recent ones are kept in memory (searches repeat)."""
+        with self._query_cache_lock:
+            hit = self._query_cache.get(text)
+            if hit is not None:
+                self._query_cache.move_to_end(text)
+                return hit
+        vector = self._encode_texts([text])[0]
+        with self._query_cache_lock:
+            self._query_cache[text] = vector
+            while len(self._query_cache) > _QUERY_CACHE_SIZE:
+                self._query_cache.popitem(last=False)
+        return vector
+
+    # ---- ingest ----------------------------------------------------------------------
+
+    def ingest(
+        self,
+        source: bytes | Path,
+        *,
+        source_name: str,
+        metadata: VideoMetadata = VideoMetadata(),
+        sampling: Sampling = Sampling(),
+        channel_order: str = "rgb",
+    ) -> IngestOutcome:
+        """Decode, embed and store one video in one catalog transaction; idempotent by content sha256."""
+        data = source if isinstance(source, (bytes, bytearray, memoryview)) else self._read_file(Path(source))
+        data = bytes(data)
+        if len(data) > self.max_upload_bytes:
+            raise TooLargeError(
+                f"{source_name}: {len(data)} bytes is over the server's upload limit of {self.max_upload_bytes} bytes"
+            )
+        if channel_order not in ("rgb", "bgr"):
+            raise InvalidRequestError(f"channel order must be 'rgb' or 'bgr', not {channel_order!r}")
+        sampling.validate()
+        sha256 = hashlib.sha256(data).hexdigest()
+        existing = self.catalog.find_by_sha256(sha256)
+        if existing is not None:
+            return IngestOutcome(existing, True, 0.0, 0.0, 0.0)
+
+        started = time.perf_counter()
+        prepared = prepare_video(
+            data,
+            sampling,
+            channel_order=channel_order,
+            mean=self.model.mean,
+            std=self.model.std,
+            image_size=self.model.image_size,
+        )
+        decoded = time.perf_counter()
+        with self._encode_lock:
+            embeddings = self.model.encode_frames(prepared.pixels)
+        encoded = time.perf_counter()
+        frames = FrameEmbeddings(
+            frame_indices=np.asarray(prepared.frame_indices, dtype=np.int64),
+            timestamps=np.asarray(prepared.timestamps, dtype=np.float64),
+            embeddings=embeddings,
+        )
+        with self._write_lock:
+            if self.catalog.model_identity is None:
+                self.catalog.bind_model(self.model.identity, self.model.embed_dim)
+            with self._index_lock.write():
+                record, created = self.store.add_video(
+                    sha256=sha256,
+                    source_name=source_name,
+                    size_bytes=len(data),
+                    fps=float(prepared.fps),
+                    total_frames=int(prepared.total_frames),
+                    width=int(prepared.width),
+                    height=int(prepared.height),
+                    model_identity=self.model.identity,
+                    metadata=metadata,
+                    frames=frames,
+                )
+        stored = time.perf_counter()
+        if created:
+            log.info(
+                "ingested video %d %s: %d frames (decode %.2fs, encode %.2fs, store %.3fs)",
+                record.video_id,
+                source_name,
+                record.sampled_frames,
+                decoded - started,
+                encoded - decoded,
+                stored - encoded,
+            )
+        return IngestOutcome(record, not created, decoded - started, encoded - decoded, stored - encoded)
+
+    def _read_file(self, path: Path) -> bytes:
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise InvalidRequestError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if size > self.max_upload_bytes:
+            raise TooLargeError(f"{path}: {size} bytes is over the upload limit of {self.max_upload_bytes} bytes")
+        return path.read_bytes()
+
+    # ---- videos ----------------------------------------------------------------------
+
+    def get_video(self, video_id: int, *, with_embeddings: bool = False) -> tuple[VideoRecord, FrameEmbeddings | None]:
+        """A stored video's record, and its frames' embeddings when asked."""
+        record = self.catalog.get_video(int(video_id))
+        return record, (self.catalog.get_frames(record.video_id) if with_embeddings else None)
+
+    def list_videos(
+        self, flt: VideoFilter | None = None, *, page_size: int = 100, page_token: str = ""
+    ) -> tuple[list[VideoRecord], str, int]:
+        """One page of videos in id order, the token of the next page ("" at the end), the total matching."""
+        if not 1 <= page_size <= 10_000:
+            raise InvalidRequestError(f"page size must be between 1 and 10000, not {page_size}")
+        after = _decode_page_token(page_token)
+        page = self.catalog.list_videos(flt, limit=page_size + 1, after_id=after)
+        more = len(page) > page_size
+        page = page[:page_size]
+        token = _encode_page_token(page[-1].video_id) if more and page else ""
+        return page, token, self.catalog.count_videos(flt)
+
+    def delete_video(self, video_id: int) -> None:
+        """Remove a video from catalog and indexes together."""
+        with self._write_lock, self._index_lock.write():
+            self.store.delete_video(int(video_id))
+        log.info("deleted video %d", video_id)
+
+    def _records(self, video_ids: Sequence[int]) -> dict[int, VideoRecord]:
+        if not video_ids:
+            return {}
+        found = self.catalog.list_videos(VideoFilter(video_ids=tuple(int(v) for v in video_ids)), limit=len(video_ids))
+        return {r.video_id: r for r in found}
+
+    # ---- search ----------------------------------------------------------------------
+
+    def search_by_text(
+        self,
+        text: str,
+        *,
+        k: int = 10,
+        aggregation: str = "max",
+        flt: VideoFilter | None = None,
+        frames_per_video: int = 1,
+    ) -> list[SearchResult]:
+        """Top-k videos for a text: by best frame ("max") or by the EchoCLIP binary score ("mean")."""
+        if not text or not text.strip():
+            raise InvalidRequestError("search text is empty")
+        too_long = self.model.count_tokens(text) - self.model.context_length
+        if too_long > 0:
+            raise InvalidRequestError(
+                f"search text is {too_long} tokens longer than the model's context of {self.model.context_length} tokens; shorten it"
+            )
+        self._check_search_args(k, aggregation, frames_per_video)
+        query = self._embed_query(text)
+        return self._search(query, k=k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video)
+
+    def search_by_video(
+        self,
+        video_id: int,
+        *,
+        k: int = 10,
+        aggregation: str = "mean",
+        flt: VideoFilter | None = None,
+        frames_per_video: int = 1,
+    ) -> list[SearchResult]:
+        """Videos most like a stored one (its normalised mean frame as the query), itself excluded."""
+        self._check_search_args(k, aggregation, frames_per_video)
+        frames = self.catalog.get_frames(int(video_id))
+        query = frames.embeddings.mean(axis=0)
+        query = (query / max(float(np.linalg.norm(query)), 1e-12)).astype(np.float32)
+        return self._search(
+            query, k=k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video, exclude=(int(video_id),)
+        )
+
+    def _search(
+        self,
+        query: np.ndarray,
+        *,
+        k: int,
+        aggregation: str,
+        flt: VideoFilter | None,
+        frames_per_video: int,
+        exclude: Sequence[int] = (),
+    ) -> list[SearchResult]:
+        with self._index_lock.read():
+            hits = self.store.search_videos(
+                query, k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video, exclude=exclude
+            )
+        records = self._records([h.video_id for h in hits])
+        # A video deleted between the search and the lookup is simply left out.
+        return [SearchResult(records[h.video_id], float(h.score), h.best_frames) for h in hits if h.video_id in records]
+
+    @staticmethod
+    def _check_search_args(k: int, aggregation: str, frames_per_video: int) -> None:
+        if not 1 <= k <= MAX_K:
+            raise InvalidRequestError(f"k must be between 1 and {MAX_K}, not {k}")
+        if aggregation not in AGGREGATIONS:
+            raise InvalidRequestError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, not {aggregation!r}")
+        if not 0 <= frames_per_video <= 64:
+            raise InvalidRequestError(f"frames per video must be between 0 and 64, not {frames_per_video}")
+
+    # ---- tasks -----------------------------------------------------------------------
+
+    def list_tasks(self) -> list[Task]:
+        """Every registered task, sorted by name."""
+        return self.registry.list()
+
+    def get_task(self, name: str) -> Task:
+        """A registered task by name (NotFoundError naming close matches)."""
+        return self.registry.get(name)
+
+    def custom_task(
+        self,
+        *,
+        name: str,
+        kind: str,
+        prompts: Sequence[str],
+        values: object = None,
+        labels: object = None,
+        threshold: float | None = None,
+    ) -> Task:
+        """A task from a request, validated against this model's tokenizer."""
+        kwargs: dict[str, object] = {}
+        if values is not None:
+            kwargs["values"] = values
+        if labels is not None:
+            kwargs["labels"] = labels
+        return custom_task(
+            name=name or "custom",
+            kind=kind,
+            prompts=prompts,
+            threshold=threshold,
+            count_tokens=self.model.count_tokens,
+            context_length=self.model.context_length,
+            **kwargs,
+        )
+
+    def task_embeddings(self, task: Task) -> np.ndarray:
+        """The task's candidate-text embeddings, from the prompt cache (each text encoded once per model)."""
+        return self.prompts.embed(task.candidate_texts())
+
+    def score_videos(
+        self,
+        task: Task,
+        *,
+        flt: VideoFilter | None = None,
+        video_ids: Sequence[int] | None = None,
+        top_k: int | None = None,
+        batch_size: int = 1024,
+    ) -> Iterator[list[VideoScore]]:
+        """Score a task over a selection from stored embeddings only, batch by batch.
+
+        `top_k` (binary tasks only) returns the k best videos through the exact video-mean index.
+        """
+        if not 1 <= batch_size <= 100_000:
+            raise InvalidRequestError(f"batch size must be between 1 and 100000, not {batch_size}")
+        flt = self._with_ids(flt, video_ids)
+        text_emb = self.task_embeddings(task)
+        if top_k is not None:
+            yield from self._score_top(task, text_emb, flt, top_k, batch_size)
+            return
+        ids = self.catalog.select_video_ids(flt)
+        total, done, last_log = len(ids), 0, time.monotonic()
+        for batch_ids, offsets, frames in self.catalog.iter_embedding_batches(ids, batch_videos=batch_size):
+            yield self._score_batch(task, text_emb, batch_ids, offsets, frames)
+            done += len(batch_ids)
+            if time.monotonic() - last_log > 5.0:
+                log.info("scoring %s: %d / %d videos", task.name, done, total)
+                last_log = time.monotonic()
+
+    def _with_ids(self, flt: VideoFilter | None, video_ids: Sequence[int] | None) -> VideoFilter | None:
+        if video_ids is None:
+            return flt
+        ids = tuple(int(v) for v in video_ids)
+        if not ids:
+            raise InvalidRequestError("the list of video ids is empty; leave it out to select every video")
+        known = set(self.catalog.select_video_ids(VideoFilter(video_ids=ids)).tolist())
+        missing = [v for v in ids if v not in known]
+        if missing:
+            shown = ", ".join(str(v) for v in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise NotFoundError(f"{len(missing)} video id(s) not stored: {shown}")
+        return replace(flt or VideoFilter(), video_ids=ids)
+
+    def _score_top(
+        self, task: Task, text_emb: np.ndarray, flt: VideoFilter | None, top_k: int, batch_size: int
+    ) -> Iterator[list[VideoScore]]:
+        if task.kind != TaskKind.BINARY:
+            raise InvalidRequestError(
+                f"top-k needs a binary task; {task.name!r} is {task.kind.value} — score a selection instead"
+            )
+        if task.aggregate is not None:
+            raise InvalidRequestError(f"task {task.name!r} has its own aggregation, so top-k through the mean index is not exact")
+        if not 1 <= top_k <= MAX_K:
+            raise InvalidRequestError(f"top k must be between 1 and {MAX_K}, not {top_k}")
+        query = mean_prompt_embedding(task, text_emb)
+        with self._index_lock.read():
+            ranked = self.store.top_videos_by_mean(query, top_k, flt)
+        ids = np.array([vid for vid, _ in ranked], dtype=np.int64)
+        # Re-score the winners from their frames so the reply carries the same numbers a full scan gives.
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start : start + batch_size]
+            batch_ids, offsets, frames = self.catalog.load_embeddings(chunk)
+            scores = self._score_batch(task, text_emb, batch_ids, offsets, frames)
+            yield sorted(scores, key=lambda s: -s.score)
+
+    @staticmethod
+    def _score_batch(
+        task: Task, text_emb: np.ndarray, ids: np.ndarray, offsets: np.ndarray, frames: np.ndarray
+    ) -> list[VideoScore]:
+        result = score_task(task, frames, offsets, text_emb)
+        out = []
+        for i, video_id in enumerate(ids.tolist()):
+            out.append(
+                VideoScore(
+                    video_id=int(video_id),
+                    score=float(result.score[i]),
+                    value=None if result.value is None else float(result.value[i]),
+                    label=None if result.label is None else result.label[i],
+                    decision=None if result.decision is None else bool(result.decision[i]),
+                )
+            )
+        return out
+
+    # ---- export ----------------------------------------------------------------------
+
+    def export_parquet(self, path: Path, flt: VideoFilter | None = None) -> int:
+        """Write frame embeddings with their video metadata to a Parquet file; returns rows written."""
+        rows = self.catalog.export_parquet(Path(path), flt)
+        log.info("exported %d frame rows to %s", rows, path)
+        return rows
+
+
+def _encode_page_token(after_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": after_id}).encode()).decode().rstrip("=")
+
+
+def _decode_page_token(token: str) -> int | None:
+    if not token:
+        return None
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        after = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
+        if not isinstance(after, int):
+            raise ValueError
+        return after
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidRequestError("page token is not one this server gave out; start again without a token") from None
