@@ -1,0 +1,232 @@
+"""EchoCLIP loading by one spec string, and batched, L2-normalised frame/text encoding.
+
+Specs:
+  hf-hub:ORG/REPO   the published weights (default: hf-hub:mkaichristensen/echo-clip), downloaded once
+  local-dir:PATH    the same files (open_clip_config.json + weights) in a folder, fully offline
+  random:echoclip   EchoCLIP's exact architecture, seeded random weights (benchmarks; logged loudly)
+  random:tiny       a small seeded config shipped in model_configs/ (fast tests)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from echosearch.server.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPEC = "hf-hub:mkaichristensen/echo-clip"
+SPEC_PREFIXES = ("hf-hub:", "local-dir:", "random:")
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+RANDOM_CONFIGS = {"echoclip": "echosearch_echoclip", "tiny": "echosearch_tiny"}
+RANDOM_SEED = 0
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+CONFIG_FILE = "open_clip_config.json"
+
+
+class EchoClipModel:
+    """A loaded EchoCLIP-style open_clip model with its tokenizer, identity and encode helpers."""
+
+    def __init__(
+        self,
+        clip: torch.nn.Module,
+        tokenizer: Any,
+        *,
+        spec: str,
+        weights_digest: str,
+        model_cfg: dict[str, Any],
+        device: torch.device,
+        precision: str,
+        batch_size: int,
+    ) -> None:
+        self.clip = clip.eval()
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.identity = f"{spec}@sha256:{weights_digest[:16]}"
+        self.model_cfg = model_cfg
+        self.embed_dim = int(model_cfg["embed_dim"])
+        self.context_length = int(model_cfg["text_cfg"].get("context_length", 77))
+        size = model_cfg["vision_cfg"].get("image_size", 224)
+        self.image_size = int(size if isinstance(size, int) else size[0])
+        self.device = device
+        self.precision = precision
+        self.batch_size = batch_size
+        self.mean = CLIP_MEAN
+        self.std = CLIP_STD
+        self._dtype = PRECISIONS[precision]
+
+    def __repr__(self) -> str:
+        return f"EchoClipModel({self.identity!r}, device={self.device}, precision={self.precision})"
+
+    def encode_frames(self, pixels: torch.Tensor) -> np.ndarray:
+        """(N,3,H,W) CLIP-normalised float pixels -> (N,D) float32 L2-normalised embeddings."""
+        if pixels.ndim != 4 or pixels.shape[1] != 3:
+            raise ValueError(f"expected pixels of shape (N,3,H,W), got {tuple(pixels.shape)}")
+        out = np.empty((pixels.shape[0], self.embed_dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, pixels.shape[0], self.batch_size):
+                batch = pixels[start : start + self.batch_size].to(self.device, self._dtype, non_blocking=True)
+                feats = self.clip.encode_image(batch).float()
+                out[start : start + len(batch)] = F.normalize(feats, dim=-1).cpu().numpy()
+        return out
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> (T,D) float32 L2-normalised embeddings (longer texts are truncated by the tokenizer)."""
+        texts = list(texts)
+        out = np.empty((len(texts), self.embed_dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                tokens = self.tokenizer(texts[start : start + self.batch_size]).to(self.device)
+                feats = self.clip.encode_text(tokens).float()
+                out[start : start + len(tokens)] = F.normalize(feats, dim=-1).cpu().numpy()
+        return out
+
+    def count_tokens(self, text: str) -> int:
+        """BPE tokens of `text` including start and end tokens (compare with context_length)."""
+        return len(self.tokenizer.encode(text)) + 2
+
+    def save_dir(self, path: str | Path) -> Path:
+        """Write open_clip_config.json + open_clip_pytorch_model.bin so `local-dir:PATH` reloads this model."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        config = {"model_cfg": self.model_cfg, "preprocess_cfg": {"mean": list(self.mean), "std": list(self.std)}}
+        (path / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        state = {k: v.detach().float().cpu() for k, v in self.clip.state_dict().items()}
+        torch.save(state, path / "open_clip_pytorch_model.bin")
+        return path
+
+
+def load_model(spec: str = DEFAULT_SPEC, *, device: str = "auto", precision: str = "fp32", batch_size: int = 32) -> EchoClipModel:
+    """Load a model by spec (hf-hub:/local-dir:/random:) on device auto|cpu|cuda at precision fp32|bf16|fp16."""
+    dev = _resolve_device(device)
+    if precision not in PRECISIONS:
+        raise ModelLoadError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if batch_size < 1:
+        raise ModelLoadError(f"batch_size must be >= 1, got {batch_size}")
+    if spec.startswith("hf-hub:"):
+        folder = _download_hub(spec.removeprefix("hf-hub:"))
+        clip, model_cfg, digest = _load_dir(folder, spec)
+    elif spec.startswith("local-dir:"):
+        clip, model_cfg, digest = _load_dir(Path(spec.removeprefix("local-dir:")).expanduser(), spec)
+    elif spec.startswith("random:"):
+        clip, model_cfg, digest = _load_random(spec.removeprefix("random:"))
+    else:
+        raise ModelLoadError(
+            f"unknown model spec {spec!r}; valid prefixes: {', '.join(SPEC_PREFIXES)} "
+            f"(e.g. {DEFAULT_SPEC}, local-dir:/path/to/echo-clip, random:echoclip, random:tiny)"
+        )
+    import open_clip
+
+    clip = clip.to(dev)
+    if precision != "fp32":
+        clip = clip.to(PRECISIONS[precision])
+    tokenizer = open_clip.SimpleTokenizer(context_length=int(model_cfg["text_cfg"].get("context_length", 77)))
+    model = EchoClipModel(
+        clip, tokenizer, spec=spec, weights_digest=digest, model_cfg=model_cfg,
+        device=dev, precision=precision, batch_size=batch_size,
+    )
+    log.info("loaded model %s on %s (%s)", model.identity, dev, precision)
+    return model
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ModelLoadError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} requested but CUDA is not available; use device 'cpu' or 'auto'")
+    return torch.device(device)
+
+
+def _download_hub(repo_id: str) -> Path:
+    """Fetch config + weights of a hub repo into the HF cache; the folder holding both."""
+    if not repo_id:
+        raise ModelLoadError("empty hub repo in spec; use e.g. hf-hub:mkaichristensen/echo-clip")
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        config = Path(hf_hub_download(repo_id, CONFIG_FILE))
+        for name in WEIGHT_FILES:
+            try:
+                hf_hub_download(repo_id, name)
+                break
+            except EntryNotFoundError:
+                continue
+        else:
+            raise FileNotFoundError(f"no weights file ({' or '.join(WEIGHT_FILES)}) in the repo")
+    except Exception as exc:  # any network / auth / cache failure gets the same actionable message
+        raise ModelLoadError(
+            f"could not download hf-hub:{repo_id} ({type(exc).__name__}: {exc}). Without network access, "
+            f"download the repo once elsewhere (e.g. `huggingface-cli download {repo_id} --local-dir DIR`), "
+            f"copy DIR here and use the model spec local-dir:DIR"
+        ) from exc
+    return config.parent
+
+
+def _load_dir(folder: Path, spec: str) -> tuple[torch.nn.Module, dict[str, Any], str]:
+    """Build an open_clip model from open_clip_config.json + weights in `folder`."""
+    import open_clip
+    from open_clip.factory import _find_checkpoint_in_dir
+
+    if not (folder / CONFIG_FILE).is_file():
+        raise ModelLoadError(f"{spec}: {folder} has no {CONFIG_FILE} (expected the files of hf-hub:mkaichristensen/echo-clip)")
+    weights = _find_checkpoint_in_dir(folder)
+    if weights is None:
+        # open_clip would silently fall back to random weights here; refuse instead.
+        raise ModelLoadError(f"{spec}: {folder} has no weights file ({' or '.join(WEIGHT_FILES)})")
+    try:
+        model_cfg = json.loads((folder / CONFIG_FILE).read_text())["model_cfg"]
+        clip = open_clip.create_model(f"local-dir:{folder}", device="cpu")
+    except Exception as exc:
+        raise ModelLoadError(f"{spec}: could not load the model from {folder} ({type(exc).__name__}: {exc})") from exc
+    return clip, model_cfg, _file_digest(Path(weights))
+
+
+def _load_random(name: str) -> tuple[torch.nn.Module, dict[str, Any], str]:
+    """Seeded random weights for a config shipped in model_configs/ (same weights on every load)."""
+    import open_clip
+
+    if name not in RANDOM_CONFIGS:
+        raise ModelLoadError(f"unknown random model {name!r}; use one of: {', '.join('random:' + n for n in RANDOM_CONFIGS)}")
+    config_name = RANDOM_CONFIGS[name]
+    model_cfg = json.loads((CONFIG_DIR / f"{config_name}.json").read_text())
+    if config_name not in open_clip.list_models():
+        open_clip.add_model_config(CONFIG_DIR / f"{config_name}.json")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        clip = open_clip.create_model(config_name, device="cpu")
+    log.warning(
+        "model random:%s has RANDOM weights (seed %d): embeddings are meaningless for medicine; "
+        "use hf-hub:mkaichristensen/echo-clip or local-dir:PATH for real EchoCLIP", name, RANDOM_SEED,
+    )
+    return clip, model_cfg, _state_digest(clip)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _state_digest(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
