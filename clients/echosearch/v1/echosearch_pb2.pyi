@@ -1,0 +1,461 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Aggregation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AGGREGATION_UNSPECIFIED: _ClassVar[Aggregation]
+    AGGREGATION_MAX: _ClassVar[Aggregation]
+    AGGREGATION_MEAN: _ClassVar[Aggregation]
+
+class SamplingMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SAMPLING_MODE_UNSPECIFIED: _ClassVar[SamplingMode]
+    SAMPLING_MODE_REFERENCE: _ClassVar[SamplingMode]
+    SAMPLING_MODE_ALL: _ClassVar[SamplingMode]
+    SAMPLING_MODE_EVERY: _ClassVar[SamplingMode]
+    SAMPLING_MODE_COUNT: _ClassVar[SamplingMode]
+
+class ChannelOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHANNEL_ORDER_UNSPECIFIED: _ClassVar[ChannelOrder]
+    CHANNEL_ORDER_RGB: _ClassVar[ChannelOrder]
+    CHANNEL_ORDER_BGR: _ClassVar[ChannelOrder]
+
+class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_KIND_UNSPECIFIED: _ClassVar[TaskKind]
+    TASK_KIND_BINARY: _ClassVar[TaskKind]
+    TASK_KIND_REGRESSION: _ClassVar[TaskKind]
+    TASK_KIND_CATEGORICAL: _ClassVar[TaskKind]
+AGGREGATION_UNSPECIFIED: Aggregation
+AGGREGATION_MAX: Aggregation
+AGGREGATION_MEAN: Aggregation
+SAMPLING_MODE_UNSPECIFIED: SamplingMode
+SAMPLING_MODE_REFERENCE: SamplingMode
+SAMPLING_MODE_ALL: SamplingMode
+SAMPLING_MODE_EVERY: SamplingMode
+SAMPLING_MODE_COUNT: SamplingMode
+CHANNEL_ORDER_UNSPECIFIED: ChannelOrder
+CHANNEL_ORDER_RGB: ChannelOrder
+CHANNEL_ORDER_BGR: ChannelOrder
+TASK_KIND_UNSPECIFIED: TaskKind
+TASK_KIND_BINARY: TaskKind
+TASK_KIND_REGRESSION: TaskKind
+TASK_KIND_CATEGORICAL: TaskKind
+
+class VideoMetadata(_message.Message):
+    __slots__ = ("study_id", "patient_id", "view", "acquisition_time", "tags")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STUDY_ID_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    ACQUISITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    study_id: str
+    patient_id: str
+    view: str
+    acquisition_time: _timestamp_pb2.Timestamp
+    tags: _containers.ScalarMap[str, str]
+    def __init__(self, study_id: _Optional[str] = ..., patient_id: _Optional[str] = ..., view: _Optional[str] = ..., acquisition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class TimeRange(_message.Message):
+    __slots__ = ("start", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class VideoFilter(_message.Message):
+    __slots__ = ("video_ids", "study_ids", "patient_ids", "views", "acquisition_time", "ingested_at", "tags")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VIDEO_IDS_FIELD_NUMBER: _ClassVar[int]
+    STUDY_IDS_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    VIEWS_FIELD_NUMBER: _ClassVar[int]
+    ACQUISITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    INGESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    video_ids: _containers.RepeatedScalarFieldContainer[int]
+    study_ids: _containers.RepeatedScalarFieldContainer[str]
+    patient_ids: _containers.RepeatedScalarFieldContainer[str]
+    views: _containers.RepeatedScalarFieldContainer[str]
+    acquisition_time: TimeRange
+    ingested_at: TimeRange
+    tags: _containers.ScalarMap[str, str]
+    def __init__(self, video_ids: _Optional[_Iterable[int]] = ..., study_ids: _Optional[_Iterable[str]] = ..., patient_ids: _Optional[_Iterable[str]] = ..., views: _Optional[_Iterable[str]] = ..., acquisition_time: _Optional[_Union[TimeRange, _Mapping]] = ..., ingested_at: _Optional[_Union[TimeRange, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Video(_message.Message):
+    __slots__ = ("video_id", "sha256", "source_name", "size_bytes", "fps", "total_frames", "sampled_frames", "width", "height", "ingested_at", "model_identity", "metadata", "sequence")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    INGESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    video_id: int
+    sha256: str
+    source_name: str
+    size_bytes: int
+    fps: float
+    total_frames: int
+    sampled_frames: int
+    width: int
+    height: int
+    ingested_at: _timestamp_pb2.Timestamp
+    model_identity: str
+    metadata: VideoMetadata
+    sequence: int
+    def __init__(self, video_id: _Optional[int] = ..., sha256: _Optional[str] = ..., source_name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., fps: _Optional[float] = ..., total_frames: _Optional[int] = ..., sampled_frames: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., ingested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., model_identity: _Optional[str] = ..., metadata: _Optional[_Union[VideoMetadata, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class Frame(_message.Message):
+    __slots__ = ("frame_id", "frame_index", "timestamp_seconds", "embedding")
+    FRAME_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    frame_id: int
+    frame_index: int
+    timestamp_seconds: float
+    embedding: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, frame_id: _Optional[int] = ..., frame_index: _Optional[int] = ..., timestamp_seconds: _Optional[float] = ..., embedding: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class FrameHit(_message.Message):
+    __slots__ = ("frame_id", "frame_index", "timestamp_seconds", "score")
+    FRAME_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    frame_id: int
+    frame_index: int
+    timestamp_seconds: float
+    score: float
+    def __init__(self, frame_id: _Optional[int] = ..., frame_index: _Optional[int] = ..., timestamp_seconds: _Optional[float] = ..., score: _Optional[float] = ...) -> None: ...
+
+class SearchResult(_message.Message):
+    __slots__ = ("video", "score", "best_frames")
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    BEST_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    video: Video
+    score: float
+    best_frames: _containers.RepeatedCompositeFieldContainer[FrameHit]
+    def __init__(self, video: _Optional[_Union[Video, _Mapping]] = ..., score: _Optional[float] = ..., best_frames: _Optional[_Iterable[_Union[FrameHit, _Mapping]]] = ...) -> None: ...
+
+class Sampling(_message.Message):
+    __slots__ = ("mode", "step", "count", "max_frames")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MAX_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    mode: SamplingMode
+    step: int
+    count: int
+    max_frames: int
+    def __init__(self, mode: _Optional[_Union[SamplingMode, str]] = ..., step: _Optional[int] = ..., count: _Optional[int] = ..., max_frames: _Optional[int] = ...) -> None: ...
+
+class IngestVideoHeader(_message.Message):
+    __slots__ = ("source_name", "metadata", "sampling", "channel_order", "size_bytes", "sha256")
+    SOURCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ORDER_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    source_name: str
+    metadata: VideoMetadata
+    sampling: Sampling
+    channel_order: ChannelOrder
+    size_bytes: int
+    sha256: str
+    def __init__(self, source_name: _Optional[str] = ..., metadata: _Optional[_Union[VideoMetadata, _Mapping]] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., channel_order: _Optional[_Union[ChannelOrder, str]] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class IngestVideoRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: IngestVideoHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[IngestVideoHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class IngestVideoResponse(_message.Message):
+    __slots__ = ("video", "already_stored", "decode_seconds", "encode_seconds", "store_seconds")
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_STORED_FIELD_NUMBER: _ClassVar[int]
+    DECODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ENCODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STORE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    video: Video
+    already_stored: bool
+    decode_seconds: float
+    encode_seconds: float
+    store_seconds: float
+    def __init__(self, video: _Optional[_Union[Video, _Mapping]] = ..., already_stored: _Optional[bool] = ..., decode_seconds: _Optional[float] = ..., encode_seconds: _Optional[float] = ..., store_seconds: _Optional[float] = ...) -> None: ...
+
+class GetVideoRequest(_message.Message):
+    __slots__ = ("video_id", "include_embeddings")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    video_id: int
+    include_embeddings: bool
+    def __init__(self, video_id: _Optional[int] = ..., include_embeddings: _Optional[bool] = ...) -> None: ...
+
+class GetVideoResponse(_message.Message):
+    __slots__ = ("video", "frames")
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    video: Video
+    frames: _containers.RepeatedCompositeFieldContainer[Frame]
+    def __init__(self, video: _Optional[_Union[Video, _Mapping]] = ..., frames: _Optional[_Iterable[_Union[Frame, _Mapping]]] = ...) -> None: ...
+
+class ListVideosRequest(_message.Message):
+    __slots__ = ("filter", "page_size", "page_token")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    filter: VideoFilter
+    page_size: int
+    page_token: str
+    def __init__(self, filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListVideosResponse(_message.Message):
+    __slots__ = ("videos", "next_page_token", "total_size")
+    VIDEOS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    videos: _containers.RepeatedCompositeFieldContainer[Video]
+    next_page_token: str
+    total_size: int
+    def __init__(self, videos: _Optional[_Iterable[_Union[Video, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
+
+class DeleteVideoRequest(_message.Message):
+    __slots__ = ("video_id",)
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    video_id: int
+    def __init__(self, video_id: _Optional[int] = ...) -> None: ...
+
+class DeleteVideoResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SearchByTextRequest(_message.Message):
+    __slots__ = ("text", "k", "aggregation", "filter", "frames_per_video")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATION_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_PER_VIDEO_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    k: int
+    aggregation: Aggregation
+    filter: VideoFilter
+    frames_per_video: int
+    def __init__(self, text: _Optional[str] = ..., k: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., frames_per_video: _Optional[int] = ...) -> None: ...
+
+class SearchByTextResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SearchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ...) -> None: ...
+
+class SearchByVideoRequest(_message.Message):
+    __slots__ = ("video_id", "k", "aggregation", "filter", "frames_per_video")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATION_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_PER_VIDEO_FIELD_NUMBER: _ClassVar[int]
+    video_id: int
+    k: int
+    aggregation: Aggregation
+    filter: VideoFilter
+    frames_per_video: int
+    def __init__(self, video_id: _Optional[int] = ..., k: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., frames_per_video: _Optional[int] = ...) -> None: ...
+
+class SearchByVideoResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SearchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ...) -> None: ...
+
+class ValueRange(_message.Message):
+    __slots__ = ("start", "stop", "step")
+    START_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    start: float
+    stop: float
+    step: float
+    def __init__(self, start: _Optional[float] = ..., stop: _Optional[float] = ..., step: _Optional[float] = ...) -> None: ...
+
+class CategoryLabel(_message.Message):
+    __slots__ = ("value", "label")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    value: float
+    label: str
+    def __init__(self, value: _Optional[float] = ..., label: _Optional[str] = ...) -> None: ...
+
+class Task(_message.Message):
+    __slots__ = ("name", "kind", "description", "prompts", "values", "labels", "threshold", "placeholder", "source")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PLACEHOLDER_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: TaskKind
+    description: str
+    prompts: _containers.RepeatedScalarFieldContainer[str]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    labels: _containers.RepeatedCompositeFieldContainer[CategoryLabel]
+    threshold: float
+    placeholder: str
+    source: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., description: _Optional[str] = ..., prompts: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[_Union[CategoryLabel, _Mapping]]] = ..., threshold: _Optional[float] = ..., placeholder: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+
+class CustomTask(_message.Message):
+    __slots__ = ("name", "kind", "prompts", "value_range", "values", "labels", "threshold")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_RANGE_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: TaskKind
+    prompts: _containers.RepeatedScalarFieldContainer[str]
+    value_range: ValueRange
+    values: _containers.RepeatedScalarFieldContainer[float]
+    labels: _containers.RepeatedCompositeFieldContainer[CategoryLabel]
+    threshold: float
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., prompts: _Optional[_Iterable[str]] = ..., value_range: _Optional[_Union[ValueRange, _Mapping]] = ..., values: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[_Union[CategoryLabel, _Mapping]]] = ..., threshold: _Optional[float] = ...) -> None: ...
+
+class ListTasksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTasksResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
+
+class ScoreVideosRequest(_message.Message):
+    __slots__ = ("task_name", "custom_task", "video_ids", "filter", "top_k", "batch_size")
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_TASK_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    task_name: str
+    custom_task: CustomTask
+    video_ids: _containers.RepeatedScalarFieldContainer[int]
+    filter: VideoFilter
+    top_k: int
+    batch_size: int
+    def __init__(self, task_name: _Optional[str] = ..., custom_task: _Optional[_Union[CustomTask, _Mapping]] = ..., video_ids: _Optional[_Iterable[int]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., top_k: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class ScoreVideosResponse(_message.Message):
+    __slots__ = ("scores", "task")
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.RepeatedCompositeFieldContainer[VideoScore]
+    task: Task
+    def __init__(self, scores: _Optional[_Iterable[_Union[VideoScore, _Mapping]]] = ..., task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
+
+class VideoScore(_message.Message):
+    __slots__ = ("video_id", "score", "value", "label", "decision")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    video_id: int
+    score: float
+    value: float
+    label: str
+    decision: bool
+    def __init__(self, video_id: _Optional[int] = ..., score: _Optional[float] = ..., value: _Optional[float] = ..., label: _Optional[str] = ..., decision: _Optional[bool] = ...) -> None: ...
+
+class ExportEmbeddingsRequest(_message.Message):
+    __slots__ = ("filter",)
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    filter: VideoFilter
+    def __init__(self, filter: _Optional[_Union[VideoFilter, _Mapping]] = ...) -> None: ...
+
+class ExportEmbeddingsResponse(_message.Message):
+    __slots__ = ("chunk", "rows", "total_bytes")
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    rows: int
+    total_bytes: int
+    def __init__(self, chunk: _Optional[bytes] = ..., rows: _Optional[int] = ..., total_bytes: _Optional[int] = ...) -> None: ...
+
+class GetServerInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetServerInfoResponse(_message.Message):
+    __slots__ = ("version", "model_spec", "model_identity", "device", "precision", "embed_dim", "index_factory", "index_on_gpu", "videos", "frames", "tasks", "max_upload_bytes")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SPEC_FIELD_NUMBER: _ClassVar[int]
+    MODEL_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    EMBED_DIM_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FACTORY_FIELD_NUMBER: _ClassVar[int]
+    INDEX_ON_GPU_FIELD_NUMBER: _ClassVar[int]
+    VIDEOS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    MAX_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    model_spec: str
+    model_identity: str
+    device: str
+    precision: str
+    embed_dim: int
+    index_factory: str
+    index_on_gpu: bool
+    videos: int
+    frames: int
+    tasks: int
+    max_upload_bytes: int
+    def __init__(self, version: _Optional[str] = ..., model_spec: _Optional[str] = ..., model_identity: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., embed_dim: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_on_gpu: _Optional[bool] = ..., videos: _Optional[int] = ..., frames: _Optional[int] = ..., tasks: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ...) -> None: ...
