@@ -280,3 +280,19 @@ def custom_task(
     except (ValueError, TypeError, KeyError) as e:
         raise InvalidRequestError(f"task {name!r}: malformed values or labels ({e})") from None
     return validate_task(task, count_tokens=count_tokens, context_length=context_length, max_candidates=max_candidates)
+
+
+# The registry lives in its own module; re-exported so `from echosearch.server.tasks import load_registry` works.
+from echosearch.server.registry import TaskRegistry, load_registry  # noqa: E402
+
+__all__ = [
+    "Aggregate",
+    "Task",
+    "TaskKind",
+    "TaskRegistry",
+    "ValueRange",
+    "custom_task",
+    "format_value",
+    "load_registry",
+    "validate_task",
+]

@@ -1,0 +1,100 @@
+"""Prompt-embedding cache: each (model, text) is encoded once, then served from memory or the catalog."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class PromptStore(Protocol):
+    """Persistent prompt-embedding storage (the catalog provides exactly this)."""
+
+    def get_prompt_embeddings(self, model_identity: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored embeddings of those texts that have one (missing texts are absent)."""
+        ...
+
+    def put_prompt_embeddings(self, model_identity: str, mapping: Mapping[str, np.ndarray]) -> None:
+        """Store embeddings (text -> (D,) float32)."""
+        ...
+
+
+class PromptEmbeddingCache:
+    """Embeds texts for one model identity, encoding only texts neither memory nor the store has.
+
+    Thread-safe: concurrent callers asking for the same new text encode it once.
+    The in-memory layer is an LRU of ``max_memory_texts`` (the store keeps everything,
+    so an evicted text is re-read, never re-encoded). ``encode_texts`` must return
+    (n, D) L2-normalised embeddings aligned with its input; they are stored as given.
+    """
+
+    def __init__(
+        self,
+        encode_texts: Callable[[Sequence[str]], np.ndarray],
+        model_identity: str,
+        store: PromptStore,
+        *,
+        max_memory_texts: int = 20_000,
+    ) -> None:
+        self._encode = encode_texts
+        self.model_identity = model_identity
+        self._store = store
+        self._max = max_memory_texts
+        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # guards _memory and serialises misses (no double encode)
+        self.encoded_texts = 0  # how many texts this cache has encoded (observability, tests)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), D) float32, rows aligned with ``texts`` (duplicates allowed)."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts, not one string")
+        texts = list(texts)
+        if not texts:
+            raise ValueError("embed() needs at least one text")
+        with self._lock:
+            found = self._from_memory(texts)
+            missing = [t for t in dict.fromkeys(texts) if t not in found]
+            if missing:
+                stored = self._store.get_prompt_embeddings(self.model_identity, missing)
+                found.update({t: np.asarray(e, dtype=np.float32) for t, e in stored.items() if t in set(missing)})
+                to_encode = [t for t in missing if t not in found]
+                if to_encode:
+                    found.update(self._encode_and_store(to_encode))
+                for t in missing:
+                    self._remember(t, found[t])
+        return np.stack([found[t] for t in texts])
+
+    def _from_memory(self, texts: list[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for t in texts:
+            emb = self._memory.get(t)
+            if emb is not None:
+                self._memory.move_to_end(t)
+                found[t] = emb
+        return found
+
+    def _encode_and_store(self, texts: list[str]) -> dict[str, np.ndarray]:
+        emb = np.asarray(self._encode(texts), dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[0] != len(texts):
+            raise ValueError(f"encode_texts returned shape {emb.shape} for {len(texts)} texts")
+        self.encoded_texts += len(texts)
+        mapping = {t: emb[i] for i, t in enumerate(texts)}
+        log.debug("encoded %d new prompt text(s) for model %s", len(texts), self.model_identity)
+        try:
+            self._store.put_prompt_embeddings(self.model_identity, mapping)
+        except Exception:
+            # The embeddings are still right; keep them in memory and carry on scoring.
+            log.warning("could not persist %d prompt embedding(s); kept in memory only", len(texts), exc_info=True)
+        return mapping
+
+    def _remember(self, text: str, emb: np.ndarray) -> None:
+        self._memory[text] = emb
+        self._memory.move_to_end(text)
+        while len(self._memory) > self._max:
+            self._memory.popitem(last=False)
