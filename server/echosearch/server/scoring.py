@@ -129,11 +129,12 @@ def _top_k_stable_desc(sims: np.ndarray, k: int, tiebreak: np.ndarray) -> np.nda
     tie-break makes every key distinct, so an (unstable) partition + sort gives the
     stable order without a full argsort.
     """
-    sims = sims.astype(np.float32, copy=False)
-    sims += np.float32(0.0)  # -0.0 -> +0.0: they compare equal, so they must tie
-    bits = sims.view(np.int32).astype(np.int64)
-    bits = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # negative floats: reverse magnitude order
-    keys = (bits << 32) | tiebreak
+    sims = np.ascontiguousarray(sims, dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0: equal, must tie
+    bits = sims.view(np.int32)
+    bits ^= (bits >> 31) & 0x7FFFFFFF  # negative floats: flip magnitude bits so int order = float order
+    keys = bits.astype(np.int64)
+    keys <<= 32
+    keys |= tiebreak
     c = keys.shape[1]
     if k < c:
         keys = np.partition(keys, c - k, axis=1)[:, c - k :]
