@@ -1,0 +1,278 @@
+"""Video bytes/path -> decoded, sampled, EchoCLIP-preprocessed frame tensor (PyAV + batched torch).
+
+Preprocessing reproduces EchoCLIP's published reference (utils.crop_and_scale + open_clip preprocess_val)
+on batched tensors: crop to square, cut 10 % per side, bicubic (a=-0.75, no antialias, like OpenCV
+INTER_CUBIC) to 224x224, round+saturate to uint8 as OpenCV does, then /255 and CLIP-normalise.
+Only the frames the sampling needs are decoded; raw frames are dropped chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from echosearch.server.errors import InvalidRequestError, InvalidVideoError, TooLargeError
+from echosearch.server.model import CLIP_MEAN, CLIP_STD
+
+log = logging.getLogger(__name__)
+
+MODES = ("reference", "all", "every", "count")
+REFERENCE_WINDOW = 40  # the published code keeps frames [0 : min(40, n) : 2]
+ZOOM = 0.1
+TEXT_FORMATS = {"tty"}
+TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
+CHUNK = 16  # frames preprocessed together; bounds memory held as raw decoded frames
+Source = bytes | bytearray | memoryview | str | os.PathLike
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames of a video to embed."""
+
+    mode: str = "reference"  # reference: [0:min(40,n):2]; all; every: every `step`-th; count: `count` evenly spaced
+    step: int = 2
+    count: int = 20
+    max_frames: int = 512  # hard cap on frames embedded per video
+
+    def validate(self) -> None:
+        """Raise InvalidRequestError with an actionable message when an option is out of range."""
+        if self.mode not in MODES:
+            raise InvalidRequestError(f"unknown sampling mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if self.max_frames < 1:
+            raise InvalidRequestError(f"max_frames must be >= 1, got {self.max_frames}")
+        if self.mode == "every" and self.step < 1:
+            raise InvalidRequestError(f"sampling 'every' needs step >= 1, got {self.step}")
+        if self.mode == "count" and not 1 <= self.count <= self.max_frames:
+            raise InvalidRequestError(f"sampling 'count' needs 1 <= count <= max_frames ({self.max_frames}), got {self.count}")
+
+    def indices(self, n: int) -> np.ndarray:
+        """Frame indices this sampling embeds from a stream of `n` frames."""
+        if self.mode == "reference":
+            idx = np.arange(0, min(REFERENCE_WINDOW, n), 2)
+        elif self.mode == "all":
+            idx = np.arange(n)
+        elif self.mode == "every":
+            idx = np.arange(0, n, self.step)
+        else:
+            idx = np.unique(np.linspace(0, n - 1, min(self.count, n)).round()) if n > 0 else np.arange(0)
+        return idx.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class PreparedVideo:
+    """Sampled frames ready for EchoClipModel.encode_frames, with where they came from."""
+
+    pixels: torch.Tensor  # (n,3,S,S) float32, CLIP-normalised
+    frame_indices: np.ndarray  # int64 (n,): index in decode (presentation) order
+    timestamps: np.ndarray  # float64 (n,): seconds from the start of the stream
+    fps: float
+    width: int
+    height: int
+    # Frames in the stream: the decoded count when decoding reached the end, otherwise the number of
+    # (non-empty) video packets demuxed without decoding; one packet is one frame for MJPG/H.264.
+    total_frames: int
+
+
+def prepare_video(
+    source: Source,
+    sampling: Sampling = Sampling(),
+    *,
+    channel_order: str = "rgb",
+    mean: tuple[float, float, float] = CLIP_MEAN,
+    std: tuple[float, float, float] = CLIP_STD,
+    image_size: int = 224,
+) -> PreparedVideo:
+    """Decode `source` (bytes or path), sample frames and preprocess them; InvalidVideoError if it is not a video."""
+    sampling.validate()
+    if channel_order not in ("rgb", "bgr"):
+        raise InvalidRequestError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    n_hint = None
+    if sampling.mode == "count":
+        n_hint = _count_packets(source)  # evenly spaced needs n up front; demuxing is cheap
+    result = _decode(source, sampling, n_hint, channel_order, image_size)
+    if sampling.mode == "count" and result[-1] is not None:  # stream shorter than its packets: resample
+        result = _decode(source, sampling, result[-1], channel_order, image_size)
+    frames_u8, indices, times, fps, width, height, total, _ = result
+    pixels = normalise(frames_u8, mean, std)
+    return PreparedVideo(pixels, indices, times, fps, width, height, total)
+
+
+def crop_box(height: int, width: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the reference crop: centre square, then 10 % zoom; empty cuts skipped."""
+    top, bottom, left, right = 0, height, 0, width
+    if width > height:  # published: padding = int(round((w - r*h) / 2)); img[:, p:-p]
+        p = int(round((width - height) / 2))
+        if p > 0:
+            left, right = p, width - p
+    elif height > width:
+        p = int(round((height - width) / 2))
+        if p > 0:
+            top, bottom = p, height - p
+    pad_x = round(int((right - left) * ZOOM))
+    pad_y = round(int((bottom - top) * ZOOM))
+    # The reference slices [p:-p], which is empty when p == 0; we crop nothing instead.
+    if pad_y > 0:
+        top, bottom = top + pad_y, bottom - pad_y
+    if pad_x > 0:
+        left, right = left + pad_x, right - pad_x
+    return top, bottom, left, right
+
+
+def resize_uint8(frames: np.ndarray, image_size: int = 224) -> torch.Tensor:
+    """(k,h,w,3) uint8 -> reference crop + bicubic resize -> (k,3,S,S) uint8 (rounded and saturated like OpenCV)."""
+    top, bottom, left, right = crop_box(frames.shape[1], frames.shape[2])
+    x = torch.from_numpy(frames[:, top:bottom, left:right]).permute(0, 3, 1, 2).float()
+    if x.shape[-2:] != (image_size, image_size):
+        x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", align_corners=False, antialias=False)
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def normalise(frames_u8: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """(n,3,S,S) uint8 -> float32 /255, CLIP mean/std normalised (ToTensor + Normalize)."""
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return frames_u8.float().div_(255.0).sub_(m).div_(s)
+
+
+def _open(source: Source) -> av.container.InputContainer:
+    """Open bytes or a path with PyAV; InvalidVideoError naming the problem."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise InvalidVideoError("the video is empty (0 bytes)")
+        target: object = io.BytesIO(bytes(source))
+        name = f"<{len(source)} bytes>"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidVideoError(f"no such video file: {path}")
+        if path.stat().st_size == 0:
+            raise InvalidVideoError(f"the video file is empty (0 bytes): {path}")
+        target, name = str(path), str(path)
+    try:
+        container = av.open(target, mode="r")
+    except Exception as exc:  # FFmpeg's probe failing is the normal case for non-video input
+        raise InvalidVideoError(f"not a readable video {name}: FFmpeg could not open it ({exc})") from exc
+    if not container.streams.video:
+        container.close()
+        raise InvalidVideoError(f"not a video {name}: the file has no video stream")
+    if container.format.name in TEXT_FORMATS or container.streams.video[0].codec_context.name in TEXT_CODECS:
+        container.close()  # FFmpeg renders .txt files as "ANSI art" video; that is a text file, not an echo
+        raise InvalidVideoError(f"not a video {name}: it is a text file")
+    return container
+
+
+def _count_packets(source: Source) -> int:
+    """Non-empty video packets in the stream (= frames for MJPG/H.264), without decoding."""
+    with _open(source) as container:
+        stream = container.streams.video[0]
+        try:
+            return sum(1 for p in container.demux(stream) if p.size)
+        except Exception as exc:
+            raise InvalidVideoError(f"corrupt video: demuxing failed ({exc})") from exc
+
+
+def _decode(source: Source, sampling: Sampling, n_hint: int | None, channel_order: str, image_size: int):
+    """Decode the frames the sampling needs; returns frames, indices, times, fps, w, h, total, resample_n."""
+    fmt = "rgb24" if channel_order == "rgb" else "bgr24"
+    with _open(source) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        declared = int(stream.frames or 0)
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        keep, stop = _plan(sampling, n_hint)
+        kept: list[torch.Tensor] = []
+        indices: list[int] = []
+        times: list[float] = []
+        pending: list[np.ndarray] = []
+        decoded = 0
+        packets = container.demux(stream)
+        fed = [0]  # non-empty packets handed to the decoder (frames still buffered in it count too)
+        try:
+            for frame in _frames(packets, fed):
+                if keep(decoded):
+                    if len(indices) >= sampling.max_frames:
+                        raise TooLargeError(
+                            f"sampling {sampling.mode!r} selects more than max_frames={sampling.max_frames} frames "
+                            f"from this video; use sampling 'every' with a larger step or 'count'"
+                        )
+                    indices.append(decoded)
+                    times.append(_seconds(frame, stream, decoded, fps))
+                    pending.append(frame.to_ndarray(format=fmt))
+                    if len(pending) >= CHUNK or (pending and pending[0].shape != pending[-1].shape):
+                        kept.extend(_flush(pending, image_size))
+                decoded += 1
+                if stop is not None and decoded >= stop:
+                    break
+            kept.extend(_flush(pending, image_size))
+            reached_end = stop is None or decoded < stop
+            total = decoded if reached_end else fed[0] + _remaining_frames(packets)
+        except (TooLargeError, InvalidRequestError):
+            raise
+        except Exception as exc:  # a corrupt packet mid-stream: name where it happened
+            raise InvalidVideoError(f"corrupt video: decoding failed after {decoded} frames ({exc})") from exc
+        width, height = stream.codec_context.width, stream.codec_context.height
+    if decoded == 0:
+        raise InvalidVideoError("the video contains no decodable frames")
+    if declared and total < declared - max(1, declared // 100):
+        raise InvalidVideoError(f"truncated video: the container declares {declared} frames but the stream ends after {total}")
+    resample = None
+    if sampling.mode == "count" and n_hint is not None and total < n_hint:
+        resample = total
+    frames_u8 = torch.cat(kept) if kept else torch.empty((0, 3, image_size, image_size), dtype=torch.uint8)
+    return (frames_u8, np.asarray(indices, np.int64), np.asarray(times, np.float64),
+            fps, width, height, total, resample)
+
+
+def _plan(sampling: Sampling, n_hint: int | None) -> tuple[Callable[[int], bool], int | None]:
+    """(keep(index), stop-after-this-many-decoded or None) for a sampling."""
+    if sampling.mode == "reference":
+        return (lambda i: i % 2 == 0), REFERENCE_WINDOW
+    if sampling.mode == "all":
+        return (lambda i: True), None
+    if sampling.mode == "every":
+        return (lambda i: i % sampling.step == 0), None
+    wanted = set(sampling.indices(n_hint or 0).tolist())
+    return (lambda i: i in wanted), (max(wanted) + 1 if wanted else None)
+
+
+def _frames(packets: Iterator[av.Packet], fed: list[int]) -> Iterator[av.VideoFrame]:
+    """Decoded frames, pulled packet by packet so decoding can stop early; counts packets in fed[0]."""
+    for packet in packets:
+        fed[0] += 1 if packet.size else 0
+        yield from packet.decode()  # the final (empty) packet flushes the decoder
+
+
+def _remaining_frames(packets: Iterator[av.Packet]) -> int:
+    """Count the rest of the stream's non-empty packets without decoding them (cheap)."""
+    try:
+        return sum(1 for p in packets if p.size)
+    except Exception:
+        log.warning("could not demux the rest of the stream to count its frames", exc_info=True)
+        return 0
+
+
+def _seconds(frame: av.VideoFrame, stream: av.video.stream.VideoStream, index: int, fps: float) -> float:
+    """Presentation time from the stream start; index/fps when the frame has no timestamp."""
+    if frame.pts is not None and stream.time_base is not None:
+        return float((frame.pts - (stream.start_time or 0)) * stream.time_base)
+    return index / fps if fps > 0 else 0.0
+
+
+def _flush(pending: list[np.ndarray], image_size: int) -> list[torch.Tensor]:
+    """Preprocess the pending raw frames (grouped by shape) to uint8 224s and drop the raw ones."""
+    out: list[torch.Tensor] = []
+    while pending:
+        shape = pending[0].shape
+        group = [f for f in pending if f.shape == shape]
+        pending[:] = [f for f in pending if f.shape != shape]
+        out.append(resize_uint8(np.stack(group), image_size))
+    return out
