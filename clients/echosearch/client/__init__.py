@@ -1,1 +1,43 @@
-"""Light Python client and CLI for echosearch (no torch, faiss or duckdb)."""
+"""Light Python client and CLI for echosearch (no torch, faiss or duckdb).
+
+    from echosearch.client import Client
+    with Client("127.0.0.1:50051") as es:
+        video = es.ingest("clip.avi").video
+        hits = es.search_by_text("A PACEMAKER LEAD IS SEEN.", k=5)
+"""
+
+from echosearch.client.client import ApiError, Client, ScoreStream
+from echosearch.client.types import (
+    CustomTask,
+    Frame,
+    FrameHit,
+    IngestResult,
+    Sampling,
+    SearchResult,
+    ServerInfo,
+    Task,
+    Video,
+    VideoFilter,
+    VideoMetadata,
+    VideoPage,
+    VideoScore,
+)
+
+__all__ = [
+    "ApiError",
+    "Client",
+    "CustomTask",
+    "Frame",
+    "FrameHit",
+    "IngestResult",
+    "Sampling",
+    "ScoreStream",
+    "SearchResult",
+    "ServerInfo",
+    "Task",
+    "Video",
+    "VideoFilter",
+    "VideoMetadata",
+    "VideoPage",
+    "VideoScore",
+]

@@ -325,7 +325,7 @@ class CategoryLabel(_message.Message):
     def __init__(self, value: _Optional[float] = ..., label: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("name", "kind", "description", "prompts", "values", "labels", "threshold", "placeholder", "source")
+    __slots__ = ("name", "kind", "description", "prompts", "values", "labels", "threshold", "placeholder", "source", "value_range")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -335,6 +335,7 @@ class Task(_message.Message):
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     PLACEHOLDER_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_RANGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: TaskKind
     description: str
@@ -344,7 +345,8 @@ class Task(_message.Message):
     threshold: float
     placeholder: str
     source: str
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., description: _Optional[str] = ..., prompts: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[_Union[CategoryLabel, _Mapping]]] = ..., threshold: _Optional[float] = ..., placeholder: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+    value_range: ValueRange
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., description: _Optional[str] = ..., prompts: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[_Union[CategoryLabel, _Mapping]]] = ..., threshold: _Optional[float] = ..., placeholder: _Optional[str] = ..., source: _Optional[str] = ..., value_range: _Optional[_Union[ValueRange, _Mapping]] = ...) -> None: ...
 
 class CustomTask(_message.Message):
     __slots__ = ("name", "kind", "prompts", "value_range", "values", "labels", "threshold")

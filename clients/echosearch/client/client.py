@@ -1,0 +1,320 @@
+"""A small synchronous client for echosearch.v1: typed methods, retries on UNAVAILABLE, streaming uploads.
+
+Every method returns the plain records of `echosearch.client.types` (not protobuf
+messages) and raises `ApiError` (status code + the server's message) on failure.
+A Client is thread-safe: share one across threads (one HTTP/2 channel).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from echosearch.client.types import (
+    CustomTask,
+    Frame,
+    IngestResult,
+    Sampling,
+    SearchResult,
+    ServerInfo,
+    Task,
+    Video,
+    VideoFilter,
+    VideoMetadata,
+    VideoPage,
+    VideoScore,
+)
+from echosearch.v1 import echosearch_pb2 as pb
+from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+CHUNK_BYTES = 1 << 20  # 1 MiB: well under gRPC's 4 MiB message default, large enough to keep the pipe full
+AGGREGATIONS = {"max": pb.AGGREGATION_MAX, "mean": pb.AGGREGATION_MEAN}
+CHANNEL_ORDERS = {"rgb": pb.CHANNEL_ORDER_RGB, "bgr": pb.CHANNEL_ORDER_BGR}
+T = TypeVar("T")
+
+
+class ApiError(Exception):
+    """A failed call: `code` is the grpc.StatusCode, `message` the server's explanation."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+    @classmethod
+    def from_rpc_error(cls, err: grpc.RpcError) -> ApiError:
+        code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+        details = err.details() if hasattr(err, "details") else str(err)
+        return cls(code or grpc.StatusCode.UNKNOWN, details or "")
+
+
+class Client:
+    """Connection to one echosearch server.
+
+    address: "host:port". token: bearer token (sent as `authorization` metadata).
+    tls: False for plaintext, True for TLS with the system's roots, or a path to a PEM root certificate.
+    timeout: deadline in seconds of quick calls; streaming calls (ingest, score, export) use `long_timeout`.
+    retries: how often an idempotent call is retried when the server is UNAVAILABLE (exponential backoff).
+    """
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        token: str | None = None,
+        tls: bool | str | Path = False,
+        timeout: float | None = 30.0,
+        long_timeout: float | None = 3600.0,
+        retries: int = 4,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.long_timeout = long_timeout
+        self.retries = retries
+        self.chunk_bytes = chunk_bytes
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        options = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 16 << 20)]
+        if tls:
+            roots = Path(tls).read_bytes() if not isinstance(tls, bool) else None
+            self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=roots), options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
+        self._stub = pb_grpc.EchoSearchServiceStub(self._channel)
+
+    # ---- plumbing ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _retrying(self, attempt: Callable[[], T], *, idempotent: bool = True) -> T:
+        """Run `attempt`, retrying on UNAVAILABLE with jittered exponential backoff when idempotent."""
+        for n in range(self.retries + 1):
+            try:
+                return attempt()
+            except grpc.RpcError as err:
+                if not idempotent or err.code() != grpc.StatusCode.UNAVAILABLE or n == self.retries:
+                    raise ApiError.from_rpc_error(err) from None
+            time.sleep(min(0.2 * 2**n, 5.0) * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable")
+
+    def _unary(self, method: Callable[..., T], request: Any, *, idempotent: bool = True) -> T:
+        return self._retrying(lambda: method(request, timeout=self.timeout, metadata=self._metadata), idempotent=idempotent)
+
+    # ---- ingest -----------------------------------------------------------------------
+
+    def ingest(
+        self,
+        source: str | Path | bytes,
+        *,
+        source_name: str | None = None,
+        metadata: VideoMetadata | None = None,
+        sampling: Sampling | None = None,
+        channel_order: str = "rgb",
+    ) -> IngestResult:
+        """Upload a video file (path or bytes) in chunks; returns the stored video (`already_stored` when it was)."""
+        if channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"channel order must be 'rgb' or 'bgr', not {channel_order!r}")
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            size, digest, name = len(data), hashlib.sha256(data).hexdigest(), source_name or "upload"
+            open_chunks: Callable[[], Iterator[bytes]] = lambda: (data[i : i + self.chunk_bytes] for i in range(0, len(data), self.chunk_bytes))  # noqa: E731
+        else:
+            path = Path(source)
+            size, digest, name = path.stat().st_size, _file_sha256(path), source_name or path.name
+            open_chunks = lambda: _file_chunks(path, self.chunk_bytes)  # noqa: E731
+        header = pb.IngestVideoHeader(
+            source_name=name,
+            metadata=(metadata or VideoMetadata()).to_proto(),
+            sampling=sampling.to_proto() if sampling is not None else None,
+            channel_order=CHANNEL_ORDERS[channel_order],
+            size_bytes=size,
+            sha256=digest,
+        )
+
+        def requests() -> Iterator[pb.IngestVideoRequest]:
+            yield pb.IngestVideoRequest(header=header)
+            for chunk in open_chunks():
+                yield pb.IngestVideoRequest(chunk=chunk)
+
+        # Ingest is idempotent by content hash, so a retry after UNAVAILABLE cannot duplicate a video.
+        reply = self._retrying(lambda: self._stub.IngestVideo(requests(), timeout=self.long_timeout, metadata=self._metadata))
+        return IngestResult.from_proto(reply)
+
+    # ---- videos -----------------------------------------------------------------------
+
+    def get_video(self, video_id: int) -> Video:
+        """A stored video's record (NOT_FOUND when unknown)."""
+        return Video.from_proto(self._unary(self._stub.GetVideo, pb.GetVideoRequest(video_id=video_id)).video)
+
+    def get_frames(self, video_id: int) -> list[Frame]:
+        """A stored video's frames with their embeddings, in frame order."""
+        reply = self._unary(self._stub.GetVideo, pb.GetVideoRequest(video_id=video_id, include_embeddings=True))
+        return [Frame(f.frame_id, f.frame_index, f.timestamp_seconds, tuple(f.embedding)) for f in reply.frames]
+
+    def list_videos(self, filter: VideoFilter | None = None, *, page_size: int = 100, page_token: str = "") -> VideoPage:
+        """One page of videos matching `filter`, ascending id."""
+        request = pb.ListVideosRequest(filter=_filter(filter), page_size=page_size, page_token=page_token)
+        reply = self._unary(self._stub.ListVideos, request)
+        return VideoPage(tuple(Video.from_proto(v) for v in reply.videos), reply.next_page_token, reply.total_size)
+
+    def iter_videos(self, filter: VideoFilter | None = None, *, page_size: int = 1000) -> Iterator[Video]:
+        """Every video matching `filter`, fetching page after page."""
+        token = ""
+        while True:
+            page = self.list_videos(filter, page_size=page_size, page_token=token)
+            yield from page.videos
+            token = page.next_page_token
+            if not token:
+                return
+
+    def delete_video(self, video_id: int) -> None:
+        """Remove a video (NOT_FOUND when unknown). Not retried: a lost reply would turn into NOT_FOUND."""
+        self._unary(self._stub.DeleteVideo, pb.DeleteVideoRequest(video_id=video_id), idempotent=False)
+
+    # ---- search -----------------------------------------------------------------------
+
+    def search_by_text(
+        self, text: str, *, k: int = 10, aggregation: str = "max", filter: VideoFilter | None = None, frames_per_video: int = 1
+    ) -> list[SearchResult]:
+        """Top-k videos for a text; aggregation "max" (best frame) or "mean" (EchoCLIP binary score)."""
+        request = pb.SearchByTextRequest(
+            text=text, k=k, aggregation=_aggregation(aggregation), filter=_filter(filter), frames_per_video=frames_per_video
+        )
+        return [SearchResult.from_proto(r) for r in self._unary(self._stub.SearchByText, request).results]
+
+    def search_by_video(
+        self, video_id: int, *, k: int = 10, aggregation: str = "mean", filter: VideoFilter | None = None, frames_per_video: int = 1
+    ) -> list[SearchResult]:
+        """Videos most similar to a stored one (itself excluded)."""
+        request = pb.SearchByVideoRequest(
+            video_id=video_id, k=k, aggregation=_aggregation(aggregation), filter=_filter(filter), frames_per_video=frames_per_video
+        )
+        return [SearchResult.from_proto(r) for r in self._unary(self._stub.SearchByVideo, request).results]
+
+    # ---- tasks ------------------------------------------------------------------------
+
+    def list_tasks(self) -> list[Task]:
+        """Every registered task, sorted by name."""
+        return [Task.from_proto(t) for t in self._unary(self._stub.ListTasks, pb.ListTasksRequest()).tasks]
+
+    def score(
+        self,
+        task: str | CustomTask,
+        *,
+        video_ids: Sequence[int] | None = None,
+        filter: VideoFilter | None = None,
+        top_k: int | None = None,
+        batch_size: int = 0,
+    ) -> ScoreStream:
+        """Score a task (registered name or CustomTask) over ids / a filter / everything, or its top_k (binary)."""
+        request = pb.ScoreVideosRequest(video_ids=list(video_ids or ()), filter=_filter(filter), top_k=top_k or 0, batch_size=batch_size)
+        if isinstance(task, CustomTask):
+            request.custom_task.CopyFrom(task.to_proto())
+        else:
+            request.task_name = task
+        return ScoreStream(self, request)
+
+    # ---- export and info ---------------------------------------------------------------
+
+    def export(self, path: str | Path, filter: VideoFilter | None = None) -> int:
+        """Download frame embeddings + metadata as a Parquet file at `path` (written atomically); returns rows."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+        request = pb.ExportEmbeddingsRequest(filter=_filter(filter))
+
+        def attempt() -> int:
+            rows = 0
+            with tmp.open("wb") as f:
+                for n, msg in enumerate(self._stub.ExportEmbeddings(request, timeout=self.long_timeout, metadata=self._metadata)):
+                    if n == 0:
+                        rows = msg.rows
+                    f.write(msg.chunk)
+            return rows
+
+        try:
+            rows = self._retrying(attempt)
+            tmp.replace(path)
+            return rows
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def info(self) -> ServerInfo:
+        """Version, model identity, device, index type and counts."""
+        return ServerInfo.from_proto(self._unary(self._stub.GetServerInfo, pb.GetServerInfoRequest()))
+
+
+class ScoreStream:
+    """Iterates VideoScore results as the server streams them; `.task` is the task as scored (after the first batch)."""
+
+    def __init__(self, client: Client, request: pb.ScoreVideosRequest) -> None:
+        self._client = client
+        self._request = request
+        self._call: Any = None
+        self.task: Task | None = None
+
+    def batches(self) -> Iterator[list[VideoScore]]:
+        """The results batch by batch (a retry on UNAVAILABLE happens only before the first batch arrives)."""
+        client = self._client
+        started = False
+        for n in range(client.retries + 1):
+            self._call = client._stub.ScoreVideos(self._request, timeout=client.long_timeout, metadata=client._metadata)
+            try:
+                for msg in self._call:
+                    started = True
+                    if msg.HasField("task"):
+                        self.task = Task.from_proto(msg.task)
+                    yield [VideoScore.from_proto(s) for s in msg.scores]
+                return
+            except grpc.RpcError as err:
+                if started or err.code() != grpc.StatusCode.UNAVAILABLE or n == client.retries:
+                    raise ApiError.from_rpc_error(err) from None
+            time.sleep(min(0.2 * 2**n, 5.0) * random.uniform(0.5, 1.0))
+
+    def __iter__(self) -> Iterator[VideoScore]:
+        for batch in self.batches():
+            yield from batch
+
+    def cancel(self) -> None:
+        """Stop the server's scoring early."""
+        if self._call is not None:
+            self._call.cancel()
+
+
+def _filter(flt: VideoFilter | None) -> pb.VideoFilter | None:
+    return flt.to_proto() if flt is not None else None
+
+
+def _aggregation(name: str) -> int:
+    try:
+        return AGGREGATIONS[name]
+    except KeyError:
+        raise ValueError(f"aggregation must be 'max' or 'mean', not {name!r}") from None
+
+
+def _file_chunks(path: Path, size: int) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(size):
+            yield chunk
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    for chunk in _file_chunks(path, 1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()

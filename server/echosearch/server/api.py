@@ -1,0 +1,328 @@
+"""The gRPC servicer: echosearch.v1 requests in, Engine use cases, responses out.
+
+Domain errors are mapped to status codes in ONE table (`STATUS_CODES`); anything
+else is a bug: logged with its stack and an incident id, answered INTERNAL with
+a generic message, and the server stays up. The servicer holds no lock of its
+own: the engine decides what may run concurrently, so reads never queue behind
+an ingest here.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import logging
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from echosearch.server import convert, errors
+from echosearch.server.engine import Engine
+from echosearch.v1 import echosearch_pb2 as pb
+from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+# The one place domain errors become status codes; the first matching class wins.
+STATUS_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
+    (errors.InvalidVideoError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (errors.TooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.ModelMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.StoreVersionError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.ModelLoadError, grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+EXPORT_CHUNK_BYTES = 1 << 20
+DEFAULT_K = 10
+DEFAULT_PAGE_SIZE = 100
+DEFAULT_FRAMES_PER_VIDEO = 1
+DEFAULT_SCORE_BATCH = 1024
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode | None:
+    """The status code a domain error maps to, or None for an unexpected error."""
+    for cls, code in STATUS_CODES:
+        if isinstance(exc, cls):
+            return code
+    return None
+
+
+class _Cancelled(Exception):
+    """The caller went away (cancelled or past its deadline): stop quietly."""
+
+
+def _fail(exc: Exception, context: grpc.ServicerContext, method: str) -> None:
+    if isinstance(exc, _Cancelled) or not context.is_active():
+        log.info("%s: caller cancelled or deadline passed; stopped", method)
+        return
+    code = status_for(exc)
+    if code is not None:
+        log.info("%s: %s: %s", method, code.name, exc)
+        context.abort(code, str(exc))
+    incident = uuid.uuid4().hex[:12]
+    log.error("%s failed (incident %s)", method, incident, exc_info=exc)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal server error (incident {incident}); the server log has details")
+
+
+def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Counts the call as in flight and maps its exceptions through STATUS_CODES."""
+    name = method.__name__
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def streaming(self: EchoSearchServicer, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            with self._tracker:
+                try:
+                    yield from method(self, request, context)
+                except Exception as exc:  # noqa: BLE001 - the error table decides
+                    _fail(exc, context, name)
+
+        return streaming
+
+    @functools.wraps(method)
+    def unary(self: EchoSearchServicer, request: Any, context: grpc.ServicerContext) -> Any:
+        with self._tracker:
+            try:
+                return method(self, request, context)
+            except Exception as exc:  # noqa: BLE001 - the error table decides
+                _fail(exc, context, name)
+                return None
+
+    return unary
+
+
+class InFlight:
+    """Counts calls running in the servicer, so shutdown can wait for engine work to end."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._idle:
+            self._count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._idle:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        """Block until no call runs (True) or the timeout passes (False)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._count == 0, timeout)
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+
+def _check_active(context: grpc.ServicerContext) -> None:
+    if not context.is_active():
+        raise _Cancelled()
+
+
+class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
+    """echosearch.v1.EchoSearchService over one Engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._tracker = InFlight()
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        """Wait for in-flight calls to finish (used at shutdown, after the server stops taking calls)."""
+        return self._tracker.wait_idle(timeout)
+
+    # ---- ingest -----------------------------------------------------------------------
+
+    @_rpc
+    def IngestVideo(self, request_iterator: Iterable[pb.IngestVideoRequest], context: grpc.ServicerContext) -> pb.IngestVideoResponse:
+        requests = iter(request_iterator)
+        first = next(requests, None)
+        if first is None or first.WhichOneof("payload") != "header":
+            raise errors.InvalidRequestError(
+                "the first IngestVideo message must be a header (file name, metadata, sampling); the bytes follow as chunks"
+            )
+        header = first.header
+        name = header.source_name or "upload"
+        limit = self.engine.max_upload_bytes
+        if header.size_bytes > limit:
+            raise errors.TooLargeError(_too_large(name, header.size_bytes, limit))
+        # Validate the header before receiving a possibly large body.
+        metadata = convert.metadata_from_proto(header.metadata)
+        sampling = convert.sampling_from_proto(header.sampling)
+        sampling.validate()
+        channel_order = convert.channel_order_from_proto(header.channel_order)
+
+        data = bytearray()
+        for msg in requests:
+            if msg.WhichOneof("payload") != "chunk":
+                raise errors.InvalidRequestError("only the first IngestVideo message may be a header; send the file as chunks after it")
+            if len(data) + len(msg.chunk) > limit:
+                raise errors.TooLargeError(_too_large(name, len(data) + len(msg.chunk), limit, partial=True))
+            data += msg.chunk
+        _check_active(context)
+        if not data:
+            raise errors.InvalidVideoError(f"{name}: no bytes received; send the file as chunks after the header")
+        if header.size_bytes and len(data) != header.size_bytes:
+            raise errors.InvalidRequestError(
+                f"{name}: received {len(data)} bytes but the header announced {header.size_bytes}; the upload was truncated, send it again"
+            )
+        if header.sha256 and hashlib.sha256(data).hexdigest() != header.sha256.lower():
+            raise errors.InvalidRequestError(f"{name}: the received bytes do not match the header's sha256; the upload was corrupted, send it again")
+        outcome = self.engine.ingest(bytes(data), source_name=name, metadata=metadata, sampling=sampling, channel_order=channel_order)
+        return pb.IngestVideoResponse(
+            video=convert.video_to_proto(outcome.video),
+            already_stored=outcome.already_stored,
+            decode_seconds=outcome.decode_seconds,
+            encode_seconds=outcome.encode_seconds,
+            store_seconds=outcome.store_seconds,
+        )
+
+    # ---- videos -----------------------------------------------------------------------
+
+    @_rpc
+    def GetVideo(self, request: pb.GetVideoRequest, context: grpc.ServicerContext) -> pb.GetVideoResponse:
+        record, frames = self.engine.get_video(request.video_id, with_embeddings=request.include_embeddings)
+        return pb.GetVideoResponse(
+            video=convert.video_to_proto(record), frames=convert.frames_to_proto(frames) if frames is not None else []
+        )
+
+    @_rpc
+    def ListVideos(self, request: pb.ListVideosRequest, context: grpc.ServicerContext) -> pb.ListVideosResponse:
+        flt = convert.filter_from_proto(request.filter if request.HasField("filter") else None)
+        page, token, total = self.engine.list_videos(
+            flt, page_size=request.page_size or DEFAULT_PAGE_SIZE, page_token=request.page_token
+        )
+        return pb.ListVideosResponse(
+            videos=[convert.video_to_proto(r) for r in page], next_page_token=token, total_size=total
+        )
+
+    @_rpc
+    def DeleteVideo(self, request: pb.DeleteVideoRequest, context: grpc.ServicerContext) -> pb.DeleteVideoResponse:
+        self.engine.delete_video(request.video_id)
+        return pb.DeleteVideoResponse()
+
+    # ---- search -----------------------------------------------------------------------
+
+    @_rpc
+    def SearchByText(self, request: pb.SearchByTextRequest, context: grpc.ServicerContext) -> pb.SearchByTextResponse:
+        results = self.engine.search_by_text(
+            request.text,
+            k=request.k or DEFAULT_K,
+            aggregation=convert.aggregation_from_proto(request.aggregation, "max"),
+            flt=convert.filter_from_proto(request.filter if request.HasField("filter") else None),
+            frames_per_video=request.frames_per_video or DEFAULT_FRAMES_PER_VIDEO,
+        )
+        return pb.SearchByTextResponse(results=[_result(r) for r in results])
+
+    @_rpc
+    def SearchByVideo(self, request: pb.SearchByVideoRequest, context: grpc.ServicerContext) -> pb.SearchByVideoResponse:
+        results = self.engine.search_by_video(
+            request.video_id,
+            k=request.k or DEFAULT_K,
+            aggregation=convert.aggregation_from_proto(request.aggregation, "mean"),
+            flt=convert.filter_from_proto(request.filter if request.HasField("filter") else None),
+            frames_per_video=request.frames_per_video or DEFAULT_FRAMES_PER_VIDEO,
+        )
+        return pb.SearchByVideoResponse(results=[_result(r) for r in results])
+
+    # ---- tasks ------------------------------------------------------------------------
+
+    @_rpc
+    def ListTasks(self, request: pb.ListTasksRequest, context: grpc.ServicerContext) -> pb.ListTasksResponse:
+        return pb.ListTasksResponse(tasks=[convert.task_to_proto(t) for t in self.engine.list_tasks()])
+
+    @_rpc
+    def ScoreVideos(self, request: pb.ScoreVideosRequest, context: grpc.ServicerContext) -> Iterator[pb.ScoreVideosResponse]:
+        which = request.WhichOneof("task")
+        if which == "task_name":
+            task = self.engine.get_task(request.task_name)
+        elif which == "custom_task":
+            task = self.engine.custom_task(**convert.custom_task_args(request.custom_task))  # type: ignore[arg-type]
+        else:
+            raise errors.InvalidRequestError("say which task to score: task_name (see ListTasks) or an inline custom_task")
+        batches = self.engine.score_videos(
+            task,
+            flt=convert.filter_from_proto(request.filter if request.HasField("filter") else None),
+            video_ids=list(request.video_ids) or None,
+            top_k=request.top_k or None,
+            batch_size=request.batch_size or DEFAULT_SCORE_BATCH,
+        )
+        task_msg: pb.Task | None = convert.task_to_proto(task)
+        for batch in batches:
+            _check_active(context)  # a cancelled screen stops here instead of scoring the rest
+            yield pb.ScoreVideosResponse(scores=[_score(s) for s in batch], task=task_msg)
+            task_msg = None
+        if task_msg is not None:  # nothing selected: still say which task was scored
+            yield pb.ScoreVideosResponse(task=task_msg)
+
+    # ---- export and info ---------------------------------------------------------------
+
+    @_rpc
+    def ExportEmbeddings(self, request: pb.ExportEmbeddingsRequest, context: grpc.ServicerContext) -> Iterator[pb.ExportEmbeddingsResponse]:
+        flt = convert.filter_from_proto(request.filter if request.HasField("filter") else None)
+        # The export can be gigabytes: spool it in the data directory (sized for it), not in memory or /tmp.
+        with tempfile.TemporaryDirectory(dir=self.engine.data_dir, prefix=".export-") as tmp:
+            path = Path(tmp) / "export.parquet"
+            rows = self.engine.export_parquet(path, flt)
+            total = path.stat().st_size
+            first = True
+            with path.open("rb") as f:
+                while True:
+                    _check_active(context)
+                    chunk = f.read(EXPORT_CHUNK_BYTES)
+                    if not chunk and not first:
+                        break
+                    yield pb.ExportEmbeddingsResponse(chunk=chunk, rows=rows if first else 0, total_bytes=total if first else 0)
+                    first = False
+                    if not chunk:
+                        break
+
+    @_rpc
+    def GetServerInfo(self, request: pb.GetServerInfoRequest, context: grpc.ServicerContext) -> pb.GetServerInfoResponse:
+        info = self.engine.info()
+        return pb.GetServerInfoResponse(
+            version=info.version,
+            model_spec=info.model_spec,
+            model_identity=info.model_identity,
+            device=info.device,
+            precision=info.precision,
+            embed_dim=info.embed_dim,
+            index_factory=info.index_factory,
+            index_on_gpu=info.index_on_gpu,
+            videos=info.videos,
+            frames=info.frames,
+            tasks=info.tasks,
+            max_upload_bytes=self.engine.max_upload_bytes,
+        )
+
+
+def _too_large(name: str, size: int, limit: int, *, partial: bool = False) -> str:
+    what = f"more than {size} bytes" if partial else f"{size} bytes"
+    return (
+        f"{name}: {what} is over the server's upload limit of {limit} bytes ({limit / 2**20:.0f} MiB); "
+        "split or shorten the video, or start the server with a larger --max-upload-mb"
+    )
+
+
+def _result(r: Any) -> pb.SearchResult:
+    return pb.SearchResult(video=convert.video_to_proto(r.video), score=float(r.score), best_frames=convert.hits_to_proto(r.best_frames))
+
+
+def _score(s: Any) -> pb.VideoScore:
+    msg = pb.VideoScore(video_id=s.video_id, score=float(s.score), label=s.label or "")
+    if s.value is not None:
+        msg.value = float(s.value)
+    if s.decision is not None:
+        msg.decision = bool(s.decision)
+    return msg

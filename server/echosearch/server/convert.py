@@ -1,0 +1,236 @@
+"""Conversions between echosearch.v1 protobuf messages and the server's records (no I/O, no engine calls).
+
+Request fields are validated here only where the proto can express something the
+domain types cannot (e.g. an inverted time range); everything else is the
+engine's job, so the rules live in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timezone
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from echosearch.server.errors import InvalidRequestError
+from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
+from echosearch.server.store import FrameHit
+from echosearch.server.tasks import Task, ValueRange
+from echosearch.server.video import Sampling
+from echosearch.v1 import echosearch_pb2 as pb
+
+SAMPLING_MODES = {
+    pb.SAMPLING_MODE_REFERENCE: "reference",
+    pb.SAMPLING_MODE_ALL: "all",
+    pb.SAMPLING_MODE_EVERY: "every",
+    pb.SAMPLING_MODE_COUNT: "count",
+}
+CHANNEL_ORDERS = {pb.CHANNEL_ORDER_UNSPECIFIED: "rgb", pb.CHANNEL_ORDER_RGB: "rgb", pb.CHANNEL_ORDER_BGR: "bgr"}
+AGGREGATIONS = {pb.AGGREGATION_MAX: "max", pb.AGGREGATION_MEAN: "mean"}
+TASK_KINDS = {pb.TASK_KIND_BINARY: "binary", pb.TASK_KIND_REGRESSION: "regression", pb.TASK_KIND_CATEGORICAL: "categorical"}
+TASK_KINDS_BACK = {v: k for k, v in TASK_KINDS.items()}
+
+
+# ---- time ---------------------------------------------------------------------------
+
+
+def to_datetime(ts: Timestamp, what: str) -> datetime:
+    """A proto Timestamp as an aware UTC datetime (INVALID_ARGUMENT when out of range)."""
+    try:
+        return ts.ToDatetime(tzinfo=timezone.utc)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidRequestError(f"{what} is not a valid timestamp: {exc}") from None
+
+
+def to_timestamp(value: datetime | None) -> Timestamp | None:
+    """An aware (or naive = UTC) datetime as a proto Timestamp; None stays None."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+# ---- requests -> records ------------------------------------------------------------------
+
+
+def metadata_from_proto(msg: pb.VideoMetadata) -> VideoMetadata:
+    """User metadata from an upload header; empty strings mean "not given"."""
+    if any(not key for key in msg.tags):
+        raise InvalidRequestError("metadata tag keys must be non-empty")
+    return VideoMetadata(
+        study_id=msg.study_id or None,
+        patient_id=msg.patient_id or None,
+        view=msg.view or None,
+        acquisition_time=to_datetime(msg.acquisition_time, "acquisition_time")
+        if msg.HasField("acquisition_time")
+        else None,
+        tags=dict(msg.tags),
+    )
+
+
+def sampling_from_proto(msg: pb.Sampling) -> Sampling:
+    """Sampling options; zero fields take the server's defaults."""
+    if msg.mode not in SAMPLING_MODES and msg.mode != pb.SAMPLING_MODE_UNSPECIFIED:
+        raise InvalidRequestError(f"unknown sampling mode {msg.mode}; use one of {sorted(SAMPLING_MODES.values())}")
+    kwargs: dict[str, object] = {}
+    if msg.mode != pb.SAMPLING_MODE_UNSPECIFIED:
+        kwargs["mode"] = SAMPLING_MODES[msg.mode]
+    if msg.step:
+        kwargs["step"] = int(msg.step)
+    if msg.count:
+        kwargs["count"] = int(msg.count)
+    if msg.max_frames:
+        kwargs["max_frames"] = int(msg.max_frames)
+    return Sampling(**kwargs)  # type: ignore[arg-type]
+
+
+def channel_order_from_proto(value: int) -> str:
+    """"rgb" or "bgr"."""
+    try:
+        return CHANNEL_ORDERS[value]
+    except KeyError:
+        raise InvalidRequestError(f"unknown channel order {value}; use RGB or BGR") from None
+
+
+def aggregation_from_proto(value: int, default: str) -> str:
+    """"max" or "mean"; unspecified takes the method's default."""
+    if value == pb.AGGREGATION_UNSPECIFIED:
+        return default
+    try:
+        return AGGREGATIONS[value]
+    except KeyError:
+        raise InvalidRequestError(f"unknown aggregation {value}; use MAX or MEAN") from None
+
+
+def _range(msg: pb.TimeRange, what: str) -> tuple[datetime | None, datetime | None]:
+    start = to_datetime(msg.start, f"{what}.start") if msg.HasField("start") else None
+    end = to_datetime(msg.end, f"{what}.end") if msg.HasField("end") else None
+    if start is not None and end is not None and start > end:
+        raise InvalidRequestError(
+            f"filter {what} range is empty: start {start.isoformat()} is after end {end.isoformat()}; swap them"
+        )
+    return start, end
+
+
+def filter_from_proto(msg: pb.VideoFilter | None) -> VideoFilter | None:
+    """A VideoFilter, or None when the message is absent or selects everything."""
+    if msg is None:
+        return None
+    if any(not key for key in msg.tags):
+        raise InvalidRequestError("filter tag keys must be non-empty")
+    acquired_after, acquired_before = _range(msg.acquisition_time, "acquisition_time")
+    ingested_after, ingested_before = _range(msg.ingested_at, "ingested_at")
+    flt = VideoFilter(
+        video_ids=tuple(msg.video_ids) or None,
+        study_ids=tuple(msg.study_ids) or None,
+        patient_ids=tuple(msg.patient_ids) or None,
+        views=tuple(msg.views) or None,
+        acquired_after=acquired_after,
+        acquired_before=acquired_before,
+        ingested_after=ingested_after,
+        ingested_before=ingested_before,
+        tags=dict(msg.tags),
+    )
+    return None if flt.is_empty() else flt
+
+
+def custom_task_args(msg: pb.CustomTask) -> dict[str, object]:
+    """Keyword arguments for Engine.custom_task from an inline task."""
+    if msg.kind not in TASK_KINDS:
+        raise InvalidRequestError("custom task needs a kind: BINARY, REGRESSION or CATEGORICAL")
+    kind = TASK_KINDS[msg.kind]
+    values: object = None
+    if msg.HasField("value_range"):
+        r = msg.value_range
+        values = (r.start, r.stop, r.step)
+    elif msg.values:
+        values = tuple(msg.values)
+    labels = {lab.value: lab.label for lab in msg.labels} or None
+    return {
+        "name": msg.name or "custom",
+        "kind": kind,
+        "prompts": list(msg.prompts),
+        "values": values,
+        "labels": labels,
+        "threshold": msg.threshold if msg.HasField("threshold") else None,
+    }
+
+
+# ---- records -> responses ---------------------------------------------------------------
+
+
+def metadata_to_proto(md: VideoMetadata) -> pb.VideoMetadata:
+    """User metadata for a response."""
+    return pb.VideoMetadata(
+        study_id=md.study_id or "",
+        patient_id=md.patient_id or "",
+        view=md.view or "",
+        acquisition_time=to_timestamp(md.acquisition_time),
+        tags=dict(md.tags),
+    )
+
+
+def video_to_proto(rec: VideoRecord) -> pb.Video:
+    """A stored video for a response."""
+    return pb.Video(
+        video_id=rec.video_id,
+        sha256=rec.sha256,
+        source_name=rec.source_name,
+        size_bytes=rec.size_bytes,
+        fps=float(rec.fps),
+        total_frames=rec.total_frames,
+        sampled_frames=rec.sampled_frames,
+        width=rec.width,
+        height=rec.height,
+        ingested_at=to_timestamp(rec.ingested_at),
+        model_identity=rec.model_identity,
+        metadata=metadata_to_proto(rec.metadata),
+        sequence=rec.seq,
+    )
+
+
+def frames_to_proto(frames: FrameEmbeddings) -> list[pb.Frame]:
+    """Stored frames with their embeddings, in frame order."""
+    ids = frames.frame_ids if frames.frame_ids is not None else [0] * len(frames.frame_indices)
+    return [
+        pb.Frame(frame_id=int(fid), frame_index=int(idx), timestamp_seconds=float(ts), embedding=emb.tolist())
+        for fid, idx, ts, emb in zip(ids, frames.frame_indices, frames.timestamps, frames.embeddings)
+    ]
+
+
+def hits_to_proto(hits: Iterable[FrameHit]) -> list[pb.FrameHit]:
+    """Best frames of a search result."""
+    return [
+        pb.FrameHit(
+            frame_id=int(h.frame_id),
+            frame_index=int(h.frame_index),
+            timestamp_seconds=float(h.timestamp),
+            score=float(h.score),
+        )
+        for h in hits
+    ]
+
+
+def task_to_proto(task: Task) -> pb.Task:
+    """A task as ListTasks and ScoreVideos describe it."""
+    kind = task.kind.value
+    values, labels, threshold = task.values, task.labels, task.threshold
+    msg = pb.Task(
+        name=task.name,
+        kind=TASK_KINDS_BACK.get(str(kind), pb.TASK_KIND_UNSPECIFIED),
+        description=task.description,
+        prompts=list(task.prompts),
+        labels=[pb.CategoryLabel(value=float(v), label=str(name)) for v, name in sorted(labels.items())],
+        placeholder=task.placeholder if task.kind.value == "regression" else "",
+        source=task.source or "request",
+    )
+    if isinstance(values, ValueRange):
+        msg.value_range.CopyFrom(pb.ValueRange(start=values.start, stop=values.stop, step=values.step))
+    elif values is not None:
+        msg.values.extend(float(v) for v in values)
+    if threshold is not None:
+        msg.threshold = float(threshold)
+    return msg

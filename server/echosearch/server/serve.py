@@ -1,0 +1,246 @@
+"""Builds and runs the gRPC server: echosearch.v1 + grpc.health.v1 + reflection, TLS, bearer-token auth, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from echosearch.server.api import EchoSearchServicer
+from echosearch.server.engine import Engine
+from echosearch.server.errors import EchoSearchError
+from echosearch.v1 import echosearch_pb2 as pb
+from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EchoSearchService"].full_name
+# Health stays open without a token: load balancers and orchestrators probe it without credentials.
+OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
+# Uploads arrive as ~1 MiB chunks; allow some slack for other clients' chunk sizes.
+MAX_RECEIVE_BYTES = 16 << 20
+# Replies with embeddings (GetVideo of a long clip sampled at every frame) can be large.
+MAX_SEND_BYTES = 256 << 20
+
+
+class BearerTokenInterceptor(grpc.ServerInterceptor):
+    """Refuses every call without `authorization: Bearer <token>` with UNAUTHENTICATED, before any handler runs."""
+
+    def __init__(self, token: str, open_prefixes: tuple[str, ...] = OPEN_METHOD_PREFIXES) -> None:
+        if not token:
+            raise ValueError("empty token")
+        self._expected = f"Bearer {token}".encode()
+        self._open = open_prefixes
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
+        if details.method.startswith(self._open):
+            return continuation(details)
+        given = None
+        for key, value in details.invocation_metadata or ():
+            if key == "authorization":
+                given = value.encode() if isinstance(value, str) else bytes(value)
+                break
+        if given is not None and hmac.compare_digest(given, self._expected):
+            return continuation(details)
+        handler = continuation(details)
+        if handler is None:  # unknown method: let gRPC answer UNIMPLEMENTED
+            return None
+        message = (
+            "missing bearer token: send metadata 'authorization: Bearer <token>' (echosearch --token or ECHOSEARCH_TOKEN)"
+            if given is None
+            else "wrong bearer token for this server"
+        )
+        return _refusal(handler, message)
+
+
+def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as `handler` that aborts with UNAUTHENTICATED and reads no request."""
+
+    def deny(_request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    make = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[(handler.request_streaming, handler.response_streaming)]
+    return make(deny, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+
+
+@dataclass
+class RunningServer:
+    """A started server and what is needed to stop it cleanly."""
+
+    server: grpc.Server
+    servicer: EchoSearchServicer
+    health: health.HealthServicer
+    engine: Engine
+    address: str
+    port: int
+    tls: bool
+    auth: bool
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self, grace: float = 10.0, *, close_engine: bool = True) -> None:
+        """Stop taking calls, let in-flight calls finish for `grace` seconds, then close the engine (saves the index)."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        log.info("stopping: no new calls; draining in-flight calls for up to %.0fs", grace)
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        # A handler past the grace period was cancelled, but its engine work may still be running in
+        # its thread; closing the store under it would lose that write, so wait a bounded while more.
+        if not self.servicer.wait_idle(max(grace, 5.0)):
+            log.warning("%d calls still running after the grace period; closing anyway", self.servicer._tracker.count)
+        if close_engine:
+            self.engine.close()
+            log.info("index saved, engine closed")
+
+
+def start_server(
+    engine: Engine,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 50051,
+    max_workers: int = 16,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    token: str | None = None,
+) -> RunningServer:
+    """Build and start a server over `engine`; port 0 picks a free port (see .port)."""
+    interceptors = [BearerTokenInterceptor(token)] if token else []
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+            ("grpc.max_send_message_length", MAX_SEND_BYTES),
+            ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, not share it
+        ],
+    )
+    servicer = EchoSearchServicer(engine)
+    pb_grpc.add_EchoSearchServiceServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+
+    address = f"{host}:{port}"
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("TLS needs both --tls-cert and --tls-key")
+    try:
+        if tls_cert is not None and tls_key is not None:
+            creds = grpc.ssl_server_credentials([(Path(tls_key).read_bytes(), Path(tls_cert).read_bytes())])
+            bound = server.add_secure_port(address, creds)
+        else:
+            bound = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {address}: {exc}") from None
+    if bound == 0:
+        raise OSError(f"cannot listen on {address} (in use, or not an address of this machine)")
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, servicer, health_servicer, engine, f"{host}:{bound}", bound, tls_cert is not None, token is not None)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `echosearch serve` was asked to do."""
+
+    data_dir: Path
+    model: str
+    host: str = "127.0.0.1"
+    port: int = 50051
+    device: str = "auto"
+    precision: str = "fp32"
+    index_factory: str = "Flat"
+    max_upload_mb: int = 2048
+    workers: int = 16
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    token: str | None = None
+    grace: float = 30.0
+
+
+def read_token(token_file: Path | None) -> str | None:
+    """The bearer token from a file (first line, stripped) or ECHOSEARCH_TOKEN; None when neither is set."""
+    if token_file is not None:
+        token = Path(token_file).read_text().strip()
+        if not token:
+            raise ValueError(f"token file {token_file} is empty")
+        return token
+    return os.environ.get("ECHOSEARCH_TOKEN") or None
+
+
+def serve(opts: ServeOptions) -> int:
+    """Run until SIGTERM/SIGINT, then drain, save the index and return 0; 2 when the server cannot start."""
+    try:
+        engine = Engine(
+            data_dir=opts.data_dir,
+            model_spec=opts.model,
+            device=opts.device,
+            precision=opts.precision,
+            index_factory=opts.index_factory,
+            max_upload_bytes=opts.max_upload_mb << 20,
+        )
+    except EchoSearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        running = start_server(
+            engine,
+            host=opts.host,
+            port=opts.port,
+            max_workers=opts.workers,
+            tls_cert=opts.tls_cert,
+            tls_key=opts.tls_key,
+            token=opts.token,
+        )
+    except (OSError, ValueError) as exc:
+        engine.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    info = engine.info()
+    log.info(
+        "echosearch %s listening on %s (%s, %s) model %s on %s; %d videos, %d frames, %d tasks",
+        info.version,
+        running.address,
+        "TLS" if running.tls else "plaintext",
+        "bearer-token auth" if running.auth else "no auth",
+        info.model_identity,
+        info.device,
+        info.videos,
+        info.frames,
+        info.tasks,
+    )
+    try:
+        while not stop.wait(0.5):  # a timed wait keeps the main thread responsive to signals
+            pass
+        running.stop(opts.grace)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("stopped")
+    return 0
