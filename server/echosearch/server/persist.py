@@ -1,0 +1,127 @@
+"""Atomic on-disk snapshots of the store's two FAISS indexes, stamped with the catalog seq.
+
+Layout under the index folder: `frames-<seq>.faiss`, `means-<seq>.faiss`,
+optional `frames-<seq>.tomb.npy`, and `manifest.json` naming them with sizes
+and CRC32s. The manifest rename is the commit point: files are written to
+temporary names, fsynced and renamed first, so a crash at any moment leaves
+either the old snapshot or the new one, never a mix. Anything that does not
+verify is treated as missing (the store then rebuilds from the catalog).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from echosearch.server.index import VectorIndex
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Loaded:
+    frames: VectorIndex
+    means: VectorIndex
+    seq: int
+
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(16 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        _fsync_file(path)
+    except OSError:  # some filesystems cannot fsync a directory; the rename is still atomic
+        pass
+
+
+def _commit(tmp: Path, final: Path) -> dict:
+    _fsync_file(tmp)
+    os.replace(tmp, final)
+    return {"file": final.name, "size": final.stat().st_size, "crc32": _crc32(final)}
+
+
+def save(folder: Path, frames: VectorIndex, means: VectorIndex, seq: int) -> None:
+    """Write a snapshot covering catalog seq `seq`, then drop older snapshot files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest: dict = {"format": FORMAT, "seq": int(seq), "factory": frames.factory, "dim": frames.dim,
+                      "exact_fallback": frames.exact_fallback}
+    tmp = folder / f"frames-{seq}.faiss.tmp"
+    frames.write(str(tmp))
+    manifest["frames"] = _commit(tmp, folder / f"frames-{seq}.faiss")
+    tmp = folder / f"means-{seq}.faiss.tmp"
+    means.write(str(tmp))
+    manifest["means"] = _commit(tmp, folder / f"means-{seq}.faiss")
+    tomb = frames.tombstones()
+    if len(tomb):
+        tmp = folder / f"frames-{seq}.tomb.tmp"
+        with open(tmp, "wb") as f:
+            np.save(f, tomb)
+        manifest["tombstones"] = _commit(tmp, folder / f"frames-{seq}.tomb.npy")
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    _fsync_file(tmp)
+    os.replace(tmp, folder / MANIFEST)
+    _fsync_dir(folder)
+    keep = {manifest[k]["file"] for k in ("frames", "means", "tombstones") if k in manifest} | {MANIFEST}
+    for entry in folder.iterdir():
+        if entry.name not in keep:
+            entry.unlink(missing_ok=True)
+    log.info("saved index snapshot at seq %d (%d frame vectors)", seq, frames.ntotal)
+
+
+def _verified(folder: Path, entry: dict) -> Path:
+    path = folder / entry["file"]
+    if path.stat().st_size != entry["size"] or _crc32(path) != entry["crc32"]:
+        raise ValueError(f"{path} does not match its manifest checksum")
+    return path
+
+
+def load(folder: Path, factory: str, dim: int, **kwargs) -> Loaded | None:
+    """The saved snapshot if present, intact and made for this factory and width; else None."""
+    manifest_path = folder / MANIFEST
+    if not manifest_path.exists():
+        log.info("no index snapshot in %s", folder)
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if manifest.get("format") != FORMAT or manifest["dim"] != dim:
+            raise ValueError(f"snapshot format/width {manifest.get('format')}/{manifest.get('dim')} not usable")
+        if manifest["factory"] != factory:
+            log.warning("index snapshot was built with %r but %r is configured; rebuilding",
+                        manifest["factory"], factory)
+            return None
+        tomb = None
+        if "tombstones" in manifest:
+            tomb = np.load(_verified(folder, manifest["tombstones"]))
+        frames = VectorIndex.read(str(_verified(folder, manifest["frames"])), factory, tombstones=tomb, **kwargs)
+        kwargs = {k: v for k, v in kwargs.items() if k == "use_gpu"}
+        means = VectorIndex.read(str(_verified(folder, manifest["means"])), "Flat", **kwargs)
+        if frames.dim != dim or means.dim != dim:
+            raise ValueError("snapshot vectors have the wrong width")
+        return Loaded(frames, means, int(manifest["seq"]))
+    except Exception as exc:  # noqa: BLE001 — any damage means "rebuild from the catalog"
+        log.warning("index snapshot in %s is unusable (%s); rebuilding from the catalog", folder, exc)
+        return None

@@ -1,0 +1,354 @@
+"""Store: the catalog (truth) plus two derived FAISS indexes — frames and per-video means.
+
+The indexes are caches. They are saved atomically with the catalog write
+sequence number they cover, and on open every catalog change after that number
+is replayed before the constructor returns; a missing or corrupt index is rebuilt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from echosearch.server import persist
+from echosearch.server.catalog import Catalog, frame_ids_for, video_of_frames
+from echosearch.server.errors import InvalidRequestError
+from echosearch.server.index import VectorIndex
+from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
+
+log = logging.getLogger(__name__)
+
+BRUTE_FORCE_MAX_FRAMES = 50_000  # filtered ANN searches below this many candidates are done exactly
+
+
+@dataclass(frozen=True)
+class FrameHit:
+    frame_id: int
+    video_id: int
+    frame_index: int
+    timestamp: float
+    score: float
+
+
+@dataclass(frozen=True)
+class VideoHit:
+    video_id: int
+    score: float
+    best_frames: tuple[FrameHit, ...]
+
+
+def _means(offsets: np.ndarray, emb: np.ndarray) -> np.ndarray:
+    """Per-video mean frame vector (not re-normalised) for a concatenated batch."""
+    counts = np.diff(offsets)
+    sums = np.add.reduceat(emb.astype(np.float64), offsets[:-1], axis=0) if len(counts) else np.empty((0, emb.shape[1]))
+    return (sums / counts[:, None]).astype(np.float32)
+
+
+class Store:
+    """Catalog + frame index + video-mean index, kept consistent across crashes."""
+
+    def __init__(self, data_dir: Path, *, index_factory: str = "Flat", use_gpu: bool | None = None,
+                 save_every: int = 5000, nprobe: int | None = None, efsearch: int | None = None,
+                 memory_limit: str | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.index_factory = index_factory
+        self.save_every = int(save_every)
+        self._use_gpu, self._nprobe, self._efsearch = use_gpu, nprobe, efsearch
+        self._lock = threading.RLock()
+        self._frames: VectorIndex | None = None
+        self._means: VectorIndex | None = None
+        self._index_seq = 0
+        self._saved_seq = -1
+        self.catalog = Catalog(self.data_dir / "catalog.duckdb", memory_limit=memory_limit)
+        try:
+            self._open_indexes()
+        except BaseException:
+            self.catalog.close()
+            raise
+
+    # ---- opening -----------------------------------------------------------------
+    def _new_indexes(self, dim: int) -> None:
+        self._frames = VectorIndex(dim, self.index_factory, use_gpu=self._use_gpu, nprobe=self._nprobe,
+                                   efsearch=self._efsearch)
+        # Means stay exact (Flat): binary-task scores must equal mean_frame · mean_prompt.
+        self._means = VectorIndex(dim, "Flat", use_gpu=self._use_gpu)
+        self._index_seq = 0
+
+    def _open_indexes(self) -> None:
+        dim = self.catalog.embed_dim
+        last = self.catalog.last_seq()
+        if dim is None:
+            return  # nothing stored yet; indexes are created with the first video
+        loaded = persist.load(self.data_dir / "index", self.index_factory, dim, use_gpu=self._use_gpu,
+                              nprobe=self._nprobe, efsearch=self._efsearch)
+        if loaded is not None and loaded.seq > last:
+            log.warning("index covers seq %d but the catalog ends at %d; rebuilding", loaded.seq, last)
+            loaded = None
+        if loaded is None:
+            self._rebuild(dim)
+        else:
+            self._frames, self._means, self._index_seq = loaded.frames, loaded.means, loaded.seq
+            self._saved_seq = loaded.seq
+            self._catch_up()
+        if self._index_seq != self._saved_seq:
+            self.save()
+
+    def _rebuild(self, dim: int) -> None:
+        """Rebuild both indexes from the catalog, streaming in batches."""
+        self._new_indexes(dim)
+        seq = self.catalog.last_seq()  # single writer: nothing commits while we open
+        ids = self.catalog.select_video_ids(None)
+        log.info("rebuilding %s index from catalog: %d videos", self.index_factory, len(ids))
+        done = frames = 0
+        for vids, offsets, emb in self.catalog.iter_embedding_batches(ids):
+            self._add_batch(vids, offsets, emb)
+            done += len(vids)
+            frames += len(emb)
+            log.info("rebuild progress: %d/%d videos, %d frames", done, len(ids), frames)
+        self._index_seq = seq
+
+    def _catch_up(self) -> None:
+        """Replay catalog changes after the index's seq: deletes, then adds still present."""
+        seqs, is_delete, vids, n_frames = self.catalog.changes_since(self._index_seq)
+        if len(seqs) == 0:
+            return
+        log.info("catching up index from seq %d to %d (%d changes)", self._index_seq, seqs[-1], len(seqs))
+        for vid, n in zip(vids[is_delete], n_frames[is_delete]):
+            self._remove_video(int(vid), int(n))
+        added = vids[~is_delete]
+        for batch, offsets, emb in self.catalog.iter_embedding_batches(added):
+            self._add_batch(batch, offsets, emb)
+        self._index_seq = int(seqs[-1])
+
+    # ---- index maintenance -------------------------------------------------------
+    def _add_batch(self, vids: np.ndarray, offsets: np.ndarray, emb: np.ndarray) -> None:
+        if len(vids) == 0:
+            return
+        counts = np.diff(offsets)
+        fids = np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(vids, counts)])
+        self._frames.add(fids, emb)
+        self._means.add(vids, _means(offsets, emb))
+
+    def _remove_video(self, video_id: int, n_frames: int) -> None:
+        self._frames.remove(frame_ids_for(video_id, n_frames))
+        self._means.remove(np.array([video_id], dtype=np.int64))
+
+    def _maybe_save(self) -> None:
+        if self.save_every > 0 and self._index_seq - max(self._saved_seq, 0) >= self.save_every:
+            self.save()
+
+    # ---- writes ------------------------------------------------------------------
+    def add_video(self, *, sha256: str, source_name: str, size_bytes: int, fps: float, total_frames: int,
+                  width: int, height: int, model_identity: str, metadata: VideoMetadata,
+                  frames: FrameEmbeddings) -> tuple[VideoRecord, bool]:
+        """Commit the video to the catalog (one transaction), then add it to both indexes."""
+        with self._lock:
+            record, created = self.catalog.add_video(
+                sha256=sha256, source_name=source_name, size_bytes=size_bytes, fps=fps,
+                total_frames=total_frames, width=width, height=height, model_identity=model_identity,
+                metadata=metadata, frames=frames)
+            if not created:
+                return record, False
+            emb = np.ascontiguousarray(frames.embeddings, dtype=np.float32)
+            if self._frames is None:
+                self._new_indexes(emb.shape[1])
+            if record.seq != self._index_seq + 1:
+                self._catch_up()  # someone else wrote to the catalog; replay in order
+            else:
+                self._add_batch(np.array([record.video_id], np.int64), np.array([0, len(emb)], np.int64), emb)
+                self._index_seq = record.seq
+            self._maybe_save()
+            return record, True
+
+    def delete_video(self, video_id: int) -> None:
+        """Delete from the catalog (NotFoundError when absent), then from both indexes."""
+        with self._lock:
+            n = self.catalog.get_video(video_id).sampled_frames
+            self.catalog.delete_video(video_id)
+            if self._frames is not None:
+                self._remove_video(int(video_id), n)
+            self._index_seq = self.catalog.last_seq()
+            self._maybe_save()
+
+    def save(self) -> None:
+        """Atomically persist both indexes with the catalog seq they cover."""
+        with self._lock:
+            if self._frames is None or self._saved_seq == self._index_seq:
+                return
+            persist.save(self.data_dir / "index", self._frames, self._means, self._index_seq)
+            self._saved_seq = self._index_seq
+
+    def close(self) -> None:
+        """Save the indexes and close the catalog."""
+        with self._lock:
+            try:
+                self.save()
+            finally:
+                self.catalog.close()
+
+    # ---- search ------------------------------------------------------------------
+    @property
+    def on_gpu(self) -> bool:
+        """True when frame searches run on a GPU."""
+        return self._frames is not None and self._frames.on_gpu
+
+    def _query(self, queries: np.ndarray) -> np.ndarray:
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        q = q.reshape(1, -1) if q.ndim == 1 else q
+        dim = self.catalog.embed_dim
+        if q.ndim != 2 or (dim is not None and q.shape[1] != dim):
+            raise InvalidRequestError(f"query vectors must have width {dim}, got shape {np.shape(queries)}")
+        if not np.isfinite(q).all():
+            raise InvalidRequestError("query vectors contain NaN or infinity")
+        return q
+
+    def _candidates(self, flt: VideoFilter | None, exclude: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray] | None:
+        """(video ids, frame counts) allowed by `flt` and `exclude`; None when unrestricted."""
+        if (flt is None or flt.is_empty()) and not exclude:
+            return None
+        vids, counts = self.catalog.select_videos(flt)
+        if exclude:
+            keep = ~np.isin(vids, np.asarray(list(exclude), dtype=np.int64))
+            vids, counts = vids[keep], counts[keep]
+        return vids, counts
+
+    def _search_frame_ids(self, q: np.ndarray, k: int, cand: tuple[np.ndarray, np.ndarray] | None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, frame ids) top-k per query; exact whenever the index is exact or candidates are few."""
+        if self._frames is None or k <= 0:
+            return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
+        if cand is None:
+            return self._frames.search(q, k)
+        vids, counts = cand
+        if len(vids) == 0:
+            return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
+        exact = self._frames.exact_fallback or self.index_factory.strip() == "Flat"
+        if not exact and counts.sum() <= BRUTE_FORCE_MAX_FRAMES:
+            found, offsets, emb = self.catalog.load_embeddings(vids)
+            fids = np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(found, np.diff(offsets))])
+            scores = q @ emb.T
+            kk = min(k, len(fids))
+            top = np.argsort(-scores, axis=1, kind="stable")[:, :kk]
+            return np.take_along_axis(scores, top, axis=1), fids[top]
+        fids = np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(vids, counts)])
+        return self._frames.search(q, k, subset=fids)
+
+    def _frame_hits(self, scores: np.ndarray, fids: np.ndarray) -> list[list[FrameHit]]:
+        info = self.catalog.frame_info(fids[fids >= 0])
+        out = []
+        for row_s, row_f in zip(scores, fids):
+            hits = []
+            for s, f in zip(row_s, row_f):
+                if f < 0 or int(f) not in info:
+                    continue
+                idx, ts = info[int(f)]
+                hits.append(FrameHit(int(f), int(video_of_frames(f)), int(idx), float(ts), float(s)))
+            out.append(hits)
+        return out
+
+    def search_frames(self, queries: np.ndarray, k: int, flt: VideoFilter | None = None) -> list[list[FrameHit]]:
+        """Top-k frames per query (inner product), restricted to videos matching `flt`."""
+        q = self._query(queries)
+        with self._lock:
+            scores, fids = self._search_frame_ids(q, int(k), self._candidates(flt))
+            return self._frame_hits(scores, fids)
+
+    def search_videos(self, query: np.ndarray, k: int, *, aggregation: str = "max",
+                      flt: VideoFilter | None = None, frames_per_video: int = 1,
+                      exclude: Sequence[int] = ()) -> list[VideoHit]:
+        """Top-k videos for one query: by best frame ("max") or by mean frame ("mean")."""
+        q = self._query(query)[:1]
+        k, fpv = int(k), max(0, int(frames_per_video))
+        if aggregation not in ("max", "mean"):
+            raise InvalidRequestError(f"unknown aggregation {aggregation!r}; use 'max' or 'mean'")
+        with self._lock:
+            cand = self._candidates(flt, exclude)
+            if k <= 0 or self._frames is None:
+                return []
+            if aggregation == "mean":
+                ranked = self._top_means(q, k, cand)
+            else:
+                ranked = self._top_by_max(q, k, cand)
+            best = self._best_frames(q, [v for v, _ in ranked], fpv)
+            return [VideoHit(v, s, best.get(v, ())) for v, s in ranked]
+
+    def _top_by_max(self, q: np.ndarray, k: int, cand) -> list[tuple[int, float]]:
+        """Over-fetch frames until k distinct videos appear (the first k distinct are the exact top-k)."""
+        total = self._frames.ntotal if cand is None else int(cand[1].sum())
+        fetch = min(total, max(4 * k, 64))
+        while True:
+            scores, fids = self._search_frame_ids(q, fetch, cand)
+            seen: dict[int, float] = {}
+            for s, f in zip(scores[0], fids[0]):
+                if f >= 0:
+                    seen.setdefault(int(video_of_frames(f)), float(s))
+            if len(seen) >= k or fetch >= total:
+                return list(seen.items())[:k]
+            fetch = min(total, fetch * 4)
+
+    def _top_means(self, q: np.ndarray, k: int, cand) -> list[tuple[int, float]]:
+        subset = None if cand is None else cand[0]
+        if subset is not None and len(subset) == 0:
+            return []
+        scores, vids = self._means.search(q, k, subset=subset)
+        return [(int(v), float(s)) for s, v in zip(scores[0], vids[0]) if v >= 0]
+
+    def _best_frames(self, q: np.ndarray, vids: list[int], n: int) -> dict[int, tuple[FrameHit, ...]]:
+        """Each video's n best frames, computed exactly from its stored embeddings."""
+        if n <= 0 or not vids:
+            return {}
+        found, offsets, emb = self.catalog.load_embeddings(np.asarray(vids, dtype=np.int64))
+        scores = emb @ q[0]
+        picks: dict[int, list[tuple[int, float]]] = {}
+        all_fids = []
+        for i, v in enumerate(found):
+            lo, hi = offsets[i], offsets[i + 1]
+            order = np.argsort(-scores[lo:hi], kind="stable")[:n]
+            fids = frame_ids_for(int(v), int(hi - lo))[order]
+            picks[int(v)] = list(zip(fids.tolist(), scores[lo:hi][order].tolist()))
+            all_fids.extend(fids.tolist())
+        info = self.catalog.frame_info(np.asarray(all_fids, dtype=np.int64))
+        return {v: tuple(FrameHit(f, v, int(info[f][0]), float(info[f][1]), s) for f, s in fl)
+                for v, fl in picks.items()}
+
+    def top_videos_by_mean(self, query: np.ndarray, k: int, flt: VideoFilter | None = None) -> list[tuple[int, float]]:
+        """Exact top-k (video id, mean_frame · query); the query is used as given (not re-normalised)."""
+        q = self._query(query)[:1]
+        with self._lock:
+            if self._means is None or k <= 0:
+                return []
+            return self._top_means(q, int(k), self._candidates(flt))
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and index state for status pages and benchmarks."""
+        with self._lock:
+            return {
+                "videos": self.catalog.count_videos(),
+                "frames": self.catalog.count_frames(),
+                "index_factory": self.index_factory,
+                "index_trained": self._frames is not None and not self._frames.exact_fallback,
+                "index_vectors": 0 if self._frames is None else self._frames.ntotal,
+                "on_gpu": self.on_gpu,
+                "index_seq": self._index_seq,
+                "saved_seq": max(self._saved_seq, 0),
+                "catalog_seq": self.catalog.last_seq(),
+                "model_identity": self.catalog.model_identity,
+            }
+
+    # test/bench helpers ------------------------------------------------------------
+    @property
+    def frame_index(self) -> VectorIndex | None:
+        """The frame index (None before the first video)."""
+        return self._frames
+
+    @property
+    def mean_index(self) -> VectorIndex | None:
+        """The per-video mean index (None before the first video)."""
+        return self._means
