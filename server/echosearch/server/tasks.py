@@ -282,8 +282,14 @@ def custom_task(
     return validate_task(task, count_tokens=count_tokens, context_length=context_length, max_candidates=max_candidates)
 
 
-# The registry lives in its own module; re-exported so `from echosearch.server.tasks import load_registry` works.
-from echosearch.server.registry import TaskRegistry, load_registry  # noqa: E402
+def __getattr__(name: str) -> Any:
+    """Re-export the registry (its own module) lazily: an eager import would be circular."""
+    if name in ("TaskRegistry", "load_registry"):
+        from echosearch.server import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Aggregate",

@@ -1,0 +1,158 @@
+"""Entry-point discovery with real entry points: each test writes a ``*.dist-info`` (METADATA +
+entry_points.txt) and the plugin's module into a temp folder on sys.path, which is exactly
+what an installed distribution looks like to importlib.metadata."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import textwrap
+import tomllib
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from echosearch.server.registry import ENTRY_POINT_GROUP, TaskRegistry, load_registry, tasks_from_object
+from echosearch.server.scoring import score_task
+from echosearch.server.tasks import Task, TaskKind
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "echosearch-plugin-example"
+VALID = 'Task(name="{name}", kind="binary", prompts=("A THING IS SEEN. ",))'
+
+
+@pytest.fixture
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """install(dist, {entry point: "module:attr"}, {module: source}) -> a fake installed distribution."""
+
+    def _install(dist: str, entry_points: dict[str, str], modules: dict[str, str], root: Path | None = None) -> None:
+        root = root or tmp_path / f"site-{uuid.uuid4().hex[:8]}"
+        info = root / f"{dist.replace('-', '_')}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+        lines = "\n".join(f"{name} = {value}" for name, value in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{lines}\n")
+        for module, source in modules.items():
+            (root / f"{module}.py").write_text(textwrap.dedent(source))
+            monkeypatch.delitem(sys.modules, module, raising=False)
+        monkeypatch.syspath_prepend(str(root))
+
+    return _install
+
+
+def module_name() -> str:
+    return f"plugin_{uuid.uuid4().hex[:10]}"  # fresh per test: sys.modules never serves a stale one
+
+
+def test_builtins_load_without_problems() -> None:
+    registry = load_registry()
+    assert len(registry) == 31 and registry.problems == []
+    assert "pacemaker" in registry
+
+
+def test_example_package_registers_through_its_entry_point_and_scores(install) -> None:
+    # Use the example's own pyproject declaration, so the test breaks if the example does.
+    declared = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]["entry-points"][ENTRY_POINT_GROUP]
+    install("echosearch-plugin-example", declared, {})
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        sys.modules.pop("echosearch_plugin_example", None)
+        registry = load_registry()
+    finally:
+        sys.path.remove(str(EXAMPLE))
+        sys.modules.pop("echosearch_plugin_example", None)
+    assert registry.problems == []
+    task = registry.get("example_ef_coarse")
+    assert task.source == "echosearch-plugin-example:example"
+    assert len(task.candidate_texts()) == 15
+    rng = np.random.default_rng(0)
+    frames = rng.standard_normal((6, 512)).astype(np.float32)
+    text_emb = rng.standard_normal((15, 512)).astype(np.float32)
+    scores = score_task(task, frames, np.array([0, 2, 6]), text_emb)
+    assert ((scores.value >= 10) & (scores.value <= 80)).all()
+
+
+@pytest.mark.parametrize(
+    "declaration",
+    [
+        f"thing = {VALID.format(name='third_party')}",  # a Task
+        f"thing = [{VALID.format(name='third_party')}]",  # a list of Tasks
+        f"def thing():\n    return ({VALID.format(name='third_party')},)",  # a callable returning them
+    ],
+)
+def test_plugin_forms(install, declaration: str) -> None:
+    mod = module_name()
+    install("third-party", {"tp": f"{mod}:thing"}, {mod: f"from echosearch.server.tasks import Task\n{declaration}\n"})
+    registry = load_registry()
+    assert registry.get("third_party").source == "third-party:tp"
+    assert len(registry) == 32 and registry.problems == []
+
+
+def test_plugin_that_fails_to_import_is_skipped_with_a_warning(install, caplog) -> None:
+    mod = module_name()
+    install("broken-plugin", {"broken": f"{mod}:tasks"}, {mod: "import not_a_real_module_xyz\n"})
+    with caplog.at_level(logging.WARNING, logger="echosearch.server.registry"):
+        registry = load_registry()
+    assert len(registry) == 31  # the built-ins still load
+    assert any("'broken'" in r.message and "failed to load" in r.message for r in caplog.records)
+    assert len(registry.problems) == 1
+
+
+def test_plugin_whose_callable_raises_or_returns_junk_is_skipped(install, caplog) -> None:
+    raising, junk = module_name(), module_name()
+    install("raiser", {"raiser": f"{raising}:tasks"}, {raising: "def tasks():\n    raise RuntimeError('boom')\n"})
+    install("junk", {"junk": f"{junk}:tasks"}, {junk: "tasks = 42\n"})
+    with caplog.at_level(logging.WARNING):
+        registry = load_registry()
+    assert len(registry) == 31
+    text = "\n".join(registry.problems)
+    assert "boom" in text and "'junk'" in text and "int" in text
+
+
+def test_invalid_task_is_skipped_but_its_siblings_load(install, caplog) -> None:
+    mod = module_name()
+    source = f"""
+        from echosearch.server.tasks import Task
+        tasks = [
+            Task(name="no_placeholder", kind="regression", prompts=("EF IS 50%",), values=(0, 100)),
+            Task(name="empty", kind="binary", prompts=()),
+            "not a task",
+            {VALID.format(name="good_one")},
+        ]
+    """
+    install("mixed", {"mixed": f"{mod}:tasks"}, {mod: source})
+    with caplog.at_level(logging.WARNING):
+        registry = load_registry()
+    assert "good_one" in registry and "no_placeholder" not in registry and "empty" not in registry
+    assert len(registry.problems) == 3
+    assert any("no '<#>'" in p for p in registry.problems)
+    assert all("'mixed'" in r.message for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_name_clash_builtin_wins_then_distribution_order(install, caplog) -> None:
+    a, b = module_name(), module_name()
+    header = "from echosearch.server.tasks import Task\n"
+    pacemaker, shared = VALID.format(name="pacemaker"), VALID.format(name="shared")
+    install("zzz-plugin", {"z": f"{a}:tasks"}, {a: f"{header}tasks = [{pacemaker}, {shared}]\n"})
+    install("aaa-plugin", {"a": f"{b}:tasks"}, {b: f"{header}tasks = [{shared}]\n"})
+    with caplog.at_level(logging.WARNING):
+        registry = load_registry()
+    pacemaker = registry.get("pacemaker")
+    assert pacemaker.source == "echosearch:echoclip" and pacemaker.threshold == 0.298
+    assert registry.get("shared").source == "aaa-plugin:a"  # sorted by distribution name
+    assert len(registry.problems) == 2
+    assert any("'pacemaker'" in p and "keeping echosearch:echoclip" in p for p in registry.problems)
+    assert any("'shared'" in p and "keeping aaa-plugin:a" in p for p in registry.problems)
+
+
+def test_tasks_from_object_rejects_strings() -> None:
+    with pytest.raises(TypeError):
+        tasks_from_object("pacemaker")
+
+
+def test_registry_list_sorted_and_rejects_duplicates() -> None:
+    t = [Task(name=n, kind=TaskKind.BINARY, prompts=("x",)) for n in ("b", "a", "c")]
+    assert [x.name for x in TaskRegistry(t).list()] == ["a", "b", "c"]
+    with pytest.raises(ValueError):
+        TaskRegistry([t[0], t[0]])
