@@ -27,11 +27,10 @@ from echosearch.server.errors import InvalidRequestError, ModelMismatchError, No
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.prompt_cache import PromptEmbeddingCache
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
-from echosearch.server.registry import load_registry
 from echosearch.server.rwlock import ReadWriteLock
 from echosearch.server.scoring import mean_prompt_embedding, score_task
 from echosearch.server.store import FrameHit, Store
-from echosearch.server.tasks import Task, TaskKind, custom_task
+from echosearch.server.tasks import Task, TaskKind, custom_task, load_registry
 from echosearch.server.video import Sampling, prepare_video
 
 log = logging.getLogger(__name__)
