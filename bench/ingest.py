@@ -1,0 +1,107 @@
+"""Ingest benchmark: frames/s of decode+preprocess, model encode, the whole pipeline, and the published reference path.
+
+    .venv/bin/python bench/ingest.py [--model random:echoclip] [--videos 4] [--device cpu] [--video PATH]
+
+Prints a markdown table with ratios; no timed assertions. Targets: (a) >= 5x (d); (c) >= 0.9x (b).
+Frames are the sampled frames that get embedded (reference sampling: 20 per video of >= 40 frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # reference_echoclip (opencv, test-only) and synthetic
+
+from echosearch.server.embedder import FrameEmbedder  # noqa: E402
+from echosearch.server.model import load_model  # noqa: E402
+from echosearch.server.video import prepare_video  # noqa: E402
+
+EXAMPLE = ROOT.parent / "shared" / "data" / "example_video.avi"
+
+
+def _timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="random:echoclip", help="model spec (default random:echoclip)")
+    parser.add_argument("--videos", type=int, default=4, help="videos per measurement (copies of the same clip)")
+    parser.add_argument("--device", default="cpu", help="auto | cpu | cuda")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--video", type=Path, default=None, help="video file (default: the example video, else synthetic 800x600)")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from reference_echoclip import reference_pixels  # needs opencv (a test dependency)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.video or (EXAMPLE if EXAMPLE.exists() else None)
+        if path is None:
+            from synthetic import make_video
+
+            path = Path(tmp) / "synthetic.avi"
+            make_video(800, 600, 60, path=path)
+        data = Path(path).read_bytes()
+        model = load_model(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size)
+        rows = _measure(model, path, data, args.videos, reference_pixels)
+    _print_table(rows, model, path, args)
+
+
+def _measure(model, path: Path, data: bytes, videos: int, reference_pixels) -> dict[str, tuple[int, float]]:
+    """(frames, seconds) for each stage."""
+    m = model
+    prep = lambda: prepare_video(data, mean=m.mean, std=m.std, image_size=m.image_size)  # noqa: E731
+    prepared = prep()
+    model.encode_frames(prepared.pixels[:2])  # warm-up (allocator, kernels)
+    rows: dict[str, tuple[int, float]] = {}
+
+    t, outs = _timed(lambda: [prep() for _ in range(videos)])
+    rows["(a) decode + preprocess (ours)"] = (sum(len(o.frame_indices) for o in outs), t)
+
+    t, embs = _timed(lambda: [model.encode_frames(prepared.pixels) for _ in range(videos)])
+    rows["(b) model encode alone"] = (sum(len(e) for e in embs), t)
+
+    with FrameEmbedder(model, decode_workers=2) as embedder:
+        t, results = _timed(lambda: list(embedder.embed_many([data] * videos)))
+    rows["(c) whole pipeline (embed_many)"] = (sum(len(e) for _, e in results if e is not None), t)
+
+    t, refs = _timed(lambda: [reference_pixels(path) for _ in range(videos)])
+    rows["(d) reference decode + preprocess (OpenCV + PIL per frame)"] = (sum(len(r) for r in refs), t)
+    return rows
+
+
+def _print_table(rows: dict[str, tuple[int, float]], model, path: Path, args) -> None:
+    rate = {name: frames / secs for name, (frames, secs) in rows.items()}
+    names = list(rows)
+    a, b, c, d = (rate[n] for n in names)
+    print(f"\nmodel {model.identity} on {model.device} ({model.precision}), torch threads {torch.get_num_threads()}, "
+          f"video {path.name} x {args.videos}\n")
+    print("| stage | frames | seconds | frames/s |")
+    print("|---|---:|---:|---:|")
+    for name in names:
+        frames, secs = rows[name]
+        print(f"| {name} | {frames} | {secs:.2f} | {rate[name]:.1f} |")
+    print()
+    print("| ratio | measured | target |")
+    print("|---|---:|---:|")
+    print(f"| (a) / (d): decode+preprocess vs reference | {a / d:.1f}x | >= 5x |")
+    print(f"| (c) / (b): whole pipeline vs model alone | {c / b:.2f}x | >= 0.9x |")
+
+
+if __name__ == "__main__":
+    main()
