@@ -1,0 +1,165 @@
+"""Engine use cases end to end: real tiny model, real DuckDB file, real FAISS, PyAV-decoded videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic import make_video
+
+from echosearch.server.engine import Engine
+from echosearch.server.errors import InvalidRequestError, InvalidVideoError, ModelMismatchError, NotFoundError, TooLargeError
+from echosearch.server.model import load_model
+from echosearch.server.records import VideoFilter, VideoMetadata
+from echosearch.server.video import Sampling
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return load_model("random:tiny")
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory, tiny_model):
+    eng = Engine(data_dir=tmp_path_factory.mktemp("engine"), model_spec="random:tiny", model=tiny_model)
+    for i in range(4):
+        eng.ingest(
+            make_video(seed=i, frames=30 + 6 * i),
+            source_name=f"v{i}.avi",
+            metadata=VideoMetadata(study_id=f"s{i % 2}", view="A4C" if i < 3 else "PLAX", tags={"site": "a"}),
+        )
+    yield eng
+    eng.close()
+
+
+def test_ingest_is_idempotent_by_content(engine):
+    before = engine.info().videos
+    again = engine.ingest(make_video(seed=0, frames=30), source_name="renamed.avi")
+    assert again.already_stored
+    assert again.video.source_name == "v0.avi"
+    assert engine.info().videos == before
+
+
+def test_ingest_stores_reference_sampling(engine):
+    record, frames = engine.get_video(1, with_embeddings=True)
+    assert record.total_frames == 30 and record.sampled_frames == 15
+    assert frames.frame_indices.tolist() == list(range(0, 30, 2))
+    assert np.allclose(np.linalg.norm(frames.embeddings, axis=1), 1.0, atol=1e-5)
+
+
+def test_ingest_rejects_bad_input(engine):
+    with pytest.raises(InvalidVideoError):
+        engine.ingest(b"definitely not a video", source_name="junk.avi")
+    with pytest.raises(InvalidRequestError, match="channel order"):
+        engine.ingest(make_video(seed=9), source_name="x.avi", channel_order="gbr")
+    with pytest.raises(InvalidRequestError):
+        engine.ingest(make_video(seed=9), source_name="x.avi", sampling=Sampling(mode="every", step=0))
+    limit, engine.max_upload_bytes = engine.max_upload_bytes, 100
+    try:
+        with pytest.raises(TooLargeError, match="upload limit"):
+            engine.ingest(make_video(seed=9), source_name="big.avi")
+    finally:
+        engine.max_upload_bytes = limit
+    assert engine.info().videos == 4
+
+
+def test_search_by_text_scores_match_stored_embeddings(engine):
+    query = engine.model.encode_texts(["echo density in right ventricle"])[0]
+    for aggregation in ("max", "mean"):
+        hits = engine.search_by_text("echo density in right ventricle", k=4, aggregation=aggregation)
+        expected = {}
+        for vid in range(1, 5):
+            sims = engine.get_video(vid, with_embeddings=True)[1].embeddings @ query
+            expected[vid] = sims.max() if aggregation == "max" else sims.mean()
+        order = sorted(expected, key=lambda v: -expected[v])
+        assert [h.video.video_id for h in hits] == order
+        for h in hits:
+            assert h.score == pytest.approx(expected[h.video.video_id], abs=1e-5)
+
+
+def test_search_filter_and_arguments(engine):
+    hits = engine.search_by_text("pacer lead", k=10, flt=VideoFilter(views=("PLAX",)))
+    assert [h.video.video_id for h in hits] == [4]
+    with pytest.raises(InvalidRequestError, match="aggregation"):
+        engine.search_by_text("pacer lead", aggregation="median")
+    with pytest.raises(InvalidRequestError, match="empty"):
+        engine.search_by_text("   ")
+    with pytest.raises(InvalidRequestError, match="k must be"):
+        engine.search_by_text("pacer lead", k=0)
+
+
+def test_search_by_video_excludes_itself(engine):
+    hits = engine.search_by_video(2, k=10)
+    assert 2 not in [h.video.video_id for h in hits]
+    assert len(hits) == 3
+    with pytest.raises(NotFoundError):
+        engine.search_by_video(999)
+
+
+def test_score_top_k_equals_full_scan(engine):
+    task = engine.get_task("pacemaker")
+    full = [s for batch in engine.score_videos(task) for s in batch]
+    top = [s for batch in engine.score_videos(task, top_k=2) for s in batch]
+    best = sorted(full, key=lambda s: -s.score)[:2]
+    assert [s.video_id for s in top] == [s.video_id for s in best]
+    for a, b in zip(top, best):
+        assert a.score == pytest.approx(b.score, abs=1e-6)
+        assert a.decision == (a.score >= 0.298)
+
+
+def test_score_selection_batches_and_errors(engine):
+    ef = engine.get_task("ejection_fraction")
+    batches = list(engine.score_videos(ef, batch_size=3))
+    assert [len(b) for b in batches] == [3, 1]
+    assert all(0 <= s.value <= 100 for b in batches for s in b)
+    picked = [s.video_id for b in engine.score_videos(ef, video_ids=[3, 1]) for s in b]
+    assert sorted(picked) == [1, 3]
+    with pytest.raises(NotFoundError, match="999"):
+        list(engine.score_videos(ef, video_ids=[1, 999]))
+    with pytest.raises(InvalidRequestError, match="binary"):
+        list(engine.score_videos(ef, top_k=3))
+    with pytest.raises(NotFoundError):
+        engine.get_task("pacemakr")
+
+
+def test_custom_task_scores_and_validates(engine):
+    task = engine.custom_task(name="lead", kind="binary", prompts=["PACER LEAD IN RIGHT VENTRICLE. "], threshold=0.1)
+    scores = [s for b in engine.score_videos(task) for s in b]
+    assert len(scores) == 4 and all(s.decision is not None for s in scores)
+    with pytest.raises(InvalidRequestError):
+        engine.custom_task(name="ef", kind="regression", prompts=["EF IS HIGH"], values=(0, 100, 1))
+
+
+def test_list_videos_pages(engine):
+    page, token, total = engine.list_videos(page_size=3)
+    assert total == 4 and [r.video_id for r in page] == [1, 2, 3] and token
+    rest, token2, _ = engine.list_videos(page_size=3, page_token=token)
+    assert [r.video_id for r in rest] == [4] and token2 == ""
+    with pytest.raises(InvalidRequestError, match="page token"):
+        engine.list_videos(page_token="garbage!")
+
+
+def test_delete_then_reopen(tmp_path: Path, tiny_model):
+    eng = Engine(data_dir=tmp_path, model_spec="random:tiny", model=tiny_model)
+    a = eng.ingest(make_video(seed=11), source_name="a.avi").video.video_id
+    b = eng.ingest(make_video(seed=12), source_name="b.avi").video.video_id
+    eng.delete_video(a)
+    with pytest.raises(NotFoundError):
+        eng.delete_video(a)
+    eng.close()
+    eng = Engine(data_dir=tmp_path, model_spec="random:tiny", model=tiny_model)
+    try:
+        assert [h.video.video_id for h in eng.search_by_text("heart", k=5)] == [b]
+    finally:
+        eng.close()
+
+
+def test_store_bound_to_another_model_is_refused(tmp_path: Path, tiny_model, monkeypatch):
+    eng = Engine(data_dir=tmp_path, model_spec="random:tiny", model=tiny_model)
+    eng.ingest(make_video(seed=13), source_name="a.avi")
+    eng.close()
+    # Another model's identity (a different weights digest) must not write into, or search, this store.
+    monkeypatch.setattr(tiny_model, "identity", "random:tiny@sha256:0000000000000000")
+    with pytest.raises(ModelMismatchError, match="--model"):
+        Engine(data_dir=tmp_path, model_spec="random:tiny", model=tiny_model)
