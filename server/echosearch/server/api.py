@@ -179,7 +179,13 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             )
         if header.sha256 and hashlib.sha256(data).hexdigest() != header.sha256.lower():
             raise errors.InvalidRequestError(f"{name}: the received bytes do not match the header's sha256; the upload was corrupted, send it again")
-        outcome = self.engine.ingest(bytes(data), source_name=name, metadata=metadata, sampling=sampling, channel_order=channel_order)
+        try:
+            outcome = self.engine.ingest(bytes(data), source_name=name, metadata=metadata, sampling=sampling, channel_order=channel_order)
+        except errors.InvalidVideoError as exc:
+            if name in str(exc):
+                raise
+            # The uploader may be sending hundreds of files: say which one is bad.
+            raise errors.InvalidVideoError(f"{name}: {exc}") from exc
         return pb.IngestVideoResponse(
             video=convert.video_to_proto(outcome.video),
             already_stored=outcome.already_stored,

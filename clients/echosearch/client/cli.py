@@ -1,0 +1,366 @@
+"""The `echosearch` command: `serve` runs the server; every other subcommand is a client call.
+
+Errors print one line, `error: <STATUS>: <message>`, and exit non-zero (1 for a
+failed call, 2 for bad usage); no tracebacks. The server stack is imported only
+by `serve`, so the client commands stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from echosearch.client.client import DEFAULT_ADDRESS, ApiError, Client
+from echosearch.client.output import Progress, print_json, print_table
+from echosearch.client.params import UsageError, parse_custom_task, parse_filter, parse_metadata
+from echosearch.client.types import Sampling, Video
+
+VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv"})
+
+
+# ---- argument parsing ------------------------------------------------------------------
+
+
+def _common() -> argparse.ArgumentParser:
+    # SUPPRESS lets these options come before or after the subcommand without one overriding the other.
+    p = argparse.ArgumentParser(add_help=False)
+    s = argparse.SUPPRESS
+    p.add_argument("--server", default=s, help=f"host:port (env ECHOSEARCH_SERVER, default {DEFAULT_ADDRESS})")
+    p.add_argument("--token", default=s, help="bearer token (env ECHOSEARCH_TOKEN)")
+    p.add_argument("--tls", action="store_true", default=s, help="connect with TLS (system roots)")
+    p.add_argument("--tls-ca", default=s, metavar="PEM", help="connect with TLS, trusting this root certificate")
+    p.add_argument("--timeout", type=float, default=s, help="deadline of quick calls in seconds (default 30)")
+    p.add_argument("--json", action="store_true", default=s, help="JSON lines instead of tables")
+    return p
+
+
+def _filter_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="id, study_id, patient_id, view (repeat a key for OR), acquired_after/_before, "
+        "ingested_after/_before (ISO 8601); any other key matches a tag",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    common = _common()
+    parser = argparse.ArgumentParser(prog="echosearch", description="EchoCLIP embeddings of echo videos: ingest, search, score.", parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the gRPC server")
+    p.add_argument("--data", type=Path, default=Path("./echosearch-data"), help="data directory (default ./echosearch-data)")
+    p.add_argument("--model", default="hf-hub:mkaichristensen/echo-clip", help="model spec: hf-hub:..., local-dir:PATH, random:tiny")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=50051)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--index", default="Flat", help="FAISS factory string (Flat, HNSW32, IVF1024,PQ64, ...)")
+    p.add_argument("--max-upload-mb", type=int, default=2048, help="largest accepted video in MiB (default 2048)")
+    p.add_argument("--workers", type=int, default=16, help="RPC worker threads (default 16)")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate chain (with --tls-key: serve TLS)")
+    p.add_argument("--tls-key", type=Path, help="PEM private key")
+    p.add_argument("--token-file", type=Path, help="require this bearer token (else env ECHOSEARCH_TOKEN; neither: no auth)")
+    p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight calls get on SIGTERM (default 30)")
+    p.add_argument("--log-level", default="INFO")
+
+    p = sub.add_parser("ingest", parents=[common], help="upload video files and folders (recursive)")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--jobs", "-j", type=int, default=4, help="parallel uploads (default 4)")
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="study_id, patient_id, view, acquisition_time; other keys become tags")
+    p.add_argument("--sampling", choices=("reference", "all", "every", "count"), help="frames to embed (default: reference 0:40:2)")
+    p.add_argument("--step", type=int, default=0, help="with --sampling every")
+    p.add_argument("--count", type=int, default=0, help="with --sampling count")
+    p.add_argument("--max-frames", type=int, default=0)
+    p.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    p = sub.add_parser("search", parents=[common], help="videos matching a text")
+    p.add_argument("text")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--aggregation", choices=("max", "mean"), default="max", help="max: best frame; mean: EchoCLIP binary score")
+    p.add_argument("--frames", type=int, default=1, help="best frames shown per video")
+    _filter_arg(p)
+
+    p = sub.add_parser("similar", parents=[common], help="videos similar to a stored video")
+    p.add_argument("video_id", type=int)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--aggregation", choices=("max", "mean"), default="mean")
+    _filter_arg(p)
+
+    p = sub.add_parser("score", parents=[common], help="score a task (or custom prompts) over stored videos")
+    p.add_argument("task", nargs="?", help="registered task name (see `echosearch tasks`); omit with --prompt")
+    p.add_argument("--ids", type=int, nargs="+", help="only these video ids")
+    p.add_argument("--top", type=int, help="only the K best videos (binary tasks)")
+    p.add_argument("--prompt", action="append", default=[], help="custom task prompt (repeat); needs --kind")
+    p.add_argument("--kind", choices=("binary", "regression", "categorical"))
+    p.add_argument("--range", dest="value_range", metavar="FROM:TO[:STEP]", help="regression values for <#>")
+    p.add_argument("--value", type=float, action="append", help="categorical: the value of each --prompt, in order")
+    p.add_argument("--label", action="append", default=[], metavar="VALUE=NAME", help="categorical: name of a value")
+    p.add_argument("--threshold", type=float, help="binary: decision threshold")
+    p.add_argument("--name", default="custom", help="custom task name")
+    _filter_arg(p)
+
+    sub.add_parser("tasks", parents=[common], help="list registered tasks")
+    p = sub.add_parser("videos", parents=[common], help="list stored videos")
+    p.add_argument("--limit", type=int, default=0, help="at most this many (default all)")
+    _filter_arg(p)
+    p = sub.add_parser("video", parents=[common], help="one stored video")
+    p.add_argument("video_id", type=int)
+    p.add_argument("--embeddings", action="store_true", help="also its frames and embeddings")
+    p = sub.add_parser("delete", parents=[common], help="delete stored videos")
+    p.add_argument("video_ids", type=int, nargs="+", metavar="ID")
+    p = sub.add_parser("export", parents=[common], help="download embeddings + metadata as Parquet")
+    p.add_argument("out", type=Path, metavar="OUT.parquet")
+    _filter_arg(p)
+    sub.add_parser("info", parents=[common], help="server version, model, index, counts")
+    return parser
+
+
+def _connect(args: argparse.Namespace) -> Client:
+    address = getattr(args, "server", None) or os.environ.get("ECHOSEARCH_SERVER") or DEFAULT_ADDRESS
+    token = getattr(args, "token", None) or os.environ.get("ECHOSEARCH_TOKEN") or None
+    tls: bool | str = getattr(args, "tls_ca", None) or bool(getattr(args, "tls", False))
+    return Client(address, token=token, tls=tls, timeout=getattr(args, "timeout", 30.0))
+
+
+# ---- commands ------------------------------------------------------------------------------
+
+
+def _video_row(v: Video) -> list[Any]:
+    m = v.metadata
+    return [v.video_id, v.source_name, v.sampled_frames, m.study_id, m.patient_id, m.view, m.acquisition_time, m.tags]
+
+
+VIDEO_HEADERS = ["id", "name", "frames", "study", "patient", "view", "acquired", "tags"]
+
+
+def collect_videos(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; folders searched recursively for video extensions."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+    return list(dict.fromkeys(found))
+
+
+def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
+    files = collect_videos(args.paths)
+    if not files:
+        raise UsageError("no video files found (looked for " + ", ".join(sorted(VIDEO_EXTENSIONS)) + ")")
+    metadata = parse_metadata(args.meta)
+    sampling = Sampling(args.sampling, args.step, args.count, args.max_frames) if args.sampling else None
+    progress = Progress(len(files), "ingest", enabled=False if args.no_progress else None)
+    rows, failed, stored = [], 0, 0
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {pool.submit(client.ingest, f, metadata=metadata, sampling=sampling, channel_order=args.channel_order): f for f in files}
+        for fut in as_completed(futures):
+            path = futures[fut]
+            try:
+                r = fut.result()
+            except ApiError as exc:
+                failed += 1
+                row = {"path": str(path), "status": "failed", "error": f"{exc.code.name}: {exc.message}"}
+                print(f"error: {path}: {exc.code.name}: {exc.message}", file=sys.stderr)
+            else:
+                stored += not r.already_stored
+                status = "already stored" if r.already_stored else "stored"
+                row = {"path": str(path), "status": status, "video_id": r.video.video_id, "frames": r.video.sampled_frames}
+            if args.json:
+                print_json(row)
+            rows.append(row)
+            progress.advance(path.name)
+    progress.close()
+    if not args.json:
+        rows.sort(key=lambda r: r["path"])
+        print_table(["id", "status", "frames", "path"], [[r.get("video_id"), r["status"], r.get("frames"), r["path"]] for r in rows])
+    skipped = len(rows) - stored - failed
+    print(f"{stored} stored, {skipped} already stored (skipped), {failed} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _print_results(results: list[Any], args: argparse.Namespace) -> None:
+    if args.json:
+        for r in results:
+            print_json(r)
+        return
+    rows = []
+    for r in results:
+        best = ", ".join(f"#{h.frame_index}@{h.timestamp:.2f}s" for h in r.best_frames)
+        rows.append([r.video.video_id, r.score, r.video.source_name, r.video.metadata.study_id, r.video.metadata.view, best])
+    print_table(["id", "score", "name", "study", "view", "best frames"], rows)
+
+
+def cmd_search(client: Client, args: argparse.Namespace) -> int:
+    _print_results(
+        client.search_by_text(args.text, k=args.k, aggregation=args.aggregation, filter=parse_filter(args.filter), frames_per_video=args.frames), args
+    )
+    return 0
+
+
+def cmd_similar(client: Client, args: argparse.Namespace) -> int:
+    _print_results(client.search_by_video(args.video_id, k=args.k, aggregation=args.aggregation, filter=parse_filter(args.filter)), args)
+    return 0
+
+
+def cmd_score(client: Client, args: argparse.Namespace) -> int:
+    if args.prompt and args.task:
+        raise UsageError("give a task name or --prompt options, not both")
+    if args.prompt:
+        task: Any = parse_custom_task(args.name, args.kind, args.prompt, args.value_range, args.value, args.label, args.threshold)
+    elif args.task:
+        task = args.task
+    else:
+        raise UsageError("say which task: a name from `echosearch tasks`, or --prompt ... --kind ...")
+    stream = client.score(task, video_ids=args.ids, filter=parse_filter(args.filter), top_k=args.top)
+    rows = []
+    for batch in stream.batches():
+        for s in batch:
+            if args.json:
+                print_json(s)
+            else:
+                rows.append([s.video_id, s.score, s.value, s.label, s.decision])
+    if not args.json:
+        if stream.task is not None:
+            print(f"task {stream.task.name} ({stream.task.kind})", file=sys.stderr)
+        print_table(["id", "score", "value", "label", "decision"], rows)
+    return 0
+
+
+def cmd_tasks(client: Client, args: argparse.Namespace) -> int:
+    tasks = client.list_tasks()
+    if args.json:
+        for t in tasks:
+            print_json(t)
+        return 0
+    rows = []
+    for t in tasks:
+        answer = f"threshold {t.threshold}" if t.threshold is not None else ""
+        if t.value_range:
+            answer = "values {:g}..{:g} step {:g}".format(*t.value_range)
+        elif t.labels:
+            answer = ", ".join(t.labels.values())
+        rows.append([t.name, t.kind, len(t.prompts), answer, t.source])
+    print_table(["name", "kind", "prompts", "answer", "source"], rows)
+    return 0
+
+
+def cmd_videos(client: Client, args: argparse.Namespace) -> int:
+    rows = []
+    for n, v in enumerate(client.iter_videos(parse_filter(args.filter))):
+        if args.limit and n >= args.limit:
+            break
+        if args.json:
+            print_json(v)
+        else:
+            rows.append(_video_row(v))
+    if not args.json:
+        print_table(VIDEO_HEADERS, rows)
+    return 0
+
+
+def cmd_video(client: Client, args: argparse.Namespace) -> int:
+    video = client.get_video(args.video_id)
+    frames = client.get_frames(args.video_id) if args.embeddings else []
+    if args.json:
+        print_json({"video": video, "frames": frames} if args.embeddings else video)
+        return 0
+    for key, value in video.__dict__.items():
+        print(f"{key:15} {value}")
+    if frames:
+        print_table(["frame_id", "index", "time_s", "embedding"], [[f.frame_id, f.frame_index, f.timestamp, f"{len(f.embedding)}-d"] for f in frames])
+    return 0
+
+
+def cmd_delete(client: Client, args: argparse.Namespace) -> int:
+    for vid in args.video_ids:
+        client.delete_video(vid)
+        print_json({"deleted": vid}) if args.json else print(f"deleted {vid}")
+    return 0
+
+
+def cmd_export(client: Client, args: argparse.Namespace) -> int:
+    rows = client.export(args.out, parse_filter(args.filter))
+    print_json({"path": str(args.out), "rows": rows}) if args.json else print(f"wrote {rows} frame rows to {args.out}")
+    return 0
+
+
+def cmd_info(client: Client, args: argparse.Namespace) -> int:
+    info = client.info()
+    if args.json:
+        print_json(info)
+    else:
+        for key, value in info.__dict__.items():
+            print(f"{key:17} {value}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # Imported here: the server stack (torch, faiss, duckdb) is not part of a client install.
+    try:
+        from echosearch.server.serve import ServeOptions, read_token, serve
+    except ImportError as exc:
+        raise UsageError(f"the server is not installed ({exc.name} is missing): pip install 'echosearch[server]'") from None
+    try:
+        token = read_token(args.token_file)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--token-file: {exc}") from None
+    opts = ServeOptions(
+        data_dir=args.data, model=args.model, host=args.host, port=args.port, device=args.device, precision=args.precision,
+        index_factory=args.index, max_upload_mb=args.max_upload_mb, workers=args.workers, tls_cert=args.tls_cert,
+        tls_key=args.tls_key, token=token, grace=args.grace,
+    )  # fmt: skip
+    return serve(opts)
+
+
+COMMANDS = {
+    "ingest": cmd_ingest, "search": cmd_search, "similar": cmd_similar, "score": cmd_score, "tasks": cmd_tasks,
+    "videos": cmd_videos, "video": cmd_video, "delete": cmd_delete, "export": cmd_export, "info": cmd_info,
+}  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `echosearch` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    args.json = getattr(args, "json", False)
+    try:
+        if args.command == "serve":
+            return cmd_serve(args)
+        with _connect(args) as client:
+            return COMMANDS[args.command](client, args)
+    except ValueError as exc:  # UsageError, or a value the client refused before calling
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ApiError as exc:
+        hint = ""
+        if exc.code == grpc.StatusCode.UNAVAILABLE:
+            hint = " (is the server running there? set --server or ECHOSEARCH_SERVER)"
+        print(f"error: {exc.code.name}: {exc.message}{hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
