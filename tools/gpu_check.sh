@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# GPU checks for a lent CUDA machine (see README "GPU"). Run from the repo root with the
+# wheels the machine lacks in .gpu/wheels (open_clip_torch, av, ftfy, wcwidth for its Python):
+#   bash tools/gpu_check.sh
+# It probes the machine, runs the `gpu` tests and the ingest benchmark on CUDA and on CPU.
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 --version
+  python3 -c "import torch, timm; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available(), 'timm', timm.__version__)"
+  ldconfig -p | grep -E "libcublas\.so\.12|libcudart\.so\.12" || echo "no CUDA 12 runtime libraries (faiss-gpu wheels need them)"
+} 2>&1 | tee "$OUT/probe.txt"
+python3 -m pip install --quiet --no-deps --no-index --target /tmp/site .gpu/wheels/*.whl 2>&1 | tail -3
+export PYTHONPATH=/tmp/site:$PWD/server:$PWD/clients:$PWD/plugins
+python3 -m pytest -m gpu tests/test_gpu.py -q -s -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.txt"
+for dev in cuda cpu; do
+  for prec in fp32 bf16; do
+    [ "$dev" = cpu ] && [ "$prec" = bf16 ] && continue
+    echo "== bench/ingest.py --device $dev --precision $prec" | tee -a "$OUT/bench_ingest.txt"
+    timeout 150 python3 bench/ingest.py --device "$dev" --precision "$prec" --videos 4 --batch-size 64 2>&1 | tail -15 | tee -a "$OUT/bench_ingest.txt"
+  done
+done
