@@ -1,0 +1,220 @@
+"""Store: exact filtered search, video aggregation, persistence, catch-up, rebuild, ANN factories."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from echosearch.server.catalog import frame_ids_for
+from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError
+from echosearch.server.records import VideoFilter
+from echosearch.server.store import Store
+from storehelp import DIM, add, metadata, unit
+
+N_VIDEOS = 40
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory) -> Store:
+    store = Store(tmp_path_factory.mktemp("store"), use_gpu=False)
+    rng = np.random.default_rng(0)
+    for i in range(N_VIDEOS):
+        add(store, i, rng)
+    yield store
+    store.close()
+
+
+def all_frames(store: Store, vids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frame ids, owning video ids, embeddings) straight from the catalog — the brute-force truth."""
+    found, offsets, emb = store.catalog.load_embeddings(vids)
+    counts = np.diff(offsets)
+    fids = np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(found, counts)]) if len(found) else np.empty(0, np.int64)
+    return fids, np.repeat(found, counts), emb
+
+
+filters = st.builds(
+    VideoFilter,
+    views=st.none() | st.tuples(st.sampled_from(["A4C", "PLAX", "PSAX", "none"])),
+    patient_ids=st.none() | st.lists(st.sampled_from(["p0", "p1", "p2"]), max_size=2).map(tuple),
+    acquired_after=st.none() | st.integers(0, 45).map(
+        lambda d: datetime(2024, 1, 1, tzinfo=timezone.utc).replace(day=1 + d % 28)),
+    tags=st.dictionaries(st.sampled_from(["site", "probe"]), st.sampled_from(["north", "south", "x1", "x2"]), max_size=1),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flt=filters, seed=st.integers(0, 1000), k=st.integers(1, 30))
+def test_filtered_search_equals_brute_force(filled: Store, flt: VideoFilter, seed: int, k: int) -> None:
+    q = unit(np.random.default_rng(seed), 2, DIM)
+    vids = filled.catalog.select_video_ids(flt)
+    fids, owners, emb = all_frames(filled, vids)
+    hits = filled.search_frames(q, k, flt)
+    for qi in range(2):
+        scores = emb @ q[qi]
+        order = np.argsort(-scores, kind="stable")[:k]
+        assert [h.frame_id for h in hits[qi]] == fids[order].tolist()
+        np.testing.assert_allclose([h.score for h in hits[qi]], scores[order], atol=1e-5)
+        assert all(h.video_id == h.frame_id >> 20 for h in hits[qi])
+    # video search, both aggregations, equals brute force on the filtered set
+    if len(vids):
+        s = emb @ q[0]
+        best = {int(v): float(s[owners == v].max()) for v in vids}
+        mean = {int(v): float(s[owners == v].mean()) for v in vids}
+        for agg, truth in (("max", best), ("mean", mean)):
+            got = filled.search_videos(q[0], k, aggregation=agg, flt=flt)
+            want = sorted(truth.items(), key=lambda kv: -kv[1])[:k]
+            assert [h.video_id for h in got] == [v for v, _ in want]
+            np.testing.assert_allclose([h.score for h in got], [x for _, x in want], atol=1e-5)
+
+
+def test_search_videos_best_frames_and_exclude(filled: Store) -> None:
+    q = filled.catalog.get_frames(7).embeddings[0]
+    hits = filled.search_videos(q, 5, frames_per_video=3)
+    assert hits[0].video_id == 7 and hits[0].score == pytest.approx(1.0)
+    for h in hits:
+        frames = filled.catalog.get_frames(h.video_id)
+        s = frames.embeddings @ q
+        assert [f.frame_id for f in h.best_frames] == frames.frame_ids[np.argsort(-s, kind="stable")[:3]].tolist()
+        assert h.best_frames[0].score == pytest.approx(h.score, abs=1e-5)
+    excluded = filled.search_videos(q, 5, exclude=[7, hits[1].video_id])
+    assert [h.video_id for h in excluded] == [h.video_id for h in filled.search_videos(q, 7)
+                                              if h.video_id not in (7, hits[1].video_id)][:5]
+    with pytest.raises(InvalidRequestError):
+        filled.search_videos(q, 5, aggregation="median")
+    with pytest.raises(InvalidRequestError):
+        filled.search_frames(np.zeros(DIM + 1, np.float32), 5)
+
+
+def test_top_videos_by_mean_is_exact_unnormalised(filled: Store) -> None:
+    prompts = unit(np.random.default_rng(5), 4, DIM)
+    mean_prompt = prompts.mean(axis=0)  # not re-normalised on purpose
+    vids = filled.catalog.select_video_ids(None)
+    _, offsets, emb = filled.catalog.load_embeddings(vids)
+    truth = [float((emb[offsets[i]:offsets[i + 1]] @ prompts.T).mean()) for i in range(len(vids))]
+    got = filled.top_videos_by_mean(mean_prompt, 10)
+    order = np.argsort(-np.asarray(truth), kind="stable")[:10]
+    assert [v for v, _ in got] == vids[order].tolist()
+    np.testing.assert_allclose([s for _, s in got], np.asarray(truth)[order], atol=1e-5)
+    only = filled.top_videos_by_mean(mean_prompt, 3, VideoFilter(views=("PLAX",)))
+    assert all(filled.catalog.get_video(v).metadata.view == "PLAX" for v, _ in only)
+
+
+def test_idempotent_delete_and_restart(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    store = Store(tmp_path, use_gpu=False)
+    recs = [add(store, i, rng, n=3)[0] for i in range(6)]
+    again, created = add(store, 2, rng, n=3)
+    assert not created and again == recs[2] and store.frame_index.ntotal == 18
+    q = store.catalog.get_frames(recs[3].video_id).embeddings[1]
+    store.delete_video(recs[3].video_id)
+    with pytest.raises(NotFoundError):
+        store.delete_video(recs[3].video_id)
+    assert all(h.video_id != recs[3].video_id for h in store.search_frames(q, 18)[0])
+    store.close()
+    store = Store(tmp_path, use_gpu=False)
+    assert store.frame_index.ntotal == 15 and store.mean_index.ntotal == 5
+    assert all(h.video_id != recs[3].video_id for h in store.search_frames(q, 18)[0])
+    with pytest.raises(ModelMismatchError):
+        add(store, 99, rng, model="another-model")
+    assert store.stats()["videos"] == 5
+    store.close()
+
+
+def test_catch_up_replays_only_new_changes(tmp_path: Path, caplog) -> None:
+    rng = np.random.default_rng(2)
+    store = Store(tmp_path, use_gpu=False, save_every=0)
+    for i in range(20):
+        add(store, i, rng, n=2)
+    store.close()  # snapshot at seq 20
+    store = Store(tmp_path, use_gpu=False, save_every=0)
+    for i in range(20, 23):
+        add(store, i, rng, n=2)
+    store.delete_video(1)
+    store.catalog.close()  # "crash": catalog has 4 changes the snapshot lacks
+    loaded = []
+    with caplog.at_level(logging.INFO):
+        from echosearch.server.catalog import Catalog
+        real = Catalog.load_embeddings
+
+        def spy(self, ids):
+            loaded.append(len(ids))
+            return real(self, ids)
+
+        Catalog.load_embeddings = spy
+        try:
+            store = Store(tmp_path, use_gpu=False)
+        finally:
+            Catalog.load_embeddings = real
+    assert loaded == [3]  # only the three new videos were read
+    assert "4 changes" in caplog.text and "rebuilding" not in caplog.text
+    assert store.frame_index.ntotal == 22 * 2 and store.mean_index.ntotal == 22
+    assert store.stats()["index_seq"] == store.catalog.last_seq() == 24
+    store.close()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "manifest", "remove"])
+def test_damaged_snapshot_is_rebuilt(tmp_path: Path, damage: str, caplog) -> None:
+    rng = np.random.default_rng(3)
+    store = Store(tmp_path, use_gpu=False)
+    for i in range(10):
+        add(store, i, rng, n=2)
+    q = store.catalog.get_frames(4).embeddings[0]
+    before = store.search_frames(q, 5)
+    store.close()
+    folder = tmp_path / "index"
+    frames_file = next(folder.glob("frames-*.faiss"))
+    if damage == "truncate":
+        frames_file.write_bytes(frames_file.read_bytes()[:100])
+    elif damage == "flip":
+        raw = bytearray(frames_file.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        frames_file.write_bytes(bytes(raw))
+    elif damage == "manifest":
+        (folder / "manifest.json").write_text("{not json")
+    else:
+        frames_file.unlink()
+    with caplog.at_level(logging.INFO):
+        store = Store(tmp_path, use_gpu=False)
+    assert "rebuild" in caplog.text
+    assert store.search_frames(q, 5) == before and store.frame_index.ntotal == 20
+    store.close()
+
+
+@pytest.mark.parametrize("factory", ["IVF8,Flat", "HNSW32"])
+def test_ann_store_trains_filters_exactly_and_survives_restart(tmp_path: Path, factory: str) -> None:
+    rng = np.random.default_rng(4)
+    store = Store(tmp_path, index_factory=factory, use_gpu=False, nprobe=8)
+    for i in range(80):
+        add(store, i, rng, n=5)  # 400 frames > 8 * 39 training points
+    assert store.stats()["index_trained"]
+    flt = VideoFilter(views=("A4C",))
+    q = unit(rng, 1, DIM)
+    fids, _, emb = all_frames(store, store.catalog.select_video_ids(flt))
+    want = fids[np.argsort(-(emb @ q[0]), kind="stable")[:10]].tolist()
+    assert [h.frame_id for h in store.search_frames(q, 10, flt)[0]] == want  # small filtered set: exact
+    store.delete_video(3)
+    store.close()
+    store = Store(tmp_path, index_factory=factory, use_gpu=False, nprobe=8)
+    assert store.frame_index.ntotal == 395 and store.stats()["index_trained"]
+    assert all(h.video_id != 3 for h in store.search_frames(q, 50)[0])
+    store.close()
+    store = Store(tmp_path, index_factory="Flat", use_gpu=False)  # another factory: rebuilt
+    assert store.frame_index.ntotal == 395 and store.stats()["index_factory"] == "Flat"
+    store.close()
+
+
+def test_empty_store(tmp_path: Path) -> None:
+    store = Store(tmp_path, use_gpu=False)
+    assert store.search_frames(np.ones(DIM, np.float32), 5) == [[]]
+    assert store.search_videos(np.ones(DIM, np.float32), 5) == []
+    assert store.top_videos_by_mean(np.ones(DIM, np.float32), 5) == []
+    assert store.stats()["videos"] == 0
+    store.close()
+    assert not (tmp_path / "index").exists()
+    assert metadata(0).view == "A4C"
