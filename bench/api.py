@@ -1,0 +1,158 @@
+"""API benchmark: what gRPC adds over calling the Engine in-process.
+
+1. SearchByText p50/p99 over gRPC vs engine.search_by_text in the same process,
+   at 100k and 1M stored frames (target: gRPC adds <= 2 ms at p50). The store is
+   filled with synthetic normalised vectors through the Store API (no encoding);
+   query texts repeat, so their embeddings come from the engine's query cache
+   and the numbers are search + transport.
+2. Ingest videos/s with 4 concurrent clients over gRPC vs 4 threads calling
+   engine.ingest (target >= 0.9x), on distinct synthetic videos.
+
+Client and server share this process (and its cores), so the gRPC numbers include
+that contention. Prints a markdown table; no timed assertions.
+Example: python bench/api.py --frames 100000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "clients"), str(ROOT / "server"), str(ROOT / "plugins")]
+from echosearch.server.serve import start_server  # noqa: E402  (imports the server stack in a safe order)
+from echosearch.server.engine import Engine  # noqa: E402
+from echosearch.server.records import FrameEmbeddings, VideoMetadata  # noqa: E402
+from echosearch.client import Client  # noqa: E402
+from synthetic import make_video  # noqa: E402
+
+QUERIES = [
+    "ECHO DENSITY IN RIGHT VENTRICLE SUGGESTIVE OF CATHETER, PACER LEAD, OR ICD LEAD.",
+    "THE LEFT VENTRICLE IS SEVERELY DILATED.",
+    "THERE IS A LARGE PERICARDIAL EFFUSION.",
+    "NORMAL LEFT VENTRICULAR SYSTOLIC FUNCTION.",
+]
+
+
+def fill(engine: Engine, frames: int, fpv: int = 20, seed: int = 0) -> None:
+    """Add synthetic videos until the store holds `frames` frames (clustered, normalised vectors)."""
+    have = engine.catalog.count_frames()
+    dim = engine.model.embed_dim
+    rng = np.random.default_rng(seed + have)
+    centers = rng.standard_normal((64, dim)).astype(np.float32)
+    idx = np.arange(fpv, dtype=np.int64) * 2
+    start, n_videos = time.perf_counter(), (frames - have) // fpv
+    if engine.catalog.model_identity is None:
+        engine.catalog.bind_model(engine.model.identity, dim)
+    for i in range(n_videos):
+        v = centers[i % 64] + 0.3 * rng.standard_normal((fpv, dim)).astype(np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        engine.store.add_video(
+            sha256=f"fill-{have}-{i:058d}", source_name=f"fill{i}.avi", size_bytes=10_000, fps=30.0, total_frames=40,
+            width=112, height=112, model_identity=engine.model.identity,
+            metadata=VideoMetadata(view=("A4C", "PLAX")[i % 2]), frames=FrameEmbeddings(idx, idx / 30.0, v),
+        )  # fmt: skip
+        if i and i % 5000 == 0:
+            print(f"filled {i} / {n_videos} videos ({i / (time.perf_counter() - start):.0f} videos/s)", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], p: float) -> float:
+    return float(np.percentile(values, p))
+
+
+def bench_search(engine: Engine, client: Client, n: int) -> tuple[list[float], list[float]]:
+    """Latencies (ms) of n in-process and n gRPC searches, interleaved so machine noise hits both alike."""
+    local_call = lambda q: engine.search_by_text(q, k=10)  # noqa: E731
+    remote_call = lambda q: client.search_by_text(q, k=10)  # noqa: E731
+    for q in QUERIES:  # warm-up: fills the query-embedding cache and the channel
+        local_call(q)
+        remote_call(q)
+    local, remote = [], []
+    for i in range(n):
+        q = QUERIES[i % len(QUERIES)]
+        for call, out in ((local_call, local), (remote_call, remote)) if i % 2 else ((remote_call, remote), (local_call, local)):
+            t = time.perf_counter()
+            call(q)
+            out.append(1000 * (time.perf_counter() - t))
+    return local, remote
+
+
+def bench_ingest(engine: Engine, client: Client, videos: int, workers: int = 4) -> tuple[float, float]:
+    """videos/s in-process vs over gRPC, each on its own distinct videos."""
+    local_set = [make_video(seed=10_000 + i, frames=40) for i in range(videos)]
+    remote_set = [make_video(seed=20_000 + i, frames=40) for i in range(videos)]
+    engine.ingest(make_video(seed=9_999), source_name="warm.avi")  # warm the model's first-call costs
+
+    def run(fn, items) -> float:
+        t = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(fn, items))
+        assert not any(r.already_stored for r in results)
+        return len(items) / (time.perf_counter() - t)
+
+    local = run(lambda b: engine.ingest(b, source_name="local.avi"), local_set)
+    remote = run(lambda b: client.ingest(b, source_name="remote.avi"), remote_set)
+    return local, remote
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, nargs="+", default=[100_000, 1_000_000], help="store sizes for the search benchmark")
+    parser.add_argument("--search-model", default="random:echoclip", help="model for search (EchoCLIP's 512-d architecture)")
+    parser.add_argument("--ingest-model", default="random:tiny", help="model for the ingest benchmark")
+    parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--videos", type=int, default=24, help="videos per side in the ingest benchmark")
+    parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="FAISS OpenMP threads (more thrash on 2 shared cores)")
+    args = parser.parse_args()
+    import faiss
+
+    faiss.omp_set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+        engine = Engine(data_dir=Path(tmp) / "search", model_spec=args.search_model, device="cpu")
+        server = start_server(engine, port=0)
+        with Client(server.address) as client:
+            for frames in sorted(args.frames):
+                t = time.perf_counter()
+                fill(engine, frames)
+                print(f"filled {engine.catalog.count_frames()} frames in {time.perf_counter() - t:.0f}s", file=sys.stderr)
+                local, remote = bench_search(engine, client, args.queries)
+                rows.append((f"SearchByText top-10, {frames:,} frames", local, remote))
+                print(f"{frames} frames: p50 {pct(local, 50):.2f} vs {pct(remote, 50):.2f} ms, "
+                      f"p99 {pct(local, 99):.2f} vs {pct(remote, 99):.2f} ms", file=sys.stderr, flush=True)
+        server.stop(1)
+        ingest = None
+        if not args.skip_ingest:
+            engine = Engine(data_dir=Path(tmp) / "ingest", model_spec=args.ingest_model, device="cpu")
+            server = start_server(engine, port=0)
+            with Client(server.address) as client:
+                ingest = bench_ingest(engine, client, args.videos)
+            server.stop(1)
+
+    print("| measurement | in-process | over gRPC | gRPC adds / ratio |")
+    print("| --- | --- | --- | --- |")
+    for name, local, remote in rows:
+        for p in (50, 99):
+            a, b = pct(local, p), pct(remote, p)
+            print(f"| {name}, p{p} | {a:.2f} ms | {b:.2f} ms | +{b - a:.2f} ms |")
+    if ingest:
+        a, b = ingest
+        print(f"| ingest, 4 concurrent ({args.ingest_model}, 112x112 MJPEG, 40 frames -> 20 embedded) | {a:.2f} videos/s | {b:.2f} videos/s | {b / a:.2f}x |")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"\nsearch model {args.search_model}, {args.queries} queries per size; peak RSS {peak:.1f} GB", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
