@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--video", type=Path, default=None, help="video file (default: the example video, else synthetic 800x600)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds; each stage reports its best round (shared machines are noisy)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
@@ -58,8 +59,18 @@ def main(argv: list[str] | None = None) -> None:
             make_video(800, 600, 60, path=path)
         data = Path(path).read_bytes()
         model = load_model(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size)
-        rows = _measure(model, path, data, args.videos, reference_pixels)
+        rows = _best_of(args.repeats, lambda: _measure(model, path, data, args.videos, reference_pixels))
     _print_table(rows, model, path, args)
+
+
+def _best_of(repeats: int, measure) -> dict[str, tuple[int, float]]:
+    """Run all stages `repeats` times, interleaved, keeping each stage's fastest round."""
+    best: dict[str, tuple[int, float]] = {}
+    for _ in range(max(1, repeats)):
+        for name, (frames, secs) in measure().items():
+            if name not in best or secs < best[name][1]:
+                best[name] = (frames, secs)
+    return best
 
 
 def _measure(model, path: Path, data: bytes, videos: int, reference_pixels) -> dict[str, tuple[int, float]]:
@@ -90,7 +101,7 @@ def _print_table(rows: dict[str, tuple[int, float]], model, path: Path, args) ->
     names = list(rows)
     a, b, c, d = (rate[n] for n in names)
     print(f"\nmodel {model.identity} on {model.device} ({model.precision}), torch threads {torch.get_num_threads()}, "
-          f"video {path.name} x {args.videos}\n")
+          f"video {path.name} x {args.videos}, best of {args.repeats}\n")
     print("| stage | frames | seconds | frames/s |")
     print("|---|---:|---:|---:|")
     for name in names:

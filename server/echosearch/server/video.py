@@ -130,7 +130,8 @@ def crop_box(height: int, width: int) -> tuple[int, int, int, int]:
 def resize_uint8(frames: np.ndarray, image_size: int = 224) -> torch.Tensor:
     """(k,h,w,3) uint8 -> reference crop + bicubic resize -> (k,3,S,S) uint8 (rounded and saturated like OpenCV)."""
     top, bottom, left, right = crop_box(frames.shape[1], frames.shape[2])
-    x = torch.from_numpy(frames[:, top:bottom, left:right]).permute(0, 3, 1, 2).float()
+    # Contiguous NCHW: torch's CPU bicubic is ~2x faster on it than on the channels-last view.
+    x = torch.from_numpy(frames[:, top:bottom, left:right]).permute(0, 3, 1, 2).contiguous().float()
     if x.shape[-2:] != (image_size, image_size):
         x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", align_corners=False, antialias=False)
     return x.round_().clamp_(0, 255).to(torch.uint8)
