@@ -17,16 +17,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
-import statistics
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+# OpenMP's thread count is per thread: omp_set_num_threads in main() would not reach the gRPC
+# worker threads, so the two sides would search with different FAISS thread counts. The
+# environment variable, set before faiss loads, applies to every thread alike.
+if __name__ == "__main__":
+    _threads = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--threads=")), "1")
+    os.environ.setdefault("OMP_NUM_THREADS", _threads)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "clients"), str(ROOT / "server"), str(ROOT / "plugins")]
@@ -113,11 +119,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--videos", type=int, default=24, help="videos per side in the ingest benchmark")
     parser.add_argument("--skip-ingest", action="store_true")
-    parser.add_argument("--threads", type=int, default=1, help="FAISS OpenMP threads (more thrash on 2 shared cores)")
+    parser.add_argument("--threads", type=int, default=1, help="FAISS OpenMP threads, as --threads=N (more thrash on 2 shared cores)")
     args = parser.parse_args()
-    import faiss
-
-    faiss.omp_set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:

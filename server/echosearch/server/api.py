@@ -142,6 +142,11 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
         """Wait for in-flight calls to finish (used at shutdown, after the server stops taking calls)."""
         return self._tracker.wait_idle(timeout)
 
+    @property
+    def in_flight(self) -> int:
+        """Calls running now."""
+        return self._tracker.count
+
     # ---- ingest -----------------------------------------------------------------------
 
     @_rpc

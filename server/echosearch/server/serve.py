@@ -105,7 +105,7 @@ class RunningServer:
         # A handler past the grace period was cancelled, but its engine work may still be running in
         # its thread; closing the store under it would lose that write, so wait a bounded while more.
         if not self.servicer.wait_idle(max(grace, 5.0)):
-            log.warning("%d calls still running after the grace period; closing anyway", self.servicer._tracker.count)
+            log.warning("%d calls still running after the grace period; closing anyway", self.servicer.in_flight)
         if close_engine:
             self.engine.close()
             log.info("index saved, engine closed")
