@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from echosearch.client import ApiError, Client, CustomTask, VideoFilter, VideoMetadata
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
-from servers import start_inprocess
+from servers import start_inprocess, wait_until
 from synthetic import make_video
 
 MAX_UPLOAD = 8 << 20
@@ -314,3 +314,17 @@ def test_concurrent_ingest_and_search_lose_nothing(client, stored):
     assert sorted(v.video_id for v in listed.videos) == sorted(ingested)
     found = client.search_by_text("heart", k=100, filter=VideoFilter(tags={"batch": "concurrent"}))
     assert sorted(r.video.video_id for r in found) == sorted(ingested)  # every one is searchable
+
+
+def test_cancelled_stream_and_passed_deadline_leave_the_server_up(server, client, stored):
+    stream = client.score("pacemaker", batch_size=1)
+    batches = stream.batches()
+    assert len(next(batches)) == 1
+    stream.cancel()
+    with pytest.raises(ApiError) as err:
+        list(batches)
+    assert err.value.code == grpc.StatusCode.CANCELLED
+    with Client(server.address, timeout=1e-4, retries=0) as hasty:
+        expect(grpc.StatusCode.DEADLINE_EXCEEDED, lambda: hasty.search_by_text("heart"))
+    assert wait_until(lambda: server.servicer.in_flight == 0, timeout=30)  # nothing left hanging
+    assert client.info().videos >= 3
