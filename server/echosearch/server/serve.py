@@ -200,6 +200,10 @@ def serve(opts: ServeOptions) -> int:
     except EchoSearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - e.g. the data directory is locked by another server
+        log.debug("engine start failed", exc_info=True)
+        print(f"error: cannot open {opts.data_dir}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     try:
         running = start_server(
             engine,
