@@ -55,21 +55,22 @@ def test_model_mismatch_refused_with_both_names(cat: Catalog) -> None:
 def test_failed_transaction_leaves_nothing(cat: Catalog, monkeypatch) -> None:
     rng = np.random.default_rng(2)
     add(cat, 1, rng)
-    real = Catalog._find
-    calls = {"n": 0}
+    seen_in_txn = {}
 
-    def boom(self, cur, where, params, tail="ORDER BY v.video_id"):
-        calls["n"] += 1
-        if calls["n"] == 2:  # the read-back after all inserts, just before commit
-            raise RuntimeError("disk on fire")
-        return real(self, cur, where, params, tail)
+    def boom(self, cur):
+        # every row is written by now (visible inside the transaction); fail just before commit
+        seen_in_txn["frames"] = cur.execute("SELECT count(*) FROM frames WHERE video_id = 2").fetchall()[0][0]
+        seen_in_txn["videos"] = cur.execute("SELECT count(*) FROM videos").fetchall()[0][0]
+        raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(Catalog, "_find", boom)
+    monkeypatch.setattr(Catalog, "_commit", boom)
     with pytest.raises(RuntimeError):
         add(cat, 2, rng, n=4)
-    monkeypatch.setattr(Catalog, "_find", real)
+    monkeypatch.undo()
+    assert seen_in_txn == {"frames": 4, "videos": 2}
     assert cat.count_videos() == 1 and cat.count_frames() == cat.get_video(1).sampled_frames
     assert cat.last_seq() == 1 and cat.find_by_sha256(f"{2:064x}") is None
+    assert cat.changes_since(0)[2].tolist() == [1]
     assert add(cat, 2, rng)[1]  # and the store still works
 
 

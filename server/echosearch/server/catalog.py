@@ -3,58 +3,35 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from echosearch.server.errors import (
-    InvalidRequestError,
-    ModelMismatchError,
-    NotFoundError,
-    StoreVersionError,
-    TooLargeError,
-)
-from echosearch.server.filters import compile_filter, to_utc_naive
+from echosearch.server import catalog_export, catalog_migrate, catalog_rows
+from echosearch.server.catalog_migrate import migrations  # noqa: F401 — re-exported
+from echosearch.server.catalog_rows import FRAME_BITS, MAX_FRAMES_PER_VIDEO, frame_ids_for
+from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError
+from echosearch.server.filters import compile_filter
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
 
 log = logging.getLogger(__name__)
 
-FRAME_BITS = 20  # frame_id = (video_id << FRAME_BITS) | position
-MAX_FRAMES_PER_VIDEO = 1 << FRAME_BITS
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_VALUES_MAX_ROWS = 16  # below this many rows a parameterised VALUES insert beats an Arrow scan
 _VIDEO_COLUMNS = (
     "video_id, sha256, source_name, size_bytes, fps, total_frames, sampled_frames, width, height, "
     "ingested_at, model_identity, study_id, patient_id, view, acquisition_time, seq"
 )
 
 
-def frame_ids_for(video_id: int, n_frames: int) -> np.ndarray:
-    """The catalog frame ids of a video with `n_frames` stored frames."""
-    return (np.int64(video_id) << FRAME_BITS) + np.arange(n_frames, dtype=np.int64)
-
-
 def video_of_frames(frame_ids: np.ndarray) -> np.ndarray:
     """The video id owning each frame id."""
     return np.asarray(frame_ids, dtype=np.int64) >> FRAME_BITS
-
-
-def migrations() -> list[tuple[int, str]]:
-    """(version, sql) of every bundled migration, ascending."""
-    found = []
-    for entry in resources.files("echosearch.server").joinpath("migrations").iterdir():
-        m = _MIGRATION_NAME.match(entry.name)
-        if m:
-            found.append((int(m.group(1)), entry.read_text(encoding="utf-8")))
-    return sorted(found)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -80,6 +57,8 @@ class Catalog:
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()
         self._write_lock = threading.RLock()
+        # (model identity, dim) once bound: the binding never changes, so ingests need not re-read it
+        self._binding: tuple[str, int] | None = None
         try:
             self._migrate()
         except BaseException:
@@ -108,29 +87,7 @@ class Catalog:
 
     def _migrate(self) -> None:
         """Apply pending migrations in one transaction; refuse a database newer than this code."""
-        bundled = migrations()
-        latest = bundled[-1][0]
-        cur = self._conn
-        cur.begin()
-        try:
-            cur.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
-            )
-            current = cur.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0]
-            if current > latest:
-                raise StoreVersionError(
-                    f"catalog {self.path} has schema version {current}, but this echosearch only knows "
-                    f"versions up to {latest}; upgrade echosearch (or open a different --data directory)"
-                )
-            for version, sql in bundled:
-                if version > current:
-                    log.info("catalog %s: applying migration %04d", self.path, version)
-                    cur.execute(sql)
-                    cur.execute("INSERT INTO schema_migrations VALUES (?, ?)", [version, to_utc_naive(datetime.now(timezone.utc))])
-            cur.commit()
-        except BaseException:
-            cur.rollback()
-            raise
+        catalog_migrate.apply(self._conn, self.path)
 
     def schema_version(self) -> int:
         """The applied schema version."""
@@ -163,8 +120,11 @@ class Catalog:
             except BaseException:
                 cur.rollback()
                 raise
+            self._binding = (identity, int(dim))
 
     def _bind_in_txn(self, cur: duckdb.DuckDBPyConnection, identity: str, dim: int) -> None:
+        if self._binding == (identity, int(dim)):
+            return
         rows = cur.execute("SELECT value FROM store_meta WHERE key = 'model_identity'").fetchall()
         row = rows[0] if rows else None
         if row is None:
@@ -183,84 +143,87 @@ class Catalog:
             )
 
     # ---- writes ----------------------------------------------------------------
+    def _commit(self, cur: duckdb.DuckDBPyConnection) -> None:
+        """Commit point of every catalog write (a seam for tests that fail just before it)."""
+        cur.commit()
+
     def _next(self, cur: duckdb.DuckDBPyConnection, name: str) -> int:
         return cur.execute(
             "UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value", [name]
         ).fetchall()[0][0]
 
-    def add_video(
-        self,
-        *,
-        sha256: str,
-        source_name: str,
-        size_bytes: int,
-        fps: float,
-        total_frames: int,
-        width: int,
-        height: int,
-        model_identity: str,
-        metadata: VideoMetadata,
-        frames: FrameEmbeddings,
-    ) -> tuple[VideoRecord, bool]:
+    def add_video(self, *, sha256: str, source_name: str, size_bytes: int, fps: float, total_frames: int,
+                  width: int, height: int, model_identity: str, metadata: VideoMetadata,
+                  frames: FrameEmbeddings) -> tuple[VideoRecord, bool]:
         """Store a video with its frames and embeddings in ONE transaction; idempotent by sha256."""
-        emb = np.asarray(frames.embeddings)
-        if emb.ndim != 2 or emb.shape[0] == 0:
-            raise InvalidRequestError(f"a video needs at least one frame embedding, got shape {emb.shape}")
-        n, dim = emb.shape
-        if n > MAX_FRAMES_PER_VIDEO:
-            raise TooLargeError(f"{n} sampled frames in one video; the catalog holds at most {MAX_FRAMES_PER_VIDEO}")
-        idx = np.asarray(frames.frame_indices, dtype=np.int64).reshape(-1)
-        ts = np.asarray(frames.timestamps, dtype=np.float64).reshape(-1)
-        if len(idx) != n or len(ts) != n:
-            raise InvalidRequestError(f"{n} embeddings but {len(idx)} frame indices and {len(ts)} timestamps")
-        emb = np.ascontiguousarray(emb, dtype=np.float32)
-        if not np.isfinite(emb).all():
-            raise InvalidRequestError("frame embeddings contain NaN or infinity")
+        video = catalog_rows.validate(
+            sha256=sha256, source_name=source_name, size_bytes=size_bytes, fps=fps, total_frames=total_frames,
+            width=width, height=height, model_identity=model_identity, metadata=metadata, frames=frames)
+        return self._insert([video])[0]
+
+    def add_videos(self, items: Sequence[Mapping[str, Any]]) -> list[tuple[VideoRecord, bool]]:
+        """Store many videos (each an `add_video` keyword mapping) in ONE transaction: all or none.
+
+        Idempotent by sha256 against the store and inside the batch: a repeat returns the
+        first record with created=False. Results are in input order.
+        """
+        videos = catalog_rows.validate_many(items)
+        return self._insert(videos) if videos else []
+
+    def _insert(self, videos: list[catalog_rows.NewVideo]) -> list[tuple[VideoRecord, bool]]:
+        bindings = {(v.model_identity, v.dim) for v in videos}
         with self._write_lock:
             cur = self.cursor()
             cur.begin()
             try:
-                self._bind_in_txn(cur, model_identity, dim)
-                existing = self._find(cur, "v.sha256 = ?", [sha256])
-                if existing:
-                    cur.rollback()
-                    return existing[0], False
-                seq = self._next(cur, "seq")
-                video_id = self._next(cur, "video_id")
-                md = metadata
-                acq = None if md.acquisition_time is None else to_utc_naive(md.acquisition_time)
-                cur.execute(
-                    f"INSERT INTO videos ({_VIDEO_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [video_id, sha256, source_name, int(size_bytes), float(fps), int(total_frames), n,
-                     int(width), int(height), to_utc_naive(datetime.now(timezone.utc)), model_identity, md.study_id, md.patient_id, md.view, acq, seq],
-                )
-                if md.tags:
-                    cur.executemany(
-                        "INSERT INTO video_tags VALUES (?, ?, ?)",
-                        [[video_id, str(k), str(v)] for k, v in md.tags.items()],
-                    )
-                frame_table = pa.table({
-                    "frame_id": frame_ids_for(video_id, n),
-                    "video_id": np.full(n, video_id, dtype=np.int64),
-                    "frame_index": idx,
-                    "timestamp": ts,
-                    "embedding": pa.ListArray.from_arrays(
-                        pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32)), pa.array(emb.reshape(-1))
-                    ),
-                })
-                cur.register("_new_frames", frame_table)
-                try:
-                    cur.execute("INSERT INTO frames SELECT * FROM _new_frames")
-                finally:
-                    cur.unregister("_new_frames")
-                cur.execute("INSERT INTO changes VALUES (?, 'add', ?, ?)", [seq, video_id, n])
-                record = self._find(cur, "v.video_id = ?", [video_id])[0]
-                cur.commit()
+                for identity, dim in sorted(bindings):
+                    self._bind_in_txn(cur, identity, dim)
+                shas = list(dict.fromkeys(v.sha256 for v in videos))
+                # `= ?` is an index lookup; the list form scans the column (fine once per batch, not per video)
+                where = "v.sha256 = ?" if len(shas) == 1 else "v.sha256 IN (SELECT unnest(?::VARCHAR[]))"
+                known = {r.sha256: r for r in self._find(cur, where, [shas[0]] if len(shas) == 1 else [shas])}
+                fresh, seen = [], set(known)
+                for v in videos:
+                    if v.sha256 not in seen:
+                        seen.add(v.sha256)
+                        fresh.append(v)
+                created: dict[str, VideoRecord] = {}
+                if fresh:
+                    m = len(fresh)
+                    # both counters in one statement: per-statement overhead dominates a small ingest
+                    ends = dict(cur.execute(
+                        "UPDATE counters SET value = value + ? WHERE name IN ('seq', 'video_id') RETURNING name, value",
+                        [m]).fetchall())
+                    seqs = np.arange(ends["seq"] - m + 1, ends["seq"] + 1, dtype=np.int64)
+                    vids = np.arange(ends["video_id"] - m + 1, ends["video_id"] + 1, dtype=np.int64)
+                    now = datetime.now(timezone.utc)
+                    for table, rows in catalog_rows.tables(fresh, vids, seqs, now).items():
+                        self._insert_rows(cur, table, rows)
+                    created = {r.sha256: r for r in catalog_rows.records(fresh, vids, seqs, now)}
+                self._commit(cur)
             except BaseException:
                 cur.rollback()
                 raise
-        return record, True
+            self._binding = next(iter(bindings)) if len(bindings) == 1 else self._binding
+        out, given = [], set()
+        for v in videos:
+            if v.sha256 in created and v.sha256 not in given:
+                given.add(v.sha256)
+                out.append((created[v.sha256], True))
+            else:
+                out.append((known.get(v.sha256) or created[v.sha256], False))
+        return out
+
+    @staticmethod
+    def _insert_rows(cur: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
+        """One INSERT per table: a few rows as bound VALUES (cheaper to plan), many through Arrow."""
+        if rows.num_rows <= _VALUES_MAX_ROWS and table != "frames":
+            marks = "(" + ", ".join("?" * rows.num_columns) + ")"
+            params = [value for row in rows.to_pylist() for value in row.values()]
+            # `table` is one of our own four table names, never user input
+            cur.execute(f"INSERT INTO {table} VALUES " + ", ".join([marks] * rows.num_rows), params)
+        else:
+            cur.from_arrow(rows).insert_into(table)
 
     def delete_video(self, video_id: int) -> None:
         """Delete a video, its frames and tags; log the delete so indexes can replay it."""
@@ -454,22 +417,4 @@ class Catalog:
     # ---- export ------------------------------------------------------------------
     def export_parquet(self, path: Path, flt: VideoFilter | None = None) -> int:
         """Write one row per frame (video metadata + tags + embedding) to a Parquet file; returns rows."""
-        where, params = compile_filter(flt)
-        query = (
-            "SELECT v.video_id, v.sha256, v.source_name, v.model_identity, v.study_id, v.patient_id, v.view, "
-            "v.acquisition_time, v.ingested_at, "
-            "(SELECT map(list(t.key ORDER BY t.key), list(t.value ORDER BY t.key)) FROM video_tags t "
-            " WHERE t.video_id = v.video_id) AS tags, "
-            "f.frame_id, f.frame_index, f.timestamp, f.embedding "
-            f"FROM videos v JOIN frames f ON f.video_id = v.video_id WHERE {where} ORDER BY f.frame_id"
-        )
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rows = 0
-        reader = self.cursor().sql(query, params=params).to_arrow_reader(65536)
-        with pq.ParquetWriter(str(path), reader.schema) as writer:
-            for batch in reader:
-                writer.write_batch(batch)
-                rows += batch.num_rows
-        log.info("exported %d frames to %s", rows, path)
-        return rows
+        return catalog_export.export_parquet(self.cursor(), path, flt)
