@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 
 import faiss
 import numpy as np
@@ -61,6 +62,7 @@ class VectorIndex:
         self._want_gpu = gpu_count() > 0 if use_gpu is None else bool(use_gpu)
         self._gpu: faiss.Index | None = None
         self._gpu_dirty = True
+        self._gpu_lock = threading.Lock()  # concurrent searches may race to build the mirror
         # removal unsupported (HNSW): ids are tombstoned and excluded at search time
         self._tombstones: set[int] = set()
         if _loaded is not None:
@@ -199,6 +201,10 @@ class VectorIndex:
     def _gpu_mirror(self) -> faiss.Index | None:
         if not self.on_gpu:
             return None
+        with self._gpu_lock:
+            return self._gpu_mirror_locked()
+
+    def _gpu_mirror_locked(self) -> faiss.Index:
         if self._gpu is None or self._gpu_dirty:
             self._gpu = faiss.index_cpu_to_all_gpus(self._inner())
             self._gpu_dirty = False

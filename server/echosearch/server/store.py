@@ -8,8 +8,7 @@ is replayed before the constructor returns; a missing or corrupt index is rebuil
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from echosearch.server.catalog import Catalog, frame_ids_for, video_of_frames
 from echosearch.server.errors import InvalidRequestError
 from echosearch.server.index import VectorIndex
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
+from echosearch.server.rwlock import ReadWriteLock
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,9 @@ class Store:
         self.index_factory = index_factory
         self.save_every = int(save_every)
         self._use_gpu, self._nprobe, self._efsearch = use_gpu, nprobe, efsearch
-        self._lock = threading.RLock()
+        # Searches share the lock (FAISS CPU searches may run together; each thread reads the catalog
+        # through its own cursor); adds, removes, saves and close hold it alone.
+        self._lock = ReadWriteLock()
         self._frames: VectorIndex | None = None
         self._means: VectorIndex | None = None
         self._index_seq = 0
@@ -142,34 +144,53 @@ class Store:
 
     def _maybe_save(self) -> None:
         if self.save_every > 0 and self._index_seq - max(self._saved_seq, 0) >= self.save_every:
-            self.save()
+            self._save()
 
     # ---- writes ------------------------------------------------------------------
     def add_video(self, *, sha256: str, source_name: str, size_bytes: int, fps: float, total_frames: int,
                   width: int, height: int, model_identity: str, metadata: VideoMetadata,
                   frames: FrameEmbeddings) -> tuple[VideoRecord, bool]:
         """Commit the video to the catalog (one transaction), then add it to both indexes."""
-        with self._lock:
-            record, created = self.catalog.add_video(
+        with self._lock.write():
+            result = self.catalog.add_video(
                 sha256=sha256, source_name=source_name, size_bytes=size_bytes, fps=fps,
                 total_frames=total_frames, width=width, height=height, model_identity=model_identity,
                 metadata=metadata, frames=frames)
-            if not created:
-                return record, False
-            emb = np.ascontiguousarray(frames.embeddings, dtype=np.float32)
-            if self._frames is None:
-                self._new_indexes(emb.shape[1])
-            if record.seq != self._index_seq + 1:
-                self._catch_up()  # someone else wrote to the catalog; replay in order
-            else:
-                self._add_batch(np.array([record.video_id], np.int64), np.array([0, len(emb)], np.int64), emb)
-                self._index_seq = record.seq
-            self._maybe_save()
-            return record, True
+            self._index_new([result], [frames])
+            return result
+
+    def add_videos(self, items: Sequence[Mapping[str, Any]]) -> list[tuple[VideoRecord, bool]]:
+        """Commit many videos (`add_video` keyword mappings) in ONE catalog transaction, then index them.
+
+        All or nothing; idempotent by sha256 (a repeat, in the store or earlier in the batch, comes
+        back with created=False). For bulk loads and migrations; results are in input order.
+        """
+        with self._lock.write():
+            results = self.catalog.add_videos(items)
+            self._index_new(results, [item["frames"] for item in items])
+            return results
+
+    def _index_new(self, results: list[tuple[VideoRecord, bool]], frames: list[FrameEmbeddings]) -> None:
+        """Add the just-committed videos to both indexes (caller holds the write lock)."""
+        new = [(rec, f) for (rec, created), f in zip(results, frames) if created]
+        if not new:
+            return
+        if self._frames is None:
+            self._new_indexes(self.catalog.embed_dim)
+        if new[0][0].seq != self._index_seq + 1:
+            self._catch_up()  # someone else wrote to the catalog; replay in order
+        else:
+            embs = [np.ascontiguousarray(f.embeddings, dtype=np.float32) for _, f in new]
+            offsets = np.zeros(len(embs) + 1, dtype=np.int64)
+            np.cumsum([len(e) for e in embs], out=offsets[1:])
+            vids = np.array([rec.video_id for rec, _ in new], dtype=np.int64)
+            self._add_batch(vids, offsets, np.concatenate(embs) if len(embs) > 1 else embs[0])
+            self._index_seq = new[-1][0].seq
+        self._maybe_save()
 
     def delete_video(self, video_id: int) -> None:
         """Delete from the catalog (NotFoundError when absent), then from both indexes."""
-        with self._lock:
+        with self._lock.write():
             n = self.catalog.get_video(video_id).sampled_frames
             self.catalog.delete_video(video_id)
             if self._frames is not None:
@@ -179,17 +200,20 @@ class Store:
 
     def save(self) -> None:
         """Atomically persist both indexes with the catalog seq they cover."""
-        with self._lock:
-            if self._frames is None or self._saved_seq == self._index_seq:
-                return
-            persist.save(self.data_dir / "index", self._frames, self._means, self._index_seq)
-            self._saved_seq = self._index_seq
+        with self._lock.write():
+            self._save()
+
+    def _save(self) -> None:
+        if self._frames is None or self._saved_seq == self._index_seq:
+            return
+        persist.save(self.data_dir / "index", self._frames, self._means, self._index_seq)
+        self._saved_seq = self._index_seq
 
     def close(self) -> None:
         """Save the indexes and close the catalog."""
-        with self._lock:
+        with self._lock.write():
             try:
-                self.save()
+                self._save()
             finally:
                 self.catalog.close()
 
@@ -256,7 +280,7 @@ class Store:
     def search_frames(self, queries: np.ndarray, k: int, flt: VideoFilter | None = None) -> list[list[FrameHit]]:
         """Top-k frames per query (inner product), restricted to videos matching `flt`."""
         q = self._query(queries)
-        with self._lock:
+        with self._lock.read():
             scores, fids = self._search_frame_ids(q, int(k), self._candidates(flt))
             return self._frame_hits(scores, fids)
 
@@ -268,7 +292,7 @@ class Store:
         k, fpv = int(k), max(0, int(frames_per_video))
         if aggregation not in ("max", "mean"):
             raise InvalidRequestError(f"unknown aggregation {aggregation!r}; use 'max' or 'mean'")
-        with self._lock:
+        with self._lock.read():
             cand = self._candidates(flt, exclude)
             if k <= 0 or self._frames is None:
                 return []
@@ -321,14 +345,14 @@ class Store:
     def top_videos_by_mean(self, query: np.ndarray, k: int, flt: VideoFilter | None = None) -> list[tuple[int, float]]:
         """Exact top-k (video id, mean_frame · query); the query is used as given (not re-normalised)."""
         q = self._query(query)[:1]
-        with self._lock:
+        with self._lock.read():
             if self._means is None or k <= 0:
                 return []
             return self._top_means(q, int(k), self._candidates(flt))
 
     def stats(self) -> dict[str, Any]:
         """Counts and index state for status pages and benchmarks."""
-        with self._lock:
+        with self._lock.read():
             return {
                 "videos": self.catalog.count_videos(),
                 "frames": self.catalog.count_frames(),
