@@ -39,6 +39,24 @@ def min_train_size(factory: str) -> int:
     return need
 
 
+DEFAULT_EFSEARCH = 128  # FAISS's default of 16 gives poor recall at 512-d; 128 costs little more
+
+
+def default_nprobe(factory: str) -> int | None:
+    """nprobe used when none is given: 1/32 of the IVF lists (None for non-IVF factories).
+
+    FAISS's own default is 1 list, far too few for useful recall; bench/store.py measures
+    this fraction at 1M clustered frames (see the README storage table).
+    """
+    m = re.search(r"IVF(\d+)", factory)
+    return max(1, int(m.group(1)) // 32) if m else None
+
+
+def default_efsearch(factory: str) -> int | None:
+    """efSearch used for HNSW factories when none is given."""
+    return DEFAULT_EFSEARCH if "HNSW" in factory else None
+
+
 def _as_matrix(x: np.ndarray, dim: int) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim == 1:
@@ -56,8 +74,9 @@ class VectorIndex:
                  _loaded: faiss.Index | None = None) -> None:
         self.dim = int(dim)
         self.factory = factory
-        self.nprobe = nprobe
-        self.efsearch = efsearch
+        # without these, `serve --index IVF4096,Flat` would search 1 list (FAISS's default)
+        self.nprobe = default_nprobe(factory) if nprobe is None else nprobe
+        self.efsearch = default_efsearch(factory) if efsearch is None else efsearch
         self.min_train = min_train_size(factory)
         self._want_gpu = gpu_count() > 0 if use_gpu is None else bool(use_gpu)
         self._gpu: faiss.Index | None = None
