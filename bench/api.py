@@ -60,16 +60,20 @@ def fill(engine: Engine, frames: int, fpv: int = 20, seed: int = 0) -> None:
     start, n_videos = time.perf_counter(), (frames - have) // fpv
     if engine.catalog.model_identity is None:
         engine.catalog.bind_model(engine.model.identity, dim)
+    batch: list[dict] = []
     for i in range(n_videos):
         v = centers[i % 64] + 0.3 * rng.standard_normal((fpv, dim)).astype(np.float32)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
-        engine.store.add_video(
+        batch.append(dict(
             sha256=f"fill-{have}-{i:058d}", source_name=f"fill{i}.avi", size_bytes=10_000, fps=30.0, total_frames=40,
             width=112, height=112, model_identity=engine.model.identity,
             metadata=VideoMetadata(view=("A4C", "PLAX")[i % 2]), frames=FrameEmbeddings(idx, idx / 30.0, v),
-        )  # fmt: skip
-        if i and i % 5000 == 0:
-            print(f"filled {i} / {n_videos} videos ({i / (time.perf_counter() - start):.0f} videos/s)", file=sys.stderr, flush=True)
+        ))  # fmt: skip
+        if len(batch) == 1000 or i == n_videos - 1:
+            engine.store.add_videos(batch)  # one transaction per 1000 videos: a bulk load, not 50k commits
+            batch = []
+            print(f"filled {i + 1} / {n_videos} videos ({(i + 1) / (time.perf_counter() - start):.0f} videos/s)",
+                  file=sys.stderr, flush=True)
 
 
 def pct(values: list[float], p: float) -> float:
