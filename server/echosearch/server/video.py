@@ -31,6 +31,9 @@ ZOOM = 0.1
 TEXT_FORMATS = {"tty"}
 TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
 CHUNK = 16  # frames preprocessed together; bounds memory held as raw decoded frames
+# Codecs whose every packet is one independently decodable frame, in presentation order: frames the
+# sampling does not keep need not be decoded at all (MJPG AVI is the usual echo export).
+INTRA_ONLY_CODECS = {"mjpeg", "png", "rawvideo", "bmp", "tiff", "qtrle"}
 Source = bytes | bytearray | memoryview | str | os.PathLike
 
 
@@ -131,7 +134,8 @@ def resize_uint8(frames: np.ndarray, image_size: int = 224) -> torch.Tensor:
     """(k,h,w,3) uint8 -> reference crop + bicubic resize -> (k,3,S,S) uint8 (rounded and saturated like OpenCV)."""
     top, bottom, left, right = crop_box(frames.shape[1], frames.shape[2])
     # Contiguous NCHW: torch's CPU bicubic is ~2x faster on it than on the channels-last view.
-    x = torch.from_numpy(frames[:, top:bottom, left:right]).permute(0, 3, 1, 2).contiguous().float()
+    x = torch.from_numpy(frames[:, top:bottom, left:right]).permute(0, 3, 1, 2)
+    x = x.to(torch.float32, memory_format=torch.contiguous_format)  # one pass: NCHW copy and cast
     if x.shape[-2:] != (image_size, image_size):
         x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", align_corners=False, antialias=False)
     return x.round_().clamp_(0, 255).to(torch.uint8)
@@ -197,8 +201,18 @@ def _decode(source: Source, sampling: Sampling, n_hint: int | None, channel_orde
         decoded = 0
         packets = container.demux(stream)
         fed = [0]  # non-empty packets handed to the decoder (frames still buffered in it count too)
+        skip = None
+        if stream.codec_context.name in INTRA_ONLY_CODECS:
+            # One packet in, its frame out, synchronously: lets us skip the packets we do not keep.
+            stream.thread_type = "SLICE"
+            skip = lambda i: not keep(i)  # noqa: E731
         try:
-            for frame in _frames(packets, fed):
+            for frame in _frames(packets, fed, skip):
+                if frame is None:  # an intra-only frame the sampling does not keep: counted, not decoded
+                    decoded += 1
+                    if stop is not None and decoded >= stop:
+                        break
+                    continue
                 if keep(decoded):
                     if len(indices) >= sampling.max_frames:
                         raise TooLargeError(
@@ -245,10 +259,25 @@ def _plan(sampling: Sampling, n_hint: int | None) -> tuple[Callable[[int], bool]
     return (lambda i: i in wanted), (max(wanted) + 1 if wanted else None)
 
 
-def _frames(packets: Iterator[av.Packet], fed: list[int]) -> Iterator[av.VideoFrame]:
-    """Decoded frames, pulled packet by packet so decoding can stop early; counts packets in fed[0]."""
+def _frames(
+    packets: Iterator[av.Packet], fed: list[int], skip: Callable[[int], bool] | None = None
+) -> Iterator[av.VideoFrame | None]:
+    """Decoded frames, pulled packet by packet so decoding can stop early; counts packets in fed[0].
+
+    With `skip` (intra-only codecs only), the i-th non-empty packet is not decoded when skip(i)
+    and None stands in for its frame.
+    """
     for packet in packets:
-        fed[0] += 1 if packet.size else 0
+        if packet.size:
+            index = fed[0]
+            fed[0] += 1
+            if skip is not None and skip(index):
+                yield None
+                continue
+            if skip is not None:
+                # Keep the 1:1 packet/frame count even if a damaged packet decodes to nothing.
+                yield from packet.decode() or [None]
+                continue
         yield from packet.decode()  # the final (empty) packet flushes the decoder
 
 
