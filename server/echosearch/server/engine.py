@@ -17,20 +17,20 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
-from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError, TooLargeError
+from echosearch.server.errors import InvalidRequestError, ModelMismatchError, TooLargeError
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.prompt_cache import PromptEmbeddingCache
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
 from echosearch.server.rwlock import ReadWriteLock
-from echosearch.server.scoring import mean_prompt_embedding, score_task
+from echosearch.server.scorer import TaskScorer, VideoScore
 from echosearch.server.store import FrameHit, Store
-from echosearch.server.tasks import Task, TaskKind, custom_task, load_registry
+from echosearch.server.tasks import Task, custom_task, load_registry
 from echosearch.server.video import Sampling, prepare_video
 
 log = logging.getLogger(__name__)
@@ -58,17 +58,6 @@ class SearchResult:
     video: VideoRecord
     score: float
     best_frames: tuple[FrameHit, ...]
-
-
-@dataclass(frozen=True)
-class VideoScore:
-    """One video's result for a task."""
-
-    video_id: int
-    score: float
-    value: float | None
-    label: str | None
-    decision: bool | None
 
 
 @dataclass(frozen=True)
@@ -135,6 +124,7 @@ class Engine:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_cache_lock = threading.Lock()
         self.prompts = PromptEmbeddingCache(self._encode_texts, self.model.identity, self.catalog)
+        self.scorer = TaskScorer(self.store, self.prompts, self._index_lock.read)
         self._closed = False
         log.info(
             "engine ready: model %s on %s, %d videos / %d frames, index %s%s",
@@ -419,7 +409,7 @@ class Engine:
 
     def task_embeddings(self, task: Task) -> np.ndarray:
         """The task's candidate-text embeddings, from the prompt cache (each text encoded once per model)."""
-        return self.prompts.embed(task.candidate_texts())
+        return self.scorer.task_embeddings(task)
 
     def score_videos(
         self,
@@ -430,78 +420,11 @@ class Engine:
         top_k: int | None = None,
         batch_size: int = 1024,
     ) -> Iterator[list[VideoScore]]:
-        """Score a task over a selection from stored embeddings only, batch by batch.
+        """Score a task over a selection from stored embeddings only, batch by batch (see scorer.py).
 
         `top_k` (binary tasks only) returns the k best videos through the exact video-mean index.
         """
-        if not 1 <= batch_size <= 100_000:
-            raise InvalidRequestError(f"batch size must be between 1 and 100000, not {batch_size}")
-        flt = self._with_ids(flt, video_ids)
-        text_emb = self.task_embeddings(task)
-        if top_k is not None:
-            yield from self._score_top(task, text_emb, flt, top_k, batch_size)
-            return
-        ids = self.catalog.select_video_ids(flt)
-        total, done, last_log = len(ids), 0, time.monotonic()
-        for batch_ids, offsets, frames in self.catalog.iter_embedding_batches(ids, batch_videos=batch_size):
-            yield self._score_batch(task, text_emb, batch_ids, offsets, frames)
-            done += len(batch_ids)
-            if time.monotonic() - last_log > 5.0:
-                log.info("scoring %s: %d / %d videos", task.name, done, total)
-                last_log = time.monotonic()
-
-    def _with_ids(self, flt: VideoFilter | None, video_ids: Sequence[int] | None) -> VideoFilter | None:
-        if video_ids is None:
-            return flt
-        ids = tuple(int(v) for v in video_ids)
-        if not ids:
-            raise InvalidRequestError("the list of video ids is empty; leave it out to select every video")
-        known = set(self.catalog.select_video_ids(VideoFilter(video_ids=ids)).tolist())
-        missing = [v for v in ids if v not in known]
-        if missing:
-            shown = ", ".join(str(v) for v in missing[:10]) + (" ..." if len(missing) > 10 else "")
-            raise NotFoundError(f"{len(missing)} video id(s) not stored: {shown}")
-        return replace(flt or VideoFilter(), video_ids=ids)
-
-    def _score_top(
-        self, task: Task, text_emb: np.ndarray, flt: VideoFilter | None, top_k: int, batch_size: int
-    ) -> Iterator[list[VideoScore]]:
-        if task.kind != TaskKind.BINARY:
-            raise InvalidRequestError(
-                f"top-k needs a binary task; {task.name!r} is {task.kind.value} — score a selection instead"
-            )
-        if task.aggregate is not None:
-            raise InvalidRequestError(f"task {task.name!r} has its own aggregation, so top-k through the mean index is not exact")
-        if not 1 <= top_k <= MAX_K:
-            raise InvalidRequestError(f"top k must be between 1 and {MAX_K}, not {top_k}")
-        query = mean_prompt_embedding(task, text_emb)
-        with self._index_lock.read():
-            ranked = self.store.top_videos_by_mean(query, top_k, flt)
-        ids = np.array([vid for vid, _ in ranked], dtype=np.int64)
-        # Re-score the winners from their frames so the reply carries the same numbers a full scan gives.
-        for start in range(0, len(ids), batch_size):
-            chunk = ids[start : start + batch_size]
-            batch_ids, offsets, frames = self.catalog.load_embeddings(chunk)
-            scores = self._score_batch(task, text_emb, batch_ids, offsets, frames)
-            yield sorted(scores, key=lambda s: -s.score)
-
-    @staticmethod
-    def _score_batch(
-        task: Task, text_emb: np.ndarray, ids: np.ndarray, offsets: np.ndarray, frames: np.ndarray
-    ) -> list[VideoScore]:
-        result = score_task(task, frames, offsets, text_emb)
-        out = []
-        for i, video_id in enumerate(ids.tolist()):
-            out.append(
-                VideoScore(
-                    video_id=int(video_id),
-                    score=float(result.score[i]),
-                    value=None if result.value is None else float(result.value[i]),
-                    label=None if result.label is None else result.label[i],
-                    decision=None if result.decision is None else bool(result.decision[i]),
-                )
-            )
-        return out
+        return self.scorer.score_videos(task, flt=flt, video_ids=video_ids, top_k=top_k, batch_size=batch_size)
 
     # ---- export ----------------------------------------------------------------------
 
