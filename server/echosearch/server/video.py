@@ -1,8 +1,8 @@
 """Video bytes/path -> decoded, sampled, EchoCLIP-preprocessed frame tensor (PyAV + batched torch).
 
 Preprocessing reproduces EchoCLIP's published reference (utils.crop_and_scale + open_clip preprocess_val)
-on batched tensors: crop to square, cut 10 % per side, bicubic (a=-0.75, no antialias, like OpenCV
-INTER_CUBIC) to 224x224, round+saturate to uint8 as OpenCV does, then /255 and CLIP-normalise.
+exactly: crop to square, cut 10 % per side, OpenCV INTER_CUBIC to 224x224 uint8 (the published call,
+into one preallocated batch), then /255 and CLIP-normalise on the batched tensor (ToTensor + Normalize).
 Only the frames the sampling needs are decoded; raw frames are dropped chunk by chunk.
 """
 
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from echosearch.server.errors import InvalidRequestError, InvalidVideoError, TooLargeError
 from echosearch.server.model import CLIP_MEAN, CLIP_STD
@@ -131,14 +131,21 @@ def crop_box(height: int, width: int) -> tuple[int, int, int, int]:
 
 
 def resize_uint8(frames: np.ndarray, image_size: int = 224) -> torch.Tensor:
-    """(k,h,w,3) uint8 -> reference crop + bicubic resize -> (k,3,S,S) uint8 (rounded and saturated like OpenCV)."""
+    """(k,h,w,3) uint8 -> reference crop + OpenCV INTER_CUBIC resize -> (k,3,S,S) uint8, bit-exact with the published path.
+
+    OpenCV's SIMD fixed-point resize is ~10x faster on a CPU than torch's float bicubic (which
+    also rounds differently by one level on ~0.1 % of pixels); the call per frame is a C call
+    into one preallocated batch, not a per-frame PIL round trip.
+    """
     top, bottom, left, right = crop_box(frames.shape[1], frames.shape[2])
-    # Contiguous NCHW: torch's CPU bicubic is ~2x faster on it than on the channels-last view.
-    x = torch.from_numpy(frames[:, top:bottom, left:right]).permute(0, 3, 1, 2)
-    x = x.to(torch.float32, memory_format=torch.contiguous_format)  # one pass: NCHW copy and cast
-    if x.shape[-2:] != (image_size, image_size):
-        x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", align_corners=False, antialias=False)
-    return x.round_().clamp_(0, 255).to(torch.uint8)
+    out = np.empty((len(frames), image_size, image_size, 3), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        crop = frame[top:bottom, left:right]
+        if crop.shape[:2] == (image_size, image_size):
+            out[i] = crop
+        else:
+            cv2.resize(crop, (image_size, image_size), dst=out[i], interpolation=cv2.INTER_CUBIC)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
 def normalise(frames_u8: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
