@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+from av.video.reformatter import VideoReformatter
 import cv2
 import numpy as np
 import torch
@@ -207,6 +208,8 @@ def _decode(source: Source, sampling: Sampling, n_hint: int | None, channel_orde
         pending: list[np.ndarray] = []
         decoded = 0
         packets = container.demux(stream)
+        # One swscale context for the whole video, not one per frame.
+        reformatter = VideoReformatter()
         fed = [0]  # non-empty packets handed to the decoder (frames still buffered in it count too)
         skip = None
         if stream.codec_context.name in INTRA_ONLY_CODECS:
@@ -228,7 +231,7 @@ def _decode(source: Source, sampling: Sampling, n_hint: int | None, channel_orde
                         )
                     indices.append(decoded)
                     times.append(_seconds(frame, stream, decoded, fps))
-                    pending.append(frame.to_ndarray(format=fmt))
+                    pending.append(reformatter.reformat(frame, format=fmt).to_ndarray())
                     if len(pending) >= CHUNK or (pending and pending[0].shape != pending[-1].shape):
                         kept.extend(_flush(pending, image_size))
                 decoded += 1
