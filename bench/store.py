@@ -11,6 +11,13 @@ unlike real embeddings) are reported as a second line. Prints a markdown table.
 
     python bench/store.py                      # 1M frames = 50k videos × 20 (about 10 min on 2 cores)
     python bench/store.py --frames 100000      # quick look
+    python bench/store.py --only-ann --build-threads 2 --ann HNSW32 IVF4096,Flat \
+        --efsearch 64 128 256 512 --nprobe 32 64 128   # index choice only: fill, Flat, ANN sweeps
+
+`--ann` takes several factories (each built from the same store and ground truth,
+one at a time); HNSW factories sweep `--efsearch`, the others `--nprobe`.
+`--only-ann` skips the single-transaction ingest sample, the restart/rebuild and
+disk rows and the uniform worst case, and re-measures Flat just before each sweep.
 """
 
 from __future__ import annotations
@@ -133,13 +140,35 @@ def fill(store: Store, synth: Synth, start: int, stop: int, batch: int) -> None:
                   file=sys.stderr, flush=True)
 
 
+def emit(rows: list, key: str, value: str) -> None:
+    """Append a table row and echo it to stderr at once (a long run shows results as they come)."""
+    rows.append((key, value))
+    print(f"  | {key} | {value} |", file=sys.stderr, flush=True)
+
+
 def ann_sweep(rows: list, label: str, factory: str, build, sets: dict, settings: list[int],
-              flat_ms: dict) -> None:
-    """Build an ANN index with `build(index)`, then latency/recall per nprobe/efSearch setting and query set."""
+              flat_ms: dict, build_threads: int = 1, flat=None) -> None:
+    """Build an ANN index with `build(index)`, then latency/recall per nprobe/efSearch setting and query set.
+
+    The build runs on `build_threads` OpenMP threads, the timed single queries on 1. With `flat`
+    given, Flat's latency is re-measured just before the sweep (the ratios then compare like
+    with like on a shared, noisy machine) and `flat_ms` is updated in place.
+    """
+    import faiss
     t = time.perf_counter()
     ann = VectorIndex(next(iter(sets.values()))[0].shape[1], factory, use_gpu=False)
-    build(ann)
-    rows.append((f"{label}: {factory} build (train + add)", f"{time.perf_counter() - t:.1f} s"))
+    faiss.omp_set_num_threads(build_threads)
+    try:
+        build(ann)
+    finally:
+        faiss.omp_set_num_threads(1)
+    threads = f", {build_threads} threads" if build_threads != 1 else ""
+    emit(rows, f"{label}: {factory} build (train + add{threads})", f"{time.perf_counter() - t:.1f} s")
+    if flat is not None:
+        for name, (queries, _) in sets.items():
+            flat_ms[name], _ = latency(flat, queries[: max(20, len(queries) // 4)])
+        emit(rows, f"{label}: Flat re-measured before the {factory} sweep",
+             ", ".join(f"{name} {ms:.1f} ms" for name, ms in flat_ms.items()))
     knob = "efSearch" if "HNSW" in factory else "nprobe"
     for value in settings:
         ann.nprobe, ann.efsearch = (value, None) if knob == "nprobe" else (None, value)
@@ -148,7 +177,7 @@ def ann_sweep(rows: list, label: str, factory: str, build, sets: dict, settings:
         for name, (queries, exact) in sets.items():
             ms, got = latency(ann, queries)
             parts.append(f"{name}: {ms:.2f} ms, {flat_ms[name] / ms:.0f}× Flat, recall@10 {recall(got, exact):.3f}")
-        rows.append((f"{label}: {factory} {knob}={value}", " — ".join(parts)))
+        emit(rows, f"{label}: {factory} {knob}={value}", " — ".join(parts))
 
 
 def main() -> None:
@@ -159,10 +188,20 @@ def main() -> None:
     ap.add_argument("--centres", type=int, default=2000, help="view/pathology clusters in the synthetic data")
     ap.add_argument("--batch", type=int, default=1000, help="videos per add_videos transaction for the fill")
     ap.add_argument("--sample", type=int, default=2000, help="videos ingested one transaction each, timed")
-    ap.add_argument("--ann", default="IVF1024,Flat")
-    ap.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 32, 64, 128])
+    ap.add_argument("--ann", nargs="+", default=["IVF1024,Flat"],
+                    help="ANN factory strings, each built and swept in turn")
+    ap.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 32, 64, 128],
+                    help="IVF lists probed, swept for non-HNSW factories")
+    ap.add_argument("--efsearch", type=int, nargs="+", default=[32, 64, 128, 256, 512],
+                    help="HNSW search breadth, swept for HNSW factories")
     ap.add_argument("--uniform-nprobe", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--uniform-efsearch", type=int, nargs="+", default=[128, 512])
+    ap.add_argument("--build-threads", type=int, default=1,
+                    help="OpenMP threads for ANN builds (queries are always timed on 1)")
     ap.add_argument("--no-uniform", action="store_true", help="skip the uniform-random worst case")
+    ap.add_argument("--only-ann", action="store_true",
+                    help="index choice only: skip the ingest sample, restart/rebuild/disk rows and the "
+                         "uniform case; re-measure Flat before each ANN sweep")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--catch-up", type=int, default=300, help="videos written after the last snapshot")
     ap.add_argument("--data", type=Path, default=None)
@@ -182,8 +221,9 @@ def main() -> None:
                  f"EchoCLIP embeddings: {args.centres:,} centres, video cos≈0.78 to its centre, frame cos≈0.9 "
                  "to its video; L2-normalised"),
     ]
-    rows.append(sample_ingest(data.with_name(data.name + "-sample"), synth.__class__(
-        dim, fpv, args.sample, args.centres), args.sample))
+    if not args.only_ann:
+        rows.append(sample_ingest(data.with_name(data.name + "-sample"), synth.__class__(
+            dim, fpv, args.sample, args.centres), args.sample))
 
     store = Store(data, save_every=0, use_gpu=False, memory_limit="2GB")
     t = time.perf_counter()
@@ -212,8 +252,19 @@ def main() -> None:
             counts = np.diff(offsets)
             ann.add(np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(vids, counts)]), emb)
 
-    ann_sweep(rows, "clustered", args.ann, from_catalog, exact_sets, args.nprobe, flat_ms)
+    def settings(factory: str, nprobe: list[int], efsearch: list[int]) -> list[int]:
+        return efsearch if "HNSW" in factory else nprobe
+
+    for factory in args.ann:
+        ann_sweep(rows, "clustered", factory, from_catalog, exact_sets,
+                  settings(factory, args.nprobe, args.efsearch), flat_ms, args.build_threads,
+                  flat=store.frame_index if args.only_ann else None)
     store.close()
+    if args.only_ann:
+        if args.data is None:
+            shutil.rmtree(data)
+        finish(rows, t_all)
+        return
 
     cat = Catalog(data / "catalog.duckdb", memory_limit="2GB")  # writes the index never sees: a crash
     for b in range(n_videos, n_videos + args.catch_up, args.batch):
@@ -257,9 +308,15 @@ def main() -> None:
             for s in range(0, len(xb), 100_000):
                 ann.add(ids[s:s + 100_000], xb[s:s + 100_000])
 
-        ann_sweep(rows, "uniform random (worst case)", args.ann, chunked,
-                  {"uniform": (uq, exact)}, args.uniform_nprobe, {"uniform": u_flat_ms})
+        for factory in args.ann:
+            ann_sweep(rows, "uniform random (worst case)", factory, chunked, {"uniform": (uq, exact)},
+                      settings(factory, args.uniform_nprobe, args.uniform_efsearch), {"uniform": u_flat_ms},
+                      args.build_threads)
         del xb
+    finish(rows, t_all)
+
+
+def finish(rows: list, t_all: float) -> None:
     rows.append(("peak RSS of the benchmark", f"{rss_gib():.2f} GiB"))
     rows.append(("benchmark wall time", f"{time.perf_counter() - t_all:.0f} s"))
     print("\n| measure | result |\n|---|---|")

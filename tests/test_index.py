@@ -117,8 +117,8 @@ def test_gpu_matches_cpu(factory: str) -> None:
 
 
 @pytest.mark.parametrize("factory, nprobe, efsearch", [
-    ("Flat", None, None), ("IVF64,Flat", 4, None), ("IVF4096,PQ8", 256, None), ("HNSW32", None, 128),
-    ("IVF8,Flat", 1, None)])
+    ("Flat", None, None), ("IVF64,Flat", 16, None), ("IVF1024,Flat", 64, None), ("IVF4096,Flat", 128, None),
+    ("IVF4096,PQ8", 128, None), ("HNSW32", None, 512), ("IVF8,Flat", 6, None), ("IVF1,Flat", 1, None)])
 def test_search_defaults_from_the_factory(factory: str, nprobe, efsearch) -> None:
     """`serve --index FACTORY` passes no nprobe/efSearch; the index must not fall back to FAISS's 1 list / ef 16."""
     idx = VectorIndex(DIM, factory, use_gpu=False)
@@ -132,7 +132,7 @@ def test_default_nprobe_reaches_the_trained_index() -> None:
     x = rng.standard_normal((64 * 40, DIM)).astype(np.float32)
     idx = VectorIndex(DIM, "IVF64,Flat", use_gpu=False)
     idx.add(np.arange(len(x)), x)
-    assert not idx.exact_fallback and faiss.extract_index_ivf(idx._index).nprobe == 4
+    assert not idx.exact_fallback and faiss.extract_index_ivf(idx._index).nprobe == 16
     hnsw = VectorIndex(DIM, "HNSW32", use_gpu=False)
     hnsw.add(np.arange(100), x[:100])
-    assert faiss.downcast_index(hnsw._index.index).hnsw.efSearch == 128
+    assert faiss.downcast_index(hnsw._index.index).hnsw.efSearch == 512
