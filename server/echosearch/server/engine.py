@@ -2,8 +2,8 @@
 
 Thread-safety: gRPC calls arrive on many threads. Decoding runs in the caller's
 thread (so concurrent ingests decode in parallel); the model encodes one batch
-at a time under `_encode_lock`; index writes take `_index_lock` exclusively and
-searches take it shared, so a search never waits on a decode or an encode.
+at a time under `_encode_lock`; the Store's own readers-writer lock lets searches
+run together and index writes alone, so a search never waits on a decode or an encode.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from echosearch.server.errors import InvalidRequestError, ModelMismatchError, To
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.prompt_cache import PromptEmbeddingCache
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
-from echosearch.server.rwlock import ReadWriteLock
 from echosearch.server.scorer import TaskScorer, VideoScore
 from echosearch.server.store import FrameHit, Store
 from echosearch.server.tasks import Task, custom_task, load_registry
@@ -119,12 +118,11 @@ class Engine:
             )
         self.registry = load_registry()
         self._encode_lock = threading.Lock()
-        self._index_lock = ReadWriteLock()
         self._write_lock = threading.Lock()  # one catalog writer at a time; DuckDB would abort a conflicting one
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_cache_lock = threading.Lock()
         self.prompts = PromptEmbeddingCache(self._encode_texts, self.model.identity, self.catalog)
-        self.scorer = TaskScorer(self.store, self.prompts, self._index_lock.read)
+        self.scorer = TaskScorer(self.store, self.prompts)
         self._closed = False
         log.info(
             "engine ready: model %s on %s, %d videos / %d frames, index %s%s",
@@ -140,7 +138,7 @@ class Engine:
 
     def close(self) -> None:
         """Save the index and close the catalog; safe to call twice."""
-        with self._write_lock, self._index_lock.write():
+        with self._write_lock:
             if self._closed:
                 return
             self._closed = True
@@ -236,19 +234,18 @@ class Engine:
         with self._write_lock:
             if self.catalog.model_identity is None:
                 self.catalog.bind_model(self.model.identity, self.model.embed_dim)
-            with self._index_lock.write():
-                record, created = self.store.add_video(
-                    sha256=sha256,
-                    source_name=source_name,
-                    size_bytes=len(data),
-                    fps=float(prepared.fps),
-                    total_frames=int(prepared.total_frames),
-                    width=int(prepared.width),
-                    height=int(prepared.height),
-                    model_identity=self.model.identity,
-                    metadata=metadata,
-                    frames=frames,
-                )
+            record, created = self.store.add_video(
+                sha256=sha256,
+                source_name=source_name,
+                size_bytes=len(data),
+                fps=float(prepared.fps),
+                total_frames=int(prepared.total_frames),
+                width=int(prepared.width),
+                height=int(prepared.height),
+                model_identity=self.model.identity,
+                metadata=metadata,
+                frames=frames,
+            )
         stored = time.perf_counter()
         if created:
             log.info(
@@ -293,7 +290,7 @@ class Engine:
 
     def delete_video(self, video_id: int) -> None:
         """Remove a video from catalog and indexes together."""
-        with self._write_lock, self._index_lock.write():
+        with self._write_lock:
             self.store.delete_video(int(video_id))
         log.info("deleted video %d", video_id)
 
@@ -354,10 +351,9 @@ class Engine:
         frames_per_video: int,
         exclude: Sequence[int] = (),
     ) -> list[SearchResult]:
-        with self._index_lock.read():
-            hits = self.store.search_videos(
-                query, k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video, exclude=exclude
-            )
+        hits = self.store.search_videos(
+            query, k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video, exclude=exclude
+        )
         records = self._records([h.video_id for h in hits])
         # A video deleted between the search and the lookup is simply left out.
         return [SearchResult(records[h.video_id], float(h.score), h.best_frames) for h in hits if h.video_id in records]

@@ -9,9 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 
@@ -43,16 +41,10 @@ class VideoScore:
 class TaskScorer:
     """Scores tasks over stored frame embeddings, batch by batch."""
 
-    def __init__(
-        self,
-        store: Store,
-        prompts: PromptEmbeddingCache,
-        index_read_lock: Callable[[], AbstractContextManager[None]],
-    ) -> None:
+    def __init__(self, store: Store, prompts: PromptEmbeddingCache) -> None:
         self.store = store
         self.catalog: Catalog = store.catalog
         self.prompts = prompts
-        self._index_read_lock = index_read_lock
 
     def task_embeddings(self, task: Task) -> np.ndarray:
         """The task's candidate-text embeddings, from the prompt cache (each text encoded once per model)."""
@@ -116,8 +108,7 @@ class TaskScorer:
         self, task: Task, text_emb: np.ndarray, flt: VideoFilter | None, top_k: int, batch_size: int
     ) -> Iterator[list[VideoScore]]:
         query = mean_prompt_embedding(task, text_emb)
-        with self._index_read_lock():
-            ranked = self.store.top_videos_by_mean(query, top_k, flt)
+        ranked = self.store.top_videos_by_mean(query, top_k, flt)
         ids = np.array([vid for vid, _ in ranked], dtype=np.int64)
         # Re-score the winners from their frames so the reply carries the numbers a full scan gives.
         for start in range(0, len(ids), batch_size):
