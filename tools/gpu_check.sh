@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU checks for a lent CUDA machine (see README "GPU"). Run from the repo root with the
-# wheels the machine lacks in .gpu/wheels (open_clip_torch, av, ftfy, wcwidth for its Python):
+# wheels the machine lacks in .gpu/wheels (open_clip_torch, av, ftfy, wcwidth for its Python;
+# its image already has torch, timm, numpy and opencv-python-headless):
 #   bash tools/gpu_check.sh
 # It probes the machine, runs the `gpu` tests and the ingest benchmark on CUDA and on CPU.
 set -uo pipefail
