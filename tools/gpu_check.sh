@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU checks for a lent CUDA machine (see README "GPU"). Run from the repo root with the
+# GPU checks for a lent CUDA machine (see README, Development). Run from the repo root with the
 # wheels the machine lacks in .gpu/wheels (open_clip_torch, av, ftfy, wcwidth for its Python;
 # its image already has torch, timm, numpy and opencv-python-headless):
 #   bash tools/gpu_check.sh
