@@ -80,6 +80,15 @@ def test_ingest_stores_video_with_metadata_and_is_idempotent(client, stored):
     assert again.already_stored and again.video.video_id == r.video.video_id
 
 
+def test_reupload_of_stored_bytes_is_answered_from_the_header(stub, stored):
+    stored_video = stored[2].video
+    # The header's sha256 names stored content: no chunk is needed, nothing is decoded again.
+    header = pb.IngestVideoHeader(source_name="again.avi", sha256=stored_video.sha256.upper(), size_bytes=stored_video.size_bytes)
+    reply = stub.IngestVideo(iter([pb.IngestVideoRequest(header=header)]), timeout=30)
+    assert reply.already_stored and reply.video.video_id == stored_video.video_id
+    assert reply.encode_seconds == 0 and reply.video.source_name == "synthetic-2.avi"
+
+
 def test_ingest_real_example_video(client, example_video):
     r = client.ingest(example_video, metadata=VideoMetadata(view="A4C", tags={"example": "yes"}))
     assert r.video.sampled_frames == 20 and r.video.source_name == example_video.name

@@ -167,6 +167,12 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
         sampling = convert.sampling_from_proto(header.sampling)
         sampling.validate()
         channel_order = convert.channel_order_from_proto(header.channel_order)
+        if header.sha256:
+            # Already stored: answer from the header alone. Re-running a folder of a million
+            # archived files then costs a hash per file, not an upload and a decode.
+            existing = self.engine.stored_video(header.sha256)
+            if existing is not None:
+                return pb.IngestVideoResponse(video=convert.video_to_proto(existing), already_stored=True)
 
         data = bytearray()
         for msg in requests:

@@ -259,6 +259,10 @@ class Engine:
             )
         return IngestOutcome(record, not created, decoded - started, encoded - decoded, stored - encoded)
 
+    def stored_video(self, sha256: str) -> VideoRecord | None:
+        """The stored video with this content hash (hex SHA-256), if any."""
+        return self.catalog.find_by_sha256(sha256.strip().lower())
+
     def _read_file(self, path: Path) -> bytes:
         try:
             size = path.stat().st_size
