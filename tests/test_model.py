@@ -106,3 +106,18 @@ def test_hub_failure_names_local_dir_and_does_not_hang(monkeypatch, tmp_path) ->
         load_model("hf-hub:mkaichristensen/echo-clip")
     assert time.monotonic() - start < 10
     assert "hf-hub:mkaichristensen/echo-clip" in str(info.value)
+
+
+@pytest.mark.parametrize("precision,floor", [("bf16", 0.98), ("fp16", 0.995)])
+def test_reduced_precision_embeddings_stay_close_to_fp32(precision: str, floor: float) -> None:
+    # The precisions a GPU deployment would pick, checked on the CPU: float32 out, normalised, near fp32.
+    torch.manual_seed(0)
+    pixels = torch.randn(4, 3, 224, 224)
+    texts = ["ECHO DENSITY IN RIGHT VENTRICLE SUGGESTIVE OF CATHETER, PACER LEAD, OR ICD LEAD. "]
+    full = load_model("random:tiny", device="cpu")
+    low = load_model("random:tiny", device="cpu", precision=precision)
+    assert low.precision == precision and low.identity == full.identity  # same weights, same store
+    for a, b in ((full.encode_frames(pixels), low.encode_frames(pixels)), (full.encode_texts(texts), low.encode_texts(texts))):
+        assert b.dtype == np.float32
+        assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-3)
+        assert float(np.sum(a * b, axis=1).min()) >= floor
