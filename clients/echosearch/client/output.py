@@ -49,8 +49,11 @@ def fmt(value: Any) -> str:
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out: TextIO | None = None) -> None:
-    """Left-aligned columns sized to their widest cell."""
+    """Left-aligned columns sized to their widest cell; an empty result says so (on stderr)."""
     cells = [[fmt(v) for v in row] for row in rows]
+    if not cells:
+        print("(nothing matched)", file=sys.stderr)
+        return
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     out = out or sys.stdout
     for row in [list(headers)] + cells:
