@@ -27,14 +27,13 @@ from echosearch.server.errors import InvalidRequestError, ModelMismatchError, To
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.prompt_cache import PromptEmbeddingCache
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
-from echosearch.server.scorer import TaskScorer, VideoScore
+from echosearch.server.scorer import MAX_K, TaskScorer, VideoScore
 from echosearch.server.store import FrameHit, Store
 from echosearch.server.tasks import Task, custom_task, load_registry
 from echosearch.server.video import Sampling, prepare_video
 
 log = logging.getLogger(__name__)
 
-MAX_K = 10_000
 AGGREGATIONS = ("max", "mean")
 _QUERY_CACHE_SIZE = 1024
 
@@ -98,13 +97,11 @@ class Engine:
         index_factory: str = "Flat",
         use_gpu: bool | None = None,
         max_upload_bytes: int = 2 << 30,
-        decode_workers: int = 2,
         model: EchoClipModel | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.max_upload_bytes = int(max_upload_bytes)
-        self.decode_workers = decode_workers  # concurrency comes from the gRPC threads; kept for the CLI
         self.model = model if model is not None else load_model(model_spec, device=device, precision=precision)
         self.store = Store(self.data_dir, index_factory=index_factory, use_gpu=use_gpu)
         self.catalog = self.store.catalog

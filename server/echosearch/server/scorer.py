@@ -23,7 +23,7 @@ from echosearch.server.tasks import Task, TaskKind
 
 log = logging.getLogger(__name__)
 
-MAX_TOP_K = 10_000
+MAX_K = 10_000  # the largest k of a search or a top-k score
 PROGRESS_EVERY_S = 5.0
 
 
@@ -101,8 +101,8 @@ class TaskScorer:
             raise InvalidRequestError(
                 f"task {task.name!r} has its own aggregation, so top-k through the mean index is not exact"
             )
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise InvalidRequestError(f"top k must be between 1 and {MAX_TOP_K}, not {top_k}")
+        if not 1 <= top_k <= MAX_K:
+            raise InvalidRequestError(f"top k must be between 1 and {MAX_K}, not {top_k}")
 
     def _score_top(
         self, task: Task, text_emb: np.ndarray, flt: VideoFilter | None, top_k: int, batch_size: int
