@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # reference_echoclip (opencv, test-only
 
 from echosearch.server.embedder import FrameEmbedder  # noqa: E402
 from echosearch.server.model import load_model  # noqa: E402
-from echosearch.server.video import prepare_video  # noqa: E402
+from echosearch.server.media.video import prepare_video  # noqa: E402
 
 EXAMPLE = ROOT.parent / "shared" / "data" / "example_video.avi"
 

@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from reference_scoring import reference_binary, reference_regression  # noqa: E402
 
-from echosearch.server.registry import load_registry  # noqa: E402
-from echosearch.server.scoring import mean_prompt_embedding, score_binary, score_regression  # noqa: E402
+from echosearch.server.tasks.registry import load_registry  # noqa: E402
+from echosearch.server.tasks.scoring_math import mean_prompt_embedding, score_binary, score_regression  # noqa: E402
 
 DIM = 512
 

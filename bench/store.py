@@ -39,10 +39,10 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
-from echosearch.server.catalog import Catalog, frame_ids_for  # noqa: E402
-from echosearch.server.index import VectorIndex  # noqa: E402
+from echosearch.server.storage.catalog import Catalog, frame_ids_for  # noqa: E402
+from echosearch.server.storage.index import VectorIndex  # noqa: E402
 from echosearch.server.records import FrameEmbeddings, VideoMetadata  # noqa: E402
-from echosearch.server.store import Store  # noqa: E402
+from echosearch.server.storage.store import Store  # noqa: E402
 
 log = logging.getLogger("bench.store")
 MODEL = "bench-synthetic"

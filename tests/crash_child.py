@@ -35,7 +35,7 @@ def video_for(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def main(data_dir: Path, start: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
     from echosearch.server.records import FrameEmbeddings, VideoMetadata
-    from echosearch.server.store import Store
+    from echosearch.server.storage.store import Store
 
     store = Store(data_dir, save_every=SAVE_EVERY)
     print("READY", flush=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from echosearch.server.catalog import Catalog, migrations
+from echosearch.server.storage.catalog import Catalog, migrations
 from echosearch.server.errors import ModelMismatchError, NotFoundError, StoreVersionError
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata
 from storehelp import DIM, MODEL, add

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from crash_child import MODEL, sha_for, video_for
-from echosearch.server.catalog import frame_ids_for
-from echosearch.server.store import Store
+from echosearch.server.storage.catalog import frame_ids_for
+from echosearch.server.storage.store import Store
 
 KILLS = int(os.environ.get("ECHOSEARCH_CRASH_KILLS", "20"))
 CHILD = Path(__file__).resolve().parent / "crash_child.py"

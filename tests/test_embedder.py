@@ -8,7 +8,7 @@ import pytest
 from echosearch.server.embedder import FrameEmbedder
 from echosearch.server.errors import InvalidVideoError
 from echosearch.server.model import load_model
-from echosearch.server.video import Sampling
+from echosearch.server.media.video import Sampling
 from synthetic import make_video
 
 

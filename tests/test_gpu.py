@@ -14,7 +14,7 @@ import torch
 from synthetic import make_video
 
 from echosearch.server.model import load_model
-from echosearch.server.video import prepare_video
+from echosearch.server.media.video import prepare_video
 
 pytestmark = pytest.mark.gpu
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -49,7 +49,7 @@ def test_cuda_embeddings_match_cpu(spec: str, precision: str, floor: float) -> N
 
 def test_faiss_gpu_index_matches_cpu() -> None:
     faiss = pytest.importorskip("faiss")
-    from echosearch.server.index import VectorIndex, gpu_count
+    from echosearch.server.storage.index import VectorIndex, gpu_count
 
     if gpu_count() == 0:
         pytest.skip("this FAISS build sees no GPU (faiss-cpu, or no CUDA device)")

@@ -8,7 +8,7 @@ import faiss
 import numpy as np
 import pytest
 
-from echosearch.server.index import VectorIndex, gpu_count, min_train_size
+from echosearch.server.storage.index import VectorIndex, gpu_count, min_train_size
 from storehelp import unit
 
 DIM = 16

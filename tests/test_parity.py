@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from echosearch.server.model import EchoClipModel, load_model
-from echosearch.server.video import normalise, prepare_video, resize_uint8
+from echosearch.server.media.video import normalise, prepare_video, resize_uint8
 from reference_echoclip import frames_to_pixels, read_avi, reference_embeddings, reference_pixels
 from synthetic import make_video
 

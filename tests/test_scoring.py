@@ -16,14 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference_scoring import reference_binary, reference_categorical_label, reference_regression, split_videos
 
-from echosearch.server.scoring import (
+from echosearch.server.tasks.scoring_math import (
     mean_prompt_embedding,
     score_binary,
     score_regression,
     score_task,
     top_fraction,
 )
-from echosearch.server.tasks import Task, TaskKind, ValueRange
+from echosearch.server.tasks.spec import Task, TaskKind, ValueRange
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -98,7 +98,7 @@ def test_ties_keep_candidate_order() -> None:
 
 def test_negative_zero_ties_with_positive_zero() -> None:
     # A dot product rarely yields -0.0, so test the ranking step on similarities directly.
-    from echosearch.server.scoring import _top_k_stable_desc
+    from echosearch.server.tasks.scoring_math import _top_k_stable_desc
 
     sims = np.array([[-1.0, -0.0, 0.0, -0.0, 0.5]], dtype=np.float32)
     tiebreak = (4 - np.arange(5, dtype=np.int64))[None, :]
@@ -161,7 +161,7 @@ def test_score_task_kinds() -> None:
 
 
 def test_categorical_label_ties_go_to_lower_category() -> None:
-    from echosearch.server.scoring import nearest_labels
+    from echosearch.server.tasks.scoring_math import nearest_labels
 
     cat = Task(name="c", kind="categorical", prompts=("a", "b"), values=(1, 2), labels={1: "Mild", 2: "Moderate"})
     assert nearest_labels(cat, np.array([1.5, 1.51, 0.0, 9.0, np.nan])) == ["Mild", "Moderate", "Mild", "Moderate", ""]

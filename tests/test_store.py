@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from echosearch.server.catalog import frame_ids_for
+from echosearch.server.storage.catalog import frame_ids_for
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError
 from echosearch.server.records import VideoFilter
-from echosearch.server.store import Store
+from echosearch.server.storage.store import Store
 from storehelp import DIM, add, metadata, unit
 
 N_VIDEOS = 40
@@ -139,7 +139,7 @@ def test_catch_up_replays_only_new_changes(tmp_path: Path, caplog) -> None:
     store.catalog.close()  # "crash": catalog has 4 changes the snapshot lacks
     loaded = []
     with caplog.at_level(logging.INFO):
-        from echosearch.server.catalog import Catalog
+        from echosearch.server.storage.catalog import Catalog
         real = Catalog.load_embeddings
 
         def spy(self, ids):

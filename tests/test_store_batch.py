@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from echosearch.server.catalog import Catalog
+from echosearch.server.storage.catalog import Catalog
 from echosearch.server.errors import InvalidRequestError
 from echosearch.server.records import FrameEmbeddings
-from echosearch.server.store import Store
+from echosearch.server.storage.store import Store
 from storehelp import DIM, MODEL, add, frames, metadata
 
 

@@ -11,7 +11,7 @@ import torch
 
 from echosearch.server.errors import InvalidRequestError, InvalidVideoError, TooLargeError
 from echosearch.server.model import CLIP_MEAN, CLIP_STD
-from echosearch.server.video import PreparedVideo, Sampling, crop_box, prepare_video
+from echosearch.server.media.video import PreparedVideo, Sampling, crop_box, prepare_video
 from synthetic import make_video
 
 

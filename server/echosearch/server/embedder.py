@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from echosearch.server.model import EchoClipModel
-from echosearch.server.video import PreparedVideo, Sampling, Source, prepare_video
+from echosearch.server.media.video import PreparedVideo, Sampling, Source, prepare_video
 
 log = logging.getLogger(__name__)
 

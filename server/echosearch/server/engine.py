@@ -25,12 +25,13 @@ import numpy as np
 
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, TooLargeError
 from echosearch.server.model import EchoClipModel, load_model
-from echosearch.server.prompt_cache import PromptEmbeddingCache
+from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
-from echosearch.server.scorer import MAX_K, TaskScorer, VideoScore
-from echosearch.server.store import FrameHit, Store
-from echosearch.server.tasks import Task, custom_task, load_registry
-from echosearch.server.video import Sampling, prepare_video
+from echosearch.server.tasks.scoring_service import MAX_K, TaskScorer, VideoScore
+from echosearch.server.storage.store import FrameHit, Store
+from echosearch.server.tasks.registry import load_registry
+from echosearch.server.tasks.spec import Task, custom_task
+from echosearch.server.media.video import Sampling, prepare_video
 
 log = logging.getLogger(__name__)
 
@@ -417,7 +418,7 @@ class Engine:
         top_k: int | None = None,
         batch_size: int = 1024,
     ) -> Iterator[list[VideoScore]]:
-        """Score a task over a selection from stored embeddings only, batch by batch (see scorer.py).
+        """Score a task over a selection from stored embeddings only, batch by batch (see tasks/scoring_service.py).
 
         `top_k` (binary tasks only) returns the k best videos through the exact video-mean index.
         """

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from echosearch.server import persist
-from echosearch.server.catalog import Catalog, frame_ids_for, video_of_frames
+from echosearch.server.storage import snapshots as persist
+from echosearch.server.storage.catalog import Catalog, frame_ids_for, video_of_frames
 from echosearch.server.errors import InvalidRequestError
-from echosearch.server.index import VectorIndex
+from echosearch.server.storage.index import VectorIndex
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
-from echosearch.server.rwlock import ReadWriteLock
+from echosearch.server.storage.rwlock import ReadWriteLock
 
 log = logging.getLogger(__name__)
 

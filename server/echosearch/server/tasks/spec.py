@@ -9,8 +9,8 @@ A task asks a clinical question with text prompts. Three kinds:
 - ``categorical``: one category value per prompt (``values``) plus ``labels``
   naming the categories; the answer is a value and the nearest category's label.
 
-The scoring math lives in :mod:`echosearch.server.scoring`; discovery of tasks
-from plugins in :mod:`echosearch.server.registry`.
+The scoring math lives in :mod:`echosearch.server.tasks.scoring_math`; discovery of tasks
+from plugins in :mod:`echosearch.server.tasks.registry`.
 """
 
 from __future__ import annotations
@@ -282,23 +282,12 @@ def custom_task(
     return validate_task(task, count_tokens=count_tokens, context_length=context_length, max_candidates=max_candidates)
 
 
-def __getattr__(name: str) -> Any:
-    """Re-export the registry (its own module) lazily: an eager import would be circular."""
-    if name in ("TaskRegistry", "load_registry"):
-        from echosearch.server import registry
-
-        return getattr(registry, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "Aggregate",
     "Task",
     "TaskKind",
-    "TaskRegistry",
     "ValueRange",
     "custom_task",
     "format_value",
-    "load_registry",
     "validate_task",
 ]

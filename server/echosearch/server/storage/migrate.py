@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 
 from echosearch.server.errors import StoreVersionError
-from echosearch.server.filters import to_utc_naive
+from echosearch.server.storage.filters import to_utc_naive
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 def migrations() -> list[tuple[int, str]]:
     """(version, sql) of every bundled migration, ascending."""
     found = []
-    for entry in resources.files("echosearch.server").joinpath("migrations").iterdir():
+    for entry in resources.files("echosearch.server.storage").joinpath("migrations").iterdir():
         m = _MIGRATION_NAME.match(entry.name)
         if m:
             found.append((int(m.group(1)), entry.read_text(encoding="utf-8")))

@@ -13,11 +13,13 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from echosearch.server import catalog_export, catalog_migrate, catalog_rows
-from echosearch.server.catalog_migrate import migrations  # noqa: F401 — re-exported
-from echosearch.server.catalog_rows import FRAME_BITS, MAX_FRAMES_PER_VIDEO, frame_ids_for
+from echosearch.server.storage import export as catalog_export
+from echosearch.server.storage import migrate as catalog_migrate
+from echosearch.server.storage import rows as catalog_rows
+from echosearch.server.storage.migrate import migrations  # noqa: F401 — re-exported
+from echosearch.server.storage.rows import FRAME_BITS, MAX_FRAMES_PER_VIDEO, frame_ids_for
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError
-from echosearch.server.filters import compile_filter
+from echosearch.server.storage.filters import compile_filter
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
 
 log = logging.getLogger(__name__)

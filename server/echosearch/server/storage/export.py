@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from echosearch.server.filters import compile_filter
+from echosearch.server.storage.filters import compile_filter
 from echosearch.server.records import VideoFilter
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from echosearch.server.errors import InvalidRequestError, TooLargeError
-from echosearch.server.filters import to_utc_naive
+from echosearch.server.storage.filters import to_utc_naive
 from echosearch.server.records import FrameEmbeddings, VideoMetadata, VideoRecord
 
 FRAME_BITS = 20  # frame_id = (video_id << FRAME_BITS) | position

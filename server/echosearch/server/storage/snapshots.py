@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from echosearch.server.index import VectorIndex
+from echosearch.server.storage.index import VectorIndex
 
 log = logging.getLogger(__name__)
 

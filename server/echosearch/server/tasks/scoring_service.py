@@ -13,13 +13,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from echosearch.server.catalog import Catalog
+from echosearch.server.storage.catalog import Catalog
 from echosearch.server.errors import InvalidRequestError, NotFoundError
-from echosearch.server.prompt_cache import PromptEmbeddingCache
+from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
 from echosearch.server.records import VideoFilter
-from echosearch.server.scoring import mean_prompt_embedding, score_task
-from echosearch.server.store import Store
-from echosearch.server.tasks import Task, TaskKind
+from echosearch.server.tasks.scoring_math import mean_prompt_embedding, score_task
+from echosearch.server.storage.store import Store
+from echosearch.server.tasks.spec import Task, TaskKind
 
 log = logging.getLogger(__name__)
 
