@@ -10,7 +10,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 50051
 PYTEST_ARGS ?=
 
-.PHONY: install serve test proto proto-check bench clean
+.PHONY: install serve test lint proto proto-check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(VENV)/bin/echosearch serve --data $(DATA) --model $(MODEL) --host $(HOST) --port $(PORT)
 
-test: $(STAMP) proto-check
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: $(STAMP) lint proto-check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Regenerate clients/echosearch/v1 from proto/ (the only way that code changes).

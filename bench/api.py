@@ -36,11 +36,12 @@ if __name__ == "__main__":
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "clients"), str(ROOT / "server"), str(ROOT / "plugins")]
-from echosearch.server.serve import start_server  # noqa: E402  (imports the server stack in a safe order)
+from synthetic import make_video  # noqa: E402
+
+from echosearch.client import Client  # noqa: E402
 from echosearch.server.engine import Engine  # noqa: E402
 from echosearch.server.records import FrameEmbeddings, VideoMetadata  # noqa: E402
-from echosearch.client import Client  # noqa: E402
-from synthetic import make_video  # noqa: E402
+from echosearch.server.serve import start_server  # noqa: E402  (imports the server stack in a safe order)
 
 QUERIES = [
     "ECHO DENSITY IN RIGHT VENTRICLE SUGGESTIVE OF CATHETER, PACER LEAD, OR ICD LEAD.",
@@ -72,8 +73,11 @@ def fill(engine: Engine, frames: int, fpv: int = 20, seed: int = 0) -> None:
         if len(batch) == 1000 or i == n_videos - 1:
             engine.store.add_videos(batch)  # one transaction per 1000 videos: a bulk load, not 50k commits
             batch = []
-            print(f"filled {i + 1} / {n_videos} videos ({(i + 1) / (time.perf_counter() - start):.0f} videos/s)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"filled {i + 1} / {n_videos} videos ({(i + 1) / (time.perf_counter() - start):.0f} videos/s)",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def pct(values: list[float], p: float) -> float:
@@ -90,7 +94,9 @@ def bench_search(engine: Engine, client: Client, n: int) -> tuple[list[float], l
     local, remote = [], []
     for i in range(n):
         q = QUERIES[i % len(QUERIES)]
-        for call, out in ((local_call, local), (remote_call, remote)) if i % 2 else ((remote_call, remote), (local_call, local)):
+        for call, out in (
+            ((local_call, local), (remote_call, remote)) if i % 2 else ((remote_call, remote), (local_call, local))
+        ):
             t = time.perf_counter()
             call(q)
             out.append(1000 * (time.perf_counter() - t))
@@ -117,13 +123,19 @@ def bench_ingest(engine: Engine, client: Client, videos: int, workers: int = 4) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, nargs="+", default=[100_000, 1_000_000], help="store sizes for the search benchmark")
-    parser.add_argument("--search-model", default="random:echoclip", help="model for search (EchoCLIP's 512-d architecture)")
+    parser.add_argument(
+        "--frames", type=int, nargs="+", default=[100_000, 1_000_000], help="store sizes for the search benchmark"
+    )
+    parser.add_argument(
+        "--search-model", default="random:echoclip", help="model for search (EchoCLIP's 512-d architecture)"
+    )
     parser.add_argument("--ingest-model", default="random:tiny", help="model for the ingest benchmark")
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--videos", type=int, default=24, help="videos per side in the ingest benchmark")
     parser.add_argument("--skip-ingest", action="store_true")
-    parser.add_argument("--threads", type=int, default=1, help="FAISS OpenMP threads, as --threads=N (more thrash on 2 shared cores)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="FAISS OpenMP threads, as --threads=N (more thrash on 2 shared cores)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     rows = []
@@ -134,11 +146,17 @@ def main() -> None:
             for frames in sorted(args.frames):
                 t = time.perf_counter()
                 fill(engine, frames)
-                print(f"filled {engine.catalog.count_frames()} frames in {time.perf_counter() - t:.0f}s", file=sys.stderr)
+                print(
+                    f"filled {engine.catalog.count_frames()} frames in {time.perf_counter() - t:.0f}s", file=sys.stderr
+                )
                 local, remote = bench_search(engine, client, args.queries)
                 rows.append((f"SearchByText top-10, {frames:,} frames", local, remote))
-                print(f"{frames} frames: p50 {pct(local, 50):.2f} vs {pct(remote, 50):.2f} ms, "
-                      f"p99 {pct(local, 99):.2f} vs {pct(remote, 99):.2f} ms", file=sys.stderr, flush=True)
+                print(
+                    f"{frames} frames: p50 {pct(local, 50):.2f} vs {pct(remote, 50):.2f} ms, "
+                    f"p99 {pct(local, 99):.2f} vs {pct(remote, 99):.2f} ms",
+                    file=sys.stderr,
+                    flush=True,
+                )
         server.stop(1)
         ingest = None
         if not args.skip_ingest:
@@ -156,9 +174,13 @@ def main() -> None:
             print(f"| {name}, p{p} | {a:.2f} ms | {b:.2f} ms | +{b - a:.2f} ms |")
     if ingest:
         a, b = ingest
-        print(f"| ingest, 4 concurrent ({args.ingest_model}, 112x112 MJPEG, 40 frames -> 20 embedded) | {a:.2f} videos/s | {b:.2f} videos/s | {b / a:.2f}x |")
+        print(
+            f"| ingest, 4 concurrent ({args.ingest_model}, 112x112 MJPEG, 40 frames -> 20 embedded) | {a:.2f} videos/s | {b:.2f} videos/s | {b / a:.2f}x |"
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"\nsearch model {args.search_model}, {args.queries} queries per size; peak RSS {peak:.1f} GB", file=sys.stderr)
+    print(
+        f"\nsearch model {args.search_model}, {args.queries} queries per size; peak RSS {peak:.1f} GB", file=sys.stderr
+    )
 
 
 if __name__ == "__main__":

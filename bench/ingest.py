@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # reference_echoclip (opencv, test-only) and synthetic
 
 from echosearch.server.embedder import FrameEmbedder  # noqa: E402
-from echosearch.server.model import load_model  # noqa: E402
 from echosearch.server.media.video import prepare_video  # noqa: E402
+from echosearch.server.model import load_model  # noqa: E402
 
 EXAMPLE = ROOT.parent / "shared" / "data" / "example_video.avi"
 
@@ -40,9 +40,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="auto | cpu | cuda")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--video", type=Path, default=None, help="video file (default: the example video, else synthetic 800x600)")
+    parser.add_argument(
+        "--video", type=Path, default=None, help="video file (default: the example video, else synthetic 800x600)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
-    parser.add_argument("--repeats", type=int, default=2, help="rounds; each stage reports its best round (shared machines are noisy)")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="rounds; each stage reports its best round (shared machines are noisy)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
@@ -100,8 +104,10 @@ def _print_table(rows: dict[str, tuple[int, float]], model, path: Path, args) ->
     rate = {name: frames / secs for name, (frames, secs) in rows.items()}
     names = list(rows)
     a, b, c, d = (rate[n] for n in names)
-    print(f"\nmodel {model.identity} on {model.device} ({model.precision}), torch threads {torch.get_num_threads()}, "
-          f"video {path.name} x {args.videos}, best of {args.repeats}\n")
+    print(
+        f"\nmodel {model.identity} on {model.device} ({model.precision}), torch threads {torch.get_num_threads()}, "
+        f"video {path.name} x {args.videos}, best of {args.repeats}\n"
+    )
     print("| stage | frames | seconds | frames/s |")
     print("|---|---:|---:|---:|")
     for name in names:

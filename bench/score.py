@@ -86,8 +86,10 @@ def main() -> None:
     ef_emb = unit_rows(rng, len(ef.candidate_texts()))
     ef_values = ef.candidate_values()
     print(f"# {n:,} videos x {f} frames x {DIM}-d float32 ({frames.nbytes / 2**30:.2f} GiB), generated in {t_gen:.1f}s")
-    print(f"# reference = per-video loop over tests/reference_scoring.py (torch, 1 thread) on {len(sample):,} "
-          f"random videos, extrapolated x{scale:g} to {n:,}")
+    print(
+        f"# reference = per-video loop over tests/reference_scoring.py (torch, 1 thread) on {len(sample):,} "
+        f"random videos, extrapolated x{scale:g} to {n:,}"
+    )
 
     rows = []
 
@@ -101,8 +103,14 @@ def main() -> None:
     ef_vec, t_vec = timed(score_regression, frames, offsets, ef_emb, ef_values)
     ef_ref, t_ref = per_video_loop(reference_regression, frames, offsets, sample, ef_emb, ef_values)
     same = int(np.sum(ef_vec[sample] == ef_ref))
-    rows.append(("`ejection_fraction` (regression, 202 candidates), all videos", t_ref * scale, t_vec,
-                 f"{same}/{len(sample)} identical"))
+    rows.append(
+        (
+            "`ejection_fraction` (regression, 202 candidates), all videos",
+            t_ref * scale,
+            t_vec,
+            f"{same}/{len(sample)} identical",
+        )
+    )
 
     # The floor any exact regression method pays: every frame x candidate similarity (one GEMM).
     def similarity_gemm_only() -> None:
@@ -110,8 +118,14 @@ def main() -> None:
             frames[start : start + (1 << 16)] @ ef_emb.T
 
     _, t_gemm = timed(similarity_gemm_only)
-    rows.append(("(floor) the frame x 202-candidate similarity GEMM alone", t_ref * scale, t_gemm,
-                 "no ranking: the most any exact EF method can reach"))
+    rows.append(
+        (
+            "(floor) the frame x 202-candidate similarity GEMM alone",
+            t_ref * scale,
+            t_gemm,
+            "no ranking: the most any exact EF method can reach",
+        )
+    )
 
     # binary top-k: video-mean index (FAISS IndexFlatIP) vs scoring everything then sorting
     t = time.perf_counter()
@@ -130,8 +144,14 @@ def main() -> None:
     brute_ids, t_brute = timed(score_all_then_sort)
     overlap = len(set(top_ids[0].tolist()) & set(brute_ids.tolist()))
     score_err = float(np.max(np.abs(top_scores[0] - pace_vec[top_ids[0]])))
-    rows.append((f"`pacemaker` top-{args.top_k}: video-mean index vs score all + sort", t_brute, t_index,
-                 f"{overlap}/{args.top_k} same ids, score diff {score_err:.1e}; index build {t_build:.2f}s once"))
+    rows.append(
+        (
+            f"`pacemaker` top-{args.top_k}: video-mean index vs score all + sort",
+            t_brute,
+            t_index,
+            f"{overlap}/{args.top_k} same ids, score diff {score_err:.1e}; index build {t_build:.2f}s once",
+        )
+    )
 
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print()
@@ -140,8 +160,10 @@ def main() -> None:
     for name, base, fast, check in rows:
         print(f"| {name} | {base:.2f} | {fast:.3f} | {base / fast:.1f}x | {check} |")
     print()
-    print(f"# top-k row: 'reference' column = score everything + sort; 'vectorised' = one FAISS search. "
-          f"Peak RSS {peak_gib:.2f} GiB.")
+    print(
+        f"# top-k row: 'reference' column = score everything + sort; 'vectorised' = one FAISS search. "
+        f"Peak RSS {peak_gib:.2f} GiB."
+    )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,10 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
-from echosearch.server.storage.catalog import Catalog, frame_ids_for  # noqa: E402
-from echosearch.server.storage.index import VectorIndex  # noqa: E402
 from echosearch.server.records import FrameEmbeddings, VideoMetadata  # noqa: E402
+from echosearch.server.storage.catalog import Catalog  # noqa: E402
+from echosearch.server.storage.frame_ids import frame_ids_for  # noqa: E402
+from echosearch.server.storage.index import VectorIndex  # noqa: E402
 from echosearch.server.storage.store import Store  # noqa: E402
 
 log = logging.getLogger("bench.store")
@@ -55,8 +56,16 @@ def normed(x: np.ndarray) -> np.ndarray:
 class Synth:
     """Deterministic clustered video embeddings (per-dimension noise sigmas; norm ≈ sigma·√dim)."""
 
-    def __init__(self, dim: int, fpv: int, n_videos: int, centres: int, video_sigma: float = 0.035,
-                 frame_sigma: float = 0.02, text_sigma: float = 0.06) -> None:
+    def __init__(
+        self,
+        dim: int,
+        fpv: int,
+        n_videos: int,
+        centres: int,
+        video_sigma: float = 0.035,
+        frame_sigma: float = 0.02,
+        text_sigma: float = 0.06,
+    ) -> None:
         self.dim, self.fpv, self.frame_sigma, self.text_sigma = dim, fpv, frame_sigma, text_sigma
         rng = np.random.default_rng(0)
         self.centres = normed(rng.standard_normal((centres, dim)))
@@ -67,7 +76,7 @@ class Synth:
     def frames(self, start: int, count: int) -> np.ndarray:
         """(count, fpv, dim) frame embeddings of videos start..start+count-1."""
         rng = np.random.default_rng(1_000_003 + start)
-        base = self.video_centres[start:start + count, None, :]
+        base = self.video_centres[start : start + count, None, :]
         return normed(base + self.frame_sigma * rng.standard_normal((count, self.fpv, self.dim), dtype=np.float32))
 
     def frame_queries(self, n: int, seed: int = 7) -> np.ndarray:
@@ -83,10 +92,18 @@ class Synth:
 
 def video_kwargs(i: int, emb: np.ndarray) -> dict:
     idx = np.arange(len(emb), dtype=np.int64) * 2
-    return dict(sha256=f"{i:064x}", source_name=f"v{i}.avi", size_bytes=10_000, fps=30.0, total_frames=40,
-                width=112, height=112, model_identity=MODEL,
-                metadata=VideoMetadata(view=("A4C", "PLAX")[i % 2], tags={"site": str(i % 7)}),
-                frames=FrameEmbeddings(idx, idx / 30.0, emb))
+    return dict(
+        sha256=f"{i:064x}",
+        source_name=f"v{i}.avi",
+        size_bytes=10_000,
+        fps=30.0,
+        total_frames=40,
+        width=112,
+        height=112,
+        model_identity=MODEL,
+        metadata=VideoMetadata(view=("A4C", "PLAX")[i % 2], tags={"site": str(i % 7)}),
+        frames=FrameEmbeddings(idx, idx / 30.0, emb),
+    )
 
 
 def latency(index, queries: np.ndarray, k: int = 10) -> tuple[float, np.ndarray]:
@@ -126,9 +143,11 @@ def sample_ingest(data: Path, synth: Synth, n: int) -> tuple[str, str]:
     store.close()
     shutil.rmtree(data)
     ms = 1000 * np.asarray(times)
-    return (f"ingest, 1 transaction per video (add_video, sample of {n:,} into an empty store)",
-            f"median {np.median(ms):.1f} ms, p90 {np.percentile(ms, 90):.1f} ms per video — "
-            f"{n / ms.sum() * 1000:,.0f} videos/s")
+    return (
+        f"ingest, 1 transaction per video (add_video, sample of {n:,} into an empty store)",
+        f"median {np.median(ms):.1f} ms, p90 {np.percentile(ms, 90):.1f} ms per video — "
+        f"{n / ms.sum() * 1000:,.0f} videos/s",
+    )
 
 
 def fill(store: Store, synth: Synth, start: int, stop: int, batch: int) -> None:
@@ -136,8 +155,11 @@ def fill(store: Store, synth: Synth, start: int, stop: int, batch: int) -> None:
         embs = synth.frames(b, min(batch, stop - b))
         store.add_videos([video_kwargs(b + j, e) for j, e in enumerate(embs)])
         if (b - start) % (10 * batch) == 0:
-            print(f"  ingested {b - start + len(embs):,}/{stop - start:,} videos, rss {rss_gib():.1f} GiB",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  ingested {b - start + len(embs):,}/{stop - start:,} videos, rss {rss_gib():.1f} GiB",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def emit(rows: list, key: str, value: str) -> None:
@@ -146,8 +168,17 @@ def emit(rows: list, key: str, value: str) -> None:
     print(f"  | {key} | {value} |", file=sys.stderr, flush=True)
 
 
-def ann_sweep(rows: list, label: str, factory: str, build, sets: dict, settings: list[int],
-              flat_ms: dict, build_threads: int = 1, flat=None) -> None:
+def ann_sweep(
+    rows: list,
+    label: str,
+    factory: str,
+    build,
+    sets: dict,
+    settings: list[int],
+    flat_ms: dict,
+    build_threads: int = 1,
+    flat=None,
+) -> None:
     """Build an ANN index with `build(index)`, then latency/recall per nprobe/efSearch setting and query set.
 
     The build runs on `build_threads` OpenMP threads, the timed single queries on 1. With `flat`
@@ -155,6 +186,7 @@ def ann_sweep(rows: list, label: str, factory: str, build, sets: dict, settings:
     with like on a shared, noisy machine) and `flat_ms` is updated in place.
     """
     import faiss
+
     t = time.perf_counter()
     ann = VectorIndex(next(iter(sets.values()))[0].shape[1], factory, use_gpu=False)
     faiss.omp_set_num_threads(build_threads)
@@ -167,8 +199,11 @@ def ann_sweep(rows: list, label: str, factory: str, build, sets: dict, settings:
     if flat is not None:
         for name, (queries, _) in sets.items():
             flat_ms[name], _ = latency(flat, queries[: max(20, len(queries) // 4)])
-        emit(rows, f"{label}: Flat re-measured before the {factory} sweep",
-             ", ".join(f"{name} {ms:.1f} ms" for name, ms in flat_ms.items()))
+        emit(
+            rows,
+            f"{label}: Flat re-measured before the {factory} sweep",
+            ", ".join(f"{name} {ms:.1f} ms" for name, ms in flat_ms.items()),
+        )
     knob = "efSearch" if "HNSW" in factory else "nprobe"
     for value in settings:
         ann.nprobe, ann.efsearch = (value, None) if knob == "nprobe" else (None, value)
@@ -188,25 +223,41 @@ def main() -> None:
     ap.add_argument("--centres", type=int, default=2000, help="view/pathology clusters in the synthetic data")
     ap.add_argument("--batch", type=int, default=1000, help="videos per add_videos transaction for the fill")
     ap.add_argument("--sample", type=int, default=2000, help="videos ingested one transaction each, timed")
-    ap.add_argument("--ann", nargs="+", default=["IVF1024,Flat"],
-                    help="ANN factory strings, each built and swept in turn")
-    ap.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 32, 64, 128],
-                    help="IVF lists probed, swept for non-HNSW factories")
-    ap.add_argument("--efsearch", type=int, nargs="+", default=[32, 64, 128, 256, 512],
-                    help="HNSW search breadth, swept for HNSW factories")
+    ap.add_argument(
+        "--ann", nargs="+", default=["IVF1024,Flat"], help="ANN factory strings, each built and swept in turn"
+    )
+    ap.add_argument(
+        "--nprobe",
+        type=int,
+        nargs="+",
+        default=[8, 16, 32, 64, 128],
+        help="IVF lists probed, swept for non-HNSW factories",
+    )
+    ap.add_argument(
+        "--efsearch",
+        type=int,
+        nargs="+",
+        default=[32, 64, 128, 256, 512],
+        help="HNSW search breadth, swept for HNSW factories",
+    )
     ap.add_argument("--uniform-nprobe", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--uniform-efsearch", type=int, nargs="+", default=[128, 512])
-    ap.add_argument("--build-threads", type=int, default=1,
-                    help="OpenMP threads for ANN builds (queries are always timed on 1)")
+    ap.add_argument(
+        "--build-threads", type=int, default=1, help="OpenMP threads for ANN builds (queries are always timed on 1)"
+    )
     ap.add_argument("--no-uniform", action="store_true", help="skip the uniform-random worst case")
-    ap.add_argument("--only-ann", action="store_true",
-                    help="index choice only: skip the ingest sample, restart/rebuild/disk rows and the "
-                         "uniform case; re-measure Flat before each ANN sweep")
+    ap.add_argument(
+        "--only-ann",
+        action="store_true",
+        help="index choice only: skip the ingest sample, restart/rebuild/disk rows and the "
+        "uniform case; re-measure Flat before each ANN sweep",
+    )
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--catch-up", type=int, default=300, help="videos written after the last snapshot")
     ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args()
     import faiss
+
     faiss.omp_set_num_threads(1)  # single-query latency on 2 busy shared cores; 2 threads were ~8x slower
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     data = args.data or Path(tempfile.mkdtemp(prefix="bench-store-"))
@@ -217,20 +268,30 @@ def main() -> None:
     synth = Synth(dim, fpv, n_videos + args.catch_up, args.centres)
     t_all = time.perf_counter()
     rows: list[tuple[str, str]] = [
-        ("data", f"{n_videos:,} videos × {fpv} frames = {n_videos * fpv:,} frames, dim {dim}; clustered like "
-                 f"EchoCLIP embeddings: {args.centres:,} centres, video cos≈0.78 to its centre, frame cos≈0.9 "
-                 "to its video; L2-normalised"),
+        (
+            "data",
+            f"{n_videos:,} videos × {fpv} frames = {n_videos * fpv:,} frames, dim {dim}; clustered like "
+            f"EchoCLIP embeddings: {args.centres:,} centres, video cos≈0.78 to its centre, frame cos≈0.9 "
+            "to its video; L2-normalised",
+        ),
     ]
     if not args.only_ann:
-        rows.append(sample_ingest(data.with_name(data.name + "-sample"), synth.__class__(
-            dim, fpv, args.sample, args.centres), args.sample))
+        rows.append(
+            sample_ingest(
+                data.with_name(data.name + "-sample"), synth.__class__(dim, fpv, args.sample, args.centres), args.sample
+            )
+        )
 
     store = Store(data, save_every=0, use_gpu=False, memory_limit="2GB")
     t = time.perf_counter()
     fill(store, synth, 0, n_videos, args.batch)
     fill_s = time.perf_counter() - t
-    rows.append((f"ingest, batched (add_videos, {args.batch:,} videos per transaction, catalog + Flat index)",
-                 f"{fill_s:.0f} s — {n_videos / fill_s:,.0f} videos/s, {n_videos * fpv / fill_s:,.0f} frames/s"))
+    rows.append(
+        (
+            f"ingest, batched (add_videos, {args.batch:,} videos per transaction, catalog + Flat index)",
+            f"{fill_s:.0f} s — {n_videos / fill_s:,.0f} videos/s, {n_videos * fpv / fill_s:,.0f} frames/s",
+        )
+    )
     t = time.perf_counter()
     store.save()
     rows.append(("index snapshot save (Flat + video means, fsync, CRC)", f"{time.perf_counter() - t:.1f} s"))
@@ -244,8 +305,12 @@ def main() -> None:
     for q in sets["frame-like"][:20]:
         store.search_frames(q, 10)
     e2e_ms = 1000 * (time.perf_counter() - t0) / 20
-    rows.append(("Flat (exact) top-10, one query: FAISS / Store.search_frames",
-                 f"{flat_ms['frame-like']:.1f} ms / {e2e_ms:.1f} ms (text-like {flat_ms['text-like']:.1f} ms)"))
+    rows.append(
+        (
+            "Flat (exact) top-10, one query: FAISS / Store.search_frames",
+            f"{flat_ms['frame-like']:.1f} ms / {e2e_ms:.1f} ms (text-like {flat_ms['text-like']:.1f} ms)",
+        )
+    )
 
     def from_catalog(ann: VectorIndex) -> None:
         for vids, offsets, emb in store.catalog.iter_embedding_batches(None):
@@ -256,9 +321,17 @@ def main() -> None:
         return efsearch if "HNSW" in factory else nprobe
 
     for factory in args.ann:
-        ann_sweep(rows, "clustered", factory, from_catalog, exact_sets,
-                  settings(factory, args.nprobe, args.efsearch), flat_ms, args.build_threads,
-                  flat=store.frame_index if args.only_ann else None)
+        ann_sweep(
+            rows,
+            "clustered",
+            factory,
+            from_catalog,
+            exact_sets,
+            settings(factory, args.nprobe, args.efsearch),
+            flat_ms,
+            args.build_threads,
+            flat=store.frame_index if args.only_ann else None,
+        )
     store.close()
     if args.only_ann:
         if args.data is None:
@@ -283,12 +356,21 @@ def main() -> None:
     total_frames = store.catalog.count_frames()
     store.close()
     catalog_bytes = dir_bytes(data) - dir_bytes(data / "index")
-    rows += [(f"restart: load snapshot + catch up {args.catch_up} videos", f"{restart_s:.1f} s"),
-             ("restart: full rebuild from catalog (no snapshot)", f"{rebuild_s:.1f} s — {rebuild_s / restart_s:.1f}× the load"),
-             ("disk per frame: catalog (DuckDB)", f"{catalog_bytes / total_frames:,.0f} B/frame "
-              f"({catalog_bytes / 2**30:.2f} GiB; raw vector {4 * dim} B)"),
-             ("disk per frame: index snapshot (Flat frames + video means)",
-              f"{index_bytes / total_frames:,.0f} B/frame ({index_bytes / 2**30:.2f} GiB)")]
+    rows += [
+        (f"restart: load snapshot + catch up {args.catch_up} videos", f"{restart_s:.1f} s"),
+        (
+            "restart: full rebuild from catalog (no snapshot)",
+            f"{rebuild_s:.1f} s — {rebuild_s / restart_s:.1f}× the load",
+        ),
+        (
+            "disk per frame: catalog (DuckDB)",
+            f"{catalog_bytes / total_frames:,.0f} B/frame ({catalog_bytes / 2**30:.2f} GiB; raw vector {4 * dim} B)",
+        ),
+        (
+            "disk per frame: index snapshot (Flat frames + video means)",
+            f"{index_bytes / total_frames:,.0f} B/frame ({index_bytes / 2**30:.2f} GiB)",
+        ),
+    ]
     if args.data is None:
         shutil.rmtree(data)
 
@@ -296,7 +378,7 @@ def main() -> None:
         rng = np.random.default_rng(11)
         xb = np.empty((n_videos * fpv, dim), np.float32)
         for s in range(0, len(xb), 100_000):  # in chunks: whole-array temporaries would triple the peak
-            xb[s:s + 100_000] = normed(rng.standard_normal((min(100_000, len(xb) - s), dim), dtype=np.float32))
+            xb[s : s + 100_000] = normed(rng.standard_normal((min(100_000, len(xb) - s), dim), dtype=np.float32))
         uq = normed(rng.standard_normal((args.queries, dim)))
         flat = faiss.IndexFlatIP(dim)
         flat.add(xb)
@@ -304,14 +386,22 @@ def main() -> None:
         u_flat_ms, _ = latency(flat, uq[: max(20, args.queries // 4)])
         del flat
         ids = np.arange(len(xb), dtype=np.int64)
+
         def chunked(ann: VectorIndex) -> None:  # chunks: train on the first, never copy all at once
             for s in range(0, len(xb), 100_000):
-                ann.add(ids[s:s + 100_000], xb[s:s + 100_000])
+                ann.add(ids[s : s + 100_000], xb[s : s + 100_000])
 
         for factory in args.ann:
-            ann_sweep(rows, "uniform random (worst case)", factory, chunked, {"uniform": (uq, exact)},
-                      settings(factory, args.uniform_nprobe, args.uniform_efsearch), {"uniform": u_flat_ms},
-                      args.build_threads)
+            ann_sweep(
+                rows,
+                "uniform random (worst case)",
+                factory,
+                chunked,
+                {"uniform": (uq, exact)},
+                settings(factory, args.uniform_nprobe, args.uniform_efsearch),
+                {"uniform": u_flat_ms},
+                args.build_threads,
+            )
         del xb
     finish(rows, t_all)
 

@@ -43,10 +43,17 @@ def main(data_dir: Path, start: int) -> None:
     while True:
         idx, ts, emb = video_for(i)
         rec, _ = store.add_video(
-            sha256=sha_for(i), source_name=f"v{i}.avi", size_bytes=1000 + i, fps=30.0, total_frames=40,
-            width=112, height=112, model_identity=MODEL,
+            sha256=sha_for(i),
+            source_name=f"v{i}.avi",
+            size_bytes=1000 + i,
+            fps=30.0,
+            total_frames=40,
+            width=112,
+            height=112,
+            model_identity=MODEL,
             metadata=VideoMetadata(view="A4C" if i % 2 else "PLAX", tags={"i": str(i)}),
-            frames=FrameEmbeddings(idx, ts, emb))
+            frames=FrameEmbeddings(idx, ts, emb),
+        )
         print(f"ADD {i}", flush=True)
         if i % 5 == 4:  # delete an earlier video of this run now and then
             victim = store.catalog.find_by_sha256(sha_for(i - 2))

@@ -16,10 +16,19 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_MODEL = "random:tiny"
 
 
-def start_inprocess(data_dir: Path, *, token: str | None = None, tls: tuple[Path, Path] | None = None, max_upload_bytes: int = 2 << 30, workers: int = 8):
+def start_inprocess(
+    data_dir: Path,
+    *,
+    token: str | None = None,
+    tls: tuple[Path, Path] | None = None,
+    max_upload_bytes: int = 2 << 30,
+    workers: int = 8,
+):
     """An Engine over `data_dir` with the tiny model, served on 127.0.0.1:<free port>. Call .stop() when done."""
-    from echosearch.server.serve import start_server  # imports the server stack (api -> convert -> tasks) in a safe order
     from echosearch.server.engine import Engine
+    from echosearch.server.serve import (
+        start_server,  # imports the server stack (api -> convert -> tasks) in a safe order
+    )
 
     engine = Engine(data_dir=data_dir, model_spec=TEST_MODEL, device="cpu", max_upload_bytes=max_upload_bytes)
     try:
@@ -37,7 +46,9 @@ class ServerProcess:
 
     LISTENING = re.compile(r"listening on (\S+:\d+)")
 
-    def __init__(self, data_dir: Path, *, extra: Sequence[str] = (), env: dict[str, str] | None = None, port: int = 0) -> None:
+    def __init__(
+        self, data_dir: Path, *, extra: Sequence[str] = (), env: dict[str, str] | None = None, port: int = 0
+    ) -> None:
         cmd = [
             sys.executable, "-m", "echosearch.client.cli", "serve", "--data", str(data_dir), "--model", TEST_MODEL,
             "--device", "cpu", "--host", "127.0.0.1", "--port", str(port), *extra,
@@ -133,7 +144,7 @@ def _cert_with_cryptography(cert_path: Path, key_path: Path) -> None:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
@@ -143,4 +154,8 @@ def _cert_with_cryptography(cert_path: Path, key_path: Path) -> None:
         .sign(key, hashes.SHA256())
     )  # fmt: skip
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )

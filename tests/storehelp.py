@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -24,14 +24,25 @@ def frames(rng: np.random.Generator, n: int, dim: int = DIM) -> FrameEmbeddings:
 
 def metadata(i: int) -> VideoMetadata:
     return VideoMetadata(
-        study_id=f"study{i % 4}", patient_id=f"p{i % 3}", view=("A4C", "PLAX", "PSAX")[i % 3],
-        acquisition_time=datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(days=i),
-        tags={"site": ("north", "south")[i % 2], "probe": f"x{i % 5}"})
+        study_id=f"study{i % 4}",
+        patient_id=f"p{i % 3}",
+        view=("A4C", "PLAX", "PSAX")[i % 3],
+        acquisition_time=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=i),
+        tags={"site": ("north", "south")[i % 2], "probe": f"x{i % 5}"},
+    )
 
 
 def add(target, i: int, rng: np.random.Generator, n: int | None = None, model: str = MODEL, dim: int = DIM):
     """Add synthetic video i to a Catalog or Store; returns (record, created)."""
     return target.add_video(
-        sha256=f"{i:064x}", source_name=f"video{i}.avi", size_bytes=1000 + i, fps=30.0, total_frames=40,
-        width=112, height=112, model_identity=model, metadata=metadata(i),
-        frames=frames(rng, n if n is not None else int(rng.integers(1, 7)), dim))
+        sha256=f"{i:064x}",
+        source_name=f"video{i}.avi",
+        size_bytes=1000 + i,
+        fps=30.0,
+        total_frames=40,
+        width=112,
+        height=112,
+        model_identity=model,
+        metadata=metadata(i),
+        frames=frames(rng, n if n is not None else int(rng.integers(1, 7)), dim),
+    )

@@ -68,7 +68,9 @@ def make_video(
     path: Path | None = None,
 ) -> bytes:
     """Make a synthetic video; write it to `path` too when given. Returns the file bytes."""
-    data = encode_video(synthetic_frames(width, height, frames, grey=grey, seed=seed), fps=fps, container=container, codec=codec)
+    data = encode_video(
+        synthetic_frames(width, height, frames, grey=grey, seed=seed), fps=fps, container=container, codec=codec
+    )
     if path is not None:
         Path(path).write_bytes(data)
     return data

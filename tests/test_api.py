@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from servers import start_inprocess, wait_until
+from synthetic import make_video
 
 from echosearch.client import ApiError, Client, CustomTask, VideoFilter, VideoMetadata
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
-from servers import start_inprocess, wait_until
-from synthetic import make_video
 
 MAX_UPLOAD = 8 << 20
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -45,11 +45,19 @@ def stub(server):
 @pytest.fixture(scope="module")
 def stored(client):
     """Three synthetic videos with distinct metadata: {seed: IngestResult}."""
-    when = datetime(2024, 5, 1, 12, 30, tzinfo=timezone.utc)
+    when = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
     out = {}
     for seed, view in ((1, "A4C"), (2, "PLAX"), (3, "A4C")):
-        md = VideoMetadata(study_id=f"study-{seed}", patient_id="p1", view=view, acquisition_time=when, tags={"site": "north", "seed": str(seed)})
-        out[seed] = client.ingest(make_video(seed=seed, grey=seed == 3), source_name=f"synthetic-{seed}.avi", metadata=md)
+        md = VideoMetadata(
+            study_id=f"study-{seed}",
+            patient_id="p1",
+            view=view,
+            acquisition_time=when,
+            tags={"site": "north", "seed": str(seed)},
+        )
+        out[seed] = client.ingest(
+            make_video(seed=seed, grey=seed == 3), source_name=f"synthetic-{seed}.avi", metadata=md
+        )
     return out
 
 
@@ -73,7 +81,7 @@ def test_ingest_stores_video_with_metadata_and_is_idempotent(client, stored):
     assert r.video.sha256 == hashlib.sha256(make_video(seed=1)).hexdigest()
     md = r.video.metadata
     assert (md.study_id, md.patient_id, md.view) == ("study-1", "p1", "A4C")
-    assert md.acquisition_time == datetime(2024, 5, 1, 12, 30, tzinfo=timezone.utc)
+    assert md.acquisition_time == datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
     assert md.tags == {"site": "north", "seed": "1"}
     assert r.encode_seconds > 0
     again = client.ingest(make_video(seed=1), source_name="copy.avi")
@@ -83,7 +91,9 @@ def test_ingest_stores_video_with_metadata_and_is_idempotent(client, stored):
 def test_reupload_of_stored_bytes_is_answered_from_the_header(stub, stored):
     stored_video = stored[2].video
     # The header's sha256 names stored content: no chunk is needed, nothing is decoded again.
-    header = pb.IngestVideoHeader(source_name="again.avi", sha256=stored_video.sha256.upper(), size_bytes=stored_video.size_bytes)
+    header = pb.IngestVideoHeader(
+        source_name="again.avi", sha256=stored_video.sha256.upper(), size_bytes=stored_video.size_bytes
+    )
     reply = stub.IngestVideo(iter([pb.IngestVideoRequest(header=header)]), timeout=30)
     assert reply.already_stored and reply.video.video_id == stored_video.video_id
     assert reply.encode_seconds == 0 and reply.video.source_name == "synthetic-2.avi"
@@ -121,7 +131,9 @@ def test_list_videos_pages_and_filters(client, stored):
 
 
 def test_search_by_text_with_filter_and_aggregations(client, stored):
-    results = client.search_by_text("ECHO DENSITY IN RIGHT VENTRICLE SUGGESTIVE OF PACER LEAD.", k=2, frames_per_video=3)
+    results = client.search_by_text(
+        "ECHO DENSITY IN RIGHT VENTRICLE SUGGESTIVE OF PACER LEAD.", k=2, frames_per_video=3
+    )
     assert len(results) == 2 and results[0].score >= results[1].score
     assert all(len(r.best_frames) == 3 and r.best_frames[0].score == pytest.approx(r.score, abs=1e-5) for r in results)
     plax = client.search_by_text("heart", k=10, filter=VideoFilter(views=("PLAX",)))
@@ -250,7 +262,9 @@ def test_ingest_protocol_errors(stub, client, stored):
     assert code == INVALID and "truncated" in msg
     huge = pb.IngestVideoRequest(header=pb.IngestVideoHeader(source_name="x.avi", size_bytes=MAX_UPLOAD + 1))
     assert _raw_ingest(stub, [huge])[0] == grpc.StatusCode.RESOURCE_EXHAUSTED  # refused before any byte
-    bad_sampling = pb.IngestVideoRequest(header=pb.IngestVideoHeader(source_name="x.avi", sampling=pb.Sampling(mode=pb.SAMPLING_MODE_COUNT, count=10**6)))
+    bad_sampling = pb.IngestVideoRequest(
+        header=pb.IngestVideoHeader(source_name="x.avi", sampling=pb.Sampling(mode=pb.SAMPLING_MODE_COUNT, count=10**6))
+    )
     code, msg = _raw_ingest(stub, [bad_sampling, pb.IngestVideoRequest(chunk=data)])
     assert code == INVALID and "count" in msg
     with pytest.raises(grpc.RpcError) as err:
@@ -278,7 +292,10 @@ def test_health_and_reflection_answer(server):
     with grpc.insecure_channel(server.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "echosearch.v1.EchoSearchService"):
-            assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == health_pb2.HealthCheckResponse.SERVING
+            assert (
+                health.Check(health_pb2.HealthCheckRequest(service=service)).status
+                == health_pb2.HealthCheckResponse.SERVING
+            )
         refl = reflection_pb2_grpc.ServerReflectionStub(channel)
         reply = next(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
         names = {s.name for s in reply.list_services_response.service}
@@ -297,7 +314,7 @@ def test_concurrent_ingest_and_search_lose_nothing(client, stored):
                 r = client.ingest(make_video(seed=1000 + worker * 10 + i, frames=24), source_name=f"c{worker}-{i}.avi",
                                   metadata=VideoMetadata(tags={"batch": "concurrent"}))  # fmt: skip
                 ingested.append(r.video.video_id)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     def search() -> None:
@@ -305,7 +322,7 @@ def test_concurrent_ingest_and_search_lose_nothing(client, stored):
             while not stop.is_set():
                 client.search_by_text("heart", k=5)
                 searches[0] += 1
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     writers = [threading.Thread(target=ingest, args=(w,)) for w in range(4)]

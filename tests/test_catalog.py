@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from storehelp import DIM, MODEL, add
 
-from echosearch.server.storage.catalog import Catalog, migrations
 from echosearch.server.errors import ModelMismatchError, NotFoundError, StoreVersionError
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata
-from storehelp import DIM, MODEL, add
+from echosearch.server.storage.catalog import Catalog
+from echosearch.server.storage.migrate import migrations
 
 
 @pytest.fixture
@@ -125,14 +126,16 @@ def test_list_paging_and_filters(cat: Catalog) -> None:
 
     assert ids(VideoFilter(views=("A4C",))) == expect(lambda m: m.view == "A4C")
     assert ids(VideoFilter(study_ids=("study1", "study2"), patient_ids=("p0",))) == expect(
-        lambda m: m.study_id in ("study1", "study2") and m.patient_id == "p0")
-    lo, hi = datetime(2024, 1, 3, tzinfo=timezone.utc), datetime(2024, 1, 7, tzinfo=timezone.utc)
+        lambda m: m.study_id in ("study1", "study2") and m.patient_id == "p0"
+    )
+    lo, hi = datetime(2024, 1, 3, tzinfo=UTC), datetime(2024, 1, 7, tzinfo=UTC)
     assert ids(VideoFilter(acquired_after=lo, acquired_before=hi)) == expect(lambda m: lo <= m.acquisition_time <= hi)
     assert ids(VideoFilter(tags={"site": "north", "probe": "x2"})) == expect(
-        lambda m: m.tags["site"] == "north" and m.tags["probe"] == "x2")
+        lambda m: m.tags["site"] == "north" and m.tags["probe"] == "x2"
+    )
     assert ids(VideoFilter(video_ids=(3, 5, 99))) == [3, 5]
     assert ids(VideoFilter(views=())) == []
-    assert ids(VideoFilter(ingested_before=datetime(2000, 1, 1, tzinfo=timezone.utc))) == []
+    assert ids(VideoFilter(ingested_before=datetime(2000, 1, 1, tzinfo=UTC))) == []
     # user input is a parameter, never SQL
     evil = "x'); DROP TABLE videos; --"
     assert ids(VideoFilter(views=(evil,), tags={evil: evil})) == []
@@ -149,7 +152,7 @@ def test_load_embeddings_order_offsets_and_batches(cat: Catalog) -> None:
     vids, offsets, emb = cat.load_embeddings(want)
     assert vids.tolist() == [7, 2, 5] and offsets[0] == 0 and offsets[-1] == len(emb)
     for k, v in enumerate(vids):
-        np.testing.assert_array_equal(emb[offsets[k]:offsets[k + 1]], stored[int(v)])
+        np.testing.assert_array_equal(emb[offsets[k] : offsets[k + 1]], stored[int(v)])
     batches = list(cat.iter_embedding_batches(None, batch_videos=4))
     assert [len(b[0]) for b in batches] == [4, 4, 1]
     assert np.concatenate([b[0] for b in batches]).tolist() == list(range(1, 10))
@@ -189,6 +192,16 @@ def test_bad_frames_rejected(cat: Catalog) -> None:
 
     bad = FrameEmbeddings(np.arange(2), np.arange(2.0), np.full((2, DIM), np.nan, np.float32))
     with pytest.raises(InvalidRequestError):
-        cat.add_video(sha256="x", source_name="x", size_bytes=1, fps=1, total_frames=1, width=1, height=1,
-                      model_identity=MODEL, metadata=VideoMetadata(), frames=bad)
+        cat.add_video(
+            sha256="x",
+            source_name="x",
+            size_bytes=1,
+            fps=1,
+            total_frames=1,
+            width=1,
+            height=1,
+            model_identity=MODEL,
+            metadata=VideoMetadata(),
+            frames=bad,
+        )
     assert cat.count_videos() == 0 and cat.model_identity is None

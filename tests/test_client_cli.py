@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from servers import ROOT, start_inprocess
+from synthetic import make_video
 
 from echosearch.client.cli import main
 from echosearch.client.params import UsageError, parse_filter, parse_metadata
-from servers import ROOT, start_inprocess
-from synthetic import make_video
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,9 @@ def test_ingest_folder_then_skip_already_stored(capsys, server, folder):
     rc, out, _ = run(capsys, server, "videos", "--filter", "site=east", "--json")
     videos = json_lines(out)
     assert len(videos) == 3
-    assert {v["metadata"]["study_id"] for v in videos} == {"S9"} and videos[0]["metadata"]["acquisition_time"].startswith("2024-02-03T04:05:06")
+    assert {v["metadata"]["study_id"] for v in videos} == {"S9"} and videos[0]["metadata"][
+        "acquisition_time"
+    ].startswith("2024-02-03T04:05:06")
 
 
 def test_search_score_tasks_info_video_export_delete(capsys, server, folder, tmp_path):
@@ -73,10 +75,25 @@ def test_search_score_tasks_info_video_export_delete(capsys, server, folder, tmp
     ids = [str(s["video_id"]) for s in scores[:2]]
     rc, out, _ = run(capsys, server, "score", "ejection_fraction", "--ids", *ids, "--json")
     assert rc == 0 and sorted(str(s["video_id"]) for s in json_lines(out)) == sorted(ids)
-    rc, out, _ = run(capsys, server, "score", "--prompt", "A DILATED LEFT VENTRICLE.", "--prompt", "LV IS LARGE.", "--kind", "binary", "--top", "2", "--json")
+    rc, out, _ = run(
+        capsys,
+        server,
+        "score",
+        "--prompt",
+        "A DILATED LEFT VENTRICLE.",
+        "--prompt",
+        "LV IS LARGE.",
+        "--kind",
+        "binary",
+        "--top",
+        "2",
+        "--json",
+    )
     top = json_lines(out)
     assert rc == 0 and len(top) == 2 and top[0]["score"] >= top[1]["score"]
-    rc, out, _ = run(capsys, server, "score", "--prompt", "EF <#>%.", "--kind", "regression", "--range", "20:70:10", "--json")
+    rc, out, _ = run(
+        capsys, server, "score", "--prompt", "EF <#>%.", "--kind", "regression", "--range", "20:70:10", "--json"
+    )
     assert rc == 0 and all(20 <= s["value"] <= 70 for s in json_lines(out))
 
     rc, out, _ = run(capsys, server, "info", "--json")
@@ -106,7 +123,11 @@ def test_search_score_tasks_info_video_export_delete(capsys, server, folder, tmp
         (["score", "--prompt", "x"], 2, ["--kind"]),
         (["score", "--prompt", "EF <#>", "--kind", "regression", "--range", "a:b"], 2, ["FROM:TO"]),
         (["search", "heart", "--filter", "acquired_after=yesterday"], 2, ["ISO 8601"]),
-        (["search", "heart", "--filter", "acquired_after=2025-01-01", "--filter", "acquired_before=2024-01-01"], 1, ["INVALID_ARGUMENT", "swap"]),
+        (
+            ["search", "heart", "--filter", "acquired_after=2025-01-01", "--filter", "acquired_before=2024-01-01"],
+            1,
+            ["INVALID_ARGUMENT", "swap"],
+        ),
         (["ingest", "/no/such/file.avi"], 2, ["no such file"]),
         (["search", "heart", "-k", "20000"], 1, ["INVALID_ARGUMENT", "k must be"]),
     ],
@@ -139,8 +160,15 @@ def test_server_address_from_environment(capsys, server, monkeypatch):
 
 
 def test_params_parsing():
-    md = parse_metadata(["study_id=S1", "patient_id=P", "view=A4C", "acquisition_time=2024-01-02", "probe=X5", "note=a=b"])
-    assert (md.study_id, md.patient_id, md.view, md.acquisition_time.isoformat()) == ("S1", "P", "A4C", "2024-01-02T00:00:00+00:00")
+    md = parse_metadata(
+        ["study_id=S1", "patient_id=P", "view=A4C", "acquisition_time=2024-01-02", "probe=X5", "note=a=b"]
+    )
+    assert (md.study_id, md.patient_id, md.view, md.acquisition_time.isoformat()) == (
+        "S1",
+        "P",
+        "A4C",
+        "2024-01-02T00:00:00+00:00",
+    )
     assert md.tags == {"probe": "X5", "note": "a=b"}
     flt = parse_filter(["view=A4C", "view=A2C", "id=3", "tag.site=x", "ingested_after=2024-01-01T00:00:00+02:00"])
     assert flt.views == ("A4C", "A2C") and flt.video_ids == (3,) and flt.tags == {"site": "x"}

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from crash_child import MODEL, sha_for, video_for
-from echosearch.server.storage.catalog import frame_ids_for
+
+from echosearch.server.storage.frame_ids import frame_ids_for
 from echosearch.server.storage.store import Store
 
 KILLS = int(os.environ.get("ECHOSEARCH_CRASH_KILLS", "20"))
@@ -23,8 +23,9 @@ CHILD = Path(__file__).resolve().parent / "crash_child.py"
 
 def _run_and_kill(data_dir: Path, start: int, delay: float) -> list[str]:
     """Start the child, SIGKILL it after `delay` seconds, return its complete stdout lines."""
-    proc = subprocess.Popen([sys.executable, str(CHILD), str(data_dir), str(start)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), str(data_dir), str(start)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     lines: list[str] = []
 
     def reader() -> None:
@@ -55,7 +56,7 @@ def _check_consistent(store: Store, acked: set[int], deleted: set[int]) -> None:
         _, _, emb = video_for(i)
         assert rec.sha256 == sha_for(i)
         assert rec.sampled_frames == len(emb) == offsets[k + 1] - offsets[k], "partial video visible"
-        np.testing.assert_array_equal(emb_all[offsets[k]:offsets[k + 1]], emb)
+        np.testing.assert_array_equal(emb_all[offsets[k] : offsets[k + 1]], emb)
     assert cat.count_frames() == int(counts.sum())
     # Acknowledged writes survived.
     present = {int(r.metadata.tags["i"]): r.video_id for r in cat.list_videos(limit=1_000_000)}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic import make_video
 
 from echosearch.server.embedder import FrameEmbedder
 from echosearch.server.errors import InvalidVideoError
-from echosearch.server.model import load_model
 from echosearch.server.media.video import Sampling
-from synthetic import make_video
+from echosearch.server.model import load_model
 
 
 @pytest.fixture(scope="module")

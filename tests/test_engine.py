@@ -9,10 +9,16 @@ import pytest
 from synthetic import make_video
 
 from echosearch.server.engine import Engine
-from echosearch.server.errors import InvalidRequestError, InvalidVideoError, ModelMismatchError, NotFoundError, TooLargeError
+from echosearch.server.errors import (
+    InvalidRequestError,
+    InvalidVideoError,
+    ModelMismatchError,
+    NotFoundError,
+    TooLargeError,
+)
+from echosearch.server.media.video import Sampling
 from echosearch.server.model import load_model
 from echosearch.server.records import VideoFilter, VideoMetadata
-from echosearch.server.media.video import Sampling
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,14 @@ import pytest
 import torch
 from synthetic import make_video
 
-from echosearch.server.model import load_model
 from echosearch.server.media.video import prepare_video
+from echosearch.server.model import load_model
 
 pytestmark = pytest.mark.gpu
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(spec: str, device: str, precision: str = "fp32"):
     return load_model(spec, device=device, precision=precision)
 

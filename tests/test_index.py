@@ -7,9 +7,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+from storehelp import unit
 
 from echosearch.server.storage.index import VectorIndex, gpu_count, min_train_size
-from storehelp import unit
 
 DIM = 16
 
@@ -58,7 +58,7 @@ def test_ann_exact_until_trained_then_switches(factory: str, tmp_path: Path) -> 
     assert idx.exact_fallback
     _, got = idx.search(q, 5)
     np.testing.assert_array_equal(got, brute(x[: need - 1], ids[: need - 1], q, 5))  # exact before training
-    idx.add(ids[need - 1:], x[need - 1:])
+    idx.add(ids[need - 1 :], x[need - 1 :])
     assert not idx.exact_fallback and idx.ntotal == len(ids)
     assert faiss.try_extract_index_ivf(idx._inner()) is not None
     _, got = idx.search(q, 10)
@@ -116,9 +116,19 @@ def test_gpu_matches_cpu(factory: str) -> None:
     np.testing.assert_array_equal(cpu.search(q, 5, subset=ids[::2])[1], gpu.search(q, 5, subset=ids[::2])[1])
 
 
-@pytest.mark.parametrize("factory, nprobe, efsearch", [
-    ("Flat", None, None), ("IVF64,Flat", 16, None), ("IVF1024,Flat", 64, None), ("IVF4096,Flat", 128, None),
-    ("IVF4096,PQ8", 128, None), ("HNSW32", None, 512), ("IVF8,Flat", 6, None), ("IVF1,Flat", 1, None)])
+@pytest.mark.parametrize(
+    "factory, nprobe, efsearch",
+    [
+        ("Flat", None, None),
+        ("IVF64,Flat", 16, None),
+        ("IVF1024,Flat", 64, None),
+        ("IVF4096,Flat", 128, None),
+        ("IVF4096,PQ8", 128, None),
+        ("HNSW32", None, 512),
+        ("IVF8,Flat", 6, None),
+        ("IVF1,Flat", 1, None),
+    ],
+)
 def test_search_defaults_from_the_factory(factory: str, nprobe, efsearch) -> None:
     """`serve --index FACTORY` passes no nprobe/efSearch; the index must not fall back to FAISS's 1 list / ef 16."""
     idx = VectorIndex(DIM, factory, use_gpu=False)

@@ -59,7 +59,9 @@ def test_identity_is_stable_across_loads(tiny: EchoClipModel, pixels: torch.Tens
     np.testing.assert_array_equal(again.encode_frames(pixels[:2]), tiny.encode_frames(pixels[:2]))
 
 
-def test_local_dir_round_trip_and_identity_differs_between_weights(tiny: EchoClipModel, pixels: torch.Tensor, tmp_path) -> None:
+def test_local_dir_round_trip_and_identity_differs_between_weights(
+    tiny: EchoClipModel, pixels: torch.Tensor, tmp_path
+) -> None:
     folder = tiny.save_dir(tmp_path / "tiny")
     assert json.loads((folder / "open_clip_config.json").read_text())["model_cfg"]["embed_dim"] == tiny.embed_dim
     loaded = load_model(f"local-dir:{folder}", device="cpu")
@@ -117,7 +119,10 @@ def test_reduced_precision_embeddings_stay_close_to_fp32(precision: str, floor: 
     full = load_model("random:tiny", device="cpu")
     low = load_model("random:tiny", device="cpu", precision=precision)
     assert low.precision == precision and low.identity == full.identity  # same weights, same store
-    for a, b in ((full.encode_frames(pixels), low.encode_frames(pixels)), (full.encode_texts(texts), low.encode_texts(texts))):
+    for a, b in (
+        (full.encode_frames(pixels), low.encode_frames(pixels)),
+        (full.encode_texts(texts), low.encode_texts(texts)),
+    ):
         assert b.dtype == np.float32
         assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-3)
         assert float(np.sum(a * b, axis=1).min()) >= floor

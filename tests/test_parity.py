@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-
-from echosearch.server.model import EchoClipModel, load_model
-from echosearch.server.media.video import normalise, prepare_video, resize_uint8
 from reference_echoclip import frames_to_pixels, read_avi, reference_embeddings, reference_pixels
 from synthetic import make_video
+
+from echosearch.server.media.video import normalise, prepare_video, resize_uint8
+from echosearch.server.model import EchoClipModel, load_model
 
 ONE_LEVEL = 1.0 / 255.0 / 0.26130258 + 1e-4  # one uint8 level after normalisation, plus float slack
 ODD_EDGE = 5 * ONE_LEVEL

@@ -83,7 +83,9 @@ def test_example_package_registers_through_its_entry_point_and_scores(install) -
 )
 def test_plugin_forms(install, declaration: str) -> None:
     mod = module_name()
-    install("third-party", {"tp": f"{mod}:thing"}, {mod: f"from echosearch.server.tasks.spec import Task\n{declaration}\n"})
+    install(
+        "third-party", {"tp": f"{mod}:thing"}, {mod: f"from echosearch.server.tasks.spec import Task\n{declaration}\n"}
+    )
     registry = load_registry()
     assert registry.get("third_party").source == "third-party:tp"
     assert len(registry) == 32 and registry.problems == []

@@ -9,10 +9,10 @@ import threading
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from echosearch.client import ApiError, Client, CustomTask, VideoFilter
 from servers import ServerProcess, self_signed_cert, start_inprocess, wait_until
 from synthetic import make_video
+
+from echosearch.client import ApiError, Client, CustomTask, VideoFilter
 
 TOKEN = "s3cret-token"
 UNAUTH = grpc.StatusCode.UNAUTHENTICATED
@@ -112,7 +112,9 @@ def test_sigterm_during_ingest_loses_no_acknowledged_video(tmp_path):
         with Client(again.wait_ready(), token=TOKEN) as c:
             stored = {v.video_id for v in c.iter_videos()}
             assert set(acked) <= stored
-            found = {r.video.video_id for r in c.search_by_text("heart", k=1000, filter=VideoFilter(video_ids=tuple(acked)))}
+            found = {
+                r.video.video_id for r in c.search_by_text("heart", k=1000, filter=VideoFilter(video_ids=tuple(acked)))
+            }
             assert found == set(acked)  # every acknowledged video is searchable after the restart
     finally:
         assert again.terminate(signal.SIGINT) == 0, again.log

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from storehelp import DIM, add, metadata, unit
 
-from echosearch.server.storage.catalog import frame_ids_for
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError
 from echosearch.server.records import VideoFilter
+from echosearch.server.storage.frame_ids import frame_ids_for
 from echosearch.server.storage.store import Store
-from storehelp import DIM, add, metadata, unit
 
 N_VIDEOS = 40
 
@@ -34,7 +34,11 @@ def all_frames(store: Store, vids: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     """(frame ids, owning video ids, embeddings) straight from the catalog — the brute-force truth."""
     found, offsets, emb = store.catalog.load_embeddings(vids)
     counts = np.diff(offsets)
-    fids = np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(found, counts)]) if len(found) else np.empty(0, np.int64)
+    fids = (
+        np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(found, counts)])
+        if len(found)
+        else np.empty(0, np.int64)
+    )
     return fids, np.repeat(found, counts), emb
 
 
@@ -42,9 +46,11 @@ filters = st.builds(
     VideoFilter,
     views=st.none() | st.tuples(st.sampled_from(["A4C", "PLAX", "PSAX", "none"])),
     patient_ids=st.none() | st.lists(st.sampled_from(["p0", "p1", "p2"]), max_size=2).map(tuple),
-    acquired_after=st.none() | st.integers(0, 45).map(
-        lambda d: datetime(2024, 1, 1, tzinfo=timezone.utc).replace(day=1 + d % 28)),
-    tags=st.dictionaries(st.sampled_from(["site", "probe"]), st.sampled_from(["north", "south", "x1", "x2"]), max_size=1),
+    acquired_after=st.none()
+    | st.integers(0, 45).map(lambda d: datetime(2024, 1, 1, tzinfo=UTC).replace(day=1 + d % 28)),
+    tags=st.dictionaries(
+        st.sampled_from(["site", "probe"]), st.sampled_from(["north", "south", "x1", "x2"]), max_size=1
+    ),
 )
 
 
@@ -83,8 +89,9 @@ def test_search_videos_best_frames_and_exclude(filled: Store) -> None:
         assert [f.frame_id for f in h.best_frames] == frames.frame_ids[np.argsort(-s, kind="stable")[:3]].tolist()
         assert h.best_frames[0].score == pytest.approx(h.score, abs=1e-5)
     excluded = filled.search_videos(q, 5, exclude=[7, hits[1].video_id])
-    assert [h.video_id for h in excluded] == [h.video_id for h in filled.search_videos(q, 7)
-                                              if h.video_id not in (7, hits[1].video_id)][:5]
+    assert [h.video_id for h in excluded] == [
+        h.video_id for h in filled.search_videos(q, 7) if h.video_id not in (7, hits[1].video_id)
+    ][:5]
     with pytest.raises(InvalidRequestError):
         filled.search_videos(q, 5, aggregation="median")
     with pytest.raises(InvalidRequestError):
@@ -96,7 +103,7 @@ def test_top_videos_by_mean_is_exact_unnormalised(filled: Store) -> None:
     mean_prompt = prompts.mean(axis=0)  # not re-normalised on purpose
     vids = filled.catalog.select_video_ids(None)
     _, offsets, emb = filled.catalog.load_embeddings(vids)
-    truth = [float((emb[offsets[i]:offsets[i + 1]] @ prompts.T).mean()) for i in range(len(vids))]
+    truth = [float((emb[offsets[i] : offsets[i + 1]] @ prompts.T).mean()) for i in range(len(vids))]
     got = filled.top_videos_by_mean(mean_prompt, 10)
     order = np.argsort(-np.asarray(truth), kind="stable")[:10]
     assert [v for v, _ in got] == vids[order].tolist()
@@ -140,6 +147,7 @@ def test_catch_up_replays_only_new_changes(tmp_path: Path, caplog) -> None:
     loaded = []
     with caplog.at_level(logging.INFO):
         from echosearch.server.storage.catalog import Catalog
+
         real = Catalog.load_embeddings
 
         def spy(self, ids):

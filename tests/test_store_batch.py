@@ -7,26 +7,40 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from storehelp import DIM, MODEL, add, frames, metadata
 
-from echosearch.server.storage.catalog import Catalog
 from echosearch.server.errors import InvalidRequestError
 from echosearch.server.records import FrameEmbeddings
+from echosearch.server.storage.catalog import Catalog
 from echosearch.server.storage.store import Store
-from storehelp import DIM, MODEL, add, frames, metadata
 
 
 def kwargs(i: int, rng: np.random.Generator, n: int = 3) -> dict:
-    return dict(sha256=f"{i:064x}", source_name=f"video{i}.avi", size_bytes=1000 + i, fps=30.0, total_frames=40,
-                width=112, height=112, model_identity=MODEL, metadata=metadata(i), frames=frames(rng, n))
+    return dict(
+        sha256=f"{i:064x}",
+        source_name=f"video{i}.avi",
+        size_bytes=1000 + i,
+        fps=30.0,
+        total_frames=40,
+        width=112,
+        height=112,
+        model_identity=MODEL,
+        metadata=metadata(i),
+        frames=frames(rng, n),
+    )
 
 
 def snapshot(cat: Catalog) -> tuple:
     """Everything a failed batch must leave untouched."""
     cur = cat.cursor()
-    return (cat.count_videos(), cat.count_frames(), cat.last_seq(),
-            cur.execute("SELECT count(*) FROM video_tags").fetchall()[0][0],
-            cur.execute("SELECT count(*) FROM changes").fetchall()[0][0],
-            cur.execute("SELECT value FROM counters WHERE name = 'video_id'").fetchall()[0][0])
+    return (
+        cat.count_videos(),
+        cat.count_frames(),
+        cat.last_seq(),
+        cur.execute("SELECT count(*) FROM video_tags").fetchall()[0][0],
+        cur.execute("SELECT count(*) FROM changes").fetchall()[0][0],
+        cur.execute("SELECT value FROM counters WHERE name = 'video_id'").fetchall()[0][0],
+    )
 
 
 def test_batch_is_one_transaction_and_matches_reads(tmp_path: Path) -> None:
@@ -45,7 +59,8 @@ def test_batch_is_one_transaction_and_matches_reads(tmp_path: Path) -> None:
         np.testing.assert_array_equal(cat.get_frames(r.video_id).embeddings, item["frames"].embeddings)
     # the index got every new frame under its catalog id
     assert sorted(with_store.frame_index.ids().tolist()) == sorted(
-        fid for v in range(1, 7) for fid in cat.get_frames(v).frame_ids.tolist())
+        fid for v in range(1, 7) for fid in cat.get_frames(v).frame_ids.tolist()
+    )
     q = items[3]["frames"].embeddings[1]
     assert with_store.search_frames(q, 1)[0][0].video_id == recs[3].video_id
     with_store.close()
@@ -130,7 +145,7 @@ def test_searches_run_together_and_writes_wait_for_them(tmp_path: Path) -> None:
         try:
             hits = store.search_frames(items[i]["frames"].embeddings[2], 1)
             results[i] = hits[0][0].frame_id
-        except BaseException as exc:  # noqa: BLE001 — reported below
+        except BaseException as exc:
             results[i] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in (5, 11)]

@@ -12,9 +12,9 @@ import pytest
 
 from echosearch.plugins import echoclip
 from echosearch.server.errors import InvalidRequestError, NotFoundError, TooLargeError
+from echosearch.server.tasks import Task, TaskKind, ValueRange, custom_task, load_registry
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
 from echosearch.server.tasks.scoring_math import score_task
-from echosearch.server.tasks import Task, TaskKind, ValueRange, custom_task, load_registry
 
 SHARED_TASKS = Path(__file__).resolve().parents[2] / "shared" / "echoclip_tasks.json"
 PACKAGED_TASKS = Path(echoclip.__file__).with_name("echoclip_tasks.json")

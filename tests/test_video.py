@@ -8,11 +8,11 @@ import av
 import numpy as np
 import pytest
 import torch
+from synthetic import make_video
 
 from echosearch.server.errors import InvalidRequestError, InvalidVideoError, TooLargeError
-from echosearch.server.model import CLIP_MEAN, CLIP_STD
 from echosearch.server.media.video import PreparedVideo, Sampling, crop_box, prepare_video
-from synthetic import make_video
+from echosearch.server.model import CLIP_MEAN, CLIP_STD
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,13 @@ def test_sampling_indices(sampling: Sampling, n: int, expected: list[int]) -> No
 
 @pytest.mark.parametrize(
     "sampling",
-    [Sampling(mode="nope"), Sampling(mode="every", step=0), Sampling(mode="count", count=0),
-     Sampling(mode="count", count=600), Sampling(max_frames=0)],
+    [
+        Sampling(mode="nope"),
+        Sampling(mode="every", step=0),
+        Sampling(mode="count", count=0),
+        Sampling(mode="count", count=600),
+        Sampling(max_frames=0),
+    ],
 )
 def test_bad_sampling_is_an_invalid_request(sampling: Sampling, colour_avi: bytes) -> None:
     with pytest.raises(InvalidRequestError):

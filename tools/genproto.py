@@ -16,8 +16,8 @@ GENERATED = OUT_ROOT / "echosearch" / "v1"
 
 def generate(out_root: Path) -> list[Path]:
     """Run protoc (grpcio-tools) over every .proto file; return the files made."""
-    from grpc_tools import protoc
     import grpc_tools
+    from grpc_tools import protoc
 
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
     include = Path(grpc_tools.__file__).parent / "_proto"

@@ -1,9 +1,9 @@
 """Light Python client and CLI for echosearch (no torch, faiss or duckdb).
 
-    from echosearch.client import Client
-    with Client("127.0.0.1:50051") as es:
-        video = es.ingest("clip.avi").video
-        hits = es.search_by_text("A PACEMAKER LEAD IS SEEN.", k=5)
+from echosearch.client import Client
+with Client("127.0.0.1:50051") as es:
+    video = es.ingest("clip.avi").video
+    hits = es.search_by_text("A PACEMAKER LEAD IS SEEN.", k=5)
 """
 
 from echosearch.client.client import ApiError, Client, ScoreStream

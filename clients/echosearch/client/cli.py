@@ -55,12 +55,20 @@ def _filter_arg(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     common = _common()
-    parser = argparse.ArgumentParser(prog="echosearch", description="EchoCLIP embeddings of echo videos: ingest, search, score.", parents=[common])
+    parser = argparse.ArgumentParser(
+        prog="echosearch", description="EchoCLIP embeddings of echo videos: ingest, search, score.", parents=[common]
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the gRPC server")
-    p.add_argument("--data", type=Path, default=Path("./echosearch-data"), help="data directory (default ./echosearch-data)")
-    p.add_argument("--model", default="hf-hub:mkaichristensen/echo-clip", help="model spec: hf-hub:..., local-dir:PATH, random:tiny")
+    p.add_argument(
+        "--data", type=Path, default=Path("./echosearch-data"), help="data directory (default ./echosearch-data)"
+    )
+    p.add_argument(
+        "--model",
+        default="hf-hub:mkaichristensen/echo-clip",
+        help="model spec: hf-hub:..., local-dir:PATH, random:tiny",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=50051)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -70,15 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=16, help="RPC worker threads (default 16)")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate chain (with --tls-key: serve TLS)")
     p.add_argument("--tls-key", type=Path, help="PEM private key")
-    p.add_argument("--token-file", type=Path, help="require this bearer token (else env ECHOSEARCH_TOKEN; neither: no auth)")
+    p.add_argument(
+        "--token-file", type=Path, help="require this bearer token (else env ECHOSEARCH_TOKEN; neither: no auth)"
+    )
     p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight calls get on SIGTERM (default 30)")
     p.add_argument("--log-level", default="INFO")
 
     p = sub.add_parser("ingest", parents=[common], help="upload video files and folders (recursive)")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     p.add_argument("--jobs", "-j", type=int, default=4, help="parallel uploads (default 4)")
-    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="study_id, patient_id, view, acquisition_time; other keys become tags")
-    p.add_argument("--sampling", choices=("reference", "all", "every", "count"), help="frames to embed (default: reference 0:40:2)")
+    p.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="study_id, patient_id, view, acquisition_time; other keys become tags",
+    )
+    p.add_argument(
+        "--sampling", choices=("reference", "all", "every", "count"), help="frames to embed (default: reference 0:40:2)"
+    )
     p.add_argument("--step", type=int, default=0, help="with --sampling every")
     p.add_argument("--count", type=int, default=0, help="with --sampling count")
     p.add_argument("--max-frames", type=int, default=0)
@@ -88,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", parents=[common], help="videos matching a text")
     p.add_argument("text")
     p.add_argument("-k", type=int, default=10)
-    p.add_argument("--aggregation", choices=("max", "mean"), default="max", help="max: best frame; mean: EchoCLIP binary score")
+    p.add_argument(
+        "--aggregation", choices=("max", "mean"), default="max", help="max: best frame; mean: EchoCLIP binary score"
+    )
     p.add_argument("--frames", type=int, default=1, help="best frames shown per video")
     _filter_arg(p)
 
@@ -167,7 +187,10 @@ def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
     progress = Progress(len(files), "ingest", enabled=False if args.no_progress else None)
     rows, failed, stored = [], 0, 0
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {pool.submit(client.ingest, f, metadata=metadata, sampling=sampling, channel_order=args.channel_order): f for f in files}
+        futures = {
+            pool.submit(client.ingest, f, metadata=metadata, sampling=sampling, channel_order=args.channel_order): f
+            for f in files
+        }
         for fut in as_completed(futures):
             path = futures[fut]
             try:
@@ -179,7 +202,12 @@ def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
             else:
                 stored += not r.already_stored
                 status = "already stored" if r.already_stored else "stored"
-                row = {"path": str(path), "status": status, "video_id": r.video.video_id, "frames": r.video.sampled_frames}
+                row = {
+                    "path": str(path),
+                    "status": status,
+                    "video_id": r.video.video_id,
+                    "frames": r.video.sampled_frames,
+                }
             if args.json:
                 print_json(row)
             rows.append(row)
@@ -187,7 +215,10 @@ def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
     progress.close()
     if not args.json:
         rows.sort(key=lambda r: r["path"])
-        print_table(["id", "status", "frames", "path"], [[r.get("video_id"), r["status"], r.get("frames"), r["path"]] for r in rows])
+        print_table(
+            ["id", "status", "frames", "path"],
+            [[r.get("video_id"), r["status"], r.get("frames"), r["path"]] for r in rows],
+        )
     skipped = len(rows) - stored - failed
     print(f"{stored} stored, {skipped} already stored (skipped), {failed} failed", file=sys.stderr)
     return 1 if failed else 0
@@ -201,19 +232,31 @@ def _print_results(results: list[Any], args: argparse.Namespace) -> None:
     rows = []
     for r in results:
         best = ", ".join(f"#{h.frame_index}@{h.timestamp:.2f}s" for h in r.best_frames)
-        rows.append([r.video.video_id, r.score, r.video.source_name, r.video.metadata.study_id, r.video.metadata.view, best])
+        rows.append(
+            [r.video.video_id, r.score, r.video.source_name, r.video.metadata.study_id, r.video.metadata.view, best]
+        )
     print_table(["id", "score", "name", "study", "view", "best frames"], rows)
 
 
 def cmd_search(client: Client, args: argparse.Namespace) -> int:
     _print_results(
-        client.search_by_text(args.text, k=args.k, aggregation=args.aggregation, filter=parse_filter(args.filter), frames_per_video=args.frames), args
+        client.search_by_text(
+            args.text,
+            k=args.k,
+            aggregation=args.aggregation,
+            filter=parse_filter(args.filter),
+            frames_per_video=args.frames,
+        ),
+        args,
     )
     return 0
 
 
 def cmd_similar(client: Client, args: argparse.Namespace) -> int:
-    _print_results(client.search_by_video(args.video_id, k=args.k, aggregation=args.aggregation, filter=parse_filter(args.filter)), args)
+    _print_results(
+        client.search_by_video(args.video_id, k=args.k, aggregation=args.aggregation, filter=parse_filter(args.filter)),
+        args,
+    )
     return 0
 
 
@@ -221,7 +264,9 @@ def cmd_score(client: Client, args: argparse.Namespace) -> int:
     if args.prompt and args.task:
         raise UsageError("give a task name or --prompt options, not both")
     if args.prompt:
-        task: Any = parse_custom_task(args.name, args.kind, args.prompt, args.value_range, args.value, args.label, args.threshold)
+        task: Any = parse_custom_task(
+            args.name, args.kind, args.prompt, args.value_range, args.value, args.label, args.threshold
+        )
     elif args.task:
         task = args.task
     else:
@@ -282,7 +327,10 @@ def cmd_video(client: Client, args: argparse.Namespace) -> int:
     for key, value in video.__dict__.items():
         print(f"{key:15} {value}")
     if frames:
-        print_table(["frame_id", "index", "time_s", "embedding"], [[f.frame_id, f.frame_index, f.timestamp, f"{len(f.embedding)}-d"] for f in frames])
+        print_table(
+            ["frame_id", "index", "time_s", "embedding"],
+            [[f.frame_id, f.frame_index, f.timestamp, f"{len(f.embedding)}-d"] for f in frames],
+        )
     return 0
 
 
@@ -312,12 +360,16 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     # Imported here: the server stack (torch, faiss, duckdb) is not part of a client install.
     try:
         from echosearch.server.serve import ServeOptions, read_token, serve
     except ImportError as exc:
-        raise UsageError(f"the server is not installed ({exc.name} is missing): pip install 'echosearch[server]'") from None
+        raise UsageError(
+            f"the server is not installed ({exc.name} is missing): pip install 'echosearch[server]'"
+        ) from None
     try:
         token = read_token(args.token_file)
     except (OSError, ValueError) as exc:

@@ -12,6 +12,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,7 +86,9 @@ class Client:
         options = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 16 << 20)]
         if tls:
             roots = Path(tls).read_bytes() if not isinstance(tls, bool) else None
-            self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=roots), options=options)
+            self._channel = grpc.secure_channel(
+                address, grpc.ssl_channel_credentials(root_certificates=roots), options=options
+            )
         else:
             self._channel = grpc.insecure_channel(address, options=options)
         self._stub = pb_grpc.EchoSearchServiceStub(self._channel)
@@ -114,7 +117,9 @@ class Client:
         raise AssertionError("unreachable")
 
     def _unary(self, method: Callable[..., T], request: Any, *, idempotent: bool = True) -> T:
-        return self._retrying(lambda: method(request, timeout=self.timeout, metadata=self._metadata), idempotent=idempotent)
+        return self._retrying(
+            lambda: method(request, timeout=self.timeout, metadata=self._metadata), idempotent=idempotent
+        )
 
     # ---- ingest -----------------------------------------------------------------------
 
@@ -133,11 +138,12 @@ class Client:
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
             size, digest, name = len(data), hashlib.sha256(data).hexdigest(), source_name or "upload"
-            open_chunks: Callable[[], Iterator[bytes]] = lambda: (data[i : i + self.chunk_bytes] for i in range(0, len(data), self.chunk_bytes))  # noqa: E731
+            step = self.chunk_bytes
+            open_chunks: Callable[[], Iterator[bytes]] = partial(_bytes_chunks, data, step)
         else:
             path = Path(source)
             size, digest, name = path.stat().st_size, _file_sha256(path), source_name or path.name
-            open_chunks = lambda: _file_chunks(path, self.chunk_bytes)  # noqa: E731
+            open_chunks = partial(_file_chunks, path, self.chunk_bytes)
         header = pb.IngestVideoHeader(
             source_name=name,
             metadata=(metadata or VideoMetadata()).to_proto(),
@@ -153,7 +159,9 @@ class Client:
                 yield pb.IngestVideoRequest(chunk=chunk)
 
         # Ingest is idempotent by content hash, so a retry after UNAVAILABLE cannot duplicate a video.
-        reply = self._retrying(lambda: self._stub.IngestVideo(requests(), timeout=self.long_timeout, metadata=self._metadata))
+        reply = self._retrying(
+            lambda: self._stub.IngestVideo(requests(), timeout=self.long_timeout, metadata=self._metadata)
+        )
         return IngestResult.from_proto(reply)
 
     # ---- videos -----------------------------------------------------------------------
@@ -167,7 +175,9 @@ class Client:
         reply = self._unary(self._stub.GetVideo, pb.GetVideoRequest(video_id=video_id, include_embeddings=True))
         return [Frame(f.frame_id, f.frame_index, f.timestamp_seconds, tuple(f.embedding)) for f in reply.frames]
 
-    def list_videos(self, filter: VideoFilter | None = None, *, page_size: int = 100, page_token: str = "") -> VideoPage:
+    def list_videos(
+        self, filter: VideoFilter | None = None, *, page_size: int = 100, page_token: str = ""
+    ) -> VideoPage:
         """One page of videos matching `filter`, ascending id."""
         request = pb.ListVideosRequest(filter=_filter(filter), page_size=page_size, page_token=page_token)
         reply = self._unary(self._stub.ListVideos, request)
@@ -190,20 +200,40 @@ class Client:
     # ---- search -----------------------------------------------------------------------
 
     def search_by_text(
-        self, text: str, *, k: int = 10, aggregation: str = "max", filter: VideoFilter | None = None, frames_per_video: int = 1
+        self,
+        text: str,
+        *,
+        k: int = 10,
+        aggregation: str = "max",
+        filter: VideoFilter | None = None,
+        frames_per_video: int = 1,
     ) -> list[SearchResult]:
         """Top-k videos for a text; aggregation "max" (best frame) or "mean" (EchoCLIP binary score)."""
         request = pb.SearchByTextRequest(
-            text=text, k=k, aggregation=_aggregation(aggregation), filter=_filter(filter), frames_per_video=frames_per_video
+            text=text,
+            k=k,
+            aggregation=_aggregation(aggregation),
+            filter=_filter(filter),
+            frames_per_video=frames_per_video,
         )
         return [SearchResult.from_proto(r) for r in self._unary(self._stub.SearchByText, request).results]
 
     def search_by_video(
-        self, video_id: int, *, k: int = 10, aggregation: str = "mean", filter: VideoFilter | None = None, frames_per_video: int = 1
+        self,
+        video_id: int,
+        *,
+        k: int = 10,
+        aggregation: str = "mean",
+        filter: VideoFilter | None = None,
+        frames_per_video: int = 1,
     ) -> list[SearchResult]:
         """Videos most similar to a stored one (itself excluded)."""
         request = pb.SearchByVideoRequest(
-            video_id=video_id, k=k, aggregation=_aggregation(aggregation), filter=_filter(filter), frames_per_video=frames_per_video
+            video_id=video_id,
+            k=k,
+            aggregation=_aggregation(aggregation),
+            filter=_filter(filter),
+            frames_per_video=frames_per_video,
         )
         return [SearchResult.from_proto(r) for r in self._unary(self._stub.SearchByVideo, request).results]
 
@@ -223,7 +253,9 @@ class Client:
         batch_size: int = 0,
     ) -> ScoreStream:
         """Score a task (registered name or CustomTask) over ids / a filter / everything, or its top_k (binary)."""
-        request = pb.ScoreVideosRequest(video_ids=list(video_ids or ()), filter=_filter(filter), top_k=top_k or 0, batch_size=batch_size)
+        request = pb.ScoreVideosRequest(
+            video_ids=list(video_ids or ()), filter=_filter(filter), top_k=top_k or 0, batch_size=batch_size
+        )
         if isinstance(task, CustomTask):
             request.custom_task.CopyFrom(task.to_proto())
         else:
@@ -241,7 +273,9 @@ class Client:
         def attempt() -> int:
             rows = 0
             with tmp.open("wb") as f:
-                for n, msg in enumerate(self._stub.ExportEmbeddings(request, timeout=self.long_timeout, metadata=self._metadata)):
+                for n, msg in enumerate(
+                    self._stub.ExportEmbeddings(request, timeout=self.long_timeout, metadata=self._metadata)
+                ):
                     if n == 0:
                         rows = msg.rows
                     f.write(msg.chunk)
@@ -305,6 +339,11 @@ def _aggregation(name: str) -> int:
         return AGGREGATIONS[name]
     except KeyError:
         raise ValueError(f"aggregation must be 'max' or 'mean', not {name!r}") from None
+
+
+def _bytes_chunks(data: bytes, size: int) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
 
 
 def _file_chunks(path: Path, size: int) -> Iterator[bytes]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from echosearch.client.types import CustomTask, VideoFilter, VideoMetadata
 
@@ -24,7 +24,7 @@ class UsageError(ValueError):
 
 
 def split_pair(text: str, option: str) -> tuple[str, str]:
-    """"key=value" -> (key, value); the key must be non-empty."""
+    """ "key=value" -> (key, value); the key must be non-empty."""
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -37,8 +37,10 @@ def parse_time(text: str, what: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"{what}: {text!r} is not an ISO 8601 time (e.g. 2024-05-01 or 2024-05-01T13:45:00Z)") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        raise UsageError(
+            f"{what}: {text!r} is not an ISO 8601 time (e.g. 2024-05-01 or 2024-05-01T13:45:00Z)"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def parse_metadata(pairs: list[str]) -> VideoMetadata:
@@ -87,7 +89,12 @@ def parse_filter(pairs: list[str]) -> VideoFilter | None:
 
 def parse_custom_task(
     name: str,
-    kind: str | None, prompts: list[str], value_range: str | None, values: list[float] | None, labels: list[str], threshold: float | None
+    kind: str | None,
+    prompts: list[str],
+    value_range: str | None,
+    values: list[float] | None,
+    labels: list[str],
+    threshold: float | None,
 ) -> CustomTask:
     """A CustomTask from `score --prompt ... --kind ...` options."""
     if not kind:
@@ -110,5 +117,11 @@ def parse_custom_task(
         except ValueError:
             raise UsageError(f"--label takes VALUE=NAME with a numeric value, not {text!r}") from None
     return CustomTask(
-        name=name, kind=kind, prompts=tuple(prompts), value_range=rng, values=tuple(values or ()), labels=label_map, threshold=threshold
+        name=name,
+        kind=kind,
+        prompts=tuple(prompts),
+        value_range=rng,
+        values=tuple(values or ()),
+        labels=label_map,
+        threshold=threshold,
     )

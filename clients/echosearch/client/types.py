@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from echosearch.v1 import echosearch_pb2 as pb
 
-KIND_NAMES = {pb.TASK_KIND_BINARY: "binary", pb.TASK_KIND_REGRESSION: "regression", pb.TASK_KIND_CATEGORICAL: "categorical"}
+KIND_NAMES = {
+    pb.TASK_KIND_BINARY: "binary",
+    pb.TASK_KIND_REGRESSION: "regression",
+    pb.TASK_KIND_CATEGORICAL: "categorical",
+}
 
 
 def _time(ts: Timestamp, present: bool) -> datetime | None:
-    return ts.ToDatetime(tzinfo=timezone.utc) if present else None
+    return ts.ToDatetime(tzinfo=UTC) if present else None
 
 
 @dataclass(frozen=True)
@@ -37,9 +41,11 @@ class VideoMetadata:
         )
 
     def to_proto(self) -> pb.VideoMetadata:
-        msg = pb.VideoMetadata(study_id=self.study_id or "", patient_id=self.patient_id or "", view=self.view or "", tags=self.tags)
+        msg = pb.VideoMetadata(
+            study_id=self.study_id or "", patient_id=self.patient_id or "", view=self.view or "", tags=self.tags
+        )
         if self.acquisition_time is not None:
-            t = self.acquisition_time if self.acquisition_time.tzinfo else self.acquisition_time.replace(tzinfo=timezone.utc)
+            t = self.acquisition_time if self.acquisition_time.tzinfo else self.acquisition_time.replace(tzinfo=UTC)
             msg.acquisition_time.FromDatetime(t)
         return msg
 
@@ -238,7 +244,12 @@ class Sampling:
     max_frames: int = 0
 
     def to_proto(self) -> pb.Sampling:
-        modes = {"reference": pb.SAMPLING_MODE_REFERENCE, "all": pb.SAMPLING_MODE_ALL, "every": pb.SAMPLING_MODE_EVERY, "count": pb.SAMPLING_MODE_COUNT}
+        modes = {
+            "reference": pb.SAMPLING_MODE_REFERENCE,
+            "all": pb.SAMPLING_MODE_ALL,
+            "every": pb.SAMPLING_MODE_EVERY,
+            "count": pb.SAMPLING_MODE_COUNT,
+        }
         if self.mode not in modes:
             raise ValueError(f"sampling mode must be one of {', '.join(modes)}, not {self.mode!r}")
         return pb.Sampling(mode=modes[self.mode], step=self.step, count=self.count, max_frames=self.max_frames)
@@ -260,7 +271,11 @@ class VideoFilter:
 
     def to_proto(self) -> pb.VideoFilter:
         msg = pb.VideoFilter(
-            video_ids=self.video_ids, study_ids=self.study_ids, patient_ids=self.patient_ids, views=self.views, tags=self.tags
+            video_ids=self.video_ids,
+            study_ids=self.study_ids,
+            patient_ids=self.patient_ids,
+            views=self.views,
+            tags=self.tags,
         )
         for rng, start, end in (
             (msg.acquisition_time, self.acquired_after, self.acquired_before),
@@ -310,4 +325,4 @@ class CustomTask:
 
 
 def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

@@ -82,7 +82,7 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
             with self._tracker:
                 try:
                     yield from method(self, request, context)
-                except Exception as exc:  # noqa: BLE001 - the error table decides
+                except Exception as exc:
                     _fail(exc, context, name)
 
         return streaming
@@ -92,7 +92,7 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
         with self._tracker:
             try:
                 return method(self, request, context)
-            except Exception as exc:  # noqa: BLE001 - the error table decides
+            except Exception as exc:
                 _fail(exc, context, name)
                 return None
 
@@ -150,7 +150,9 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
     # ---- ingest -----------------------------------------------------------------------
 
     @_rpc
-    def IngestVideo(self, request_iterator: Iterable[pb.IngestVideoRequest], context: grpc.ServicerContext) -> pb.IngestVideoResponse:
+    def IngestVideo(
+        self, request_iterator: Iterable[pb.IngestVideoRequest], context: grpc.ServicerContext
+    ) -> pb.IngestVideoResponse:
         requests = iter(request_iterator)
         first = next(requests, None)
         if first is None or first.WhichOneof("payload") != "header":
@@ -177,7 +179,9 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
         data = bytearray()
         for msg in requests:
             if msg.WhichOneof("payload") != "chunk":
-                raise errors.InvalidRequestError("only the first IngestVideo message may be a header; send the file as chunks after it")
+                raise errors.InvalidRequestError(
+                    "only the first IngestVideo message may be a header; send the file as chunks after it"
+                )
             if len(data) + len(msg.chunk) > limit:
                 raise errors.TooLargeError(_too_large(name, len(data) + len(msg.chunk), limit, partial=True))
             data += msg.chunk
@@ -189,9 +193,13 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
                 f"{name}: received {len(data)} bytes but the header announced {header.size_bytes}; the upload was truncated, send it again"
             )
         if header.sha256 and hashlib.sha256(data).hexdigest() != header.sha256.lower():
-            raise errors.InvalidRequestError(f"{name}: the received bytes do not match the header's sha256; the upload was corrupted, send it again")
+            raise errors.InvalidRequestError(
+                f"{name}: the received bytes do not match the header's sha256; the upload was corrupted, send it again"
+            )
         try:
-            outcome = self.engine.ingest(bytes(data), source_name=name, metadata=metadata, sampling=sampling, channel_order=channel_order)
+            outcome = self.engine.ingest(
+                bytes(data), source_name=name, metadata=metadata, sampling=sampling, channel_order=channel_order
+            )
         except errors.InvalidVideoError as exc:
             if name in str(exc):
                 raise
@@ -243,7 +251,9 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
         return pb.SearchByTextResponse(results=[_result(r) for r in results])
 
     @_rpc
-    def SearchByVideo(self, request: pb.SearchByVideoRequest, context: grpc.ServicerContext) -> pb.SearchByVideoResponse:
+    def SearchByVideo(
+        self, request: pb.SearchByVideoRequest, context: grpc.ServicerContext
+    ) -> pb.SearchByVideoResponse:
         results = self.engine.search_by_video(
             request.video_id,
             k=request.k or DEFAULT_K,
@@ -260,14 +270,18 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
         return pb.ListTasksResponse(tasks=[convert.task_to_proto(t) for t in self.engine.list_tasks()])
 
     @_rpc
-    def ScoreVideos(self, request: pb.ScoreVideosRequest, context: grpc.ServicerContext) -> Iterator[pb.ScoreVideosResponse]:
+    def ScoreVideos(
+        self, request: pb.ScoreVideosRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ScoreVideosResponse]:
         which = request.WhichOneof("task")
         if which == "task_name":
             task = self.engine.get_task(request.task_name)
         elif which == "custom_task":
             task = self.engine.custom_task(**convert.custom_task_args(request.custom_task))  # type: ignore[arg-type]
         else:
-            raise errors.InvalidRequestError("say which task to score: task_name (see ListTasks) or an inline custom_task")
+            raise errors.InvalidRequestError(
+                "say which task to score: task_name (see ListTasks) or an inline custom_task"
+            )
         batches = self.engine.score_videos(
             task,
             flt=convert.filter_from_proto(request.filter if request.HasField("filter") else None),
@@ -286,7 +300,9 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
     # ---- export and info ---------------------------------------------------------------
 
     @_rpc
-    def ExportEmbeddings(self, request: pb.ExportEmbeddingsRequest, context: grpc.ServicerContext) -> Iterator[pb.ExportEmbeddingsResponse]:
+    def ExportEmbeddings(
+        self, request: pb.ExportEmbeddingsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ExportEmbeddingsResponse]:
         flt = convert.filter_from_proto(request.filter if request.HasField("filter") else None)
         # The export can be gigabytes: spool it in the data directory (sized for it), not in memory or /tmp.
         with tempfile.TemporaryDirectory(dir=self.engine.data_dir, prefix=".export-") as tmp:
@@ -300,13 +316,17 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
                     chunk = f.read(EXPORT_CHUNK_BYTES)
                     if not chunk and not first:
                         break
-                    yield pb.ExportEmbeddingsResponse(chunk=chunk, rows=rows if first else 0, total_bytes=total if first else 0)
+                    yield pb.ExportEmbeddingsResponse(
+                        chunk=chunk, rows=rows if first else 0, total_bytes=total if first else 0
+                    )
                     first = False
                     if not chunk:
                         break
 
     @_rpc
-    def GetServerInfo(self, request: pb.GetServerInfoRequest, context: grpc.ServicerContext) -> pb.GetServerInfoResponse:
+    def GetServerInfo(
+        self, request: pb.GetServerInfoRequest, context: grpc.ServicerContext
+    ) -> pb.GetServerInfoResponse:
         info = self.engine.info()
         return pb.GetServerInfoResponse(
             version=info.version,
@@ -333,7 +353,9 @@ def _too_large(name: str, size: int, limit: int, *, partial: bool = False) -> st
 
 
 def _result(r: Any) -> pb.SearchResult:
-    return pb.SearchResult(video=convert.video_to_proto(r.video), score=float(r.score), best_frames=convert.hits_to_proto(r.best_frames))
+    return pb.SearchResult(
+        video=convert.video_to_proto(r.video), score=float(r.score), best_frames=convert.hits_to_proto(r.best_frames)
+    )
 
 
 def _score(s: Any) -> pb.VideoScore:

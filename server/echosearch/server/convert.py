@@ -8,15 +8,15 @@ engine's job, so the rules live in one place.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from echosearch.server.errors import InvalidRequestError
+from echosearch.server.media.video import Sampling
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
 from echosearch.server.storage.store import FrameHit
 from echosearch.server.tasks.spec import Task, ValueRange
-from echosearch.server.media.video import Sampling
 from echosearch.v1 import echosearch_pb2 as pb
 
 SAMPLING_MODES = {
@@ -27,7 +27,11 @@ SAMPLING_MODES = {
 }
 CHANNEL_ORDERS = {pb.CHANNEL_ORDER_UNSPECIFIED: "rgb", pb.CHANNEL_ORDER_RGB: "rgb", pb.CHANNEL_ORDER_BGR: "bgr"}
 AGGREGATIONS = {pb.AGGREGATION_MAX: "max", pb.AGGREGATION_MEAN: "mean"}
-TASK_KINDS = {pb.TASK_KIND_BINARY: "binary", pb.TASK_KIND_REGRESSION: "regression", pb.TASK_KIND_CATEGORICAL: "categorical"}
+TASK_KINDS = {
+    pb.TASK_KIND_BINARY: "binary",
+    pb.TASK_KIND_REGRESSION: "regression",
+    pb.TASK_KIND_CATEGORICAL: "categorical",
+}
 TASK_KINDS_BACK = {v: k for k, v in TASK_KINDS.items()}
 
 
@@ -37,7 +41,7 @@ TASK_KINDS_BACK = {v: k for k, v in TASK_KINDS.items()}
 def to_datetime(ts: Timestamp, what: str) -> datetime:
     """A proto Timestamp as an aware UTC datetime (INVALID_ARGUMENT when out of range)."""
     try:
-        return ts.ToDatetime(tzinfo=timezone.utc)
+        return ts.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError) as exc:
         raise InvalidRequestError(f"{what} is not a valid timestamp: {exc}") from None
 
@@ -47,7 +51,7 @@ def to_timestamp(value: datetime | None) -> Timestamp | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     ts = Timestamp()
     ts.FromDatetime(value)
     return ts
@@ -88,7 +92,7 @@ def sampling_from_proto(msg: pb.Sampling) -> Sampling:
 
 
 def channel_order_from_proto(value: int) -> str:
-    """"rgb" or "bgr"."""
+    """ "rgb" or "bgr"."""
     try:
         return CHANNEL_ORDERS[value]
     except KeyError:
@@ -96,7 +100,7 @@ def channel_order_from_proto(value: int) -> str:
 
 
 def aggregation_from_proto(value: int, default: str) -> str:
-    """"max" or "mean"; unspecified takes the method's default."""
+    """ "max" or "mean"; unspecified takes the method's default."""
     if value == pb.AGGREGATION_UNSPECIFIED:
         return default
     try:

@@ -10,8 +10,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from echosearch.server.model import EchoClipModel
 from echosearch.server.media.video import PreparedVideo, Sampling, Source, prepare_video
+from echosearch.server.model import EchoClipModel
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,9 @@ class FrameEmbedder:
     def prepare(self, source: Source, sampling: Sampling = Sampling(), channel_order: str = "rgb") -> PreparedVideo:
         """Decode + preprocess one video with this model's image size and normalisation."""
         m = self.model
-        return prepare_video(source, sampling, channel_order=channel_order, mean=m.mean, std=m.std, image_size=m.image_size)
+        return prepare_video(
+            source, sampling, channel_order=channel_order, mean=m.mean, std=m.std, image_size=m.image_size
+        )
 
     def embed(
         self, source: Source, sampling: Sampling = Sampling(), channel_order: str = "rgb"

@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, TooLargeError
-from echosearch.server.model import EchoClipModel, load_model
-from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
-from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
-from echosearch.server.tasks.scoring_service import MAX_K, TaskScorer, VideoScore
-from echosearch.server.storage.store import FrameHit, Store
-from echosearch.server.tasks.registry import load_registry
-from echosearch.server.tasks.spec import Task, custom_task
 from echosearch.server.media.video import Sampling, prepare_video
+from echosearch.server.model import EchoClipModel, load_model
+from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
+from echosearch.server.storage.store import FrameHit, Store
+from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
+from echosearch.server.tasks.registry import load_registry
+from echosearch.server.tasks.scoring_service import MAX_K, TaskScorer, VideoScore
+from echosearch.server.tasks.spec import Task, custom_task
 
 log = logging.getLogger(__name__)
 

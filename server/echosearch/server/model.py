@@ -108,7 +108,9 @@ class EchoClipModel:
         return path
 
 
-def load_model(spec: str = DEFAULT_SPEC, *, device: str = "auto", precision: str = "fp32", batch_size: int = 32) -> EchoClipModel:
+def load_model(
+    spec: str = DEFAULT_SPEC, *, device: str = "auto", precision: str = "fp32", batch_size: int = 32
+) -> EchoClipModel:
     """Load a model by spec (hf-hub:/local-dir:/random:) on device auto|cpu|cuda at precision fp32|bf16|fp16."""
     dev = _resolve_device(device)
     if precision not in PRECISIONS:
@@ -134,8 +136,14 @@ def load_model(spec: str = DEFAULT_SPEC, *, device: str = "auto", precision: str
         clip = clip.to(PRECISIONS[precision])
     tokenizer = open_clip.SimpleTokenizer(context_length=int(model_cfg["text_cfg"].get("context_length", 77)))
     model = EchoClipModel(
-        clip, tokenizer, spec=spec, weights_digest=digest, model_cfg=model_cfg,
-        device=dev, precision=precision, batch_size=batch_size,
+        clip,
+        tokenizer,
+        spec=spec,
+        weights_digest=digest,
+        model_cfg=model_cfg,
+        device=dev,
+        precision=precision,
+        batch_size=batch_size,
     )
     log.info("loaded model %s on %s (%s)", model.identity, dev, precision)
     return model
@@ -183,7 +191,9 @@ def _load_dir(folder: Path, spec: str) -> tuple[torch.nn.Module, dict[str, Any],
     from open_clip.factory import _find_checkpoint_in_dir
 
     if not (folder / CONFIG_FILE).is_file():
-        raise ModelLoadError(f"{spec}: {folder} has no {CONFIG_FILE} (expected the files of hf-hub:mkaichristensen/echo-clip)")
+        raise ModelLoadError(
+            f"{spec}: {folder} has no {CONFIG_FILE} (expected the files of hf-hub:mkaichristensen/echo-clip)"
+        )
     weights = _find_checkpoint_in_dir(folder)
     if weights is None:
         # open_clip would silently fall back to random weights here; refuse instead.
@@ -201,7 +211,9 @@ def _load_random(name: str) -> tuple[torch.nn.Module, dict[str, Any], str]:
     import open_clip
 
     if name not in RANDOM_CONFIGS:
-        raise ModelLoadError(f"unknown random model {name!r}; use one of: {', '.join('random:' + n for n in RANDOM_CONFIGS)}")
+        raise ModelLoadError(
+            f"unknown random model {name!r}; use one of: {', '.join('random:' + n for n in RANDOM_CONFIGS)}"
+        )
     config_name = RANDOM_CONFIGS[name]
     model_cfg = json.loads((CONFIG_DIR / f"{config_name}.json").read_text())
     if config_name not in open_clip.list_models():
@@ -211,7 +223,9 @@ def _load_random(name: str) -> tuple[torch.nn.Module, dict[str, Any], str]:
         clip = open_clip.create_model(config_name, device="cpu")
     log.warning(
         "model random:%s has RANDOM weights (seed %d): embeddings are meaningless for medicine; "
-        "use hf-hub:mkaichristensen/echo-clip or local-dir:PATH for real EchoCLIP", name, RANDOM_SEED,
+        "use hf-hub:mkaichristensen/echo-clip or local-dir:PATH for real EchoCLIP",
+        name,
+        RANDOM_SEED,
     )
     return clip, model_cfg, _state_digest(clip)
 

@@ -77,7 +77,9 @@ def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHand
         (True, False): grpc.stream_unary_rpc_method_handler,
         (True, True): grpc.stream_stream_rpc_method_handler,
     }[(handler.request_streaming, handler.response_streaming)]
-    return make(deny, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+    return make(
+        deny, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+    )
 
 
 @dataclass
@@ -154,7 +156,9 @@ def start_server(
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, servicer, health_servicer, engine, f"{host}:{bound}", bound, tls_cert is not None, token is not None)
+    return RunningServer(
+        server, servicer, health_servicer, engine, f"{host}:{bound}", bound, tls_cert is not None, token is not None
+    )
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,7 @@ def serve(opts: ServeOptions) -> int:
     except EchoSearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - e.g. the data directory is locked by another server
+    except Exception as exc:
         log.debug("engine start failed", exc_info=True)
         print(f"error: cannot open {opts.data_dir}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

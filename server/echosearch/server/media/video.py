@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-from av.video.reformatter import VideoReformatter
 import cv2
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 
 from echosearch.server.errors import InvalidRequestError, InvalidVideoError, TooLargeError
 from echosearch.server.model import CLIP_MEAN, CLIP_STD
@@ -56,7 +56,9 @@ class Sampling:
         if self.mode == "every" and self.step < 1:
             raise InvalidRequestError(f"sampling 'every' needs step >= 1, got {self.step}")
         if self.mode == "count" and not 1 <= self.count <= self.max_frames:
-            raise InvalidRequestError(f"sampling 'count' needs 1 <= count <= max_frames ({self.max_frames}), got {self.count}")
+            raise InvalidRequestError(
+                f"sampling 'count' needs 1 <= count <= max_frames ({self.max_frames}), got {self.count}"
+            )
 
     def indices(self, n: int) -> np.ndarray:
         """Frame indices this sampling embeds from a stream of `n` frames."""
@@ -248,13 +250,23 @@ def _decode(source: Source, sampling: Sampling, n_hint: int | None, channel_orde
     if decoded == 0:
         raise InvalidVideoError("the video contains no decodable frames")
     if declared and total < declared - max(1, declared // 100):
-        raise InvalidVideoError(f"truncated video: the container declares {declared} frames but the stream ends after {total}")
+        raise InvalidVideoError(
+            f"truncated video: the container declares {declared} frames but the stream ends after {total}"
+        )
     resample = None
     if sampling.mode == "count" and n_hint is not None and total < n_hint:
         resample = total
     frames_u8 = torch.cat(kept) if kept else torch.empty((0, 3, image_size, image_size), dtype=torch.uint8)
-    return (frames_u8, np.asarray(indices, np.int64), np.asarray(times, np.float64),
-            fps, width, height, total, resample)
+    return (
+        frames_u8,
+        np.asarray(indices, np.int64),
+        np.asarray(times, np.float64),
+        fps,
+        width,
+        height,
+        total,
+        resample,
+    )
 
 
 def _plan(sampling: Sampling, n_hint: int | None) -> tuple[Callable[[int], bool], int | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +13,13 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError
+from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
 from echosearch.server.storage import export as catalog_export
 from echosearch.server.storage import migrate as catalog_migrate
 from echosearch.server.storage import rows as catalog_rows
-from echosearch.server.storage.migrate import migrations  # noqa: F401 — re-exported
-from echosearch.server.storage.rows import FRAME_BITS, MAX_FRAMES_PER_VIDEO, frame_ids_for
-from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError
 from echosearch.server.storage.filters import compile_filter
-from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
+from echosearch.server.storage.frame_ids import FRAME_BITS, frame_id_range
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +30,8 @@ _VIDEO_COLUMNS = (
 )
 
 
-def video_of_frames(frame_ids: np.ndarray) -> np.ndarray:
-    """The video id owning each frame id."""
-    return np.asarray(frame_ids, dtype=np.int64) >> FRAME_BITS
-
-
 def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.replace(tzinfo=timezone.utc)
+    return None if value is None else value.replace(tzinfo=UTC)
 
 
 def _vectors(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
@@ -150,17 +144,37 @@ class Catalog:
         cur.commit()
 
     def _next(self, cur: duckdb.DuckDBPyConnection, name: str) -> int:
-        return cur.execute(
-            "UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value", [name]
-        ).fetchall()[0][0]
+        return cur.execute("UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value", [name]).fetchall()[
+            0
+        ][0]
 
-    def add_video(self, *, sha256: str, source_name: str, size_bytes: int, fps: float, total_frames: int,
-                  width: int, height: int, model_identity: str, metadata: VideoMetadata,
-                  frames: FrameEmbeddings) -> tuple[VideoRecord, bool]:
+    def add_video(
+        self,
+        *,
+        sha256: str,
+        source_name: str,
+        size_bytes: int,
+        fps: float,
+        total_frames: int,
+        width: int,
+        height: int,
+        model_identity: str,
+        metadata: VideoMetadata,
+        frames: FrameEmbeddings,
+    ) -> tuple[VideoRecord, bool]:
         """Store a video with its frames and embeddings in ONE transaction; idempotent by sha256."""
         video = catalog_rows.validate(
-            sha256=sha256, source_name=source_name, size_bytes=size_bytes, fps=fps, total_frames=total_frames,
-            width=width, height=height, model_identity=model_identity, metadata=metadata, frames=frames)
+            sha256=sha256,
+            source_name=source_name,
+            size_bytes=size_bytes,
+            fps=fps,
+            total_frames=total_frames,
+            width=width,
+            height=height,
+            model_identity=model_identity,
+            metadata=metadata,
+            frames=frames,
+        )
         return self._insert([video])[0]
 
     def add_videos(self, items: Sequence[Mapping[str, Any]]) -> list[tuple[VideoRecord, bool]]:
@@ -193,12 +207,15 @@ class Catalog:
                 if fresh:
                     m = len(fresh)
                     # both counters in one statement: per-statement overhead dominates a small ingest
-                    ends = dict(cur.execute(
-                        "UPDATE counters SET value = value + ? WHERE name IN ('seq', 'video_id') RETURNING name, value",
-                        [m]).fetchall())
+                    ends = dict(
+                        cur.execute(
+                            "UPDATE counters SET value = value + ? WHERE name IN ('seq', 'video_id') RETURNING name, value",
+                            [m],
+                        ).fetchall()
+                    )
                     seqs = np.arange(ends["seq"] - m + 1, ends["seq"] + 1, dtype=np.int64)
                     vids = np.arange(ends["video_id"] - m + 1, ends["video_id"] + 1, dtype=np.int64)
-                    now = datetime.now(timezone.utc)
+                    now = datetime.now(UTC)
                     for table, rows in catalog_rows.tables(fresh, vids, seqs, now).items():
                         self._insert_rows(cur, table, rows)
                     created = {r.sha256: r for r in catalog_rows.records(fresh, vids, seqs, now)}
@@ -237,8 +254,7 @@ class Catalog:
                 row = rows[0] if rows else None
                 if row is None:
                     raise NotFoundError(f"no video with id {video_id}")
-                lo = int(video_id) << FRAME_BITS
-                cur.execute("DELETE FROM frames WHERE frame_id >= ? AND frame_id < ?", [lo, lo + MAX_FRAMES_PER_VIDEO])
+                cur.execute("DELETE FROM frames WHERE frame_id >= ? AND frame_id < ?", list(frame_id_range(video_id)))
                 cur.execute("DELETE FROM video_tags WHERE video_id = ?", [int(video_id)])
                 cur.execute("DELETE FROM videos WHERE video_id = ?", [int(video_id)])
                 seq = self._next(cur, "seq")
@@ -249,8 +265,9 @@ class Catalog:
                 raise
 
     # ---- video reads -----------------------------------------------------------
-    def _find(self, cur: duckdb.DuckDBPyConnection, where: str, params: list[Any],
-              tail: str = "ORDER BY v.video_id") -> list[VideoRecord]:
+    def _find(
+        self, cur: duckdb.DuckDBPyConnection, where: str, params: list[Any], tail: str = "ORDER BY v.video_id"
+    ) -> list[VideoRecord]:
         rows = cur.execute(f"SELECT {_VIDEO_COLUMNS} FROM videos v WHERE {where} {tail}", params).fetchall()
         if not rows:
             return []
@@ -262,10 +279,20 @@ class Catalog:
             tags.setdefault(vid, {})[key] = value
         return [
             VideoRecord(
-                video_id=r[0], sha256=r[1], source_name=r[2], size_bytes=r[3], fps=r[4], total_frames=r[5],
-                sampled_frames=r[6], width=r[7], height=r[8], ingested_at=_utc(r[9]), model_identity=r[10],
-                metadata=VideoMetadata(study_id=r[11], patient_id=r[12], view=r[13],
-                                       acquisition_time=_utc(r[14]), tags=tags.get(r[0], {})),
+                video_id=r[0],
+                sha256=r[1],
+                source_name=r[2],
+                size_bytes=r[3],
+                fps=r[4],
+                total_frames=r[5],
+                sampled_frames=r[6],
+                width=r[7],
+                height=r[8],
+                ingested_at=_utc(r[9]),
+                model_identity=r[10],
+                metadata=VideoMetadata(
+                    study_id=r[11], patient_id=r[12], view=r[13], acquisition_time=_utc(r[14]), tags=tags.get(r[0], {})
+                ),
                 seq=r[15],
             )
             for r in rows
@@ -283,8 +310,9 @@ class Catalog:
             raise NotFoundError(f"no video with id {video_id}")
         return found[0]
 
-    def list_videos(self, flt: VideoFilter | None = None, *, limit: int = 100,
-                    after_id: int | None = None) -> list[VideoRecord]:
+    def list_videos(
+        self, flt: VideoFilter | None = None, *, limit: int = 100, after_id: int | None = None
+    ) -> list[VideoRecord]:
         """Videos matching `flt` ordered by id, `limit` at a time after `after_id` (keyset paging)."""
         where, params = compile_filter(flt)
         if after_id is not None:
@@ -308,9 +336,11 @@ class Catalog:
     def select_videos(self, flt: VideoFilter | None) -> tuple[np.ndarray, np.ndarray]:
         """(video ids sorted, their stored frame counts) for the videos matching `flt`."""
         where, params = compile_filter(flt)
-        res = self.cursor().execute(
-            f"SELECT video_id, sampled_frames FROM videos v WHERE {where} ORDER BY video_id", params
-        ).fetchnumpy()
+        res = (
+            self.cursor()
+            .execute(f"SELECT video_id, sampled_frames FROM videos v WHERE {where} ORDER BY video_id", params)
+            .fetchnumpy()
+        )
         return (np.asarray(res["video_id"], dtype=np.int64), np.asarray(res["sampled_frames"], dtype=np.int64))
 
     def last_seq(self) -> int:
@@ -319,24 +349,35 @@ class Catalog:
 
     def changes_since(self, seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(seq, is_delete, video_id, n_frames) of every write after `seq`, in order."""
-        res = self.cursor().execute(
-            "SELECT seq, op = 'delete' AS is_delete, video_id, n_frames FROM changes WHERE seq > ? ORDER BY seq",
-            [int(seq)],
-        ).fetchnumpy()
-        return (np.asarray(res["seq"], dtype=np.int64), np.asarray(res["is_delete"], dtype=bool),
-                np.asarray(res["video_id"], dtype=np.int64), np.asarray(res["n_frames"], dtype=np.int64))
+        res = (
+            self.cursor()
+            .execute(
+                "SELECT seq, op = 'delete' AS is_delete, video_id, n_frames FROM changes WHERE seq > ? ORDER BY seq",
+                [int(seq)],
+            )
+            .fetchnumpy()
+        )
+        return (
+            np.asarray(res["seq"], dtype=np.int64),
+            np.asarray(res["is_delete"], dtype=bool),
+            np.asarray(res["video_id"], dtype=np.int64),
+            np.asarray(res["n_frames"], dtype=np.int64),
+        )
 
     # ---- frames and embeddings ---------------------------------------------------
     def get_frames(self, video_id: int) -> FrameEmbeddings:
         """A stored video's frames with their catalog ids; NotFoundError when absent."""
         self.get_video(video_id)
         dim = self.embed_dim or 0
-        lo = int(video_id) << FRAME_BITS
-        tbl = self.cursor().sql(
-            "SELECT frame_id, frame_index, timestamp, embedding FROM frames "
-            "WHERE frame_id >= ? AND frame_id < ? ORDER BY frame_id",
-            params=[lo, lo + MAX_FRAMES_PER_VIDEO],
-        ).to_arrow_table()
+        tbl = (
+            self.cursor()
+            .sql(
+                "SELECT frame_id, frame_index, timestamp, embedding FROM frames "
+                "WHERE frame_id >= ? AND frame_id < ? ORDER BY frame_id",
+                params=list(frame_id_range(video_id)),
+            )
+            .to_arrow_table()
+        )
         return FrameEmbeddings(
             frame_indices=tbl.column("frame_index").to_numpy().astype(np.int64),
             timestamps=tbl.column("timestamp").to_numpy().astype(np.float64),
@@ -349,10 +390,14 @@ class Catalog:
         ids = [int(x) for x in np.asarray(frame_ids).reshape(-1)]
         if not ids:
             return {}
-        rows = self.cursor().execute(
-            "SELECT frame_id, frame_index, timestamp FROM frames WHERE frame_id IN (SELECT unnest(?::BIGINT[]))",
-            [ids],
-        ).fetchall()
+        rows = (
+            self.cursor()
+            .execute(
+                "SELECT frame_id, frame_index, timestamp FROM frames WHERE frame_id IN (SELECT unnest(?::BIGINT[]))",
+                [ids],
+            )
+            .fetchall()
+        )
         return {r[0]: (r[1], r[2]) for r in rows}
 
     def load_embeddings(self, video_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -381,31 +426,38 @@ class Catalog:
         np.cumsum(counts, out=offsets[1:])
         return ids[uniq], offsets, emb
 
-    def iter_embedding_batches(self, video_ids: np.ndarray | None,
-                               batch_videos: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def iter_embedding_batches(
+        self, video_ids: np.ndarray | None, batch_videos: int = 4096
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """load_embeddings over `video_ids` (None = every video, by id), `batch_videos` at a time."""
         ids = self.select_video_ids(None) if video_ids is None else np.asarray(video_ids, dtype=np.int64)
         for start in range(0, len(ids), max(1, int(batch_videos))):
-            yield self.load_embeddings(ids[start:start + batch_videos])
+            yield self.load_embeddings(ids[start : start + batch_videos])
 
     # ---- prompt cache ------------------------------------------------------------
     def get_prompt_embeddings(self, model_identity: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Cached text embeddings of `model_identity` for those `texts` that are cached."""
         if not texts:
             return {}
-        rows = self.cursor().execute(
-            "SELECT text, embedding FROM prompt_embeddings WHERE model_identity = ? "
-            "AND text IN (SELECT unnest(?::VARCHAR[]))",
-            [model_identity, list(texts)],
-        ).fetchall()
+        rows = (
+            self.cursor()
+            .execute(
+                "SELECT text, embedding FROM prompt_embeddings WHERE model_identity = ? "
+                "AND text IN (SELECT unnest(?::VARCHAR[]))",
+                [model_identity, list(texts)],
+            )
+            .fetchall()
+        )
         return {text: np.asarray(emb, dtype=np.float32) for text, emb in rows}
 
     def put_prompt_embeddings(self, model_identity: str, embeddings: Mapping[str, np.ndarray]) -> None:
         """Cache text embeddings (replacing any cached for the same model and text)."""
         if not embeddings:
             return
-        rows = [[model_identity, text, np.asarray(v, dtype=np.float32).reshape(-1).tolist()]
-                for text, v in embeddings.items()]
+        rows = [
+            [model_identity, text, np.asarray(v, dtype=np.float32).reshape(-1).tolist()]
+            for text, v in embeddings.items()
+        ]
         with self._write_lock:
             cur = self.cursor()
             cur.begin()

@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from echosearch.server.storage.filters import compile_filter
 from echosearch.server.records import VideoFilter
+from echosearch.server.storage.filters import compile_filter
 
 log = logging.getLogger(__name__)
 

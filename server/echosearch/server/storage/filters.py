@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from echosearch.server.errors import InvalidRequestError
@@ -13,7 +13,7 @@ def to_utc_naive(value: datetime) -> datetime:
     """Store/compare times as naive UTC; a naive input is taken to be UTC already."""
     if value.tzinfo is None:
         return value
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def compile_filter(flt: VideoFilter | None, alias: str = "v") -> tuple[str, list[Any]]:

@@ -82,9 +82,16 @@ def _as_matrix(x: np.ndarray, dim: int) -> np.ndarray:
 class VectorIndex:
     """Inner-product search over id-tagged vectors; exact until the chosen ANN index is trained."""
 
-    def __init__(self, dim: int, factory: str = "Flat", *, use_gpu: bool | None = None,
-                 nprobe: int | None = None, efsearch: int | None = None,
-                 _loaded: faiss.Index | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        factory: str = "Flat",
+        *,
+        use_gpu: bool | None = None,
+        nprobe: int | None = None,
+        efsearch: int | None = None,
+        _loaded: faiss.Index | None = None,
+    ) -> None:
         self.dim = int(dim)
         self.factory = factory
         # without these, `serve --index IVF4096,Flat` would search 1 list (FAISS's default)
@@ -167,13 +174,20 @@ class VectorIndex:
         if self._idmapped:
             return faiss.vector_to_array(self._index.id_map).astype(np.int64)
         invlists = faiss.extract_index_ivf(self._index).invlists
-        parts = [faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
-                 for i in range(invlists.nlist) if invlists.list_size(i)]
+        parts = [
+            faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
+            for i in range(invlists.nlist)
+            if invlists.list_size(i)
+        ]
         return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         """Stored vectors for `ids` (approximate for compressed indexes such as PQ)."""
-        return np.vstack([self._index.reconstruct(int(i)) for i in ids]) if len(ids) else np.empty((0, self.dim), np.float32)
+        return (
+            np.vstack([self._index.reconstruct(int(i)) for i in ids])
+            if len(ids)
+            else np.empty((0, self.dim), np.float32)
+        )
 
     # ---- writes ------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -243,12 +257,11 @@ class VectorIndex:
             if self.nprobe:
                 try:
                     faiss.GpuParameterSpace().set_index_parameter(self._gpu, "nprobe", int(self.nprobe))
-                except Exception:  # noqa: BLE001 — flat GPU indexes have no nprobe
+                except Exception:
                     pass
         return self._gpu
 
-    def search(self, queries: np.ndarray, k: int,
-               subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query, optionally restricted to the ids in `subset`; id -1 pads."""
         q = _as_matrix(queries, self.dim)
         k = int(k)
@@ -274,7 +287,9 @@ class VectorIndex:
         if sel is not None:
             inner = self._inner()
             if faiss.try_extract_index_ivf(inner) is not None:
-                params = faiss.SearchParametersIVF(sel=sel, nprobe=int(self.nprobe or faiss.extract_index_ivf(inner).nprobe))
+                params = faiss.SearchParametersIVF(
+                    sel=sel, nprobe=int(self.nprobe or faiss.extract_index_ivf(inner).nprobe)
+                )
             elif hasattr(inner, "hnsw"):
                 params = faiss.SearchParametersHNSW(sel=sel, efSearch=int(self.efsearch or inner.hnsw.efSearch))
             else:
@@ -292,8 +307,16 @@ class VectorIndex:
         return np.fromiter(sorted(self._tombstones), np.int64, len(self._tombstones))
 
     @classmethod
-    def read(cls, path: str, factory: str, *, use_gpu: bool | None = None, nprobe: int | None = None,
-             efsearch: int | None = None, tombstones: np.ndarray | None = None) -> VectorIndex:
+    def read(
+        cls,
+        path: str,
+        factory: str,
+        *,
+        use_gpu: bool | None = None,
+        nprobe: int | None = None,
+        efsearch: int | None = None,
+        tombstones: np.ndarray | None = None,
+    ) -> VectorIndex:
         """Load an index written by `write`."""
         loaded = faiss.read_index(str(path))  # already downcast; re-wrapping would free it early
         if not isinstance(loaded, faiss.IndexIDMap2) and faiss.try_extract_index_ivf(loaded) is None:

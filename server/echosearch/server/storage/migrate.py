@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -48,7 +48,7 @@ def apply(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
             if version > current:
                 log.info("catalog %s: applying migration %04d", path, version)
                 cur.execute(sql)
-                cur.execute("INSERT INTO schema_migrations VALUES (?, ?)", [version, to_utc_naive(datetime.now(timezone.utc))])
+                cur.execute("INSERT INTO schema_migrations VALUES (?, ?)", [version, to_utc_naive(datetime.now(UTC))])
         cur.commit()
     except BaseException:
         cur.rollback()

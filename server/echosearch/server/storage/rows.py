@@ -9,23 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from echosearch.server.errors import InvalidRequestError, TooLargeError
-from echosearch.server.storage.filters import to_utc_naive
 from echosearch.server.records import FrameEmbeddings, VideoMetadata, VideoRecord
-
-FRAME_BITS = 20  # frame_id = (video_id << FRAME_BITS) | position
-MAX_FRAMES_PER_VIDEO = 1 << FRAME_BITS
-
-
-def frame_ids_for(video_id: int, n_frames: int) -> np.ndarray:
-    """The catalog frame ids of a video with `n_frames` stored frames."""
-    return (np.int64(video_id) << FRAME_BITS) + np.arange(n_frames, dtype=np.int64)
+from echosearch.server.storage.filters import to_utc_naive
+from echosearch.server.storage.frame_ids import MAX_FRAMES_PER_VIDEO, frame_ids_for
 
 
 @dataclass(frozen=True)
@@ -51,8 +44,19 @@ class NewVideo:
         return int(self.embeddings.shape[1])
 
 
-def validate(*, sha256: str, source_name: str, size_bytes: int, fps: float, total_frames: int, width: int,
-             height: int, model_identity: str, metadata: VideoMetadata, frames: FrameEmbeddings) -> NewVideo:
+def validate(
+    *,
+    sha256: str,
+    source_name: str,
+    size_bytes: int,
+    fps: float,
+    total_frames: int,
+    width: int,
+    height: int,
+    model_identity: str,
+    metadata: VideoMetadata,
+    frames: FrameEmbeddings,
+) -> NewVideo:
     """Check one video's embeddings and frame arrays; InvalidRequestError/TooLargeError on bad input."""
     emb = np.asarray(frames.embeddings)
     if emb.ndim != 2 or emb.shape[0] == 0:
@@ -67,8 +71,20 @@ def validate(*, sha256: str, source_name: str, size_bytes: int, fps: float, tota
     emb = np.ascontiguousarray(emb, dtype=np.float32)
     if not np.isfinite(emb).all():
         raise InvalidRequestError("frame embeddings contain NaN or infinity")
-    return NewVideo(str(sha256), str(source_name), int(size_bytes), float(fps), int(total_frames), int(width),
-                    int(height), str(model_identity), metadata, idx, ts, emb)
+    return NewVideo(
+        str(sha256),
+        str(source_name),
+        int(size_bytes),
+        float(fps),
+        int(total_frames),
+        int(width),
+        int(height),
+        str(model_identity),
+        metadata,
+        idx,
+        ts,
+        emb,
+    )
 
 
 def validate_many(items: Sequence[Mapping[str, Any]]) -> list[NewVideo]:
@@ -92,67 +108,101 @@ def _stored_time(value: datetime | None) -> datetime | None:
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    return None if value is None else value.replace(tzinfo=timezone.utc)
+    return None if value is None else value.replace(tzinfo=UTC)
 
 
-def tables(videos: Sequence[NewVideo], video_ids: np.ndarray, seqs: np.ndarray,
-           ingested_at: datetime) -> dict[str, pa.Table]:
+def tables(
+    videos: Sequence[NewVideo], video_ids: np.ndarray, seqs: np.ndarray, ingested_at: datetime
+) -> dict[str, pa.Table]:
     """Rows for the videos, video_tags, frames and changes tables (columns in schema order)."""
     naive_now = to_utc_naive(ingested_at)
     counts = np.array([len(v.embeddings) for v in videos], dtype=np.int64)
     md = [v.metadata for v in videos]
     ts_type = pa.timestamp("us")
-    out = {"videos": pa.table({
-        "video_id": pa.array(video_ids, pa.int64()),
-        "sha256": [v.sha256 for v in videos],
-        "source_name": [v.source_name for v in videos],
-        "size_bytes": pa.array([v.size_bytes for v in videos], pa.int64()),
-        "fps": pa.array([v.fps for v in videos], pa.float64()),
-        "total_frames": pa.array([v.total_frames for v in videos], pa.int64()),
-        "sampled_frames": pa.array(counts, pa.int32()),
-        "width": pa.array([v.width for v in videos], pa.int32()),
-        "height": pa.array([v.height for v in videos], pa.int32()),
-        "ingested_at": pa.array([naive_now] * len(videos), ts_type),
-        "model_identity": [v.model_identity for v in videos],
-        "study_id": pa.array([_opt_str(m.study_id) for m in md], pa.string()),
-        "patient_id": pa.array([_opt_str(m.patient_id) for m in md], pa.string()),
-        "view": pa.array([_opt_str(m.view) for m in md], pa.string()),
-        "acquisition_time": pa.array([_stored_time(m.acquisition_time) for m in md], ts_type),
-        "seq": pa.array(seqs, pa.int64()),
-    })}
+    out = {
+        "videos": pa.table(
+            {
+                "video_id": pa.array(video_ids, pa.int64()),
+                "sha256": [v.sha256 for v in videos],
+                "source_name": [v.source_name for v in videos],
+                "size_bytes": pa.array([v.size_bytes for v in videos], pa.int64()),
+                "fps": pa.array([v.fps for v in videos], pa.float64()),
+                "total_frames": pa.array([v.total_frames for v in videos], pa.int64()),
+                "sampled_frames": pa.array(counts, pa.int32()),
+                "width": pa.array([v.width for v in videos], pa.int32()),
+                "height": pa.array([v.height for v in videos], pa.int32()),
+                "ingested_at": pa.array([naive_now] * len(videos), ts_type),
+                "model_identity": [v.model_identity for v in videos],
+                "study_id": pa.array([_opt_str(m.study_id) for m in md], pa.string()),
+                "patient_id": pa.array([_opt_str(m.patient_id) for m in md], pa.string()),
+                "view": pa.array([_opt_str(m.view) for m in md], pa.string()),
+                "acquisition_time": pa.array([_stored_time(m.acquisition_time) for m in md], ts_type),
+                "seq": pa.array(seqs, pa.int64()),
+            }
+        )
+    }
     tag_rows = [(int(vid), str(k), str(val)) for vid, m in zip(video_ids, md) for k, val in m.tags.items()]
     if tag_rows:
         vid_col, key_col, val_col = zip(*tag_rows)
-        out["video_tags"] = pa.table({"video_id": pa.array(vid_col, pa.int64()),
-                                      "key": pa.array(key_col, pa.string()), "value": pa.array(val_col, pa.string())})
+        out["video_tags"] = pa.table(
+            {
+                "video_id": pa.array(vid_col, pa.int64()),
+                "key": pa.array(key_col, pa.string()),
+                "value": pa.array(val_col, pa.string()),
+            }
+        )
     dim = videos[0].dim
     emb = np.concatenate([v.embeddings for v in videos]) if len(videos) > 1 else videos[0].embeddings
-    out["frames"] = pa.table({
-        "frame_id": np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(video_ids, counts)]),
-        "video_id": np.repeat(np.asarray(video_ids, dtype=np.int64), counts),
-        "frame_index": np.concatenate([v.frame_indices for v in videos]),
-        "timestamp": np.concatenate([v.timestamps for v in videos]),
-        # fixed-size list: zero-copy over the float32 buffer; DuckDB casts it to the FLOAT[] column
-        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim),
-    })
-    out["changes"] = pa.table({"seq": pa.array(seqs, pa.int64()), "op": pa.array(["add"] * len(videos)),
-                               "video_id": pa.array(video_ids, pa.int64()), "n_frames": pa.array(counts, pa.int32())})
+    out["frames"] = pa.table(
+        {
+            "frame_id": np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(video_ids, counts)]),
+            "video_id": np.repeat(np.asarray(video_ids, dtype=np.int64), counts),
+            "frame_index": np.concatenate([v.frame_indices for v in videos]),
+            "timestamp": np.concatenate([v.timestamps for v in videos]),
+            # fixed-size list: zero-copy over the float32 buffer; DuckDB casts it to the FLOAT[] column
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim),
+        }
+    )
+    out["changes"] = pa.table(
+        {
+            "seq": pa.array(seqs, pa.int64()),
+            "op": pa.array(["add"] * len(videos)),
+            "video_id": pa.array(video_ids, pa.int64()),
+            "n_frames": pa.array(counts, pa.int32()),
+        }
+    )
     return out
 
 
-def records(videos: Sequence[NewVideo], video_ids: np.ndarray, seqs: np.ndarray,
-            ingested_at: datetime) -> list[VideoRecord]:
+def records(
+    videos: Sequence[NewVideo], video_ids: np.ndarray, seqs: np.ndarray, ingested_at: datetime
+) -> list[VideoRecord]:
     """The VideoRecords exactly as `Catalog.get_video` will read these rows back."""
     stored_now = _aware(_stored_time(ingested_at))
     out = []
     for v, vid, seq in zip(videos, video_ids, seqs):
         m = v.metadata
-        out.append(VideoRecord(
-            video_id=int(vid), sha256=v.sha256, source_name=v.source_name, size_bytes=v.size_bytes, fps=v.fps,
-            total_frames=v.total_frames, sampled_frames=len(v.embeddings), width=v.width, height=v.height,
-            ingested_at=stored_now, model_identity=v.model_identity,
-            metadata=VideoMetadata(study_id=_opt_str(m.study_id), patient_id=_opt_str(m.patient_id),
-                                   view=_opt_str(m.view), acquisition_time=_aware(_stored_time(m.acquisition_time)),
-                                   tags={str(k): str(val) for k, val in m.tags.items()}),
-            seq=int(seq)))
+        out.append(
+            VideoRecord(
+                video_id=int(vid),
+                sha256=v.sha256,
+                source_name=v.source_name,
+                size_bytes=v.size_bytes,
+                fps=v.fps,
+                total_frames=v.total_frames,
+                sampled_frames=len(v.embeddings),
+                width=v.width,
+                height=v.height,
+                ingested_at=stored_now,
+                model_identity=v.model_identity,
+                metadata=VideoMetadata(
+                    study_id=_opt_str(m.study_id),
+                    patient_id=_opt_str(m.patient_id),
+                    view=_opt_str(m.view),
+                    acquisition_time=_aware(_stored_time(m.acquisition_time)),
+                    tags={str(k): str(val) for k, val in m.tags.items()},
+                ),
+                seq=int(seq),
+            )
+        )
     return out

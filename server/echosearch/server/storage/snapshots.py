@@ -66,8 +66,13 @@ def _commit(tmp: Path, final: Path) -> dict:
 def save(folder: Path, frames: VectorIndex, means: VectorIndex, seq: int) -> None:
     """Write a snapshot covering catalog seq `seq`, then drop older snapshot files."""
     folder.mkdir(parents=True, exist_ok=True)
-    manifest: dict = {"format": FORMAT, "seq": int(seq), "factory": frames.factory, "dim": frames.dim,
-                      "exact_fallback": frames.exact_fallback}
+    manifest: dict = {
+        "format": FORMAT,
+        "seq": int(seq),
+        "factory": frames.factory,
+        "dim": frames.dim,
+        "exact_fallback": frames.exact_fallback,
+    }
     tmp = folder / f"frames-{seq}.faiss.tmp"
     frames.write(str(tmp))
     manifest["frames"] = _commit(tmp, folder / f"frames-{seq}.faiss")
@@ -110,8 +115,9 @@ def load(folder: Path, factory: str, dim: int, **kwargs) -> Loaded | None:
         if manifest.get("format") != FORMAT or manifest["dim"] != dim:
             raise ValueError(f"snapshot format/width {manifest.get('format')}/{manifest.get('dim')} not usable")
         if manifest["factory"] != factory:
-            log.warning("index snapshot was built with %r but %r is configured; rebuilding",
-                        manifest["factory"], factory)
+            log.warning(
+                "index snapshot was built with %r but %r is configured; rebuilding", manifest["factory"], factory
+            )
             return None
         tomb = None
         if "tombstones" in manifest:
@@ -122,6 +128,6 @@ def load(folder: Path, factory: str, dim: int, **kwargs) -> Loaded | None:
         if frames.dim != dim or means.dim != dim:
             raise ValueError("snapshot vectors have the wrong width")
         return Loaded(frames, means, int(manifest["seq"]))
-    except Exception as exc:  # noqa: BLE001 — any damage means "rebuild from the catalog"
+    except Exception as exc:
         log.warning("index snapshot in %s is unusable (%s); rebuilding from the catalog", folder, exc)
         return None

@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from echosearch.server.storage import snapshots as persist
-from echosearch.server.storage.catalog import Catalog, frame_ids_for, video_of_frames
 from echosearch.server.errors import InvalidRequestError
-from echosearch.server.storage.index import VectorIndex
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
+from echosearch.server.storage import snapshots as persist
+from echosearch.server.storage.catalog import Catalog
+from echosearch.server.storage.frame_ids import frame_ids_for, video_of_frames
+from echosearch.server.storage.index import VectorIndex
 from echosearch.server.storage.rwlock import ReadWriteLock
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,17 @@ def _means(offsets: np.ndarray, emb: np.ndarray) -> np.ndarray:
 class Store:
     """Catalog + frame index + video-mean index, kept consistent across crashes."""
 
-    def __init__(self, data_dir: Path, *, index_factory: str = "Flat", use_gpu: bool | None = None,
-                 save_every: int = 5000, nprobe: int | None = None, efsearch: int | None = None,
-                 memory_limit: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        index_factory: str = "Flat",
+        use_gpu: bool | None = None,
+        save_every: int = 5000,
+        nprobe: int | None = None,
+        efsearch: int | None = None,
+        memory_limit: str | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.index_factory = index_factory
@@ -77,8 +86,9 @@ class Store:
 
     # ---- opening -----------------------------------------------------------------
     def _new_indexes(self, dim: int) -> None:
-        self._frames = VectorIndex(dim, self.index_factory, use_gpu=self._use_gpu, nprobe=self._nprobe,
-                                   efsearch=self._efsearch)
+        self._frames = VectorIndex(
+            dim, self.index_factory, use_gpu=self._use_gpu, nprobe=self._nprobe, efsearch=self._efsearch
+        )
         # Means stay exact (Flat): binary-task scores must equal mean_frame · mean_prompt.
         self._means = VectorIndex(dim, "Flat", use_gpu=self._use_gpu)
         self._index_seq = 0
@@ -88,8 +98,14 @@ class Store:
         last = self.catalog.last_seq()
         if dim is None:
             return  # nothing stored yet; indexes are created with the first video
-        loaded = persist.load(self.data_dir / "index", self.index_factory, dim, use_gpu=self._use_gpu,
-                              nprobe=self._nprobe, efsearch=self._efsearch)
+        loaded = persist.load(
+            self.data_dir / "index",
+            self.index_factory,
+            dim,
+            use_gpu=self._use_gpu,
+            nprobe=self._nprobe,
+            efsearch=self._efsearch,
+        )
         if loaded is not None and loaded.seq > last:
             log.warning("index covers seq %d but the catalog ends at %d; rebuilding", loaded.seq, last)
             loaded = None
@@ -147,15 +163,34 @@ class Store:
             self._save()
 
     # ---- writes ------------------------------------------------------------------
-    def add_video(self, *, sha256: str, source_name: str, size_bytes: int, fps: float, total_frames: int,
-                  width: int, height: int, model_identity: str, metadata: VideoMetadata,
-                  frames: FrameEmbeddings) -> tuple[VideoRecord, bool]:
+    def add_video(
+        self,
+        *,
+        sha256: str,
+        source_name: str,
+        size_bytes: int,
+        fps: float,
+        total_frames: int,
+        width: int,
+        height: int,
+        model_identity: str,
+        metadata: VideoMetadata,
+        frames: FrameEmbeddings,
+    ) -> tuple[VideoRecord, bool]:
         """Commit the video to the catalog (one transaction), then add it to both indexes."""
         with self._lock.write():
             result = self.catalog.add_video(
-                sha256=sha256, source_name=source_name, size_bytes=size_bytes, fps=fps,
-                total_frames=total_frames, width=width, height=height, model_identity=model_identity,
-                metadata=metadata, frames=frames)
+                sha256=sha256,
+                source_name=source_name,
+                size_bytes=size_bytes,
+                fps=fps,
+                total_frames=total_frames,
+                width=width,
+                height=height,
+                model_identity=model_identity,
+                metadata=metadata,
+                frames=frames,
+            )
             self._index_new([result], [frames])
             return result
 
@@ -243,8 +278,9 @@ class Store:
             vids, counts = vids[keep], counts[keep]
         return vids, counts
 
-    def _search_frame_ids(self, q: np.ndarray, k: int, cand: tuple[np.ndarray, np.ndarray] | None
-                          ) -> tuple[np.ndarray, np.ndarray]:
+    def _search_frame_ids(
+        self, q: np.ndarray, k: int, cand: tuple[np.ndarray, np.ndarray] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, frame ids) top-k per query; exact whenever the index is exact or candidates are few."""
         if self._frames is None or k <= 0:
             return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
@@ -284,9 +320,16 @@ class Store:
             scores, fids = self._search_frame_ids(q, int(k), self._candidates(flt))
             return self._frame_hits(scores, fids)
 
-    def search_videos(self, query: np.ndarray, k: int, *, aggregation: str = "max",
-                      flt: VideoFilter | None = None, frames_per_video: int = 1,
-                      exclude: Sequence[int] = ()) -> list[VideoHit]:
+    def search_videos(
+        self,
+        query: np.ndarray,
+        k: int,
+        *,
+        aggregation: str = "max",
+        flt: VideoFilter | None = None,
+        frames_per_video: int = 1,
+        exclude: Sequence[int] = (),
+    ) -> list[VideoHit]:
         """Top-k videos for one query: by best frame ("max") or by mean frame ("mean")."""
         q = self._query(query)[:1]
         k, fpv = int(k), max(0, int(frames_per_video))
@@ -339,8 +382,9 @@ class Store:
             picks[int(v)] = list(zip(fids.tolist(), scores[lo:hi][order].tolist()))
             all_fids.extend(fids.tolist())
         info = self.catalog.frame_info(np.asarray(all_fids, dtype=np.int64))
-        return {v: tuple(FrameHit(f, v, int(info[f][0]), float(info[f][1]), s) for f, s in fl)
-                for v, fl in picks.items()}
+        return {
+            v: tuple(FrameHit(f, v, int(info[f][0]), float(info[f][1]), s) for f, s in fl) for v, fl in picks.items()
+        }
 
     def top_videos_by_mean(self, query: np.ndarray, k: int, flt: VideoFilter | None = None) -> list[tuple[int, float]]:
         """Exact top-k (video id, mean_frame · query); the query is used as given (not re-normalised)."""

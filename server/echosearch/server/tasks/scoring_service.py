@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from echosearch.server.storage.catalog import Catalog
 from echosearch.server.errors import InvalidRequestError, NotFoundError
-from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
 from echosearch.server.records import VideoFilter
-from echosearch.server.tasks.scoring_math import mean_prompt_embedding, score_task
+from echosearch.server.storage.catalog import Catalog
 from echosearch.server.storage.store import Store
+from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
+from echosearch.server.tasks.scoring_math import mean_prompt_embedding, score_task
 from echosearch.server.tasks.spec import Task, TaskKind
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,9 @@ class TaskScorer:
             yield sorted(_score_batch(task, text_emb, batch_ids, offsets, frames), key=lambda s: -s.score)
 
 
-def _score_batch(task: Task, text_emb: np.ndarray, ids: np.ndarray, offsets: np.ndarray, frames: np.ndarray) -> list[VideoScore]:
+def _score_batch(
+    task: Task, text_emb: np.ndarray, ids: np.ndarray, offsets: np.ndarray, frames: np.ndarray
+) -> list[VideoScore]:
     result = score_task(task, frames, offsets, text_emb)
     return [
         VideoScore(

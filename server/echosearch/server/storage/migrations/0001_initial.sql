@@ -40,7 +40,7 @@ CREATE TABLE video_tags (
 );
 
 -- frame_id = (video_id << 20) | position: ids of one video are contiguous and
--- the owning video is recoverable from the id alone (see catalog.FRAME_BITS).
+-- the owning video is recoverable from the id alone (see storage/frame_ids.py).
 CREATE TABLE frames (
     frame_id    BIGINT PRIMARY KEY,
     video_id    BIGINT NOT NULL,
