@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from echosearch.client import bulk_cli
 from echosearch.client.client import DEFAULT_ADDRESS, ApiError, Client
 from echosearch.client.output import Progress, print_json, print_table
 from echosearch.client.params import UsageError, parse_custom_task, parse_filter, parse_metadata
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, metavar="OUT.parquet")
     _filter_arg(p)
     sub.add_parser("info", parents=[common], help="server version, model, index, counts")
+    bulk_cli.add_parser(sub, common)
     return parser
 
 
@@ -395,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return cmd_serve(args)
+        if args.command == "bulk":
+            return bulk_cli.run(args, _connect)
         with _connect(args) as client:
             return COMMANDS[args.command](client, args)
     except ValueError as exc:  # UsageError, or a value the client refused before calling

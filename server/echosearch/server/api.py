@@ -213,6 +213,56 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             store_seconds=outcome.store_seconds,
         )
 
+    # ---- bulk import (issue 10) ---------------------------------------------------------
+
+    @_rpc
+    def ImportEmbeddings(
+        self, request_iterator: Iterable[pb.ImportEmbeddingsRequest], context: grpc.ServicerContext
+    ) -> pb.ImportEmbeddingsResponse:
+        requests = iter(request_iterator)
+        first = next(requests, None)
+        if first is None or first.WhichOneof("payload") != "header":
+            raise errors.InvalidRequestError(
+                "the first ImportEmbeddings message must be a header (shard name, size, sha256); the shard's bytes follow as chunks"
+            )
+        header = first.header
+        name = header.shard_name or "shard"
+        digest = header.sha256.strip().lower()
+        if len(digest) != 64:
+            raise errors.InvalidRequestError(f"{name}: the header needs the shard file's hex sha256 (64 characters)")
+        limit = self.engine.max_upload_bytes
+        if header.size_bytes > limit:
+            raise errors.TooLargeError(_too_large(name, header.size_bytes, limit))
+        if not header.force:
+            done = self.engine.imported_shard(name, digest)
+            if done is not None:  # committed before: acknowledge without reading the body
+                return _import_reply(done)
+        folder = self.engine.data_dir / "imports"
+        folder.mkdir(exist_ok=True)
+        # Spooled to disk next to the catalog: a shard may be gigabytes, and DuckDB/Arrow read files natively.
+        with tempfile.NamedTemporaryFile(dir=folder, suffix=".parquet") as spool:
+            received, hasher = 0, hashlib.sha256()
+            for msg in requests:
+                if msg.WhichOneof("payload") != "chunk":
+                    raise errors.InvalidRequestError(f"{name}: only the first ImportEmbeddings message may be a header")
+                received += len(msg.chunk)
+                if received > limit:
+                    raise errors.TooLargeError(_too_large(name, received, limit, partial=True))
+                hasher.update(msg.chunk)
+                spool.write(msg.chunk)
+            spool.flush()
+            _check_active(context)
+            if header.size_bytes and received != header.size_bytes:
+                raise errors.InvalidRequestError(
+                    f"{name}: received {received} bytes but the header announced {header.size_bytes}; send the shard again"
+                )
+            if hasher.hexdigest() != digest:
+                raise errors.InvalidRequestError(
+                    f"{name}: the received bytes do not match the header's sha256; send the shard again"
+                )
+            outcome = self.engine.import_shard(Path(spool.name), name=name, shard_sha256=digest)
+        return _import_reply(outcome)
+
     # ---- videos -----------------------------------------------------------------------
 
     @_rpc
@@ -349,6 +399,17 @@ def _too_large(name: str, size: int, limit: int, *, partial: bool = False) -> st
     return (
         f"{name}: {what} is over the server's upload limit of {limit} bytes ({limit / 2**20:.0f} MiB); "
         "split or shorten the video, or start the server with a larger --max-upload-mb"
+    )
+
+
+def _import_reply(outcome: Any) -> pb.ImportEmbeddingsResponse:
+    return pb.ImportEmbeddingsResponse(
+        shard_name=outcome.shard_name,
+        already_imported=outcome.already_imported,
+        videos_added=outcome.videos_added,
+        videos_already_stored=outcome.videos_already_stored,
+        frames_added=outcome.frames_added,
+        seconds=outcome.seconds,
     )
 
 

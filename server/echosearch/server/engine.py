@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from echosearch.server.bulk.importing import ImportOutcome, import_shard, previously_imported
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, TooLargeError
 from echosearch.server.media.video import Sampling, prepare_video
 from echosearch.server.model import EchoClipModel, load_model
@@ -269,6 +270,17 @@ class Engine:
         if size > self.max_upload_bytes:
             raise TooLargeError(f"{path}: {size} bytes is over the upload limit of {self.max_upload_bytes} bytes")
         return path.read_bytes()
+
+    # ---- bulk import (issue 10) ---------------------------------------------------------
+
+    def imported_shard(self, name: str, shard_sha256: str) -> ImportOutcome | None:
+        """The recorded outcome when a shard with this content hash was imported before."""
+        return previously_imported(self.store, name, shard_sha256.strip().lower())
+
+    def import_shard(self, path: Path, *, name: str, shard_sha256: str) -> ImportOutcome:
+        """Import one `bulk embed` Parquet shard: one transaction, bulk index add; idempotent by sha256."""
+        with self._write_lock:
+            return import_shard(self.store, self.model, Path(path), name=name, shard_sha256=shard_sha256.lower())
 
     # ---- videos ----------------------------------------------------------------------
 

@@ -1,0 +1,50 @@
+"""The bulk-import use case: one Parquet shard from `bulk embed` into the store, in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from echosearch.server.bulk.shards import read_shard
+from echosearch.server.model import EchoClipModel
+from echosearch.server.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What importing one shard committed."""
+
+    shard_name: str
+    already_imported: bool
+    videos_added: int
+    videos_already_stored: int
+    frames_added: int
+    seconds: float
+
+
+def previously_imported(store: Store, name: str, shard_sha256: str) -> ImportOutcome | None:
+    """The outcome recorded when this shard (by content hash) was committed before, else None."""
+    done = store.catalog.imported_shard(shard_sha256)
+    return None if done is None else ImportOutcome(name, True, int(done[0]), int(done[1]), int(done[2]), 0.0)
+
+
+def import_shard(store: Store, model: EchoClipModel, path: Path, *, name: str, shard_sha256: str) -> ImportOutcome:
+    """Check a shard against the serving model, then commit its new videos and index them in bulk."""
+    started = time.perf_counter()
+    batch = read_shard(path, name, model_identity=model.identity, dim=model.embed_dim)
+    done = store.import_batch(batch, shard_sha256=shard_sha256)
+    seconds = time.perf_counter() - started
+    added = len(done.video_ids)
+    log.info(
+        "imported shard %s: %d videos added (%d already stored), %d frames in %.2fs",
+        name,
+        added,
+        len(batch.sha256) - added,
+        done.frames_added,
+        seconds,
+    )
+    return ImportOutcome(name, False, added, len(batch.sha256) - added, done.frames_added, seconds)
