@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--num-gpus", type=int, help="GPU encoder actors (default: every GPU of the cluster)")
     p.add_argument("--decode-concurrency", type=int, help="decode actors, one CPU each (default: the free CPUs)")
     p.add_argument("--encode-concurrency", type=int, help="encoder actors (default: one per GPU, else 1)")
-    p.add_argument("--shard-frames", type=int, default=100_000, help="frames per shard (default 100000)")
+    p.add_argument("--shard-frames", type=int, default=250_000, help="frames per shard (default 250000)")
     p.add_argument(
         "--sampling", choices=("reference", "all", "every", "count"), help="frames to embed (default: reference 0:40:2)"
     )

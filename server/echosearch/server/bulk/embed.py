@@ -63,7 +63,7 @@ class EmbedOptions:
     decode_concurrency: int | None = None
     encode_concurrency: int | None = None
     encode_batch_videos: int = 8
-    shard_frames: int = 100_000
+    shard_frames: int = 250_000  # > 2 DuckDB row groups: the import writes them straight to the file, not via the WAL
     skip_sha256: frozenset[str] = frozenset()  # e.g. what a server already stores (--skip-stored)
 
 
