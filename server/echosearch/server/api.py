@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 
 from echosearch.server import convert, errors
+from echosearch.server.bulk.importing import clear_spool
 from echosearch.server.engine import Engine
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
@@ -137,6 +138,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._tracker = InFlight()
+        self._spool = clear_spool(engine.data_dir)  # where ImportEmbeddings receives shards
 
     def wait_idle(self, timeout: float | None) -> bool:
         """Wait for in-flight calls to finish (used at shutdown, after the server stops taking calls)."""
@@ -237,8 +239,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             done = self.engine.imported_shard(name, digest)
             if done is not None:  # committed before: acknowledge without reading the body
                 return _import_reply(done)
-        folder = self.engine.data_dir / "imports"
-        folder.mkdir(exist_ok=True)
+        folder = self._spool
         # Spooled to disk next to the catalog: a shard may be gigabytes, and DuckDB/Arrow read files natively.
         with tempfile.NamedTemporaryFile(dir=folder, suffix=".parquet") as spool:
             received, hasher = 0, hashlib.sha256()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,17 +27,38 @@ class ImportOutcome:
     seconds: float
 
 
+def clear_spool(data_dir: Path) -> Path:
+    """The folder shards are received into, emptied of files a crashed server left half-received."""
+    folder = Path(data_dir) / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("tmp*.parquet"):
+        stale.unlink(missing_ok=True)
+    return folder
+
+
 def previously_imported(store: Store, name: str, shard_sha256: str) -> ImportOutcome | None:
     """The outcome recorded when this shard (by content hash) was committed before, else None."""
     done = store.catalog.imported_shard(shard_sha256)
     return None if done is None else ImportOutcome(name, True, int(done[0]), int(done[1]), int(done[2]), 0.0)
 
 
-def import_shard(store: Store, model: EchoClipModel, path: Path, *, name: str, shard_sha256: str) -> ImportOutcome:
-    """Check a shard against the serving model, then commit its new videos and index them in bulk."""
+def import_shard(
+    store: Store,
+    model: EchoClipModel,
+    path: Path,
+    *,
+    name: str,
+    shard_sha256: str,
+    write_lock: AbstractContextManager[object] | None = None,
+) -> ImportOutcome:
+    """Check a shard against the serving model, then commit its new videos and index them in bulk.
+
+    The shard is read and checked before `write_lock` is taken: other writers wait only for the commit.
+    """
     started = time.perf_counter()
     batch = read_shard(path, name, model_identity=model.identity, dim=model.embed_dim)
-    done = store.import_batch(batch, shard_sha256=shard_sha256)
+    with write_lock or nullcontext():
+        done = store.import_batch(batch, shard_sha256=shard_sha256)
     seconds = time.perf_counter() - started
     added = len(done.video_ids)
     log.info(
