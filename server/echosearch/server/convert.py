@@ -14,9 +14,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from echosearch.server.errors import InvalidRequestError
 from echosearch.server.media.video import Sampling
-from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
-from echosearch.server.storage.store import FrameHit
-from echosearch.server.tasks.spec import Task, ValueRange
+from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoMetadata, VideoRecord
+from echosearch.tasks.spec import Task, ValueRange
 from echosearch.v1 import echosearch_pb2 as pb
 
 SAMPLING_MODES = {
