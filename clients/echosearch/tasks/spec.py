@@ -1,4 +1,4 @@
-"""Task API: what a zero-shot task is, and validation of tasks from plugins and requests.
+"""Task spec: what a zero-shot task is, and validation of tasks from plugins and requests (numpy only).
 
 A task asks a clinical question with text prompts. Three kinds:
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from echosearch.server.errors import InvalidRequestError, TooLargeError
+from echosearch.errors import InvalidRequestError, TooLargeError
 
 DEFAULT_PLACEHOLDER = "<#>"
 DEFAULT_CONTEXT_LENGTH = 77  # CLIP text tower context, start/end tokens included
