@@ -3,8 +3,7 @@
 Domain errors are mapped to status codes in ONE table (`STATUS_CODES`); anything
 else is a bug: logged with its stack and an incident id, answered INTERNAL with
 a generic message, and the server stays up. The servicer holds no lock of its
-own: the engine decides what may run concurrently, so reads never queue behind
-an ingest here.
+own (the Store owns write concurrency), so reads never queue behind an ingest here.
 """
 
 from __future__ import annotations
