@@ -19,6 +19,7 @@ from echosearch.client.client import ApiError, Client
 from echosearch.client.manifest import read_manifest
 from echosearch.client.output import Progress, print_json, print_table
 from echosearch.client.params import UsageError
+from echosearch.errors import EchoSearchError
 
 SHARD_GLOB = "shard-*.parquet"
 
@@ -85,12 +86,16 @@ def _embed(args: argparse.Namespace, connect: Callable[[argparse.Namespace], Cli
         with connect(args) as client:
             skip = frozenset(v.sha256 for v in client.iter_videos())
         print(f"{len(skip)} videos already stored on {args.skip_stored} will be skipped", file=sys.stderr)
+    try:
+        sampling = Sampling(args.sampling or "reference", args.step, args.count, args.max_frames)
+    except EchoSearchError as exc:  # an option out of range
+        raise UsageError(str(exc)) from None
     opts = EmbedOptions(
         sources=[str(s) for s in args.sources],
         out_dir=args.out,
         model_spec=args.model,
         metadata=metadata,
-        sampling=Sampling(args.sampling or "reference", args.step, args.count, args.max_frames),
+        sampling=sampling,
         channel_order=args.channel_order,
         precision=args.precision,
         ray_address=args.ray_address,

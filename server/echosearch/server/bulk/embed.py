@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from echosearch.server.bulk.shards import EmbeddedVideo, shard_table, stored_sha256, write_failures, write_shard
+from echosearch.server.errors import InvalidRequestError
 from echosearch.server.media.video import Sampling
 from echosearch.server.records import VideoMetadata
 
@@ -230,6 +231,8 @@ def run_embed(opts: EmbedOptions) -> EmbedSummary:
 
     started = time.perf_counter()
     opts.sampling.validate()
+    if opts.channel_order not in ("rgb", "bgr"):
+        raise InvalidRequestError(f"channel order must be 'rgb' or 'bgr', not {opts.channel_order!r}")
     uris = list_sources(opts.sources)
     out_dir = Path(opts.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,16 +48,14 @@ def import_shard(
     *,
     name: str,
     shard_sha256: str,
-    write_lock: AbstractContextManager[object] | None = None,
 ) -> ImportOutcome:
     """Check a shard against the serving model, then commit its new videos and index them in bulk.
 
-    The shard is read and checked before `write_lock` is taken: other writers wait only for the commit.
+    The shard is read and checked before the Store's write lock is taken: other writers wait only for the commit.
     """
     started = time.perf_counter()
     batch = read_shard(path, name, model_identity=model.identity, dim=model.embed_dim)
-    with write_lock or nullcontext():
-        done = store.import_batch(batch, shard_sha256=shard_sha256)
+    done = store.import_batch(batch, shard_sha256=shard_sha256)
     seconds = time.perf_counter() - started
     added = len(done.video_ids)
     log.info(
