@@ -10,7 +10,6 @@ an ingest here.
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import logging
 import tempfile
@@ -24,6 +23,7 @@ import grpc
 
 from echosearch.server import convert, errors
 from echosearch.server.engine import Engine
+from echosearch.server.upload import SPOOL_DIR, IdleWatchdog, UploadSlots, normalise_sha256, receive_body
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
 
@@ -35,6 +35,8 @@ STATUS_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (errors.InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (errors.TooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.BusyError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.DiskFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.ModelMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.StoreVersionError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.ModelLoadError, grpc.StatusCode.FAILED_PRECONDITION),
@@ -134,9 +136,13 @@ def _check_active(context: grpc.ServicerContext) -> None:
 class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
     """echosearch.v1.EchoSearchService over one Engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, workers: int = 16) -> None:
         self.engine = engine
+        self.limits = engine.limits
         self._tracker = InFlight()
+        # Uploads get fewer slots than there are worker threads, so reads always find a free thread.
+        self._upload_slots = UploadSlots(self.limits.upload_slots(workers))
+        self._idle_watchdog = IdleWatchdog(self.limits.upload_idle_timeout_s)
 
     def wait_idle(self, timeout: float | None) -> bool:
         """Wait for in-flight calls to finish (used at shutdown, after the server stops taking calls)."""
@@ -153,12 +159,27 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
     def IngestVideo(
         self, request_iterator: Iterable[pb.IngestVideoRequest], context: grpc.ServicerContext
     ) -> pb.IngestVideoResponse:
-        requests = iter(request_iterator)
+        with self._upload_slots.hold(), self._idle_watchdog.watch(context.cancel) as watch:
+            try:
+                return self._ingest(iter(request_iterator), context, watch)
+            except grpc.RpcError:
+                # The request stream broke: the client went away, or the watchdog cancelled an idle upload.
+                if watch.timed_out:
+                    log.warning(
+                        "IngestVideo: nothing received for %.0fs (--upload-idle-timeout); cancelled",
+                        self.limits.upload_idle_timeout_s,
+                    )
+                raise _Cancelled() from None
+
+    def _ingest(
+        self, requests: Iterator[pb.IngestVideoRequest], context: grpc.ServicerContext, watch: Any
+    ) -> pb.IngestVideoResponse:
         first = next(requests, None)
         if first is None or first.WhichOneof("payload") != "header":
             raise errors.InvalidRequestError(
                 "the first IngestVideo message must be a header (file name, metadata, sampling); the bytes follow as chunks"
             )
+        watch.touch()
         header = first.header
         name = header.source_name or "upload"
         limit = self.engine.max_upload_bytes
@@ -167,44 +188,57 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
         # Validate the header before receiving a possibly large body.
         metadata = convert.metadata_from_proto(header.metadata)
         sampling = convert.sampling_from_proto(header.sampling)
-        sampling.validate()
+        self.engine.check_ingest_args(name, metadata, sampling)
         channel_order = convert.channel_order_from_proto(header.channel_order)
-        if header.sha256:
+        sha256 = normalise_sha256(header.sha256)
+        if sha256:
             # Already stored: answer from the header alone. Re-running a folder of a million
             # archived files then costs a hash per file, not an upload and a decode.
-            existing = self.engine.stored_video(header.sha256)
+            existing = self.engine.stored_video(sha256)
             if existing is not None:
                 return pb.IngestVideoResponse(video=convert.video_to_proto(existing), already_stored=True)
 
-        data = bytearray()
-        for msg in requests:
-            if msg.WhichOneof("payload") != "chunk":
-                raise errors.InvalidRequestError(
-                    "only the first IngestVideo message may be a header; send the file as chunks after it"
-                )
-            if len(data) + len(msg.chunk) > limit:
-                raise errors.TooLargeError(_too_large(name, len(data) + len(msg.chunk), limit, partial=True))
-            data += msg.chunk
-        _check_active(context)
-        if not data:
-            raise errors.InvalidVideoError(f"{name}: no bytes received; send the file as chunks after the header")
-        if header.size_bytes and len(data) != header.size_bytes:
-            raise errors.InvalidRequestError(
-                f"{name}: received {len(data)} bytes but the header announced {header.size_bytes}; the upload was truncated, send it again"
-            )
-        if header.sha256 and hashlib.sha256(data).hexdigest() != header.sha256.lower():
-            raise errors.InvalidRequestError(
-                f"{name}: the received bytes do not match the header's sha256; the upload was corrupted, send it again"
-            )
+        body = receive_body(
+            _chunks(requests),
+            name=name,
+            max_bytes=limit,
+            min_chunk_bytes=self.limits.min_chunk_bytes,
+            spool_dir=self.engine.data_dir / SPOOL_DIR,
+            watch=watch,
+        )
         try:
-            outcome = self.engine.ingest(
-                bytes(data), source_name=name, metadata=metadata, sampling=sampling, channel_order=channel_order
+            _check_active(context)
+            if header.size_bytes and body.size != header.size_bytes:
+                raise errors.InvalidRequestError(
+                    f"{name}: received {body.size} bytes but the header announced {header.size_bytes}; the upload was truncated, send it again"
+                )
+            if sha256 and body.sha256 != sha256:
+                raise errors.InvalidRequestError(
+                    f"{name}: the received bytes do not match the header's sha256; the upload was corrupted, send it again"
+                )
+            try:
+                outcome = self.engine.ingest(
+                    body.source,
+                    source_name=name,
+                    metadata=metadata,
+                    sampling=sampling,
+                    channel_order=channel_order,
+                    sha256=body.sha256,
+                )
+            except errors.InvalidVideoError as exc:
+                if name in str(exc):
+                    raise
+                # The uploader may be sending hundreds of files: say which one is bad.
+                raise errors.InvalidVideoError(f"{name}: {exc}") from exc
+        finally:
+            body.discard()
+        if not context.is_active():
+            # Ingest is idempotent by content hash, so the stored video stays: a retry answers already_stored.
+            log.info(
+                "IngestVideo: %s stored as video %d, but the caller had already gone (cancelled or past its deadline)",
+                name,
+                outcome.video.video_id,
             )
-        except errors.InvalidVideoError as exc:
-            if name in str(exc):
-                raise
-            # The uploader may be sending hundreds of files: say which one is bad.
-            raise errors.InvalidVideoError(f"{name}: {exc}") from exc
         return pb.IngestVideoResponse(
             video=convert.video_to_proto(outcome.video),
             already_stored=outcome.already_stored,
@@ -350,6 +384,15 @@ def _too_large(name: str, size: int, limit: int, *, partial: bool = False) -> st
         f"{name}: {what} is over the server's upload limit of {limit} bytes ({limit / 2**20:.0f} MiB); "
         "split or shorten the video, or start the server with a larger --max-upload-mb"
     )
+
+
+def _chunks(requests: Iterator[pb.IngestVideoRequest]) -> Iterator[bytes]:
+    for msg in requests:
+        if msg.WhichOneof("payload") != "chunk":
+            raise errors.InvalidRequestError(
+                "only the first IngestVideo message may be a header; send the file as chunks after it"
+            )
+        yield msg.chunk
 
 
 def _result(r: Any) -> pb.SearchResult:

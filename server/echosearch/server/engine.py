@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, TooLargeError
+from echosearch.server.limits import Limits
 from echosearch.server.media.video import Sampling, prepare_video
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
@@ -97,12 +98,14 @@ class Engine:
         precision: str = "fp32",
         index_factory: str = "Flat",
         use_gpu: bool | None = None,
-        max_upload_bytes: int = 2 << 30,
+        max_upload_bytes: int | None = None,
         model: EchoClipModel | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.max_upload_bytes = int(max_upload_bytes)
+        self.limits = (limits or Limits()).with_overrides(max_upload_bytes=max_upload_bytes)
+        self.max_upload_bytes = self.limits.max_upload_bytes
         self.model = model if model is not None else load_model(model_spec, device=device, precision=precision)
         self.store = Store(self.data_dir, index_factory=index_factory, use_gpu=use_gpu)
         self.catalog = self.store.catalog
@@ -195,18 +198,29 @@ class Engine:
         metadata: VideoMetadata = VideoMetadata(),
         sampling: Sampling = Sampling(),
         channel_order: str = "rgb",
+        sha256: str | None = None,
     ) -> IngestOutcome:
-        """Decode, embed and store one video in one catalog transaction; idempotent by content sha256."""
-        data = source if isinstance(source, (bytes, bytearray, memoryview)) else self._read_file(Path(source))
-        data = bytes(data)
-        if len(data) > self.max_upload_bytes:
+        """Decode, embed and store one video in one catalog transaction; idempotent by content sha256.
+
+        A path is decoded from the file, never read into memory whole; `sha256` is the content's
+        hash when the caller already computed it while receiving.
+        """
+        data: bytes | Path
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            size = len(data)
+        else:
+            data = Path(source)
+            size = self._file_size(data)
+        if size > self.max_upload_bytes:
             raise TooLargeError(
-                f"{source_name}: {len(data)} bytes is over the server's upload limit of {self.max_upload_bytes} bytes"
+                f"{source_name}: {size} bytes is over the server's upload limit of {self.max_upload_bytes} bytes"
             )
         if channel_order not in ("rgb", "bgr"):
             raise InvalidRequestError(f"channel order must be 'rgb' or 'bgr', not {channel_order!r}")
-        sampling.validate()
-        sha256 = hashlib.sha256(data).hexdigest()
+        sampling = self.check_ingest_args(source_name, metadata, sampling)
+        if sha256 is None:
+            sha256 = hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else _hash_file(data)
         existing = self.catalog.find_by_sha256(sha256)
         if existing is not None:
             return IngestOutcome(existing, True, 0.0, 0.0, 0.0)
@@ -219,6 +233,7 @@ class Engine:
             mean=self.model.mean,
             std=self.model.std,
             image_size=self.model.image_size,
+            max_frame_pixels=self.limits.max_frame_pixels,
         )
         decoded = time.perf_counter()
         with self._encode_lock:
@@ -235,7 +250,7 @@ class Engine:
             record, created = self.store.add_video(
                 sha256=sha256,
                 source_name=source_name,
-                size_bytes=len(data),
+                size_bytes=size,
                 fps=float(prepared.fps),
                 total_frames=int(prepared.total_frames),
                 width=int(prepared.width),
@@ -261,14 +276,17 @@ class Engine:
         """The stored video with this content hash (hex SHA-256), if any."""
         return self.catalog.find_by_sha256(sha256.strip().lower())
 
-    def _read_file(self, path: Path) -> bytes:
+    def check_ingest_args(self, source_name: str, metadata: VideoMetadata, sampling: Sampling) -> Sampling:
+        """Validate what an ingest stores besides the video (before any byte is received); the sampling within the caps."""
+        self.limits.check_metadata(source_name, metadata)
+        return self.limits.sampling_within(sampling)
+
+    @staticmethod
+    def _file_size(path: Path) -> int:
         try:
-            size = path.stat().st_size
+            return path.stat().st_size
         except OSError as exc:
             raise InvalidRequestError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if size > self.max_upload_bytes:
-            raise TooLargeError(f"{path}: {size} bytes is over the upload limit of {self.max_upload_bytes} bytes")
-        return path.read_bytes()
 
     # ---- videos ----------------------------------------------------------------------
 
@@ -448,3 +466,11 @@ def _decode_page_token(token: str) -> int | None:
         return after
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise InvalidRequestError("page token is not one this server gave out; start again without a token") from None
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

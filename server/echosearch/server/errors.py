@@ -33,3 +33,11 @@ class StoreVersionError(EchoSearchError):
 
 class ModelLoadError(EchoSearchError):
     """A model spec could not be loaded (unknown prefix, download failed, bad folder)."""
+
+
+class BusyError(EchoSearchError):
+    """The server is at a concurrency cap (e.g. uploads at once); the caller may retry shortly."""
+
+
+class DiskFullError(EchoSearchError):
+    """The data directory ran out of space (or its disk failed) while writing."""
