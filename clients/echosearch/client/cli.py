@@ -71,7 +71,6 @@ LIMIT_FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ("--max-filter-terms", "max_filter_terms", int, "values in one filter (default 1000)"),
     ("--max-prompts-per-task", "max_prompts_per_task", int, "prompts of one task (default 2048)"),
     ("--max-page-bytes", "max_page_bytes", int, "bytes of one page or search reply (default 3145728)"),
-    ("--prompt-cache-rows", "prompt_cache_rows", int, "prompt embeddings kept in the catalog (default 100000)"),
 )
 
 

@@ -21,8 +21,9 @@ from typing import Any
 
 import grpc
 
-from echosearch.server import convert, errors
+from echosearch.server import cancellation, convert, errors
 from echosearch.server.engine import Engine
+from echosearch.server.storage.filters import filter_terms
 from echosearch.server.upload import SPOOL_DIR, IdleWatchdog, UploadSlots, normalise_sha256, receive_body
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
@@ -57,8 +58,7 @@ def status_for(exc: BaseException) -> grpc.StatusCode | None:
     return None
 
 
-class _Cancelled(Exception):
-    """The caller went away (cancelled or past its deadline): stop quietly."""
+_Cancelled = errors.RequestCancelledError  # the caller went away (cancelled or past its deadline): stop quietly
 
 
 def _fail(exc: Exception, context: grpc.ServicerContext, method: str) -> None:
@@ -81,7 +81,7 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(method)
         def streaming(self: EchoSearchServicer, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            with self._tracker:
+            with self._tracker, cancellation.bound_to(context.is_active):
                 try:
                     yield from method(self, request, context)
                 except Exception as exc:
@@ -91,7 +91,7 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def unary(self: EchoSearchServicer, request: Any, context: grpc.ServicerContext) -> Any:
-        with self._tracker:
+        with self._tracker, cancellation.bound_to(context.is_active):
             try:
                 return method(self, request, context)
             except Exception as exc:
@@ -152,6 +152,12 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
     def in_flight(self) -> int:
         """Calls running now."""
         return self._tracker.count
+
+    def _filter(self, request: Any) -> Any:
+        """The request's VideoFilter, within --max-filter-terms."""
+        flt = convert.filter_from_proto(request.filter if request.HasField("filter") else None)
+        self.limits.check_filter_terms(filter_terms(flt))
+        return flt
 
     # ---- ingest -----------------------------------------------------------------------
 
@@ -258,13 +264,15 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
 
     @_rpc
     def ListVideos(self, request: pb.ListVideosRequest, context: grpc.ServicerContext) -> pb.ListVideosResponse:
-        flt = convert.filter_from_proto(request.filter if request.HasField("filter") else None)
+        flt = self._filter(request)
         page, token, total = self.engine.list_videos(
             flt, page_size=request.page_size or DEFAULT_PAGE_SIZE, page_token=request.page_token
         )
-        return pb.ListVideosResponse(
-            videos=[convert.video_to_proto(r) for r in page], next_page_token=token, total_size=total
-        )
+        videos = [convert.video_to_proto(r) for r in page]
+        kept = _fit_bytes(videos, self.limits.max_page_bytes, lambda v: v.ByteSize())
+        if kept < len(videos):  # the page ends early by bytes; the next one starts after the last video sent
+            videos, token = videos[:kept], self.engine.page_token_after(videos[kept - 1].video_id)
+        return pb.ListVideosResponse(videos=videos, next_page_token=token, total_size=total)
 
     @_rpc
     def DeleteVideo(self, request: pb.DeleteVideoRequest, context: grpc.ServicerContext) -> pb.DeleteVideoResponse:
@@ -279,10 +287,10 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             request.text,
             k=request.k or DEFAULT_K,
             aggregation=convert.aggregation_from_proto(request.aggregation, "max"),
-            flt=convert.filter_from_proto(request.filter if request.HasField("filter") else None),
+            flt=self._filter(request),
             frames_per_video=request.frames_per_video or DEFAULT_FRAMES_PER_VIDEO,
         )
-        return pb.SearchByTextResponse(results=[_result(r) for r in results])
+        return pb.SearchByTextResponse(results=self._fit_results(results, "SearchByText"))
 
     @_rpc
     def SearchByVideo(
@@ -292,10 +300,18 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             request.video_id,
             k=request.k or DEFAULT_K,
             aggregation=convert.aggregation_from_proto(request.aggregation, "mean"),
-            flt=convert.filter_from_proto(request.filter if request.HasField("filter") else None),
+            flt=self._filter(request),
             frames_per_video=request.frames_per_video or DEFAULT_FRAMES_PER_VIDEO,
         )
-        return pb.SearchByVideoResponse(results=[_result(r) for r in results])
+        return pb.SearchByVideoResponse(results=self._fit_results(results, "SearchByVideo"))
+
+    def _fit_results(self, results: list[Any], method: str) -> list[pb.SearchResult]:
+        """The best results that fit in --max-page-bytes (a client accepts 4 MiB by default)."""
+        messages = [_result(r) for r in results]
+        kept = _fit_bytes(messages, self.limits.max_page_bytes, lambda m: m.ByteSize())
+        if kept < len(messages):
+            log.info("%s: %d of %d results sent (--max-page-bytes)", method, kept, len(messages))
+        return messages[:kept]
 
     # ---- tasks ------------------------------------------------------------------------
 
@@ -316,9 +332,10 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             raise errors.InvalidRequestError(
                 "say which task to score: task_name (see ListTasks) or an inline custom_task"
             )
+        self.limits.check_filter_terms(len(request.video_ids))
         batches = self.engine.score_videos(
             task,
-            flt=convert.filter_from_proto(request.filter if request.HasField("filter") else None),
+            flt=self._filter(request),
             video_ids=list(request.video_ids) or None,
             top_k=request.top_k or None,
             batch_size=request.batch_size or DEFAULT_SCORE_BATCH,
@@ -337,7 +354,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
     def ExportEmbeddings(
         self, request: pb.ExportEmbeddingsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.ExportEmbeddingsResponse]:
-        flt = convert.filter_from_proto(request.filter if request.HasField("filter") else None)
+        flt = self._filter(request)
         # The export can be gigabytes: spool it in the data directory (sized for it), not in memory or /tmp.
         with tempfile.TemporaryDirectory(dir=self.engine.data_dir, prefix=".export-") as tmp:
             path = Path(tmp) / "export.parquet"
@@ -384,6 +401,16 @@ def _too_large(name: str, size: int, limit: int, *, partial: bool = False) -> st
         f"{name}: {what} is over the server's upload limit of {limit} bytes ({limit / 2**20:.0f} MiB); "
         "split or shorten the video, or start the server with a larger --max-upload-mb"
     )
+
+
+def _fit_bytes(items: list[Any], budget: int, size: Callable[[Any], int]) -> int:
+    """How many leading items fit in `budget` bytes (at least one, so a page always makes progress)."""
+    used = 0
+    for i, item in enumerate(items):
+        used += size(item) + 8  # field tag and length prefix
+        if used > budget and i > 0:
+            return i
+    return len(items)
 
 
 def _chunks(requests: Iterator[pb.IngestVideoRequest]) -> Iterator[bytes]:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from echosearch.server import cancellation
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, TooLargeError
 from echosearch.server.limits import Limits
 from echosearch.server.media.video import Sampling, prepare_video
@@ -236,6 +237,7 @@ class Engine:
             max_frame_pixels=self.limits.max_frame_pixels,
         )
         decoded = time.perf_counter()
+        cancellation.check()  # nobody waits for this video any more: do not encode it (once encoded, it is stored)
         with self._encode_lock:
             embeddings = self.model.encode_frames(prepared.pixels)
         encoded = time.perf_counter()
@@ -305,8 +307,13 @@ class Engine:
         page = self.catalog.list_videos(flt, limit=page_size + 1, after_id=after)
         more = len(page) > page_size
         page = page[:page_size]
-        token = _encode_page_token(page[-1].video_id) if more and page else ""
+        token = self.page_token_after(page[-1].video_id) if more and page else ""
         return page, token, self.catalog.count_videos(flt)
+
+    @staticmethod
+    def page_token_after(video_id: int) -> str:
+        """The token of the page that starts after `video_id` (lets the API cut a page short by bytes)."""
+        return _encode_page_token(video_id)
 
     def delete_video(self, video_id: int) -> None:
         """Remove a video from catalog and indexes together."""
@@ -420,6 +427,7 @@ class Engine:
             threshold=threshold,
             count_tokens=self.model.count_tokens,
             context_length=self.model.context_length,
+            max_candidates=self.limits.max_prompts_per_task,
             **kwargs,
         )
 
@@ -455,16 +463,25 @@ def _encode_page_token(after_id: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"after": after_id}).encode()).decode().rstrip("=")
 
 
+MAX_PAGE_TOKEN_CHARS = 128  # tokens this server gives out are ~30 characters
+
+
 def _decode_page_token(token: str) -> int | None:
+    """The video id a page token continues after; strict: exactly {"after": int}, short, or INVALID_ARGUMENT."""
     if not token:
         return None
     try:
+        if len(token) > MAX_PAGE_TOKEN_CHARS:
+            raise ValueError
         padded = token + "=" * (-len(token) % 4)
-        after = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
-        if not isinstance(after, int):
+        parsed = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(parsed, dict) or set(parsed) != {"after"}:
+            raise ValueError
+        after = parsed["after"]
+        if type(after) is not int or not 0 <= after < 2**63:
             raise ValueError
         return after
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, TypeError, RecursionError, binascii.Error):
         raise InvalidRequestError("page token is not one this server gave out; start again without a token") from None
 
 

@@ -41,3 +41,7 @@ class BusyError(EchoSearchError):
 
 class DiskFullError(EchoSearchError):
     """The data directory ran out of space (or its disk failed) while writing."""
+
+
+class RequestCancelledError(EchoSearchError):
+    """The caller cancelled or passed its deadline; the work stopped (no status is sent: nobody is listening)."""

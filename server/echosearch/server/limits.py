@@ -34,8 +34,6 @@ class Limits:
     max_filter_terms: int = 1000  # values in one filter, all fields together
     max_prompts_per_task: int = 2048
     max_page_bytes: int = 3 << 20  # a page of videos stays under the 4 MiB a gRPC client accepts by default
-    max_page_token_bytes: int = 512
-    prompt_cache_rows: int = 100_000  # rows of prompt embeddings kept in the catalog (least recently used go)
 
     def with_overrides(self, **values: object) -> Limits:
         """A copy with the given fields replaced; None values keep the default."""
@@ -93,13 +91,13 @@ class Limits:
 
     def sampling_within(self, sampling: Sampling) -> Sampling:
         """The sampling with its frame cap lowered to --max-frames-per-video; INVALID_ARGUMENT for a count over it."""
-        sampling.validate()
         cap = self.max_frames_per_video
         if sampling.mode == "count" and sampling.count > cap:
             raise InvalidRequestError(
                 f"sampling 'count' asks for {sampling.count} frames, over the server's limit of {cap} frames per "
                 "video (--max-frames-per-video)"
             )
+        sampling.validate()
         if sampling.max_frames > cap:
             return replace(sampling, max_frames=cap)
         return sampling
@@ -110,14 +108,6 @@ class Limits:
             raise InvalidRequestError(
                 f"the filter lists {terms} values, over the server's limit of {self.max_filter_terms} "
                 "(--max-filter-terms); filter on a coarser field, or split the request"
-            )
-
-    def check_prompts(self, count: int) -> None:
-        """InvalidRequestError when a task has more prompts than --max-prompts-per-task."""
-        if count > self.max_prompts_per_task:
-            raise InvalidRequestError(
-                f"the task has {count} prompts, over the server's limit of {self.max_prompts_per_task} prompts per "
-                "task (--max-prompts-per-task)"
             )
 
 
