@@ -294,8 +294,9 @@ class Engine:
 
     def get_video(self, video_id: int, *, with_embeddings: bool = False) -> tuple[VideoRecord, FrameEmbeddings | None]:
         """A stored video's record, and its frames' embeddings when asked."""
-        record = self.catalog.get_video(int(video_id))
-        return record, (self.catalog.get_frames(record.video_id) if with_embeddings else None)
+        if with_embeddings:  # one snapshot: a delete racing this read is NOT_FOUND, never a video without frames
+            return self.catalog.get_video_and_frames(int(video_id))
+        return self.catalog.get_video(int(video_id)), None
 
     def list_videos(
         self, flt: VideoFilter | None = None, *, page_size: int = 100, page_token: str = ""

@@ -115,6 +115,17 @@ class Store:
             self._frames, self._means, self._index_seq = loaded.frames, loaded.means, loaded.seq
             self._saved_seq = loaded.seq
             self._catch_up()
+            frames, videos = self.catalog.count_frames(), self.catalog.count_videos()
+            if self._frames.ntotal != frames or self._means.ntotal != videos:
+                log.warning(
+                    "index holds %d frames / %d videos but the catalog %d / %d after catch-up; rebuilding",
+                    self._frames.ntotal,
+                    self._means.ntotal,
+                    frames,
+                    videos,
+                )
+                self._rebuild(dim)
+                self._saved_seq = -1
         if self._index_seq != self._saved_seq:
             self.save()
 
@@ -141,6 +152,10 @@ class Store:
         for vid, n in zip(vids[is_delete], n_frames[is_delete]):
             self._remove_video(int(vid), int(n))
         added = vids[~is_delete]
+        # Idempotent: a video the index already holds (a snapshot labelled older than its contents)
+        # is not added twice; frames and mean are always added together, so the mean index says.
+        if len(added) and self._means.ntotal:
+            added = added[~np.isin(added, self._means.ids())]
         for batch, offsets, emb in self.catalog.iter_embedding_batches(added):
             self._add_batch(batch, offsets, emb)
         self._index_seq = int(seqs[-1])
