@@ -273,3 +273,34 @@ def test_index_size_mismatch_after_opening_rebuilds(tmp_path: Path, caplog) -> N
         assert "rebuilding" in caplog.text
     finally:
         store.close()
+
+
+def test_full_disk_at_close_leaves_no_temp_file_and_loses_nothing(tmp_path: Path, monkeypatch, caplog) -> None:
+    """Issue 13 item 11: a snapshot that cannot be written is cleaned up; the catalog still has everything."""
+    import errno
+
+    from echosearch.server.storage.index import VectorIndex
+
+    rng = np.random.default_rng(14)
+    store = Store(tmp_path, save_every=0)
+    for i in range(3):
+        add(store, i, rng, n=2)
+
+    def full_disk(self, path: str) -> None:
+        Path(path).write_bytes(b"")  # what a full disk leaves: a 0-byte file
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(VectorIndex, "write", full_disk)
+    with caplog.at_level("ERROR"):
+        store.close()  # no traceback out of close
+    assert "could not save the index snapshot" in caplog.text
+    assert list((tmp_path / "index").glob("*.tmp")) == []
+    monkeypatch.undo()
+
+    (tmp_path / "index" / "frames-99.faiss.tmp").write_bytes(b"")  # left by a crash mid-save
+    store = Store(tmp_path, save_every=0)
+    try:
+        assert store.frame_index.ntotal == store.catalog.count_frames() == 6
+        assert list((tmp_path / "index").glob("*.tmp")) == []
+    finally:
+        store.close()

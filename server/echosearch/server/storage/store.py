@@ -175,7 +175,11 @@ class Store:
 
     def _maybe_save(self) -> None:
         if self.save_every > 0 and self._index_seq - max(self._saved_seq, 0) >= self.save_every:
-            self._save()
+            try:
+                self._save()
+            except (OSError, RuntimeError) as exc:  # FAISS reports a failed write as RuntimeError
+                # The write that triggered this is committed; the snapshot is only a cache of the catalog.
+                log.warning("could not save an index snapshot (%s); the next start catches up from the catalog", exc)
 
     # ---- writes ------------------------------------------------------------------
     def add_video(
@@ -264,6 +268,15 @@ class Store:
         with self._lock.write():
             try:
                 self._save()
+            except (
+                OSError,
+                RuntimeError,
+            ) as exc:  # e.g. a full disk (FAISS raises RuntimeError): nothing is lost, the catalog is the truth
+                log.error(
+                    "could not save the index snapshot at close (%s); the next start rebuilds or catches up "
+                    "from the catalog",
+                    exc,
+                )
             finally:
                 self.catalog.close()
 
