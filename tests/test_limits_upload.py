@@ -10,7 +10,7 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from servers import start_inprocess
+from servers import start_inprocess, wait_until
 from synthetic import make_video
 
 from echosearch.server import upload
@@ -153,3 +153,45 @@ def test_large_upload_is_spooled_to_a_file_and_removed(stub, server, monkeypatch
     assert reply.video.sha256 == hashlib.sha256(data).hexdigest()
     assert not isinstance(seen[0], bytes)  # decoded from the spool file, never held whole in memory
     assert list((server.engine.data_dir / upload.SPOOL_DIR).iterdir()) == []
+
+
+def test_an_ingest_finished_after_the_caller_left_is_stored_and_logged_so(stub, server, monkeypatch, caplog):
+    import time as _time
+
+    from echosearch.server import engine as engine_module
+
+    real = server.engine.ingest
+
+    def slow_after(source, **kw):
+        outcome = real(source, **kw)
+        _time.sleep(IDLE_S + 2)  # the caller's deadline passes after the video is stored; not idling either
+        return outcome
+
+    monkeypatch.setattr(server.engine, "ingest", slow_after)
+    data = make_video(seed=31)
+    with caplog.at_level("INFO"):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.IngestVideo(
+                iter([_header(source_name="late.avi"), pb.IngestVideoRequest(chunk=data)]), metadata=AUTH, timeout=4.0
+            )
+        assert wait_until(lambda: "caller had already gone" in caplog.text, timeout=20)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert server.engine.stored_video(hashlib.sha256(data).hexdigest()) is not None
+    monkeypatch.undo()
+
+    real_prepare = engine_module.prepare_video
+
+    def slow_decode(*a, **kw):
+        _time.sleep(2.0)  # the caller's deadline passes before encoding
+        return real_prepare(*a, **kw)
+
+    monkeypatch.setattr(engine_module, "prepare_video", slow_decode)
+    data = make_video(seed=32)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        with pytest.raises(grpc.RpcError):
+            stub.IngestVideo(
+                iter([_header(source_name="gone.avi"), pb.IngestVideoRequest(chunk=data)]), metadata=AUTH, timeout=1.0
+            )
+        assert wait_until(lambda: "stopped" in caplog.text, timeout=15)
+    assert server.engine.stored_video(hashlib.sha256(data).hexdigest()) is None  # not encoded, not stored

@@ -202,6 +202,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             # archived files then costs a hash per file, not an upload and a decode.
             existing = self.engine.stored_video(sha256)
             if existing is not None:
+                watch.finish()
                 return pb.IngestVideoResponse(video=convert.video_to_proto(existing), already_stored=True)
 
         body = receive_body(

@@ -29,6 +29,7 @@ from echosearch.server.limits import Limits
 from echosearch.server.media.video import Sampling, prepare_video
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
+from echosearch.server.storage.disk_errors import disk_errors
 from echosearch.server.storage.store import FrameHit, Store
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
 from echosearch.server.tasks.registry import load_registry
@@ -455,7 +456,8 @@ class Engine:
 
     def export_parquet(self, path: Path, flt: VideoFilter | None = None) -> int:
         """Write frame embeddings with their video metadata to a Parquet file; returns rows written."""
-        rows = self.catalog.export_parquet(Path(path), flt)
+        with disk_errors(self.data_dir):
+            rows = self.catalog.export_parquet(Path(path), flt)
         log.info("exported %d frame rows to %s", rows, path)
         return rows
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from echosearch.server.errors import BusyError, InvalidRequestError, InvalidVideoError, TooLargeError
+from echosearch.server.storage.disk_errors import disk_errors
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,10 @@ class Watch:
     def touch(self) -> None:
         self.last = time.monotonic()
 
+    def finish(self) -> None:
+        """The body is in: from here on the server works and the client waits, which is not idling."""
+        self.last = float("inf")
+
 
 class IdleWatchdog:
     """One thread that cancels uploads whose client has sent nothing for `timeout` seconds, freeing their worker."""
@@ -107,7 +112,7 @@ class IdleWatchdog:
             time.sleep(interval)
             now = time.monotonic()
             with self._lock:
-                idle = [w for w in self._watches if not w.timed_out and now - w.last > self.timeout]
+                idle = [w for w in self._watches if not w.timed_out and now - w.last > self.timeout]  # inf: finished
                 for w in idle:
                     w.timed_out = True
             for w in idle:
@@ -155,38 +160,41 @@ def receive_body(
     size = 0
     small_before = False
     try:
-        for chunk in chunks:
+        with disk_errors(spool_dir.parent):
+            for chunk in chunks:
+                if watch is not None:
+                    watch.touch()
+                if small_before:
+                    raise InvalidRequestError(
+                        f"{name}: upload chunks must be at least {min_chunk_bytes} bytes, except the last one; "
+                        "send the file in larger chunks (the echosearch client sends 1 MiB)"
+                    )
+                small_before = len(chunk) < min_chunk_bytes
+                size += len(chunk)
+                if size > max_bytes:
+                    raise TooLargeError(
+                        f"{name}: more than {size} bytes is over the server's upload limit of {max_bytes} bytes "
+                        f"({max_bytes / 2**20:.0f} MiB); split or shorten the video, or start the server with a "
+                        "larger --max-upload-mb"
+                    )
+                digest.update(chunk)
+                if spool is None and len(memory) + len(chunk) <= MEMORY_SPOOL_BYTES:
+                    memory += chunk
+                    continue
+                if spool is None:
+                    spool_dir.mkdir(parents=True, exist_ok=True)
+                    spool = tempfile.NamedTemporaryFile(dir=spool_dir, prefix="upload-", suffix=".part", delete=False)
+                    spool.write(memory)
+                    memory = bytearray()
+                spool.write(chunk)
             if watch is not None:
-                watch.touch()
-            if small_before:
-                raise InvalidRequestError(
-                    f"{name}: upload chunks must be at least {min_chunk_bytes} bytes, except the last one; "
-                    "send the file in larger chunks (the echosearch client sends 1 MiB)"
-                )
-            small_before = len(chunk) < min_chunk_bytes
-            size += len(chunk)
-            if size > max_bytes:
-                raise TooLargeError(
-                    f"{name}: more than {size} bytes is over the server's upload limit of {max_bytes} bytes "
-                    f"({max_bytes / 2**20:.0f} MiB); split or shorten the video, or start the server with a "
-                    "larger --max-upload-mb"
-                )
-            digest.update(chunk)
-            if spool is None and len(memory) + len(chunk) <= MEMORY_SPOOL_BYTES:
-                memory += chunk
-                continue
+                watch.finish()
+            if size == 0:
+                raise InvalidVideoError(f"{name}: no bytes received; send the file as chunks after the header")
             if spool is None:
-                spool_dir.mkdir(parents=True, exist_ok=True)
-                spool = tempfile.NamedTemporaryFile(dir=spool_dir, prefix="upload-", suffix=".part", delete=False)
-                spool.write(memory)
-                memory = bytearray()
-            spool.write(chunk)
-        if size == 0:
-            raise InvalidVideoError(f"{name}: no bytes received; send the file as chunks after the header")
-        if spool is None:
-            return ReceivedUpload(size, digest.hexdigest(), bytes(memory), None)
-        spool.close()
-        return ReceivedUpload(size, digest.hexdigest(), None, Path(spool.name))
+                return ReceivedUpload(size, digest.hexdigest(), bytes(memory), None)
+            spool.close()
+            return ReceivedUpload(size, digest.hexdigest(), None, Path(spool.name))
     except BaseException:
         if spool is not None:
             spool.close()

@@ -19,6 +19,7 @@ from echosearch.server.errors import InvalidRequestError
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
 from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog
+from echosearch.server.storage.disk_errors import disk_errors
 from echosearch.server.storage.frame_ids import frame_ids_for, video_of_frames
 from echosearch.server.storage.index import VectorIndex
 from echosearch.server.storage.rwlock import ReadWriteLock
@@ -197,7 +198,7 @@ class Store:
         frames: FrameEmbeddings,
     ) -> tuple[VideoRecord, bool]:
         """Commit the video to the catalog (one transaction), then add it to both indexes."""
-        with self._lock.write():
+        with self._lock.write(), disk_errors(self.data_dir):
             result = self.catalog.add_video(
                 sha256=sha256,
                 source_name=source_name,
@@ -219,7 +220,7 @@ class Store:
         All or nothing; idempotent by sha256 (a repeat, in the store or earlier in the batch, comes
         back with created=False). For bulk loads and migrations; results are in input order.
         """
-        with self._lock.write():
+        with self._lock.write(), disk_errors(self.data_dir):
             results = self.catalog.add_videos(items)
             self._index_new(results, [item["frames"] for item in items])
             return results
@@ -246,7 +247,8 @@ class Store:
         """Delete from the catalog (NotFoundError when absent), then from both indexes."""
         with self._lock.write():
             n = self.catalog.get_video(video_id).sampled_frames
-            self.catalog.delete_video(video_id)
+            with disk_errors(self.data_dir):
+                self.catalog.delete_video(video_id)
             if self._frames is not None:
                 self._remove_video(int(video_id), n)
             self._index_seq = self.catalog.last_seq()
