@@ -195,3 +195,25 @@ def test_an_ingest_finished_after_the_caller_left_is_stored_and_logged_so(stub, 
             )
         assert wait_until(lambda: "stopped" in caplog.text, timeout=15)
     assert server.engine.stored_video(hashlib.sha256(data).hexdigest()) is None  # not encoded, not stored
+
+
+def test_the_client_retries_an_upload_refused_as_busy(stub, server):
+    from echosearch.client import Client
+
+    release = threading.Event()
+    calls = [stub.IngestVideo.future(_stalled(release), metadata=AUTH, timeout=60) for _ in range(SLOTS)]
+    try:
+        result: list = []
+        with Client(server.address, token="s3cret", retries=6) as client:
+            worker = threading.Thread(
+                target=lambda: result.append(client.ingest(make_video(seed=41), source_name="busy.avi"))
+            )
+            worker.start()
+            time.sleep(1.0)  # the client is refused (busy) and backing off
+            release.set()  # the stalled uploads end (as invalid videos): their slots free up
+            worker.join(60)
+        assert result and result[0].video.video_id > 0
+        for call in calls:
+            assert call.exception(30).code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        release.set()

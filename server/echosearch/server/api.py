@@ -43,6 +43,8 @@ STATUS_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (errors.ModelLoadError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
+# Trailing metadata on a RESOURCE_EXHAUSTED that a retry may cure (a concurrency cap, not a size limit).
+BUSY_METADATA = "echosearch-busy"
 EXPORT_CHUNK_BYTES = 1 << 20
 DEFAULT_K = 10
 DEFAULT_PAGE_SIZE = 100
@@ -66,6 +68,8 @@ def _fail(exc: Exception, context: grpc.ServicerContext, method: str) -> None:
         log.info("%s: caller cancelled or deadline passed; stopped", method)
         return
     code = status_for(exc)
+    if isinstance(exc, errors.BusyError):
+        context.set_trailing_metadata(((BUSY_METADATA, "1"),))  # tells clients this one is worth a retry
     if code is not None:
         log.info("%s: %s: %s", method, code.name, exc)
         context.abort(code, str(exc))
