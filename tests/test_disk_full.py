@@ -46,7 +46,7 @@ def _full_commit(ended: bool):
 
 @pytest.mark.parametrize("ended", [False, True])
 def test_full_disk_at_commit_is_resource_exhausted(stub, server, monkeypatch, ended):
-    catalog = server.engine.catalog
+    catalog = server.engine.store.catalog
     before = catalog.count_videos()
     monkeypatch.setattr(catalog, "_commit", _full_commit(ended))
     with pytest.raises(grpc.RpcError) as err:

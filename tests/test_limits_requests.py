@@ -15,7 +15,7 @@ from echosearch.server import cancellation
 from echosearch.server.errors import InvalidVideoError, RequestCancelledError
 from echosearch.server.limits import Limits
 from echosearch.server.media import video
-from echosearch.server.media.video import Sampling, prepare_video
+from echosearch.server.media.video import Sampling
 from echosearch.server.records import VideoFilter, VideoMetadata
 from echosearch.server.storage.catalog import Catalog
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
@@ -70,6 +70,10 @@ def stored(stub):
         md.tags["pair"] = "yes" if seed < 2 else "no"
         ids.append(_ingest(stub, make_video(seed=seed, frames=8), f"v{seed}.avi", metadata=md).video.video_id)
     return ids
+
+
+def prepare_video(source, sampling=Sampling(), **kwargs):
+    return video.prepare_video(source, sampling, mean=(0.5,) * 3, std=(0.5,) * 3, image_size=224, **kwargs)
 
 
 # ---- item 2: frame size ---------------------------------------------------------------------
@@ -213,7 +217,7 @@ def test_prompts_per_task_are_capped(stub):
 
 def test_custom_task_prompts_are_not_persisted(stub, server, stored):
     def rows() -> int:
-        return server.engine.catalog.cursor().execute("SELECT count(*) FROM prompt_embeddings").fetchall()[0][0]
+        return server.engine.store.catalog.cursor().execute("SELECT count(*) FROM prompt_embeddings").fetchall()[0][0]
 
     before = rows()
     request = _custom(kind=pb.TASK_KIND_BINARY, prompts=[f"never seen before {i}" for i in range(20)])

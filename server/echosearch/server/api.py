@@ -3,8 +3,7 @@
 Domain errors are mapped to status codes in ONE table (`STATUS_CODES`); anything
 else is a bug: logged with its stack and an incident id, answered INTERNAL with
 a generic message, and the server stays up. The servicer holds no lock of its
-own: the engine decides what may run concurrently, so reads never queue behind
-an ingest here.
+own (the Store owns write concurrency), so reads never queue behind an ingest here.
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ STATUS_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (errors.TooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.BusyError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.DiskFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.RequestCancelledError, grpc.StatusCode.CANCELLED),  # normally nobody hears it: _fail stops quietly
     (errors.ModelMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.StoreVersionError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.ModelLoadError, grpc.StatusCode.FAILED_PRECONDITION),
@@ -192,10 +192,8 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
         watch.touch()
         header = first.header
         name = header.source_name or "upload"
-        limit = self.engine.max_upload_bytes
-        if header.size_bytes > limit:
-            raise errors.TooLargeError(_too_large(name, header.size_bytes, limit))
-        # Validate the header before receiving a possibly large body.
+        # Check the header before receiving a possibly large body (Sampling checks itself when made).
+        self.engine.check_upload_size(name, header.size_bytes)
         metadata = convert.metadata_from_proto(header.metadata)
         sampling = convert.sampling_from_proto(header.sampling)
         self.engine.check_ingest_args(name, metadata, sampling)
@@ -212,7 +210,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
         body = receive_body(
             _chunks(requests),
             name=name,
-            max_bytes=limit,
+            check_size=lambda size: self.engine.check_upload_size(name, size, partial=True),
             min_chunk_bytes=self.limits.min_chunk_bytes,
             spool_dir=self.engine.data_dir / SPOOL_DIR,
             watch=watch,
@@ -398,14 +396,6 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             tasks=info.tasks,
             max_upload_bytes=self.engine.max_upload_bytes,
         )
-
-
-def _too_large(name: str, size: int, limit: int, *, partial: bool = False) -> str:
-    what = f"more than {size} bytes" if partial else f"{size} bytes"
-    return (
-        f"{name}: {what} is over the server's upload limit of {limit} bytes ({limit / 2**20:.0f} MiB); "
-        "split or shorten the video, or start the server with a larger --max-upload-mb"
-    )
 
 
 def _fit_bytes(items: list[Any], budget: int, size: Callable[[Any], int]) -> int:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from echosearch.server.errors import BusyError, InvalidRequestError, InvalidVideoError, TooLargeError
+from echosearch.server.errors import BusyError, InvalidRequestError, InvalidVideoError
 from echosearch.server.storage.disk_errors import disk_errors
 
 log = logging.getLogger(__name__)
@@ -148,12 +148,12 @@ def receive_body(
     chunks: Iterator[bytes],
     *,
     name: str,
-    max_bytes: int,
+    check_size: Callable[[int], None],
     min_chunk_bytes: int,
     spool_dir: Path,
     watch: Watch | None = None,
 ) -> ReceivedUpload:
-    """Read every chunk, enforcing the size limit and the minimum chunk size (all chunks but the last)."""
+    """Read every chunk, enforcing the size limit (`check_size(bytes so far)`) and the minimum chunk size (all chunks but the last)."""
     digest = hashlib.sha256()
     memory = bytearray()
     spool = None
@@ -171,12 +171,7 @@ def receive_body(
                     )
                 small_before = len(chunk) < min_chunk_bytes
                 size += len(chunk)
-                if size > max_bytes:
-                    raise TooLargeError(
-                        f"{name}: more than {size} bytes is over the server's upload limit of {max_bytes} bytes "
-                        f"({max_bytes / 2**20:.0f} MiB); split or shorten the video, or start the server with a "
-                        "larger --max-upload-mb"
-                    )
+                check_size(size)  # the upload-size rule (TooLargeError); stops receiving at once
                 digest.update(chunk)
                 if spool is None and len(memory) + len(chunk) <= MEMORY_SPOOL_BYTES:
                     memory += chunk

@@ -23,7 +23,6 @@ from av.video.reformatter import VideoReformatter
 
 from echosearch.server.errors import InvalidRequestError, InvalidVideoError, TooLargeError
 from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS, check_frame_pixels
-from echosearch.server.model import CLIP_MEAN, CLIP_STD
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +41,15 @@ Source = bytes | bytearray | memoryview | str | os.PathLike
 
 @dataclass(frozen=True)
 class Sampling:
-    """Which frames of a video to embed."""
+    """Which frames of a video to embed; checked once, when it is made (an invalid Sampling cannot exist)."""
 
     mode: str = "reference"  # reference: [0:min(40,n):2]; all; every: every `step`-th; count: `count` evenly spaced
     step: int = 2
     count: int = 20
     max_frames: int = 512  # hard cap on frames embedded per video
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         """Raise InvalidRequestError with an actionable message when an option is out of range."""
@@ -59,7 +61,8 @@ class Sampling:
             raise InvalidRequestError(f"sampling 'every' needs step >= 1, got {self.step}")
         if self.mode == "count" and not 1 <= self.count <= self.max_frames:
             raise InvalidRequestError(
-                f"sampling 'count' needs 1 <= count <= max_frames ({self.max_frames}), got {self.count}"
+                f"sampling 'count' needs 1 <= count <= max_frames ({self.max_frames}), got {self.count}; "
+                "a server embeds at most its --max-frames-per-video frames per video (default 512)"
             )
 
     def indices(self, n: int) -> np.ndarray:
@@ -95,27 +98,33 @@ def prepare_video(
     sampling: Sampling = Sampling(),
     *,
     channel_order: str = "rgb",
-    mean: tuple[float, float, float] = CLIP_MEAN,
-    std: tuple[float, float, float] = CLIP_STD,
-    image_size: int = 224,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    image_size: int,
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
 ) -> PreparedVideo:
     """Decode `source` (bytes or path), sample frames and preprocess them; InvalidVideoError if it is not a video.
 
+    `mean`, `std` and `image_size` come from the loaded model (EchoClipModel.mean/std/image_size).
     Frames over `max_frame_pixels` are refused from the stream's declared size, before any is decoded.
     """
-    sampling.validate()
-    if channel_order not in ("rgb", "bgr"):
-        raise InvalidRequestError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    assert channel_order in ("rgb", "bgr"), channel_order  # the engine validated the request
     n_hint = None
     if sampling.mode == "count":
         n_hint = _count_packets(source)  # evenly spaced needs n up front; demuxing is cheap
-    result = _decode(source, sampling, n_hint, channel_order, image_size, max_frame_pixels)
-    if sampling.mode == "count" and result[-1] is not None:  # stream shorter than its packets: resample
-        result = _decode(source, sampling, result[-1], channel_order, image_size, max_frame_pixels)
-    frames_u8, indices, times, fps, width, height, total, _ = result
-    pixels = normalise(frames_u8, mean, std)
-    return PreparedVideo(pixels, indices, times, fps, width, height, total)
+    decoded = _decode(source, sampling, n_hint, channel_order, image_size, max_frame_pixels)
+    if sampling.mode == "count" and decoded.resample_n is not None:  # stream shorter than its packets: resample
+        decoded = _decode(source, sampling, decoded.resample_n, channel_order, image_size, max_frame_pixels)
+    pixels = normalise(decoded.frames_u8, mean, std)
+    return PreparedVideo(
+        pixels,
+        decoded.frame_indices,
+        decoded.timestamps,
+        decoded.fps,
+        decoded.width,
+        decoded.height,
+        decoded.total_frames,
+    )
 
 
 def crop_box(height: int, width: int) -> tuple[int, int, int, int]:
@@ -201,10 +210,24 @@ def _count_packets(source: Source) -> int:
             raise InvalidVideoError(f"corrupt video: demuxing failed ({exc})") from exc
 
 
+@dataclass(frozen=True)
+class _Decoded:
+    """The sampled frames of one decode pass, resized but not yet normalised."""
+
+    frames_u8: torch.Tensor  # (n,3,S,S) uint8
+    frame_indices: np.ndarray
+    timestamps: np.ndarray
+    fps: float
+    width: int
+    height: int
+    total_frames: int
+    resample_n: int | None  # count mode only: the true frame count when the stream was shorter than its packets
+
+
 def _decode(
     source: Source, sampling: Sampling, n_hint: int | None, channel_order: str, image_size: int, max_pixels: int
-):
-    """Decode the frames the sampling needs; returns frames, indices, times, fps, w, h, total, resample_n."""
+) -> _Decoded:
+    """Decode the frames the sampling needs."""
     fmt = "rgb24" if channel_order == "rgb" else "bgr24"
     with _open(source) as container:
         stream = container.streams.video[0]
@@ -277,15 +300,8 @@ def _decode(
     if sampling.mode == "count" and n_hint is not None and total < n_hint:
         resample = total
     frames_u8 = torch.cat(kept) if kept else torch.empty((0, 3, image_size, image_size), dtype=torch.uint8)
-    return (
-        frames_u8,
-        np.asarray(indices, np.int64),
-        np.asarray(times, np.float64),
-        fps,
-        width,
-        height,
-        total,
-        resample,
+    return _Decoded(
+        frames_u8, np.asarray(indices, np.int64), np.asarray(times, np.float64), fps, width, height, total, resample
     )
 
 
