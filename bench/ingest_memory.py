@@ -39,7 +39,8 @@ def _measure(path: str, mode: str, queue: mp.Queue) -> None:
 
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     base = _status("VmRSS:")
-    prepared = prepare_video(path, Sampling(mode=mode, max_frames=512))
+    clip = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)  # EchoCLIP's preprocessing
+    prepared = prepare_video(path, Sampling(mode=mode, max_frames=512), mean=clip[0], std=clip[1], image_size=224)
     peak = _status("VmHWM:") - base
     queue.put((peak, prepared.pixels.element_size() * prepared.pixels.nelement(), len(prepared.frame_indices)))
 

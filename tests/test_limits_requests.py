@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 import pytest
 from servers import start_inprocess
-from synthetic import make_video
+from synthetic import encode_video, make_video
 
 from echosearch.server import cancellation
 from echosearch.server.errors import InvalidVideoError, RequestCancelledError
@@ -86,7 +86,7 @@ def test_oversized_frames_are_refused_naming_the_size(stub):
 
 
 def test_frame_size_is_checked_before_any_frame_is_decoded(monkeypatch):
-    data = make_video(4100, 4100, frames=1)  # over the default 4096 x 4096
+    data = encode_video(np.zeros((1, 4100, 4100, 3), np.uint8))  # over the default 4096 x 4096
 
     def no_decoding(*_a, **_k):
         raise AssertionError("decoded a frame of an oversized video")

@@ -20,7 +20,7 @@ from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
 
 WORKERS = 4
 SLOTS = 2
-IDLE_S = 6.0
+IDLE_S = 4.0
 
 
 @pytest.fixture(scope="module")
