@@ -382,6 +382,7 @@ class Engine:
         frames_per_video: int,
         exclude: Sequence[int] = (),
     ) -> list[SearchResult]:
+        cancellation.check()  # the query may have waited for the encoder: skip the search if nobody waits
         hits = self.store.search_videos(
             query, k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video, exclude=exclude
         )
