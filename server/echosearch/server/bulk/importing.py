@@ -26,15 +26,6 @@ class ImportOutcome:
     seconds: float
 
 
-def clear_spool(data_dir: Path) -> Path:
-    """The folder shards are received into, emptied of files a crashed server left half-received."""
-    folder = Path(data_dir) / "imports"
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("tmp*.parquet"):
-        stale.unlink(missing_ok=True)
-    return folder
-
-
 def previously_imported(store: Store, name: str, shard_sha256: str) -> ImportOutcome | None:
     """The outcome recorded when this shard (by content hash) was committed before, else None."""
     done = store.catalog.imported_shard(shard_sha256)
