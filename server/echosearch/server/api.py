@@ -309,6 +309,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
                     f"{name}: the received bytes do not match the header's sha256; send the shard again"
                 )
             if body.path is None:  # a small shard stayed in memory; DuckDB reads Parquet from a file
+                spool_dir.mkdir(parents=True, exist_ok=True)
                 with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="shard-", suffix=".part", delete=False) as f:
                     f.write(body.data or b"")
                 body.path = Path(f.name)
