@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from echosearch.server.bulk.shards import read_shard
+from echosearch.server.errors import TooLargeError
+from echosearch.server.limits import Limits
 from echosearch.server.model import EchoClipModel
 from echosearch.server.storage.store import Store
 
@@ -39,6 +41,7 @@ def import_shard(
     *,
     name: str,
     shard_sha256: str,
+    limits: Limits | None = None,
 ) -> ImportOutcome:
     """Check a shard against the serving model, then commit its new videos and index them in bulk.
 
@@ -46,6 +49,16 @@ def import_shard(
     """
     started = time.perf_counter()
     batch = read_shard(path, name, model_identity=model.identity, dim=model.embed_dim)
+    if limits is not None:  # the caps an IngestVideo header meets, per video of the shard
+        counts = batch.counts
+        for i, metadata in enumerate(batch.metadata):
+            label = f"shard {name} row {int(batch.offsets[i])} ({batch.source_name[i]})"
+            limits.check_metadata(label, metadata)
+            if counts[i] > limits.max_frames_per_video:
+                raise TooLargeError(
+                    f"{label}: {int(counts[i])} frames, over the server's --max-frames-per-video "
+                    f"({limits.max_frames_per_video})"
+                )
     done = store.import_batch(batch, shard_sha256=shard_sha256)
     seconds = time.perf_counter() - started
     added = len(done.video_ids)
