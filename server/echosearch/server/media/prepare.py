@@ -1,0 +1,58 @@
+"""The one media entry point: sniff the bytes, route them to the DICOM or the video decoder, same PreparedVideo out.
+
+Ingest (and the decode process pool) call `prepare_media`; nothing else needs to know which decoder ran.
+"""
+
+from __future__ import annotations
+
+from echosearch.client.sniff import HEAD_BYTES, looks_like_dicom
+from echosearch.server.errors import InvalidVideoError
+from echosearch.server.media.video import PreparedVideo, Sampling, Source, prepare_video
+from echosearch.server.model import CLIP_MEAN, CLIP_STD
+
+DEFAULT_DICOM_MASK = "region"  # why: docs/dicom.md, "Masking outside the scan region"
+
+
+def is_dicom(data: bytes | bytearray | memoryview) -> bool:
+    """True when the bytes are a DICOM file (DICM magic at offset 128, or a bare data set with a valid header)."""
+    return looks_like_dicom(bytes(data[:HEAD_BYTES]))
+
+
+def prepare_media(
+    source: Source,
+    sampling: Sampling = Sampling(),
+    *,
+    channel_order: str = "rgb",
+    mean: tuple[float, float, float] = CLIP_MEAN,
+    std: tuple[float, float, float] = CLIP_STD,
+    image_size: int = 224,
+    dicom_mask: str = DEFAULT_DICOM_MASK,
+) -> PreparedVideo:
+    """Decode, sample and preprocess a video or DICOM file (bytes, or a path read whole when it is DICOM)."""
+    if not isinstance(source, (bytes, bytearray, memoryview)):
+        with open(source, "rb") as f:
+            head = f.read(HEAD_BYTES)
+        if not looks_like_dicom(head):
+            return prepare_video(
+                source, sampling, channel_order=channel_order, mean=mean, std=std, image_size=image_size
+            )
+        with open(source, "rb") as f:
+            source = f.read()
+    if is_dicom(source):
+        try:
+            from echosearch.server.media.dicom import prepare_dicom  # pydicom only where DICOM arrives
+        except ImportError as exc:
+            raise InvalidVideoError(
+                f"this is a DICOM file but DICOM support is not installed ({exc.name} is missing): "
+                "pip install 'echosearch[dicom]'"
+            ) from None
+        return prepare_dicom(
+            source,
+            sampling,
+            channel_order=channel_order,
+            mean=mean,
+            std=std,
+            image_size=image_size,
+            mask=dicom_mask,
+        )
+    return prepare_video(source, sampling, channel_order=channel_order, mean=mean, std=std, image_size=image_size)
