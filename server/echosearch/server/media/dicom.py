@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 import pydicom
 import torch
+from PIL import Image
 from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
@@ -38,8 +40,9 @@ pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 MASK_MODES = ("off", "region")
 DEFAULT_FPS = 30.0  # when the file gives no Frame Time, Cine Rate or Recommended Display Frame Rate
 PHOTOMETRIC = {"MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"}
-# Pillow wraps libjpeg-turbo (SIMD): several times faster than libjpeg on the usual JPEG Baseline echo.
-PREFERRED_PLUGIN = {JPEGBaseline8Bit: "pillow"}
+# JPEG Baseline in these colour spaces (what scanners write) is decoded by Pillow straight to RGB:
+# libjpeg-turbo's SIMD colour conversion, ~3x faster than pydicom's YCbCr -> RGB in numpy.
+FAST_JPEG_PHOTOMETRIC = {"YBR_FULL_422", "YBR_FULL", "MONOCHROME2"}
 
 
 def prepare_dicom(
@@ -62,7 +65,7 @@ def prepare_dicom(
     if mask not in MASK_MODES:
         raise InvalidRequestError(f"dicom mask must be one of {', '.join(MASK_MODES)}, got {mask!r}")
     ds = read_dataset(source)
-    n, rows, cols = check_image(ds)
+    n, rows, cols, encoded = check_image(ds)
     indices = sampling.indices(n)
     if len(indices) > sampling.max_frames:
         raise TooLargeError(
@@ -72,11 +75,7 @@ def prepare_dicom(
     region = scan_region(ds, rows, cols) if mask == "region" else None
     chunks: list[torch.Tensor] = []
     pending: list[np.ndarray] = []
-    ts = ds.file_meta.TransferSyntaxUID
-    plugin = PREFERRED_PLUGIN.get(ts, "")
-    if plugin and plugin not in get_decoder(ts).available_plugins:
-        plugin = ""
-    frames = iter_pixels(ds, indices=indices.tolist(), as_rgb=True, decoding_plugin=plugin)
+    frames = _decoded_frames(ds, indices.tolist(), encoded, rows, cols)
     for position, index in enumerate(indices.tolist()):
         try:
             frame = next(frames)
@@ -118,8 +117,11 @@ def read_dataset(source: bytes | bytearray | memoryview) -> Dataset:
     return ds
 
 
-def check_image(ds: Dataset) -> tuple[int, int, int]:
-    """(frames, rows, columns) of an image we can decode; InvalidVideoError naming what is missing or wrong."""
+def check_image(ds: Dataset) -> tuple[int, int, int, list[bytes] | None]:
+    """(frames, rows, columns, encoded frames or None if native) of an image we can decode.
+
+    InvalidVideoError names what is missing or wrong.
+    """
     sop_class = ds.file_meta.get("MediaStorageSOPClassUID") or ds.get("SOPClassUID")
     if sop_class == MediaStorageDirectoryStorage or "DirectoryRecordSequence" in ds:
         raise InvalidVideoError("this is a DICOMDIR (a media directory), not an image; ingest the files it lists")
@@ -148,23 +150,22 @@ def check_image(ds: Dataset) -> tuple[int, int, int]:
         raise InvalidVideoError(f"the image header is incomplete ({exc})") from None
     if rows < 1 or cols < 1 or n < 1:
         raise InvalidVideoError(f"the image header declares {n} frames of {rows}x{cols} pixels")
-    _check_frame_count(ds, n, rows, cols)
-    return n, rows, cols
+    return n, rows, cols, _check_frame_count(ds, n, rows, cols)
 
 
-def _check_frame_count(ds: Dataset, n: int, rows: int, cols: int) -> None:
-    """The pixel data hold exactly the declared Number of Frames (cheap: no decoding)."""
+def _check_frame_count(ds: Dataset, n: int, rows: int, cols: int) -> list[bytes] | None:
+    """The pixel data hold exactly the declared Number of Frames (no decoding); the encoded frames if encapsulated."""
     data = ds.PixelData
     if ds.file_meta.TransferSyntaxUID.is_encapsulated:
         try:
-            found = sum(1 for _ in generate_frames(data, number_of_frames=n))
+            encoded = list(generate_frames(data, number_of_frames=n))
         except Exception as exc:
             raise InvalidVideoError(f"broken pixel data: the encapsulated frames cannot be parsed ({exc})") from exc
-        if found != n:
+        if len(encoded) != n:
             raise InvalidVideoError(
-                f"the frame count disagrees with the data: Number of Frames is {n} but the pixel data hold {found}"
+                f"the frame count disagrees with the data: Number of Frames is {n} but the pixel data hold {len(encoded)}"
             )
-        return
+        return encoded
     expected = get_expected_length(ds, unit="bytes")
     per_frame = max(1, expected // n)
     if len(data) < expected:
@@ -177,6 +178,29 @@ def _check_frame_count(ds: Dataset, n: int, rows: int, cols: int) -> None:
             f"the frame count disagrees with the data: Number of Frames is {n} "
             f"but the pixel data hold {len(data) // per_frame} frames"
         )
+    return None
+
+
+def _decoded_frames(
+    ds: Dataset, indices: list[int], encoded: list[bytes] | None, rows: int, cols: int
+) -> Iterator[np.ndarray]:
+    """The frames at `indices`, decoded (RGB, or 2D monochrome), in order."""
+    photometric = str(ds.PhotometricInterpretation).strip()
+    fast = (
+        ds.file_meta.TransferSyntaxUID == JPEGBaseline8Bit
+        and photometric in FAST_JPEG_PHOTOMETRIC
+        and encoded is not None
+    )
+    if not fast:
+        yield from iter_pixels(ds, indices=indices, as_rgb=True)
+        return
+    for index in indices:
+        with Image.open(io.BytesIO(encoded[index])) as image:
+            image = image.convert("L" if photometric == "MONOCHROME2" else "RGB")
+            frame = np.asarray(image)
+        if frame.shape[:2] != (rows, cols):
+            raise ValueError(f"the JPEG is {frame.shape[1]}x{frame.shape[0]}, the header says {cols}x{rows}")
+        yield frame
 
 
 def scan_region(ds: Dataset, rows: int, cols: int) -> tuple[int, int, int, int] | None:
