@@ -78,12 +78,14 @@ def make_dicom(
     regions: list[tuple[int, int, int, int]] | None = None,
     multiframe: bool = True,
     preamble: bool = True,
+    jpeg_quality: int = 95,
     **identity: str,
 ) -> bytes:
     """Encode (n,h,w,3) uint8 RGB frames as a DICOM file in `syntax` with `photometric` pixels; returns its bytes.
 
     photometric: RGB, YBR_FULL (uncompressed), MONOCHROME2 (first channel), YBR_FULL_422 (jpeg only).
     regions: (x0, y0, x1, y1) 2D entries of the Sequence of Ultrasound Regions.
+    jpeg_quality: Pillow's quality for syntax "jpeg".
     """
     n, h, w, _ = frames.shape
     ds = base_dataset(sop_class=US_MULTIFRAME if multiframe else US_IMAGE, **identity)
@@ -103,7 +105,7 @@ def make_dicom(
     if syntax == "jpeg":
         ds.PhotometricInterpretation = "YBR_FULL_422"
         ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
-        ds.PixelData = encapsulate([_jpeg(f) for f in frames])
+        ds.PixelData = encapsulate([_jpeg(f, jpeg_quality) for f in frames])
         ds["PixelData"].VR = "OB"
         return _write(ds, preamble)
     pixels = frames[..., 0] if grey else frames
@@ -143,10 +145,10 @@ def _region(x0: int, y0: int, x1: int, y1: int) -> Dataset:
     return r
 
 
-def _jpeg(frame: np.ndarray) -> bytes:
+def _jpeg(frame: np.ndarray, quality: int = 95) -> bytes:
     buf = io.BytesIO()
     # JFIF YCbCr with 4:2:2 chroma subsampling: what ultrasound scanners write as YBR_FULL_422.
-    Image.fromarray(frame).save(buf, format="JPEG", quality=95, subsampling=1)
+    Image.fromarray(frame).save(buf, format="JPEG", quality=quality, subsampling=1)
     return buf.getvalue()
 
 
