@@ -85,6 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight calls get on SIGTERM (default 30)")
     p.add_argument("--log-level", default="INFO")
+    # DICOM (issue 14): docs/dicom.md
+    p.add_argument(
+        "--phi",
+        choices=("hash", "keep", "drop"),
+        default="hash",
+        help="DICOM PatientID: keyed hash with the store's secret (default), keep as is, or drop",
+    )
+    p.add_argument(
+        "--dicom-mask",
+        choices=("region", "off"),
+        default="region",
+        help="black out DICOM pixels outside the largest 2D ultrasound region (default region), or off",
+    )
 
     p = sub.add_parser("ingest", parents=[common], help="upload video files and folders (recursive)")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -411,7 +424,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     opts = ServeOptions(
         data_dir=args.data, model=args.model, host=args.host, port=args.port, device=args.device, precision=args.precision,
         index_factory=args.index, max_upload_mb=args.max_upload_mb, workers=args.workers, tls_cert=args.tls_cert,
-        tls_key=args.tls_key, token=token, grace=args.grace,
+        tls_key=args.tls_key, token=token, grace=args.grace, phi=args.phi, dicom_mask=args.dicom_mask,
     )  # fmt: skip
     return serve(opts)
 

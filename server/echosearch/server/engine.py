@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from echosearch.server.dicom.phi import DEFAULT_PHI_MODE, policy_for_store
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, TooLargeError
-from echosearch.server.media.video import Sampling, prepare_video
+from echosearch.server.media.prepare import DEFAULT_DICOM_MASK, is_dicom, prepare_media
+from echosearch.server.media.video import Sampling
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
 from echosearch.server.storage.store import FrameHit, Store
@@ -99,9 +101,13 @@ class Engine:
         use_gpu: bool | None = None,
         max_upload_bytes: int = 2 << 30,
         model: EchoClipModel | None = None,
+        phi: str = DEFAULT_PHI_MODE,
+        dicom_mask: str = DEFAULT_DICOM_MASK,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.phi_policy = policy_for_store(phi, self.data_dir)  # DICOM PatientID: hash (per-store key) | keep | drop
+        self.dicom_mask = dicom_mask
         self.max_upload_bytes = int(max_upload_bytes)
         self.model = model if model is not None else load_model(model_spec, device=device, precision=precision)
         self.store = Store(self.data_dir, index_factory=index_factory, use_gpu=use_gpu)
@@ -212,13 +218,18 @@ class Engine:
             return IngestOutcome(existing, True, 0.0, 0.0, 0.0)
 
         started = time.perf_counter()
-        prepared = prepare_video(
+        if is_dicom(data):  # the header's study, time, UIDs; PatientID only through the PHI policy
+            from echosearch.server.dicom.metadata import with_file_metadata
+
+            metadata = with_file_metadata(data, metadata, self.phi_policy)
+        prepared = prepare_media(
             data,
             sampling,
             channel_order=channel_order,
             mean=self.model.mean,
             std=self.model.std,
             image_size=self.model.image_size,
+            dicom_mask=self.dicom_mask,
         )
         decoded = time.perf_counter()
         with self._encode_lock:

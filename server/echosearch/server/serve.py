@@ -178,6 +178,8 @@ class ServeOptions:
     tls_key: Path | None = None
     token: str | None = None
     grace: float = 30.0
+    phi: str = "hash"  # DICOM PatientID: hash | keep | drop (docs/dicom.md)
+    dicom_mask: str = "region"  # DICOM pixels outside the largest 2D ultrasound region: region (blacked out) | off
 
 
 def read_token(token_file: Path | None) -> str | None:
@@ -200,6 +202,8 @@ def serve(opts: ServeOptions) -> int:
             precision=opts.precision,
             index_factory=opts.index_factory,
             max_upload_bytes=opts.max_upload_mb << 20,
+            phi=opts.phi,
+            dicom_mask=opts.dicom_mask,
         )
     except EchoSearchError as exc:
         print(f"error: {exc}", file=sys.stderr)

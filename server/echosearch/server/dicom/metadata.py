@@ -102,3 +102,13 @@ def _parse_dt(text: str, offset: str) -> datetime | None:
         log.warning("ignoring a malformed DICOM acquisition date/time")
         return None
     return dt.replace(tzinfo=tz).astimezone(UTC)
+
+
+def with_file_metadata(data: bytes, explicit: VideoMetadata, policy: PhiPolicy) -> VideoMetadata:
+    """The metadata to store for an upload: a DICOM's header metadata (PHI policy applied) under the explicit values;
+    the explicit values alone for anything else."""
+    from echosearch.server.media.prepare import is_dicom
+
+    if not is_dicom(data):
+        return explicit
+    return merge_metadata(dicom_metadata(data, policy), explicit)
