@@ -50,6 +50,7 @@ TRANSFER_SYNTAXES = (
     JPEG2000Lossless, JPEG2000, RLELossless,
 )  # fmt: skip
 
+MAX_PDU_BYTES = 1 << 20
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700  # transient: the sender should retry later
 CANNOT_UNDERSTAND = 0xC000  # permanent: the object itself is the problem
@@ -84,6 +85,9 @@ class DicomReceiver:
         self.options = options
         self.ae = AE(ae_title=options.ae_title)
         self.ae.maximum_associations = options.max_associations
+        # Echo objects are megabytes: let senders use large PDUs (pynetdicom's 16 KiB default means hundreds
+        # of Python-level PDUs per object).
+        self.ae.maximum_pdu_size = MAX_PDU_BYTES
         self.ae.require_calling_aet = list(options.allow)
         for sop_class in US_STORAGE_SOP_CLASSES:
             self.ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
