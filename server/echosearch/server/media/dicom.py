@@ -28,16 +28,14 @@ from pydicom.uid import (
     MediaStorageDirectoryStorage,
 )
 
-from echosearch.server.errors import InvalidRequestError, InvalidVideoError, TooLargeError
+from echosearch.server.errors import InvalidVideoError, TooLargeError
 from echosearch.server.media.video import CHUNK, PreparedVideo, Sampling, normalise, resize_uint8
-from echosearch.server.model import CLIP_MEAN, CLIP_STD
 
 log = logging.getLogger(__name__)
 
 # pydicom's value validation warns with the offending value in the message (a patient name, say): never log it.
 pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 
-MASK_MODES = ("off", "region")
 DEFAULT_FPS = 30.0  # when the file gives no Frame Time, Cine Rate or Recommended Display Frame Rate
 PHOTOMETRIC = {"MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"}
 # JPEG Baseline in these colour spaces (what scanners write) is decoded by Pillow straight to RGB:
@@ -50,20 +48,18 @@ def prepare_dicom(
     sampling: Sampling = Sampling(),
     *,
     channel_order: str = "rgb",
-    mean: tuple[float, float, float] = CLIP_MEAN,
-    std: tuple[float, float, float] = CLIP_STD,
-    image_size: int = 224,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    image_size: int,
     mask: str,
 ) -> PreparedVideo:
     """Decode the frames of a DICOM image the sampling keeps and preprocess them exactly as the video path does.
 
     mask: "region" blacks out everything outside the largest 2D ultrasound region, "off" keeps every pixel.
+    `mean`, `std` and `image_size` come from the loaded model; the engine validated the options.
     """
-    sampling.validate()
-    if channel_order not in ("rgb", "bgr"):
-        raise InvalidRequestError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
-    if mask not in MASK_MODES:
-        raise InvalidRequestError(f"dicom mask must be one of {', '.join(MASK_MODES)}, got {mask!r}")
+    assert channel_order in ("rgb", "bgr"), channel_order
+    assert mask in ("off", "region"), mask
     ds = read_dataset(source)
     n, rows, cols, encoded = check_image(ds)
     indices = sampling.indices(n)

@@ -8,8 +8,8 @@ from __future__ import annotations
 from echosearch.client.sniff import HEAD_BYTES, looks_like_dicom
 from echosearch.server.errors import InvalidVideoError
 from echosearch.server.media.video import PreparedVideo, Sampling, Source, prepare_video
-from echosearch.server.model import CLIP_MEAN, CLIP_STD
 
+DICOM_MASKS = ("region", "off")  # region: black out outside the largest 2D ultrasound region
 DEFAULT_DICOM_MASK = "region"  # why: docs/dicom.md, "Masking outside the scan region"
 
 
@@ -23,12 +23,15 @@ def prepare_media(
     sampling: Sampling = Sampling(),
     *,
     channel_order: str = "rgb",
-    mean: tuple[float, float, float] = CLIP_MEAN,
-    std: tuple[float, float, float] = CLIP_STD,
-    image_size: int = 224,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    image_size: int,
     dicom_mask: str = DEFAULT_DICOM_MASK,
 ) -> PreparedVideo:
-    """Decode, sample and preprocess a video or DICOM file (bytes, or a path read whole when it is DICOM)."""
+    """Decode, sample and preprocess a video or DICOM file (bytes, or a path read whole when it is DICOM).
+
+    `mean`, `std` and `image_size` come from the loaded model (EchoClipModel.mean/std/image_size).
+    """
     if not isinstance(source, (bytes, bytearray, memoryview)):
         with open(source, "rb") as f:
             head = f.read(HEAD_BYTES)
