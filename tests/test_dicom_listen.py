@@ -153,3 +153,12 @@ def test_cli_dicom_listen_parses_its_options():
     assert parse_allow(args.allow) == ("A", "B", "C")
     with pytest.raises(ValueError, match="longer than 16"):
         parse_allow(["X" * 17])
+
+
+def test_the_receiver_is_a_light_client():
+    """dicom-listen runs next to a PACS, not on the GPU box: it must not pull in the server stack."""
+    from test_architecture import _modules_after_import
+
+    loaded = _modules_after_import("echosearch.client.dicom_listen")
+    assert {"pynetdicom", "pydicom", "grpc"} <= loaded
+    assert loaded & {"torch", "faiss", "duckdb", "av", "open_clip", "cv2"} == set()
