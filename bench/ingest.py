@@ -159,7 +159,12 @@ def _dicom_vs_avi(args) -> None:
         dicom = make_dicom(frames, syntax="jpeg", jpeg_quality=quality)
         if len(dicom) / len(frames) <= avi_frame_bytes * 1.05:
             break
-    stages = {"MJPEG AVI (PyAV)": avi, "DICOM JPEG Baseline YBR_FULL_422 (pydicom + Pillow)": dicom}
+    matched = f"DICOM JPEG Baseline YBR_FULL_422, quality {quality} (same bytes/frame as the AVI)"
+    stages = {
+        "MJPEG AVI (PyAV)": avi,
+        matched: dicom,
+        "DICOM JPEG Baseline YBR_FULL_422, quality 95": make_dicom(frames, syntax="jpeg", jpeg_quality=95),
+    }
     best: dict[str, tuple[int, float]] = {}
     for _ in range(max(1, args.repeats)):
         for name, data in stages.items():  # interleaved rounds: the machine's noise hits both alike
@@ -179,9 +184,10 @@ def _dicom_vs_avi(args) -> None:
     for name, (n, secs) in best.items():
         rate[name] = n / secs
         print(f"| {name} | {len(stages[name])} | {n} | {rate[name]:.1f} |")
-    avi_rate, dicom_rate = rate.values()
+    avi_rate, matched_rate, high_rate = rate.values()
     print("\n| ratio | measured | target |\n|---|---:|---:|")
-    print(f"| DICOM JPEG Baseline / MJPEG AVI | {dicom_rate / avi_rate:.2f}x | >= 0.8x |")
+    print(f"| DICOM JPEG Baseline / MJPEG AVI, same bitrate | {matched_rate / avi_rate:.2f}x | >= 0.8x |")
+    print(f"| DICOM JPEG Baseline quality 95 / MJPEG AVI | {high_rate / avi_rate:.2f}x | (more bytes to decode) |")
 
 
 if __name__ == "__main__":
