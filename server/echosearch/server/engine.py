@@ -219,10 +219,6 @@ class Engine:
             return IngestOutcome(existing, True, 0.0, 0.0, 0.0)
 
         started = time.perf_counter()
-        if is_dicom(data):  # the header's study, time, UIDs; PatientID only through the PHI policy
-            from echosearch.server.dicom.metadata import with_file_metadata
-
-            metadata = with_file_metadata(data, metadata, self.phi_policy)
         prepared = prepare_media(
             data,
             sampling,
@@ -232,6 +228,10 @@ class Engine:
             image_size=self.model.image_size,
             dicom_mask=self.dicom_mask,
         )
+        if is_dicom(data):  # decoded, so pydicom is there: the header's study, time, UIDs; PatientID via the policy
+            from echosearch.server.dicom.metadata import dicom_metadata, merge_metadata
+
+            metadata = merge_metadata(dicom_metadata(data, self.phi_policy), metadata)
         decoded = time.perf_counter()
         embeddings = self._encode_frames(prepared.pixels)
         encoded = time.perf_counter()

@@ -37,9 +37,10 @@ def dicom_metadata(data: bytes, policy: PhiPolicy) -> VideoMetadata:
         raise InvalidVideoError(f"not a readable DICOM file: the header could not be parsed ({exc})") from exc
     tags = {k: str(ds.get(k)).strip() for k in TAG_KEYWORDS if str(ds.get(k) or "").strip()}
     for keyword in ("NumberOfFrames", "Rows", "Columns"):
-        value = ds.get(keyword)
-        if value not in (None, ""):
-            tags[keyword] = str(int(value))
+        try:
+            tags[keyword] = str(int(ds.get(keyword)))
+        except (TypeError, ValueError):  # absent or malformed: the decoder reports a broken image header
+            pass
     if "Rows" in tags and "NumberOfFrames" not in tags:
         tags["NumberOfFrames"] = "1"
     return VideoMetadata(
@@ -102,13 +103,3 @@ def _parse_dt(text: str, offset: str) -> datetime | None:
         log.warning("ignoring a malformed DICOM acquisition date/time")
         return None
     return dt.replace(tzinfo=tz).astimezone(UTC)
-
-
-def with_file_metadata(data: bytes, explicit: VideoMetadata, policy: PhiPolicy) -> VideoMetadata:
-    """The metadata to store for an upload: a DICOM's header metadata (PHI policy applied) under the explicit values;
-    the explicit values alone for anything else."""
-    from echosearch.server.media.prepare import is_dicom
-
-    if not is_dicom(data):
-        return explicit
-    return merge_metadata(dicom_metadata(data, policy), explicit)
