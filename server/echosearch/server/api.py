@@ -183,6 +183,8 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             data += msg.chunk
         _check_active(context)
         if not data:
+            if header.sha256.lower() == hashlib.sha256(b"").hexdigest():  # the client hashed an empty file
+                raise errors.InvalidVideoError(f"{name}: the file is empty (0 bytes)")
             raise errors.InvalidVideoError(f"{name}: no bytes received; send the file as chunks after the header")
         if header.size_bytes and len(data) != header.size_bytes:
             raise errors.InvalidRequestError(
