@@ -117,7 +117,7 @@ def test_explicit_metadata_overrides_the_file_and_errors_name_the_file(service):
         (make_sr(), "report.dcm", "not an image"),
         (make_dicomdir(), "DICOMDIR", "DICOMDIR"),
         (_dicom(seed=4)[:-4000], "cut.dcm", "truncated pixel data"),
-        (b"", "zero.dcm", "empty (0 bytes)"),
+        (b"", "zero.dcm", "no bytes received"),
     ]:
         with pytest.raises(ApiError) as err:
             client.ingest(data, source_name=name)

@@ -11,6 +11,7 @@ import io
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 from pydicom import config as pydicom_config
 from pydicom import dcmread
@@ -29,10 +30,11 @@ TAG_KEYWORDS = ("SeriesInstanceUID", "SOPInstanceUID", "Manufacturer", "Manufact
 META_FIELDS = ("study_id", "patient_id", "view", "acquisition_time")
 
 
-def dicom_metadata(data: bytes, policy: PhiPolicy) -> VideoMetadata:
-    """The metadata a DICOM file's header gives, PatientID through `policy`; InvalidVideoError if unreadable."""
+def dicom_metadata(source: bytes | Path, policy: PhiPolicy) -> VideoMetadata:
+    """The metadata a DICOM file's header gives (bytes, or a spooled upload's path), PatientID through `policy`."""
     try:
-        ds = dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+        target = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
+        ds = dcmread(target, force=True, stop_before_pixels=True)
     except Exception as exc:  # a damaged header: the decoder reports the same file in more detail
         raise InvalidVideoError(f"not a readable DICOM file: the header could not be parsed ({exc})") from exc
     tags = {k: str(ds.get(k)).strip() for k in TAG_KEYWORDS if str(ds.get(k) or "").strip()}

@@ -30,6 +30,7 @@ from pydicom.uid import (
 )
 
 from echosearch.server.errors import InvalidVideoError, TooLargeError
+from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS, check_frame_pixels
 from echosearch.server.media.video import CHUNK, PreparedVideo, Sampling, normalise, resize_uint8
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def prepare_dicom(
     std: tuple[float, ...],
     image_size: int,
     mask: str,
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
 ) -> PreparedVideo:
     """Decode the frames of a DICOM image the sampling keeps and preprocess them exactly as the video path does.
 
@@ -62,6 +64,7 @@ def prepare_dicom(
     assert channel_order in ("rgb", "bgr"), channel_order
     assert mask in ("off", "region"), mask
     ds = read_dataset(source)
+    check_frame_pixels(int(ds.get("Columns") or 0), int(ds.get("Rows") or 0), max_frame_pixels)
     n, rows, cols, encoded = check_image(ds)
     indices = sampling.indices(n)
     if len(indices) > sampling.max_frames:

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 from echosearch.client.sniff import HEAD_BYTES, looks_like_dicom
 from echosearch.server.errors import InvalidVideoError
+from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS
 from echosearch.server.media.video import PreparedVideo, Sampling, Source, prepare_video
 
 DICOM_MASKS = ("region", "off")  # region: black out outside the largest 2D ultrasound region
 DEFAULT_DICOM_MASK = "region"  # why: docs/dicom.md, "Masking outside the scan region"
 
 
-def is_dicom(data: bytes | bytearray | memoryview) -> bool:
-    """True when the bytes are a DICOM file (DICM magic at offset 128, or a bare data set with a valid header)."""
-    return looks_like_dicom(bytes(data[:HEAD_BYTES]))
+def is_dicom(source: Source) -> bool:
+    """True when the bytes (or the file) are DICOM (DICM magic at offset 128, or a bare data set with a valid header)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return looks_like_dicom(bytes(source[:HEAD_BYTES]))
+    with open(source, "rb") as f:
+        return looks_like_dicom(f.read(HEAD_BYTES))
 
 
 def prepare_media(
@@ -26,22 +30,18 @@ def prepare_media(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     image_size: int,
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
     dicom_mask: str = DEFAULT_DICOM_MASK,
 ) -> PreparedVideo:
     """Decode, sample and preprocess a video or DICOM file (bytes, or a path read whole when it is DICOM).
 
-    `mean`, `std` and `image_size` come from the loaded model (EchoClipModel.mean/std/image_size).
+    `mean`, `std` and `image_size` come from the loaded model (EchoClipModel.mean/std/image_size); frames
+    over `max_frame_pixels` are refused from the declared size before any is decoded.
     """
-    if not isinstance(source, (bytes, bytearray, memoryview)):
-        with open(source, "rb") as f:
-            head = f.read(HEAD_BYTES)
-        if not looks_like_dicom(head):
-            return prepare_video(
-                source, sampling, channel_order=channel_order, mean=mean, std=std, image_size=image_size
-            )
-        with open(source, "rb") as f:
-            source = f.read()
     if is_dicom(source):
+        if not isinstance(source, (bytes, bytearray, memoryview)):
+            with open(source, "rb") as f:  # pydicom holds the pixel data in memory anyway
+                source = f.read()
         try:
             from echosearch.server.media.dicom import prepare_dicom  # pydicom only where DICOM arrives
         except ImportError as exc:
@@ -56,6 +56,15 @@ def prepare_media(
             mean=mean,
             std=std,
             image_size=image_size,
+            max_frame_pixels=max_frame_pixels,
             mask=dicom_mask,
         )
-    return prepare_video(source, sampling, channel_order=channel_order, mean=mean, std=std, image_size=image_size)
+    return prepare_video(
+        source,
+        sampling,
+        channel_order=channel_order,
+        mean=mean,
+        std=std,
+        image_size=image_size,
+        max_frame_pixels=max_frame_pixels,
+    )
