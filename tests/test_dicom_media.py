@@ -195,3 +195,10 @@ def test_bad_dicom_is_an_invalid_video_error_that_says_why(case):
     with pytest.raises(InvalidVideoError, match=re.escape(reason)):
         # Sampling "all" so that a broken frame anywhere is reached.
         prepare_dicom(data, Sampling("all"), mask="region", **MODEL)
+
+
+def test_frame_size_limit_applies_before_decoding():
+    from echosearch.server.errors import InvalidVideoError as Invalid
+
+    with pytest.raises(Invalid, match="max-frame-pixels"):
+        prepare_media(make_dicom(FRAMES, syntax="rle"), max_frame_pixels=96 * 79, **MODEL)

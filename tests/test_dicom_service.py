@@ -160,3 +160,12 @@ def test_masking_is_a_server_option(tmp_path):
         finally:
             running.stop()
     assert not np.allclose(embeddings[0], embeddings[1], atol=1e-4)
+
+
+def test_a_large_dicom_spooled_to_disk_keeps_its_metadata(service):
+    """Uploads past the in-memory threshold reach the engine as a file: DICOM is still recognised and read."""
+    _, client = service
+    frames = synthetic_frames(640, 480, 10, seed=31)  # 9.2 MB uncompressed
+    video = client.ingest(make_dicom(frames, patient_id=RAW_PATIENT_ID), source_name="big.dcm").video
+    assert video.total_frames == 10 and video.metadata.tags["Columns"] == "640"
+    assert video.metadata.patient_id.startswith("phi-")
