@@ -1,7 +1,7 @@
 """`echosearch bulk embed`: video files or URIs -> Parquet shards of frame embeddings, on Ray Data.
 
 The pipeline: a CPU actor pool reads each file (any pyarrow filesystem), hashes it, and decodes and
-preprocesses it with the server's own `prepare_video`; an encoder actor pool (one model per actor,
+preprocesses it with the server's own `prepare_media` (videos and DICOM); an encoder actor pool (one model per actor,
 one GPU each where the cluster has GPUs) embeds frames batched across videos; the driver writes shards
 (whole videos, about `shard_frames` rows each) atomically and `failures.parquet`. Reruns skip every
 file whose sha256 is already in a shard of the output folder (or in `skip_sha256`).
@@ -30,6 +30,8 @@ from echosearch.server.records import VideoMetadata
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv"})
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".dic"})  # folders are listed by extension (no header sniffing)
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | DICOM_EXTENSIONS
 DECODED = pa.schema(
     [
         ("uri", pa.string()),
@@ -107,7 +109,7 @@ def list_sources(sources: Iterable[str]) -> list[str]:
                 found.extend(
                     f"{scheme}://{i.path}"
                     for i in sorted(infos, key=lambda i: i.path)
-                    if i.type == pafs.FileType.File and Path(i.path).suffix.lower() in VIDEO_EXTENSIONS
+                    if i.type == pafs.FileType.File and Path(i.path).suffix.lower() in MEDIA_EXTENSIONS
                 )
             elif info.type == pafs.FileType.File:
                 found.append(text)
@@ -117,7 +119,7 @@ def list_sources(sources: Iterable[str]) -> list[str]:
         path = Path(text).expanduser().resolve()
         if path.is_dir():
             found.extend(
-                str(p) for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+                str(p) for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS
             )
         elif path.is_file():
             found.append(str(path))
@@ -139,7 +141,7 @@ def read_source(uri: str) -> bytes:
 
 
 class DecodeStage:
-    """CPU actor: read, hash, skip known content, decode + preprocess with the server's video code."""
+    """CPU actor: read, hash, skip known content, decode + preprocess with the server's media entry point."""
 
     def __init__(
         self, skip: frozenset[str], sampling: Sampling, channel_order: str, preprocess: dict[str, Any]
@@ -151,7 +153,7 @@ class DecodeStage:
         return pa.Table.from_pylist([self._one(uri) for uri in batch.column("uri").to_pylist()], schema=DECODED)
 
     def _one(self, uri: str) -> dict[str, Any]:
-        from echosearch.server.media.video import prepare_video
+        from echosearch.server.media.prepare import prepare_media
 
         row: dict[str, Any] = {"uri": uri, "status": "failed"}
         try:
@@ -162,7 +164,7 @@ class DecodeStage:
         if row["sha256"] in self.skip:
             return {**row, "status": "skipped"}
         try:
-            prepared = prepare_video(data, self.sampling, channel_order=self.channel_order, **self.preprocess)
+            prepared = prepare_media(data, self.sampling, channel_order=self.channel_order, **self.preprocess)
         except Exception as exc:  # a bad file is a failure to record, never a reason to stop the run
             return {**row, "error": str(exc) or type(exc).__name__}
         return {
