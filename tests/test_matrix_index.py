@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from echosearch.server.storage.frame_ids import frame_ids_for
-from echosearch.server.storage.matrix_index import MatrixFull, MatrixIndex, ranges_to_rows
+from echosearch.server.storage.matrix_index import MatrixFull, MatrixIndex
+from echosearch.server.storage.positions import ranges_to_rows
 from echosearch.server.tasks.resident_scoring import binary_scores, regression_scores
 from echosearch.server.tasks.scoring_math import score_binary, score_regression
 
@@ -86,7 +87,7 @@ def test_ranges_and_both_strategies_agree():
     lo = pick << 20
     want = flat_reference(fids, x, q, 10, fids[np.isin(fids >> 20, pick)])
     for cost in ({"scan": 1.0, "gather": 1e9}, {"scan": 1e9, "gather": 1.0}):
-        m._cost, m._measured = dict(cost), {"scan", "gather"}
+        m.cost.per_row = dict(cost)
         assert_same_topk(m.search(q, 10, ranges=(lo, lo + (1 << 20))), want)
 
 
@@ -116,7 +117,7 @@ def test_unsorted_ids_still_found():
     x = unit(rng, 500)
     m = MatrixIndex(DIM)
     m.add(ids, x)
-    assert not m._sorted
+    assert not m.rows.sorted
     sub = ids[:40]
     assert_same_topk(m.search(x[:2], 5, sub), flat_reference(ids, x, x[:2], 5, sub))
     assert m.remove(ids[:10]) == 10

@@ -16,6 +16,8 @@ import time
 import numpy as np
 import torch
 
+from echosearch.server.storage.positions import CostModel, RowMap, ranges_to_rows
+
 log = logging.getLogger(__name__)
 
 COMPACT_FRACTION = 0.2  # compact once this share of rows is tombstoned
@@ -33,17 +35,6 @@ def _np_f32(x: np.ndarray, dim: int) -> np.ndarray:
     if x.ndim != 2 or x.shape[1] != dim:
         raise ValueError(f"expected vectors of width {dim}, got shape {x.shape}")
     return x
-
-
-def ranges_to_rows(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Concatenate the half-open row ranges [starts[i], ends[i]) into one int64 array."""
-    lengths = np.maximum(np.asarray(ends, np.int64) - np.asarray(starts, np.int64), 0)
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, np.int64)
-    # rows = start of my range + my position within it, built without a Python loop
-    first = np.repeat(np.asarray(starts, np.int64) - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-    return first + np.arange(total, dtype=np.int64)
 
 
 class MatrixIndex:
@@ -69,15 +60,18 @@ class MatrixIndex:
         cap = max(16, int(capacity))
         self._check_cap(cap)
         self._m = self._alloc((cap, self.dim), self.dtype)
-        self._alive = self._alloc((cap,), torch.bool, zero=True)
-        self._ids = np.empty(cap, np.int64)  # row -> id (host copy)
-        self._n = 0  # rows used, dead included
-        self._dead = 0
-        self._sorted = True  # ids[:n] ascending: id -> row is a binary search
-        self._order: np.ndarray | None = None  # argsort of ids when not sorted (built lazily)
-        # measured seconds per row: scan all rows with a mask vs gather the candidate rows
-        self._cost = {"scan": 1.0, "gather": 3.0}  # priors (relative); replaced by measurements
-        self._measured: set[str] = set()
+        self._alive = self._alloc((cap,), torch.bool, zero=True)  # device copy of rows.alive, for masks
+        self.rows = RowMap()
+        # seconds per row: score every row under a candidate mask, or gather the candidates first
+        self.cost = CostModel({"scan": 1.0, "gather": 3.0})
+
+    @property
+    def _n(self) -> int:
+        return self.rows.n
+
+    @property
+    def _dead(self) -> int:
+        return self.rows.dead
 
     # ---- memory ------------------------------------------------------------------
     def _check_cap(self, rows: int) -> None:
@@ -110,9 +104,7 @@ class MatrixIndex:
         alive = self._alloc((new_cap,), torch.bool, zero=True)
         m[: self._n] = self._m[: self._n]
         alive[: self._n] = self._alive[: self._n]
-        ids = np.empty(new_cap, np.int64)
-        ids[: self._n] = self._ids[: self._n]
-        self._m, self._alive, self._ids = m, alive, ids
+        self._m, self._alive = m, alive
 
     # ---- state -------------------------------------------------------------------
     @property
@@ -126,32 +118,14 @@ class MatrixIndex:
 
     def ids(self) -> np.ndarray:
         """Every live id (insertion order)."""
-        alive = self._alive[: self._n].cpu().numpy()
-        return self._ids[: self._n][alive].copy()
+        return self.rows.ids[self.rows.alive].copy()
 
     def tombstones(self) -> np.ndarray:
-        return np.empty(0, np.int64)  # compacted away; nothing to persist
+        return self.rows.dead_ids()
 
-    def _rows_in_ranges(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """Rows (live or not) whose ids fall in any half-open id range [lo[i], hi[i])."""
-        ids = self._ids[: self._n]
-        if self._sorted:
-            return ranges_to_rows(np.searchsorted(ids, lo), np.searchsorted(ids, hi))
-        if self._order is None:
-            self._order = np.argsort(ids, kind="stable")
-        srt = ids[self._order]
-        return self._order[ranges_to_rows(np.searchsorted(srt, lo), np.searchsorted(srt, hi))]
-
-    def rows_for(self, ids: np.ndarray | None = None, *, ranges: tuple[np.ndarray, np.ndarray] | None = None):
-        """Live rows holding `ids` (or ids inside the half-open `ranges`), as a device tensor."""
-        if ranges is None:
-            ids = np.asarray(ids, np.int64).reshape(-1)
-            ranges = (ids, ids + 1)
-        lo, hi = (np.asarray(a, np.int64).reshape(-1) for a in ranges)
-        rows = torch.from_numpy(self._rows_in_ranges(lo, hi)).to(self.device)
-        if self._dead and len(rows):
-            rows = rows[self._alive[rows]]
-        return rows
+    def _rows_tensor(self, subset: np.ndarray | None, ranges: tuple[np.ndarray, np.ndarray] | None) -> torch.Tensor:
+        rows = self.rows.rows_of(subset) if ranges is None else self.rows.rows_in_ranges(*ranges)
+        return torch.from_numpy(rows).to(self.device)
 
     # ---- writes ------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -169,42 +143,35 @@ class MatrixIndex:
         except torch.OutOfMemoryError as exc:
             raise MatrixFull(f"{self.device} out of memory while adding {len(ids)} rows") from exc
         self._alive[lo:hi] = True
-        self._ids[lo:hi] = ids
-        if self._sorted and (np.any(np.diff(ids) <= 0) or (lo and ids[0] <= self._ids[lo - 1])):
-            self._sorted = False
-        self._order = None
-        self._n = hi
+        self.rows.append(ids)
 
     def remove(self, ids: np.ndarray) -> int:
         """Tombstone `ids`; returns how many were live. Compacts past COMPACT_FRACTION dead rows."""
-        ids = np.asarray(ids, np.int64).reshape(-1)
-        if len(ids) == 0 or self._n == 0:
+        rows = self.rows.rows_of(ids)
+        if len(rows) == 0:
             return 0
-        rows = self.rows_for(ids)
-        self._alive[rows] = False
-        self._dead += len(rows)
+        removed = self.rows.kill(rows)
+        self._alive[torch.from_numpy(rows).to(self.device)] = False
         if self._dead > COMPACT_FRACTION * self._n:
             self.compact()
-        return len(rows)
+        return removed
 
     def compact(self) -> None:
         """Drop tombstoned rows (keeps row order, so sorted ids stay sorted)."""
         if not self._dead:
             return
-        keep = self._alive[: self._n]
+        keep = torch.from_numpy(self.rows.alive.copy()).to(self.device)
         try:
             live = self._m[: self._n][keep]
         except torch.OutOfMemoryError:
             log.warning("no device memory to compact %d tombstoned rows now; will retry", self._dead)
             return
         n = len(live)
-        keep_np = keep.cpu().numpy()
-        self._ids[:n] = self._ids[: self._n][keep_np]
         self._m[:n] = live
         del live
         self._alive[:n] = True
         self._alive[n:] = False
-        self._n, self._dead, self._order = n, 0, None
+        self.rows = self.rows.compacted()
 
     # ---- search ------------------------------------------------------------------
     def search(
@@ -224,11 +191,11 @@ class MatrixIndex:
         if subset is None and ranges is None:
             scores, rows = self._scan(qt, k, None)
         else:
-            rows_c = self.rows_for(subset, ranges=ranges)
+            rows_c = self._rows_tensor(subset, ranges)
             if len(rows_c) == 0:
                 return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
             k = min(k, len(rows_c))
-            how = "gather" if len(rows_c) * self._cost["gather"] < self._n * self._cost["scan"] else "scan"
+            how = self.cost.cheapest({"gather": len(rows_c), "scan": self._n})
             t0 = time.perf_counter()
             if how == "gather":
                 scores, rows = self._gather(qt, k, rows_c)
@@ -240,20 +207,9 @@ class MatrixIndex:
         return self._finish(scores, rows)
 
     def _learn(self, how: str, seconds: float, nrows: int, result: torch.Tensor) -> None:
-        """Update the per-row cost of a strategy (EWMA) from one measured call."""
-        if nrows < 1024:
-            return  # too small to time meaningfully
         if result.device.type == "cuda":
             torch.cuda.synchronize(result.device)
-        per_row = seconds / nrows
-        if not self._measured:  # the first measurement sets the scale of both priors
-            ratio = per_row / self._cost[how]
-            self._cost = {name: c * ratio for name, c in self._cost.items()}
-        elif how not in self._measured:
-            self._cost[how] = per_row
-        else:
-            self._cost[how] = 0.8 * self._cost[how] + 0.2 * per_row
-        self._measured.add(how)
+        self.cost.learn(how, seconds, nrows)
 
     def _scan(self, qt: torch.Tensor, k: int, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Score every row in chunks; keep each chunk's top-k, then merge."""
@@ -298,32 +254,29 @@ class MatrixIndex:
 
     def _finish(self, s: torch.Tensor, r: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         s_np = s.cpu().numpy().astype(np.float32, copy=False)
-        ids = self._ids[r.cpu().numpy()]
+        ids = self.rows.ids[r.cpu().numpy()]
         ids[~np.isfinite(s_np)] = -1
         return s_np, ids
 
     # ---- task scoring ------------------------------------------------------------
-    def video_rows(self, video_lo: np.ndarray, video_hi: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """(rows, offsets): the live rows of each id range in turn, and (V+1,) prefix offsets."""
-        lo, hi = np.asarray(video_lo, np.int64), np.asarray(video_hi, np.int64)
-        if self._sorted:
-            ids = self._ids[: self._n]
+    def video_rows(self, lo: np.ndarray, hi: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """(rows, offsets): the live rows of each id range [lo[i], hi[i]) in turn, and (V+1,) offsets."""
+        lo, hi = np.asarray(lo, np.int64).reshape(-1), np.asarray(hi, np.int64).reshape(-1)
+        if self.rows.sorted:
+            ids = self.rows.ids
             starts, ends = np.searchsorted(ids, lo), np.searchsorted(ids, hi)
-            rows = ranges_to_rows(starts, ends)
-            counts = ends - starts
+            rows, counts = ranges_to_rows(starts, ends), ends - starts
         else:
-            parts = [self._rows_in_ranges(lo[i : i + 1], hi[i : i + 1]) for i in range(len(lo))]
+            parts = [self.rows.rows_in_ranges(lo[i : i + 1], hi[i : i + 1], live_only=False) for i in range(len(lo))]
             rows = np.concatenate(parts) if parts else np.empty(0, np.int64)
             counts = np.array([len(p) for p in parts], np.int64)
-        rows_t = torch.from_numpy(rows).to(self.device)
         if self._dead and len(rows):
-            alive = self._alive[rows_t].cpu().numpy()
-            rows_t = rows_t[torch.from_numpy(alive).to(self.device)]
-            owner = np.repeat(np.arange(len(lo)), counts)
-            counts = np.bincount(owner[alive], minlength=len(lo)).astype(np.int64)
+            alive = self.rows.alive[rows]
+            rows = rows[alive]
+            counts = np.bincount(np.repeat(np.arange(len(lo)), counts)[alive], minlength=len(lo)).astype(np.int64)
         offsets = np.zeros(len(lo) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
-        return rows_t, offsets
+        return torch.from_numpy(rows).to(self.device), offsets
 
     def frames(self, rows: torch.Tensor) -> torch.Tensor:
         """fp32 copies of `rows` (for scoring)."""
