@@ -15,7 +15,8 @@ import numpy as np
 
 from echosearch.server.storage.positions import CostModel
 
-STRATEGY_PRIORS = {"bitmap": 1.0, "gather": 2.0}
+# Starting ratio only (measured ~20 ns per scanned row vs ~0.5-4 µs per gathered row on the shared dev box)
+STRATEGY_PRIORS = {"bitmap": 1.0, "gather": 30.0}
 
 
 def flat_vectors(flat: faiss.IndexFlat) -> np.ndarray:

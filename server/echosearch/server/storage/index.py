@@ -113,6 +113,7 @@ class VectorIndex:
         self._gpu: faiss.Index | None = None
         self._gpu_dirty = True
         self._gpu_lock = threading.Lock()  # concurrent searches may race to build the mirror
+        self.auto_compact = True  # compact inside remove(); the store turns this off and compacts off-lock
         self._rows: RowMap | None = None  # id-mapped indexes: row -> id and tombstones
         self._dead_sel: tuple | None = None  # cached exclusion selector for tombstoned ids
         # filtered searches: measured seconds per row of each strategy (see search)
@@ -256,7 +257,7 @@ class VectorIndex:
             removed = self._rows.kill(self._rows.rows_of(ids))
             if removed:
                 self._dead_sel = None
-                if self.needs_compaction():
+                if self.auto_compact and self.needs_compaction():
                     self.finish_compaction(self.prepare_compaction())
             return removed
         # IDSelectorArray: the IVF hashtable direct map only accepts that kind

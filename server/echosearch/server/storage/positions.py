@@ -98,25 +98,42 @@ class RowMap:
 
 
 class CostModel:
-    """Measured seconds per row of each search strategy (EWMA); priors only set the starting ratio."""
+    """Measured seconds per row of each search strategy; priors only set the starting ratio.
+
+    Every EXPLORE_EVERY-th choice re-measures the runner-up when its expected time is within
+    EXPLORE_WITHIN of the best, so one unlucky timing cannot lock a strategy out for good.
+    """
+
+    EXPLORE_EVERY = 16
+    EXPLORE_WITHIN = 4.0
+    SAMPLES = 9
 
     def __init__(self, priors: dict[str, float]) -> None:
         self.per_row = dict(priors)
         self._measured: set[str] = set()
+        self._samples: dict[str, list[float]] = {}
+        self._calls = 0
 
     def cheapest(self, rows: dict[str, int]) -> str:
-        """The strategy with the least expected time for its row count."""
-        return min(rows, key=lambda name: rows[name] * self.per_row[name])
+        """The strategy with the least expected time for its row count (now and then the runner-up)."""
+        expected = sorted((rows[name] * self.per_row[name], name) for name in rows)
+        self._calls += 1
+        if len(expected) > 1 and self._calls % self.EXPLORE_EVERY == 0:
+            (best, _), (second, name) = expected[0], expected[1]
+            if second <= self.EXPLORE_WITHIN * best:
+                return name
+        return expected[0][1]
 
     def learn(self, name: str, seconds: float, rows: int) -> None:
+        """Record one timed call; the estimate is the median of the last SAMPLES (robust to a stall)."""
         if rows < 1024:
             return  # too small to time meaningfully
         per_row = seconds / rows
         if not self._measured:  # the first measurement scales every prior
             ratio = per_row / self.per_row[name]
             self.per_row = {k: v * ratio for k, v in self.per_row.items()}
-        elif name not in self._measured:
-            self.per_row[name] = per_row
-        else:
-            self.per_row[name] = 0.8 * self.per_row[name] + 0.2 * per_row
+        samples = self._samples.setdefault(name, [])
+        samples.append(per_row)
+        del samples[: -self.SAMPLES]
+        self.per_row[name] = float(np.median(samples))
         self._measured.add(name)

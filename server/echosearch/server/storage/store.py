@@ -8,6 +8,8 @@ is replayed before the constructor returns; a missing or corrupt index is rebuil
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +21,14 @@ from echosearch.server.errors import InvalidRequestError
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
 from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog
-from echosearch.server.storage.frame_ids import frame_ids_for, video_of_frames
+from echosearch.server.storage.frame_ids import FRAME_BITS, frame_ids_for, video_of_frames
 from echosearch.server.storage.index import VectorIndex
 from echosearch.server.storage.rwlock import ReadWriteLock
 
 log = logging.getLogger(__name__)
 
-BRUTE_FORCE_MAX_FRAMES = 50_000  # filtered ANN searches below this many candidates are done exactly
+CANDIDATE_CACHE_ENTRIES = 32  # recent filters whose candidate lists are kept
+CANDIDATE_CACHE_MAX_VIDEOS = 1_000_000  # bigger candidate lists are not cached (16 B a video)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,13 @@ class Store:
         # Searches share the lock (FAISS CPU searches may run together; each thread reads the catalog
         # through its own cursor); adds, removes, saves and close hold it alone.
         self._lock = ReadWriteLock()
+        # One writer at a time (catalog order = index order). A writer holds the index lock only
+        # while it changes the indexes, not during its catalog transaction, compaction or a save.
+        self._writes = threading.Lock()
+        self._dim: int | None = None
+        # filter -> candidates, valid while the index seq is unchanged (repeated cohort queries skip DuckDB)
+        self._cand_cache: OrderedDict[tuple, tuple[int, tuple[np.ndarray, np.ndarray]]] = OrderedDict()
+        self._cand_cache_lock = threading.Lock()
         self._frames: VectorIndex | None = None
         self._means: VectorIndex | None = None
         self._index_seq = 0
@@ -91,6 +101,7 @@ class Store:
         )
         # Means stay exact (Flat): binary-task scores must equal mean_frame · mean_prompt.
         self._means = VectorIndex(dim, "Flat", use_gpu=self._use_gpu)
+        self._frames.auto_compact = self._means.auto_compact = False  # _after_write compacts off-lock
         self._index_seq = 0
 
     def _open_indexes(self) -> None:
@@ -113,6 +124,7 @@ class Store:
             self._rebuild(dim)
         else:
             self._frames, self._means, self._index_seq = loaded.frames, loaded.means, loaded.seq
+            self._frames.auto_compact = self._means.auto_compact = False
             self._saved_seq = loaded.seq
             self._catch_up()
         if self._index_seq != self._saved_seq:
@@ -158,10 +170,6 @@ class Store:
         self._frames.remove(frame_ids_for(video_id, n_frames))
         self._means.remove(np.array([video_id], dtype=np.int64))
 
-    def _maybe_save(self) -> None:
-        if self.save_every > 0 and self._index_seq - max(self._saved_seq, 0) >= self.save_every:
-            self._save()
-
     # ---- writes ------------------------------------------------------------------
     def add_video(
         self,
@@ -178,7 +186,7 @@ class Store:
         frames: FrameEmbeddings,
     ) -> tuple[VideoRecord, bool]:
         """Commit the video to the catalog (one transaction), then add it to both indexes."""
-        with self._lock.write():
+        with self._writes:
             result = self.catalog.add_video(
                 sha256=sha256,
                 source_name=source_name,
@@ -191,7 +199,9 @@ class Store:
                 metadata=metadata,
                 frames=frames,
             )
-            self._index_new([result], [frames])
+            with self._lock.write():
+                self._index_new([result], [frames])
+            self._after_write()
             return result
 
     def add_videos(self, items: Sequence[Mapping[str, Any]]) -> list[tuple[VideoRecord, bool]]:
@@ -200,9 +210,11 @@ class Store:
         All or nothing; idempotent by sha256 (a repeat, in the store or earlier in the batch, comes
         back with created=False). For bulk loads and migrations; results are in input order.
         """
-        with self._lock.write():
+        with self._writes:
             results = self.catalog.add_videos(items)
-            self._index_new(results, [item["frames"] for item in items])
+            with self._lock.write():
+                self._index_new(results, [item["frames"] for item in items])
+            self._after_write()
             return results
 
     def _index_new(self, results: list[tuple[VideoRecord, bool]], frames: list[FrameEmbeddings]) -> None:
@@ -221,21 +233,58 @@ class Store:
             vids = np.array([rec.video_id for rec, _ in new], dtype=np.int64)
             self._add_batch(vids, offsets, np.concatenate(embs) if len(embs) > 1 else embs[0])
             self._index_seq = new[-1][0].seq
-        self._maybe_save()
 
     def delete_video(self, video_id: int) -> None:
-        """Delete from the catalog (NotFoundError when absent), then from both indexes."""
-        with self._lock.write():
+        """Delete from the catalog (NotFoundError when absent), then tombstone it in both indexes.
+
+        Searches keep running during the catalog transaction (they may still see the video until
+        it returns); the index update itself is a tombstone, so they wait microseconds for it.
+        """
+        with self._writes:
             n = self.catalog.get_video(video_id).sampled_frames
             self.catalog.delete_video(video_id)
-            if self._frames is not None:
-                self._remove_video(int(video_id), n)
-            self._index_seq = self.catalog.last_seq()
-            self._maybe_save()
+            seq = self.catalog.last_seq()  # read before taking the index lock: searches never wait on DuckDB
+            with self._lock.write():
+                if self._frames is not None:
+                    self._remove_video(int(video_id), n)
+                self._index_seq = seq
+            self._after_write()
+
+    def delete_videos(self, video_ids: Sequence[int]) -> int:
+        """Delete many videos in one catalog transaction (all or nothing), then tombstone them all.
+
+        For bulk deletes: one transaction and one index pass instead of one each. Returns the count.
+        """
+        with self._writes:
+            gone = self.catalog.delete_videos(video_ids)
+            seq = self.catalog.last_seq()
+            with self._lock.write():
+                if self._frames is not None:
+                    for vid, n in gone:
+                        self._remove_video(vid, n)
+                self._index_seq = seq
+            self._after_write()
+            return len(gone)
+
+    def _after_write(self) -> None:
+        """Compact tombstones and save when due; the caller holds `_writes`, so no index changes meanwhile.
+
+        The compacted copy is built and the snapshot written under the shared lock (searches go on);
+        only the swap takes the index lock exclusively.
+        """
+        for index in (self._frames, self._means):
+            if index is not None and index.needs_compaction():
+                with self._lock.read():
+                    prepared = index.prepare_compaction()
+                with self._lock.write():
+                    index.finish_compaction(prepared)
+        if self.save_every > 0 and self._index_seq - max(self._saved_seq, 0) >= self.save_every:
+            with self._lock.read():
+                self._save()
 
     def save(self) -> None:
         """Atomically persist both indexes with the catalog seq they cover."""
-        with self._lock.write():
+        with self._writes, self._lock.read():
             self._save()
 
     def _save(self) -> None:
@@ -246,7 +295,7 @@ class Store:
 
     def close(self) -> None:
         """Save the indexes and close the catalog."""
-        with self._lock.write():
+        with self._writes, self._lock.write():
             try:
                 self._save()
             finally:
@@ -261,7 +310,8 @@ class Store:
     def _query(self, queries: np.ndarray) -> np.ndarray:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         q = q.reshape(1, -1) if q.ndim == 1 else q
-        dim = self.catalog.embed_dim
+        dim = self._dim if self._dim is not None else self.catalog.embed_dim
+        self._dim = dim  # bound once, never changes
         if q.ndim != 2 or (dim is not None and q.shape[1] != dim):
             raise InvalidRequestError(f"query vectors must have width {dim}, got shape {np.shape(queries)}")
         if not np.isfinite(q).all():
@@ -272,10 +322,22 @@ class Store:
         """(video ids, frame counts) allowed by `flt` and `exclude`; None when unrestricted."""
         if (flt is None or flt.is_empty()) and not exclude:
             return None
+        key = (repr(flt), tuple(int(v) for v in exclude))
+        seq = self._index_seq
+        with self._cand_cache_lock:
+            hit = self._cand_cache.get(key)
+            if hit is not None and hit[0] == seq:
+                self._cand_cache.move_to_end(key)
+                return hit[1]
         vids, counts = self.catalog.select_videos(flt)
         if exclude:
             keep = ~np.isin(vids, np.asarray(list(exclude), dtype=np.int64))
             vids, counts = vids[keep], counts[keep]
+        if len(vids) <= CANDIDATE_CACHE_MAX_VIDEOS:
+            with self._cand_cache_lock:
+                self._cand_cache[key] = (seq, (vids, counts))
+                while len(self._cand_cache) > CANDIDATE_CACHE_ENTRIES:
+                    self._cand_cache.popitem(last=False)
         return vids, counts
 
     def _search_frame_ids(
@@ -289,16 +351,8 @@ class Store:
         vids, counts = cand
         if len(vids) == 0:
             return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
-        exact = self._frames.exact_fallback or self.index_factory.strip() == "Flat"
-        if not exact and counts.sum() <= BRUTE_FORCE_MAX_FRAMES:
-            found, offsets, emb = self.catalog.load_embeddings(vids)
-            fids = np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(found, np.diff(offsets))])
-            scores = q @ emb.T
-            kk = min(k, len(fids))
-            top = np.argsort(-scores, axis=1, kind="stable")[:, :kk]
-            return np.take_along_axis(scores, top, axis=1), fids[top]
-        fids = np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(vids, counts)])
-        return self._frames.search(q, k, subset=fids)
+        lo = vids << FRAME_BITS  # one id range per video covers its frames
+        return self._frames.search(q, k, ranges=(lo, lo + counts))
 
     def _frame_hits(self, scores: np.ndarray, fids: np.ndarray) -> list[list[FrameHit]]:
         info = self.catalog.frame_info(fids[fids >= 0])
