@@ -16,17 +16,15 @@ import time
 import numpy as np
 import torch
 
-from echosearch.server.storage.positions import CostModel, RowMap, ranges_to_rows
+from echosearch.server.storage.positions import CostModel, MatrixFull, RowMap, ranges_to_rows
+
+__all__ = ["MatrixFull", "MatrixIndex"]
 
 log = logging.getLogger(__name__)
 
 COMPACT_FRACTION = 0.2  # compact once this share of rows is tombstoned
 SCAN_CHUNK_ELEMENTS = 1 << 26  # queries x rows scored at once (bounds the temporary score matrix)
 RESCORE_EXTRA = 16  # half-precision storage: re-score this many extra candidates in fp32
-
-
-class MatrixFull(MemoryError):
-    """The matrix would outgrow its memory cap (or the device ran out of memory)."""
 
 
 def _np_f32(x: np.ndarray, dim: int) -> np.ndarray:
@@ -182,7 +180,16 @@ class MatrixIndex:
         *,
         ranges: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids) per query; restricted to `subset` ids or ids in `ranges`; id -1 pads."""
+        """Top-k (scores, ids) per query; restricted to `subset` ids or ids in `ranges`; id -1 pads.
+
+        Raises MatrixFull when the device has no memory for the temporaries (the caller falls back).
+        """
+        try:
+            return self._search(queries, k, subset, ranges)
+        except torch.OutOfMemoryError as exc:
+            raise MatrixFull(f"{self.device} out of memory during a search: {exc}") from exc
+
+    def _search(self, queries, k, subset, ranges) -> tuple[np.ndarray, np.ndarray]:
         q = _np_f32(queries, self.dim)
         k = min(int(k), self.ntotal)
         if k <= 0:

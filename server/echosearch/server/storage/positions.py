@@ -10,6 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 
+class MatrixFull(MemoryError):
+    """A resident matrix would outgrow its memory cap, or its device ran out of memory."""
+
+
 def ranges_to_rows(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Concatenate the half-open integer ranges [starts[i], ends[i]) into one int64 array."""
     starts = np.asarray(starts, np.int64).reshape(-1)

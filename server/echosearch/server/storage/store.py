@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,12 @@ import numpy as np
 
 from echosearch.server.errors import InvalidRequestError
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
+from echosearch.server.storage import search_backend
 from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog
 from echosearch.server.storage.frame_ids import FRAME_BITS, frame_ids_for, video_of_frames
-from echosearch.server.storage.index import VectorIndex
+from echosearch.server.storage.index import VectorIndex, gpu_count
+from echosearch.server.storage.positions import MatrixFull
 from echosearch.server.storage.rwlock import ReadWriteLock
 
 log = logging.getLogger(__name__)
@@ -67,12 +69,22 @@ class Store:
         nprobe: int | None = None,
         efsearch: int | None = None,
         memory_limit: str | None = None,
+        search_device: str = "auto",
+        gpu_memory_gb: float | None = None,
+        matrix_precision: str = "fp16",
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.index_factory = index_factory
         self.save_every = int(save_every)
+        self.backend = search_backend.resolve(search_device, gpu_count())
+        if use_gpu is None:
+            use_gpu = self.backend.faiss_gpu
         self._use_gpu, self._nprobe, self._efsearch = use_gpu, nprobe, efsearch
+        self._mirror_cap = None if gpu_memory_gb is None else int(float(gpu_memory_gb) * 2**30)
+        self._matrix_precision = matrix_precision
+        self._mirror: search_backend.ResidentMirror | None = None
+        self._mirror_warned = False
         # Searches share the lock (FAISS CPU searches may run together; each thread reads the catalog
         # through its own cursor); adds, removes, saves and close hold it alone.
         self._lock = ReadWriteLock()
@@ -90,6 +102,7 @@ class Store:
         self.catalog = Catalog(self.data_dir / "catalog.duckdb", memory_limit=memory_limit)
         try:
             self._open_indexes()
+            self._build_mirror()
         except BaseException:
             self.catalog.close()
             raise
@@ -103,6 +116,56 @@ class Store:
         self._means = VectorIndex(dim, "Flat", use_gpu=self._use_gpu)
         self._frames.auto_compact = self._means.auto_compact = False  # _after_write compacts off-lock
         self._index_seq = 0
+        self._mirror = None
+        if self.backend.name.startswith("torch"):
+            self._with_mirror(lambda: self._new_mirror(dim))
+
+    # ---- the resident (torch) mirror -----------------------------------------------
+    def _new_mirror(self, dim: int) -> None:
+        self._mirror = search_backend.ResidentMirror(
+            dim, self.backend.device, dtype=self._matrix_precision, memory_cap_bytes=self._mirror_cap
+        )
+
+    def _build_mirror(self) -> None:
+        """Load the resident matrices from the master indexes (Flat) or the catalog (any other factory)."""
+        if not self.backend.name.startswith("torch") or self._frames is None:
+            return
+
+        def build() -> None:
+            self._new_mirror(self._frames.dim)
+            self._mirror.load(self._frames, self._means, self.catalog)
+            log.info(
+                "search backend %s: %d frames resident on %s (%s, %.2f GiB)",
+                self.backend.name,
+                self._mirror.frames.ntotal,
+                self.backend.device,
+                self._mirror.dtype_name,
+                self._mirror.memory_bytes() / 2**30,
+            )
+
+        self._with_mirror(build)
+
+    def _with_mirror(self, fn) -> None:
+        """Run a mirror update; past the memory cap or out of device memory, drop to the CPU index once."""
+        try:
+            fn()
+        except (MatrixFull, MemoryError) as exc:
+            self._drop_mirror(str(exc))
+
+    def _drop_mirror(self, reason: str) -> None:
+        was = self.backend.name
+        self._mirror = None
+        self.backend = search_backend.Backend("faiss-cpu", "cpu", False)
+        if not self._mirror_warned:
+            self._mirror_warned = True
+            log.warning("search backend %s -> faiss-cpu (the CPU FAISS index answers from now on): %s", was, reason)
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
 
     def _open_indexes(self) -> None:
         dim = self.catalog.embed_dim
@@ -163,12 +226,18 @@ class Store:
             return
         counts = np.diff(offsets)
         fids = np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(vids, counts)])
+        means = _means(offsets, emb)
         self._frames.add(fids, emb)
-        self._means.add(vids, _means(offsets, emb))
+        self._means.add(vids, means)
+        if self._mirror is not None:
+            self._with_mirror(lambda: self._mirror.add(fids, emb, vids, means))
 
     def _remove_video(self, video_id: int, n_frames: int) -> None:
-        self._frames.remove(frame_ids_for(video_id, n_frames))
+        fids = frame_ids_for(video_id, n_frames)
+        self._frames.remove(fids)
         self._means.remove(np.array([video_id], dtype=np.int64))
+        if self._mirror is not None:
+            self._with_mirror(lambda: self._mirror.remove_video(fids, video_id))
 
     # ---- writes ------------------------------------------------------------------
     def add_video(
@@ -304,7 +373,9 @@ class Store:
     # ---- search ------------------------------------------------------------------
     @property
     def on_gpu(self) -> bool:
-        """True when frame searches run on a GPU."""
+        """True when frame searches run on a GPU (FAISS's GPU mirror or the resident CUDA matrix)."""
+        if self._mirror is not None:
+            return self._mirror.device.type == "cuda"
         return self._frames is not None and self._frames.on_gpu
 
     def _query(self, queries: np.ndarray) -> np.ndarray:
@@ -346,13 +417,24 @@ class Store:
         """(scores, frame ids) top-k per query; exact whenever the index is exact or candidates are few."""
         if self._frames is None or k <= 0:
             return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
-        if cand is None:
-            return self._frames.search(q, k)
-        vids, counts = cand
-        if len(vids) == 0:
-            return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
-        lo = vids << FRAME_BITS  # one id range per video covers its frames
-        return self._frames.search(q, k, ranges=(lo, lo + counts))
+        ranges = None
+        if cand is not None:
+            vids, counts = cand
+            if len(vids) == 0:
+                return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
+            lo = vids << FRAME_BITS  # one id range per video covers its frames
+            ranges = (lo, lo + counts)
+        return self._search(self._frames, "frames", q, k, ranges=ranges)
+
+    def _search(self, master: VectorIndex, which: str, q: np.ndarray, k: int, **kw) -> tuple[np.ndarray, np.ndarray]:
+        """Search the resident mirror when there is one, else the FAISS index (also when the device is full)."""
+        mirror = self._mirror
+        if mirror is not None:
+            try:
+                return getattr(mirror, which).search(q, k, **kw)
+            except (MatrixFull, MemoryError) as exc:
+                log.warning("resident search ran out of device memory (%s); this query used the CPU index", exc)
+        return master.search(q, k, **kw)
 
     def _frame_hits(self, scores: np.ndarray, fids: np.ndarray) -> list[list[FrameHit]]:
         info = self.catalog.frame_info(fids[fids >= 0])
@@ -418,7 +500,7 @@ class Store:
         subset = None if cand is None else cand[0]
         if subset is not None and len(subset) == 0:
             return []
-        scores, vids = self._means.search(q, k, subset=subset)
+        scores, vids = self._search(self._means, "means", q, k, subset=subset)
         return [(int(v), float(s)) for s, v in zip(scores[0], vids[0]) if v >= 0]
 
     def _best_frames(self, q: np.ndarray, vids: list[int], n: int) -> dict[int, tuple[FrameHit, ...]]:
@@ -458,11 +540,46 @@ class Store:
                 "index_trained": self._frames is not None and not self._frames.exact_fallback,
                 "index_vectors": 0 if self._frames is None else self._frames.ntotal,
                 "on_gpu": self.on_gpu,
+                **self._search_backend_stats(),
                 "index_seq": self._index_seq,
                 "saved_seq": max(self._saved_seq, 0),
                 "catalog_seq": self.catalog.last_seq(),
                 "model_identity": self.catalog.model_identity,
             }
+
+    def _search_backend_stats(self) -> dict[str, Any]:
+        """The engine answering searches, its device, and the device memory it holds (bytes)."""
+        m = self._mirror
+        name = self.backend.name
+        if name == "faiss-gpu" and not self.on_gpu:
+            name = "faiss-cpu"  # an index type without a GPU clone (HNSW) stays on the CPU
+        return {
+            "search_backend": name,
+            "search_device": self.backend.device if name != "faiss-cpu" else "cpu",
+            "search_precision": m.dtype_name if m is not None else "float32",
+            "search_memory_bytes": m.memory_bytes() if m is not None else 0,
+            "search_memory_cap_bytes": (m.cap or 0) if m is not None else 0,
+        }
+
+    # ---- scoring on the resident matrix -------------------------------------------
+    def score_resident(self, video_ids: np.ndarray, score: Callable[..., np.ndarray]) -> np.ndarray | None:
+        """`score(frames_of, rows, offsets)` over the resident frames of `video_ids`, under the read lock.
+
+        `frames_of(rows)` returns fp32 frame rows on the device; `offsets` (V+1,) delimit each video's
+        rows in `video_ids` order. None when no resident matrix exists (the caller reads the catalog).
+        """
+        with self._lock.read():
+            m = self._mirror
+            if m is None:
+                return None
+            ids = np.asarray(video_ids, np.int64)
+            lo = ids << FRAME_BITS
+            try:
+                rows, offsets = m.frames.video_rows(lo, lo + (1 << FRAME_BITS))
+                return score(m.frames.frames, rows, offsets)
+            except (MatrixFull, MemoryError) as exc:
+                log.warning("resident scoring ran out of device memory (%s); reading the catalog instead", exc)
+                return None
 
     # test/bench helpers ------------------------------------------------------------
     @property

@@ -11,6 +11,17 @@ import numpy as np
 import torch
 
 from echosearch.server.tasks.scoring_math import DEFAULT_CHUNK_ROWS, _chunks, top_fraction
+from echosearch.server.tasks.spec import Task, TaskKind
+
+
+def resident_scorer(task: Task, text_emb: np.ndarray):
+    """A `score(frames_of, rows, offsets)` for Store.score_resident, or None for a custom aggregation."""
+    if task.aggregate is not None:
+        return None  # a plugin's own per-video function runs on the CPU, from the catalog
+    if task.kind is TaskKind.BINARY:
+        return lambda frames_of, rows, offsets: binary_scores(frames_of, rows, offsets, text_emb)
+    values = task.candidate_values()
+    return lambda frames_of, rows, offsets: regression_scores(frames_of, rows, offsets, text_emb, values)
 
 
 def binary_scores(frames_of, rows: torch.Tensor, offsets: np.ndarray, prompt_emb: np.ndarray) -> np.ndarray:

@@ -1,0 +1,116 @@
+"""Which engine answers searches (`--search-device`), and the torch-resident mirror of both indexes.
+
+- FAISS sees GPUs (a faiss-gpu build): today's FAISS GPU mirror, backend "faiss-gpu".
+- Otherwise, with a CUDA device visible to torch: the frame matrix and the video-mean matrix are
+  kept resident on it as torch tensors (exact GEMM + top-k), backend "torch-cuda".
+- Otherwise, or past `--gpu-memory-gb`, or when the device runs out of memory: the CPU FAISS
+  index, backend "faiss-cpu", with one WARNING when a GPU had been asked for or was in use.
+The FAISS CPU index stays the master either way (snapshots, restarts); the mirror is a cache of
+it, rebuilt at start, so it never has to be saved. "torch-cpu" puts the mirror on CPU torch:
+the configuration CI tests, since it runs the GPU code path without a GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from echosearch.server.storage.catalog import Catalog
+from echosearch.server.storage.flat_search import flat_vectors
+from echosearch.server.storage.frame_ids import frame_ids_for
+from echosearch.server.storage.index import VectorIndex
+
+log = logging.getLogger(__name__)
+
+SEARCH_DEVICES = ("auto", "cpu", "cuda", "torch-cpu")
+MEANS_SHARE = 0.1  # of the memory cap, for the video-mean matrix (a video has ~20 frames)
+FREE_MEMORY_SHARE = 0.9  # never plan to fill more than this share of the device's free memory
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The resolved search engine: name ("faiss-cpu", "faiss-gpu", "torch-cuda", "torch-cpu") and device."""
+
+    name: str
+    device: str  # "cpu", "cuda:0", ...
+    faiss_gpu: bool  # let FAISS keep its own GPU mirror
+
+
+def _torch_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve(search_device: str, faiss_gpus: int) -> Backend:
+    """Pick the backend for `--search-device`; falls back to the CPU index with one WARNING."""
+    if search_device not in SEARCH_DEVICES:
+        raise ValueError(f"search device must be one of {', '.join(SEARCH_DEVICES)}, not {search_device!r}")
+    if search_device == "cpu":
+        return Backend("faiss-cpu", "cpu", False)
+    if search_device == "torch-cpu":
+        return Backend("torch-cpu", "cpu", False)
+    if faiss_gpus > 0:
+        return Backend("faiss-gpu", "cuda:0", True)
+    if _torch_cuda():
+        return Backend("torch-cuda", "cuda:0", False)
+    if search_device == "cuda":
+        log.warning("--search-device cuda, but no CUDA device is visible: searching on the CPU FAISS index")
+    return Backend("faiss-cpu", "cpu", False)
+
+
+class ResidentMirror:
+    """Frame and video-mean matrices resident on one torch device, mirroring the FAISS master."""
+
+    def __init__(self, dim: int, device: str, *, dtype: str = "fp16", memory_cap_bytes: int | None = None) -> None:
+        import torch
+
+        from echosearch.server.storage.matrix_index import MatrixIndex
+
+        self.device = torch.device(device)
+        if self.device.type == "cpu":
+            tdtype = torch.float32  # CPU: fp32 always (exact, and fast CPU half GEMMs are rare)
+        else:
+            tdtype = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        cap = memory_cap_bytes
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            cap = int(free * FREE_MEMORY_SHARE) if cap is None else min(cap, int(free * FREE_MEMORY_SHARE))
+        self.cap = cap
+        frame_cap = None if cap is None else int(cap * (1 - MEANS_SHARE))
+        means_cap = None if cap is None else int(cap * MEANS_SHARE)
+        self.frames = MatrixIndex(dim, device=self.device, dtype=tdtype, max_bytes=frame_cap)
+        self.means = MatrixIndex(dim, device=self.device, dtype=tdtype, max_bytes=means_cap)
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.frames.dtype).removeprefix("torch.")
+
+    def memory_bytes(self) -> int:
+        """Device bytes the two matrices hold."""
+        return self.frames.memory_bytes() + self.means.memory_bytes()
+
+    def load(self, frames: VectorIndex, means: VectorIndex, catalog: Catalog) -> None:
+        """Fill both matrices from the FAISS master (Flat) or, for other factories, from the catalog."""
+        flat = frames._flat
+        if flat is not None:
+            rows = frames._rows
+            self.frames.add(rows.ids[rows.alive], flat_vectors(flat)[rows.alive])
+        else:
+            for vids, offsets, emb in catalog.iter_embedding_batches(means.ids()):
+                counts = np.diff(offsets)
+                self.frames.add(np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(vids, counts)]), emb)
+        mrows = means._rows
+        self.means.add(mrows.ids[mrows.alive], flat_vectors(means._flat)[mrows.alive])
+
+    def add(self, frame_ids: np.ndarray, frames: np.ndarray, video_ids: np.ndarray, means: np.ndarray) -> None:
+        self.frames.add(frame_ids, frames)
+        self.means.add(video_ids, means)
+
+    def remove_video(self, frame_ids: np.ndarray, video_id: int) -> None:
+        self.frames.remove(frame_ids)
+        self.means.remove(np.array([video_id], np.int64))
