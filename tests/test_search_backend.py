@@ -150,3 +150,25 @@ def test_task_scores_on_the_matrix_equal_the_catalog_path(pair):
         np.testing.assert_allclose([s.score for s in got], [s.score for s in want], rtol=1e-6, atol=1e-6)
         assert [(s.label, s.decision) for s in got] == [(s.label, s.decision) for s in want]
     assert calls, "the resident matrix was not used"
+
+
+def test_grpc_info_and_search_on_the_resident_backend(tmp_path: Path):
+    """A real server with the torch backend on CPU: GetServerInfo reports it; search and scoring go through it."""
+    from servers import start_inprocess
+    from synthetic import make_video
+
+    from echosearch.client import Client
+
+    running = start_inprocess(tmp_path / "data", search_device="torch-cpu")
+    try:
+        with Client(running.address, timeout=60) as client:
+            stored = client.ingest(make_video(seed=1), source_name="v.avi")
+            info = client.info()
+            assert (info.search_backend, info.search_device) == ("torch-cpu", "cpu")
+            assert info.search_precision == "float32" and info.search_memory_bytes > 0
+            hits = client.search_by_text("a heart", k=3)
+            assert hits and hits[0].video.video_id == stored.video.video_id
+            scores = list(client.score("pacemaker", video_ids=[stored.video.video_id]))
+            assert len(scores) == 1 and scores[0].video_id == stored.video.video_id
+    finally:
+        running.stop(2)

@@ -75,6 +75,18 @@ class ServerInfo:
     frames: int
     tasks: int
     data_dir: str
+    search: SearchBackendInfo
+
+
+@dataclass(frozen=True)
+class SearchBackendInfo:
+    """The engine answering searches and scoring: "faiss-cpu", "faiss-gpu", "torch-cuda" or "torch-cpu"."""
+
+    backend: str
+    device: str
+    precision: str
+    memory_bytes: int
+    memory_cap_bytes: int
 
 
 def package_version() -> str:
@@ -99,12 +111,22 @@ class Engine:
         use_gpu: bool | None = None,
         max_upload_bytes: int = 2 << 30,
         model: EchoClipModel | None = None,
+        search_device: str = "auto",
+        gpu_memory_gb: float | None = None,
+        search_precision: str = "fp16",
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.max_upload_bytes = int(max_upload_bytes)
         self.model = model if model is not None else load_model(model_spec, device=device, precision=precision)
-        self.store = Store(self.data_dir, index_factory=index_factory, use_gpu=use_gpu)
+        self.store = Store(
+            self.data_dir,
+            index_factory=index_factory,
+            use_gpu=use_gpu,
+            search_device=search_device,
+            gpu_memory_gb=gpu_memory_gb,
+            matrix_precision=search_precision,
+        )
         self.catalog = self.store.catalog
         bound = self.catalog.model_identity
         if bound is not None and bound != self.model.identity:
@@ -163,6 +185,7 @@ class Engine:
             frames=self.catalog.count_frames(),
             tasks=len(self.registry.list()),
             data_dir=str(self.data_dir),
+            search=SearchBackendInfo(**self.store.search_backend_info()),
         )
 
     # ---- encoding --------------------------------------------------------------------

@@ -540,25 +540,25 @@ class Store:
                 "index_trained": self._frames is not None and not self._frames.exact_fallback,
                 "index_vectors": 0 if self._frames is None else self._frames.ntotal,
                 "on_gpu": self.on_gpu,
-                **self._search_backend_stats(),
+                **{f"search_{k}": v for k, v in self.search_backend_info().items()},
                 "index_seq": self._index_seq,
                 "saved_seq": max(self._saved_seq, 0),
                 "catalog_seq": self.catalog.last_seq(),
                 "model_identity": self.catalog.model_identity,
             }
 
-    def _search_backend_stats(self) -> dict[str, Any]:
-        """The engine answering searches, its device, and the device memory it holds (bytes)."""
+    def search_backend_info(self) -> dict[str, Any]:
+        """The engine answering searches (backend, device, precision) and the device memory it holds."""
         m = self._mirror
         name = self.backend.name
         if name == "faiss-gpu" and not self.on_gpu:
             name = "faiss-cpu"  # an index type without a GPU clone (HNSW) stays on the CPU
         return {
-            "search_backend": name,
-            "search_device": self.backend.device if name != "faiss-cpu" else "cpu",
-            "search_precision": m.dtype_name if m is not None else "float32",
-            "search_memory_bytes": m.memory_bytes() if m is not None else 0,
-            "search_memory_cap_bytes": (m.cap or 0) if m is not None else 0,
+            "backend": name,
+            "device": self.backend.device if name != "faiss-cpu" else "cpu",
+            "precision": m.dtype_name if m is not None else "float32",
+            "memory_bytes": m.memory_bytes() if m is not None else 0,
+            "memory_cap_bytes": (m.cap or 0) if m is not None else 0,
         }
 
     # ---- scoring on the resident matrix -------------------------------------------
