@@ -127,8 +127,13 @@ class MatrixIndex:
 
     # ---- writes ------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Append vectors under `ids` (ids must not be present already). Raises MatrixFull past the cap."""
-        x = _np_f32(vectors, self.dim)
+        """Append vectors under `ids` (ids must not be present already). Raises MatrixFull past the cap.
+
+        `vectors` may be a torch tensor already on the device (no host round trip)."""
+        if isinstance(vectors, torch.Tensor):
+            x = vectors.reshape(-1, self.dim)
+        else:
+            x = torch.from_numpy(_np_f32(vectors, self.dim))
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) != len(x):
             raise ValueError(f"{len(ids)} ids for {len(x)} vectors")
@@ -137,7 +142,7 @@ class MatrixIndex:
         self._grow(self._n + len(ids))
         lo, hi = self._n, self._n + len(ids)
         try:
-            self._m[lo:hi] = torch.from_numpy(x).to(self.device, self.dtype)
+            self._m[lo:hi] = x.to(self.device, self.dtype)
         except torch.OutOfMemoryError as exc:
             raise MatrixFull(f"{self.device} out of memory while adding {len(ids)} rows") from exc
         self._alive[lo:hi] = True
