@@ -83,7 +83,7 @@ class MatrixIndex:
         try:
             make = torch.zeros if zero else torch.empty
             return make(shape, dtype=dtype, device=self.device)
-        except torch.OutOfMemoryError as exc:
+        except torch.cuda.OutOfMemoryError as exc:
             raise MatrixFull(f"{self.device} out of memory for {shape}: {exc}") from exc
 
     def memory_bytes(self) -> int:
@@ -143,7 +143,7 @@ class MatrixIndex:
         lo, hi = self._n, self._n + len(ids)
         try:
             self._m[lo:hi] = x.to(self.device, self.dtype)
-        except torch.OutOfMemoryError as exc:
+        except torch.cuda.OutOfMemoryError as exc:
             raise MatrixFull(f"{self.device} out of memory while adding {len(ids)} rows") from exc
         self._alive[lo:hi] = True
         self.rows.append(ids)
@@ -166,7 +166,7 @@ class MatrixIndex:
         keep = torch.from_numpy(self.rows.alive.copy()).to(self.device)
         try:
             live = self._m[: self._n][keep]
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:
             log.warning("no device memory to compact %d tombstoned rows now; will retry", self._dead)
             return
         n = len(live)
@@ -191,7 +191,7 @@ class MatrixIndex:
         """
         try:
             return self._search(queries, k, subset, ranges)
-        except torch.OutOfMemoryError as exc:
+        except torch.cuda.OutOfMemoryError as exc:
             raise MatrixFull(f"{self.device} out of memory during a search: {exc}") from exc
 
     def _search(self, queries, k, subset, ranges) -> tuple[np.ndarray, np.ndarray]:
