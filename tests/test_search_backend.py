@@ -65,7 +65,7 @@ def test_backend_resolution_and_stats(pair):
     st = torch_store.stats()
     assert st["search_backend"] == "torch-cpu" and st["search_device"] == "cpu"
     assert st["search_precision"] == "float32" and st["search_memory_bytes"] > 0
-    assert torch_store._mirror.frames.ntotal == faiss_store.frame_index.ntotal
+    assert torch_store.search_router.mirror.frames.ntotal == faiss_store.frame_index.ntotal
 
 
 def test_search_equals_faiss_with_filters_and_deletes(pair):
@@ -104,7 +104,7 @@ def test_memory_cap_falls_back_to_faiss_with_one_warning(tmp_path: Path, caplog)
     caplog.set_level(logging.WARNING)
     store = Store(tmp_path, search_device="torch-cpu", gpu_memory_gb=20_000 / 2**30, save_every=0)
     fill(store)  # ~250 frames x 16 dims x 4 B outgrows 20 kB of cap
-    assert store.stats()["search_backend"] == "faiss-cpu" and store._mirror is None
+    assert store.stats()["search_backend"] == "faiss-cpu" and store.search_router.mirror is None
     warnings = [r for r in caplog.records if "faiss-cpu" in r.getMessage() and r.levelno == logging.WARNING]
     assert len(warnings) == 1
     q = unit(np.random.default_rng(2), 1)

@@ -19,7 +19,7 @@ import numpy as np
 
 from echosearch.server.storage.catalog import Catalog
 from echosearch.server.storage.flat_search import flat_vectors
-from echosearch.server.storage.frame_ids import frame_ids_for
+from echosearch.server.storage.frame_ids import FRAME_BITS, frame_ids_for
 from echosearch.server.storage.index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -114,3 +114,116 @@ class ResidentMirror:
     def remove_video(self, frame_ids: np.ndarray, video_id: int) -> None:
         self.frames.remove(frame_ids)
         self.means.remove(np.array([video_id], np.int64))
+
+
+class SearchRouter:
+    """The store's search engine choice and its resident mirror; the store calls it under its own locks."""
+
+    def __init__(self, search_device: str, faiss_gpus: int, *, gpu_memory_gb: float | None, precision: str) -> None:
+        self.backend = resolve(search_device, faiss_gpus)
+        self._cap = None if gpu_memory_gb is None else int(float(gpu_memory_gb) * 2**30)
+        self._precision = precision
+        self.mirror: ResidentMirror | None = None
+        self._warned = False
+
+    @property
+    def resident(self) -> bool:
+        return self.backend.name.startswith("torch")
+
+    def reset(self, dim: int) -> None:
+        """An empty mirror for a store whose indexes were just created."""
+        self.mirror = None
+        if self.resident:
+            self._guard(lambda: self._new(dim))
+
+    def _new(self, dim: int) -> None:
+        self.mirror = ResidentMirror(dim, self.backend.device, dtype=self._precision, memory_cap_bytes=self._cap)
+
+    def load(self, frames: VectorIndex, means: VectorIndex, catalog: Catalog) -> None:
+        """Build the mirror of freshly opened indexes."""
+        if not self.resident:
+            return
+
+        def build() -> None:
+            self._new(frames.dim)
+            self.mirror.load(frames, means, catalog)
+            log.info(
+                "search backend %s: %d frames resident on %s (%s, %.2f GiB)",
+                self.backend.name,
+                self.mirror.frames.ntotal,
+                self.backend.device,
+                self.mirror.dtype_name,
+                self.mirror.memory_bytes() / 2**30,
+            )
+
+        self._guard(build)
+
+    def add(self, frame_ids: np.ndarray, frames: np.ndarray, video_ids: np.ndarray, means: np.ndarray) -> None:
+        if self.mirror is not None:
+            self._guard(lambda: self.mirror.add(frame_ids, frames, video_ids, means))
+
+    def remove_video(self, frame_ids: np.ndarray, video_id: int) -> None:
+        if self.mirror is not None:
+            self._guard(lambda: self.mirror.remove_video(frame_ids, video_id))
+
+    def _guard(self, fn) -> None:
+        """Run a mirror update; past the memory cap or out of device memory, drop to the CPU index once."""
+        try:
+            fn()
+        except MemoryError as exc:  # MatrixFull included
+            self._drop(str(exc))
+
+    def _drop(self, reason: str) -> None:
+        was = self.backend.name
+        self.mirror = None
+        self.backend = Backend("faiss-cpu", "cpu", False)
+        if not self._warned:
+            self._warned = True
+            log.warning("search backend %s -> faiss-cpu (the CPU FAISS index answers from now on): %s", was, reason)
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+    def search(self, master: VectorIndex, which: str, q: np.ndarray, k: int, **kw) -> tuple[np.ndarray, np.ndarray]:
+        """Search the mirror's `which` matrix ("frames"/"means") when there is one, else the FAISS index."""
+        mirror = self.mirror
+        if mirror is not None:
+            try:
+                return getattr(mirror, which).search(q, k, **kw)
+            except MemoryError as exc:
+                log.warning("resident search ran out of device memory (%s); this query used the CPU index", exc)
+        return master.search(q, k, **kw)
+
+    def score(self, video_ids: np.ndarray, score):
+        """`score(frames_of, rows, offsets)` over the mirror's frames of `video_ids`; None without a mirror."""
+        mirror = self.mirror
+        if mirror is None:
+            return None
+        lo = np.asarray(video_ids, np.int64) << FRAME_BITS
+        try:
+            rows, offsets = mirror.frames.video_rows(lo, lo + (1 << FRAME_BITS))
+            return score(mirror.frames.frames, rows, offsets)
+        except MemoryError as exc:
+            log.warning("resident scoring ran out of device memory (%s); reading the catalog instead", exc)
+            return None
+
+    @property
+    def on_gpu(self) -> bool | None:
+        """Whether the mirror is on a GPU; None without a mirror (then FAISS decides)."""
+        return None if self.mirror is None else self.mirror.device.type == "cuda"
+
+    def info(self, faiss_on_gpu: bool) -> dict:
+        m, name = self.mirror, self.backend.name
+        if name == "faiss-gpu" and not faiss_on_gpu:
+            name = "faiss-cpu"  # an index type without a GPU clone (HNSW) stays on the CPU
+        return {
+            "backend": name,
+            "device": self.backend.device if name != "faiss-cpu" else "cpu",
+            "precision": m.dtype_name if m is not None else "float32",
+            "memory_bytes": m.memory_bytes() if m is not None else 0,
+            "memory_cap_bytes": (m.cap or 0) if m is not None else 0,
+        }

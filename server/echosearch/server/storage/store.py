@@ -24,7 +24,6 @@ from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog
 from echosearch.server.storage.frame_ids import FRAME_BITS, frame_ids_for, video_of_frames
 from echosearch.server.storage.index import VectorIndex, gpu_count
-from echosearch.server.storage.positions import MatrixFull
 from echosearch.server.storage.rwlock import ReadWriteLock
 
 log = logging.getLogger(__name__)
@@ -77,14 +76,12 @@ class Store:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.index_factory = index_factory
         self.save_every = int(save_every)
-        self.backend = search_backend.resolve(search_device, gpu_count())
+        self.search_router = search_backend.SearchRouter(
+            search_device, gpu_count(), gpu_memory_gb=gpu_memory_gb, precision=matrix_precision
+        )
         if use_gpu is None:
-            use_gpu = self.backend.faiss_gpu
+            use_gpu = self.search_router.backend.faiss_gpu
         self._use_gpu, self._nprobe, self._efsearch = use_gpu, nprobe, efsearch
-        self._mirror_cap = None if gpu_memory_gb is None else int(float(gpu_memory_gb) * 2**30)
-        self._matrix_precision = matrix_precision
-        self._mirror: search_backend.ResidentMirror | None = None
-        self._mirror_warned = False
         # Searches share the lock (FAISS CPU searches may run together; each thread reads the catalog
         # through its own cursor); adds, removes, saves and close hold it alone.
         self._lock = ReadWriteLock()
@@ -102,7 +99,8 @@ class Store:
         self.catalog = Catalog(self.data_dir / "catalog.duckdb", memory_limit=memory_limit)
         try:
             self._open_indexes()
-            self._build_mirror()
+            if self._frames is not None:
+                self.search_router.load(self._frames, self._means, self.catalog)
         except BaseException:
             self.catalog.close()
             raise
@@ -116,56 +114,7 @@ class Store:
         self._means = VectorIndex(dim, "Flat", use_gpu=self._use_gpu)
         self._frames.auto_compact = self._means.auto_compact = False  # _after_write compacts off-lock
         self._index_seq = 0
-        self._mirror = None
-        if self.backend.name.startswith("torch"):
-            self._with_mirror(lambda: self._new_mirror(dim))
-
-    # ---- the resident (torch) mirror -----------------------------------------------
-    def _new_mirror(self, dim: int) -> None:
-        self._mirror = search_backend.ResidentMirror(
-            dim, self.backend.device, dtype=self._matrix_precision, memory_cap_bytes=self._mirror_cap
-        )
-
-    def _build_mirror(self) -> None:
-        """Load the resident matrices from the master indexes (Flat) or the catalog (any other factory)."""
-        if not self.backend.name.startswith("torch") or self._frames is None:
-            return
-
-        def build() -> None:
-            self._new_mirror(self._frames.dim)
-            self._mirror.load(self._frames, self._means, self.catalog)
-            log.info(
-                "search backend %s: %d frames resident on %s (%s, %.2f GiB)",
-                self.backend.name,
-                self._mirror.frames.ntotal,
-                self.backend.device,
-                self._mirror.dtype_name,
-                self._mirror.memory_bytes() / 2**30,
-            )
-
-        self._with_mirror(build)
-
-    def _with_mirror(self, fn) -> None:
-        """Run a mirror update; past the memory cap or out of device memory, drop to the CPU index once."""
-        try:
-            fn()
-        except (MatrixFull, MemoryError) as exc:
-            self._drop_mirror(str(exc))
-
-    def _drop_mirror(self, reason: str) -> None:
-        was = self.backend.name
-        self._mirror = None
-        self.backend = search_backend.Backend("faiss-cpu", "cpu", False)
-        if not self._mirror_warned:
-            self._mirror_warned = True
-            log.warning("search backend %s -> faiss-cpu (the CPU FAISS index answers from now on): %s", was, reason)
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        self.search_router.reset(dim)
 
     def _open_indexes(self) -> None:
         dim = self.catalog.embed_dim
@@ -229,15 +178,13 @@ class Store:
         means = _means(offsets, emb)
         self._frames.add(fids, emb)
         self._means.add(vids, means)
-        if self._mirror is not None:
-            self._with_mirror(lambda: self._mirror.add(fids, emb, vids, means))
+        self.search_router.add(fids, emb, vids, means)
 
     def _remove_video(self, video_id: int, n_frames: int) -> None:
         fids = frame_ids_for(video_id, n_frames)
         self._frames.remove(fids)
         self._means.remove(np.array([video_id], dtype=np.int64))
-        if self._mirror is not None:
-            self._with_mirror(lambda: self._mirror.remove_video(fids, video_id))
+        self.search_router.remove_video(fids, video_id)
 
     # ---- writes ------------------------------------------------------------------
     def add_video(
@@ -374,8 +321,9 @@ class Store:
     @property
     def on_gpu(self) -> bool:
         """True when frame searches run on a GPU (FAISS's GPU mirror or the resident CUDA matrix)."""
-        if self._mirror is not None:
-            return self._mirror.device.type == "cuda"
+        resident = self.search_router.on_gpu
+        if resident is not None:
+            return resident
         return self._frames is not None and self._frames.on_gpu
 
     def _query(self, queries: np.ndarray) -> np.ndarray:
@@ -427,14 +375,7 @@ class Store:
         return self._search(self._frames, "frames", q, k, ranges=ranges)
 
     def _search(self, master: VectorIndex, which: str, q: np.ndarray, k: int, **kw) -> tuple[np.ndarray, np.ndarray]:
-        """Search the resident mirror when there is one, else the FAISS index (also when the device is full)."""
-        mirror = self._mirror
-        if mirror is not None:
-            try:
-                return getattr(mirror, which).search(q, k, **kw)
-            except (MatrixFull, MemoryError) as exc:
-                log.warning("resident search ran out of device memory (%s); this query used the CPU index", exc)
-        return master.search(q, k, **kw)
+        return self.search_router.search(master, which, q, k, **kw)
 
     def _frame_hits(self, scores: np.ndarray, fids: np.ndarray) -> list[list[FrameHit]]:
         info = self.catalog.frame_info(fids[fids >= 0])
@@ -549,17 +490,7 @@ class Store:
 
     def search_backend_info(self) -> dict[str, Any]:
         """The engine answering searches (backend, device, precision) and the device memory it holds."""
-        m = self._mirror
-        name = self.backend.name
-        if name == "faiss-gpu" and not self.on_gpu:
-            name = "faiss-cpu"  # an index type without a GPU clone (HNSW) stays on the CPU
-        return {
-            "backend": name,
-            "device": self.backend.device if name != "faiss-cpu" else "cpu",
-            "precision": m.dtype_name if m is not None else "float32",
-            "memory_bytes": m.memory_bytes() if m is not None else 0,
-            "memory_cap_bytes": (m.cap or 0) if m is not None else 0,
-        }
+        return self.search_router.info(self._frames is not None and self._frames.on_gpu)
 
     # ---- scoring on the resident matrix -------------------------------------------
     def score_resident(self, video_ids: np.ndarray, score: Callable[..., np.ndarray]) -> np.ndarray | None:
@@ -569,17 +500,7 @@ class Store:
         rows in `video_ids` order. None when no resident matrix exists (the caller reads the catalog).
         """
         with self._lock.read():
-            m = self._mirror
-            if m is None:
-                return None
-            ids = np.asarray(video_ids, np.int64)
-            lo = ids << FRAME_BITS
-            try:
-                rows, offsets = m.frames.video_rows(lo, lo + (1 << FRAME_BITS))
-                return score(m.frames.frames, rows, offsets)
-            except (MatrixFull, MemoryError) as exc:
-                log.warning("resident scoring ran out of device memory (%s); reading the catalog instead", exc)
-                return None
+            return self.search_router.score(video_ids, score)
 
     # test/bench helpers ------------------------------------------------------------
     @property
