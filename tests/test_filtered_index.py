@@ -116,6 +116,8 @@ def test_ann_filtered_small_candidate_sets_are_exact(factory):
     idx.ann_cost.per_row = {"exact": 1.0, "index": 1e-12}  # the index's own filtered search: ids still valid
     _, ids = idx.search(q, 10, ranges=(lo, lo + (1 << 20)))
     assert np.isin(ids[ids >= 0], fids[keep]).all()
+    if factory.startswith("IVF"):  # nprobe=1 holds few candidates: it probes wider instead of answering short
+        assert (ids >= 0).all()
 
 
 def test_filter_cost_model_learns_from_timings():

@@ -19,6 +19,7 @@ import math
 import re
 import threading
 import time
+from collections import OrderedDict
 
 import faiss
 import numpy as np
@@ -116,9 +117,11 @@ class VectorIndex:
         self.auto_compact = True  # compact inside remove(); the store turns this off and compacts off-lock
         self._rows: RowMap | None = None  # id-mapped indexes: row -> id and tombstones
         self._dead_sel: tuple | None = None  # cached exclusion selector for tombstoned ids
+        self._sel_cache: OrderedDict[int, faiss.IDSelector] = OrderedDict()  # recent candidate selectors
         # filtered searches: measured seconds per row of each strategy (see search)
         self.flat_cost = CostModel(flat_search.STRATEGY_PRIORS)
         self.ann_cost = CostModel({"index": 0.05, "exact": 1.0})
+        self._unfiltered_s: list[float] = []  # recent unfiltered search times per query (ANN indexes)
         if _loaded is not None:
             self._index = _loaded
             self.exact_fallback = self._is_flat(_loaded) and not self._factory_is_flat()
@@ -382,7 +385,11 @@ class VectorIndex:
                 if self._idmapped:
                     ids = self._row_ids(ids.astype(np.int64))
                 return scores, ids.astype(np.int64)
+            t0 = time.perf_counter()
             scores, ids = self._index.search(q, k)
+            if self._flat is None:  # an ANN index: its unfiltered time bounds exact filtered scans
+                self._unfiltered_s.append((time.perf_counter() - t0) / len(q))
+                del self._unfiltered_s[:-9]
             return scores, ids.astype(np.int64)
         flat = self._flat
         if flat is not None:
@@ -390,6 +397,19 @@ class VectorIndex:
             return scores, self._row_ids(rows)
         scores, ids = self._index.search(q, k, params=self._params(self._dead_selector()))
         return scores, ids.astype(np.int64)
+
+    def _candidate_selector(self, ranges: tuple[np.ndarray, np.ndarray], cand: np.ndarray) -> faiss.IDSelector:
+        """An IDSelectorBatch over `cand`, reused while the same ranges come back (a cohort searched again)."""
+        key = hash((np.asarray(ranges[0]).tobytes(), np.asarray(ranges[1]).tobytes()))
+        sel = self._sel_cache.get(key)
+        if sel is None:
+            sel = faiss.IDSelectorBatch(cand)  # absent ids in it are harmless, so no invalidation
+            self._sel_cache[key] = sel
+            while len(self._sel_cache) > 4:
+                self._sel_cache.popitem(last=False)
+        else:
+            self._sel_cache.move_to_end(key)
+        return sel
 
     def _dead_selector(self) -> faiss.IDSelector:
         if self._dead_sel is None:
@@ -418,7 +438,13 @@ class VectorIndex:
             return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
         how = "exact" if self.exact_storage else "index"
         if how == "exact":
-            how = self.ann_cost.cheapest({"exact": len(cand), "index": int(self._index.ntotal)})
+            # Exact whenever it is expected to cost no more than the index's own filtered search or an
+            # unfiltered search of this index (so a filter never makes a query slower than none, and small
+            # candidate sets are answered exactly); otherwise the index's selector, at its recall.
+            cheapest = self.ann_cost.cheapest({"exact": len(cand), "index": int(self._index.ntotal)})
+            exact_s = self.ann_cost.per_row["exact"] * len(cand)
+            if cheapest == "index" and not (self._unfiltered_s and exact_s <= float(np.median(self._unfiltered_s))):
+                how = "index"
         t0 = time.perf_counter()
         if how == "exact":
             vectors = self._inner().reconstruct_batch(rows) if rows is not None else self._index.reconstruct_batch(cand)
@@ -426,12 +452,22 @@ class VectorIndex:
             top = flat_search.topk_desc(scores, k)
             out = np.take_along_axis(scores, top, axis=1), cand[top]
         else:
-            sel = faiss.IDSelectorBatch(cand)
+            sel = self._candidate_selector(ranges, cand)
             if self._rows is not None and self._rows.dead:
                 sel = faiss.IDSelectorAnd(sel, self._dead_selector())
-            scores, ids = self._index.search(q, min(k, len(cand)), params=self._params(sel))
+            kk = min(k, len(cand))
+            params = self._params(sel)
+            scores, ids = self._index.search(q, kk, params=params)
+            # IVF: the probed lists may hold fewer than k candidates; probe wider rather than answer short
+            while (ids < 0).any() and isinstance(params, faiss.SearchParametersIVF):
+                nlist = faiss.extract_index_ivf(self._inner()).nlist
+                if params.nprobe >= nlist:
+                    break
+                params.nprobe = min(nlist, params.nprobe * 4)
+                scores, ids = self._index.search(q, kk, params=params)
             out = scores, ids.astype(np.int64)
-        self.ann_cost.learn(how, time.perf_counter() - t0, len(cand) if how == "exact" else int(self._index.ntotal))
+        per_query = (time.perf_counter() - t0) / len(q)  # costs are per query: batches vary in size
+        self.ann_cost.learn(how, per_query, len(cand) if how == "exact" else int(self._index.ntotal))
         return out
 
     # ---- persistence ---------------------------------------------------------------
