@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -129,3 +130,19 @@ def test_filter_cost_model_learns_from_timings():
     for sel in (slice(None, None, 2), slice(None, 100)):
         idx.search(unit(rng, 1), 5, ranges=(lo[sel], lo[sel] + (1 << 20)))
     assert idx.flat_cost._measured  # timings replaced the priors
+
+
+def test_gpu_mirror_overfetches_past_tombstones():
+    """The FAISS GPU mirror keeps tombstoned rows; a CPU clone stands in for it here."""
+    rng = np.random.default_rng(3)
+    vids, counts, fids, x = videos(rng, 60)
+    idx = VectorIndex(DIM, "Flat", use_gpu=False)
+    idx.add(fids, x)
+    for v in vids[:5]:
+        idx.remove(fids[(fids >> 20) == v])
+    assert idx._rows.dead > 0
+    clone = faiss.clone_index(idx._inner())  # like index_cpu_to_all_gpus: every row, dead ones included
+    idx._gpu_mirror = lambda: clone
+    q = unit(rng, 4)
+    alive = ~np.isin(fids >> 20, vids[:5])
+    assert_topk_equal(idx.search(q, 7), brute(fids, x, q, 7, alive))

@@ -30,6 +30,8 @@ from echosearch.server.storage.positions import CostModel, RowMap
 log = logging.getLogger(__name__)
 
 COMPACT_FRACTION = 0.2  # compact an id-mapped index once this share of its rows is tombstoned
+GPU_MAX_K = 2048  # FAISS GPU's largest k
+GPU_OVERFETCH_MAX = 1024  # up to this many tombstones, the GPU mirror over-fetches instead of stepping aside
 
 TRAIN_POINTS_PER_CENTROID = 39  # FAISS warns below this many training points per k-means centroid
 
@@ -377,14 +379,23 @@ class VectorIndex:
         return np.where(rows >= 0, ids, -1)
 
     def _search_all(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        dead = self._rows is not None and self._rows.dead > 0
-        if not dead:
+        n_dead = self._rows.dead if self._rows is not None else 0
+        dead = n_dead > 0
+        if n_dead <= GPU_OVERFETCH_MAX and k + n_dead <= GPU_MAX_K:
             gpu = self._gpu_mirror()
             if gpu is not None:
-                scores, ids = gpu.search(q, k)
-                if self._idmapped:
-                    ids = self._row_ids(ids.astype(np.int64))
-                return scores, ids.astype(np.int64)
+                # tombstoned rows are still in the GPU clone: fetch that many more, then drop them
+                scores, rows = gpu.search(q, k + n_dead)
+                if not self._idmapped:
+                    return scores, rows.astype(np.int64)
+                rows = rows.astype(np.int64)
+                if dead:
+                    live = (rows >= 0) & self._rows.alive[np.clip(rows, 0, None)]
+                    order = np.argsort(~live, axis=1, kind="stable")[:, :k]  # live hits first, in score order
+                    scores = np.where(np.take_along_axis(live, order, 1), np.take_along_axis(scores, order, 1), -np.inf)
+                    rows = np.where(np.take_along_axis(live, order, 1), np.take_along_axis(rows, order, 1), -1)
+                return scores.astype(np.float32), self._row_ids(rows)
+        if not dead:
             t0 = time.perf_counter()
             scores, ids = self._index.search(q, k)
             if self._flat is None:  # an ANN index: its unfiltered time bounds exact filtered scans
