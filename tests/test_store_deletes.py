@@ -89,3 +89,19 @@ def test_searches_do_not_wait_for_the_delete_transaction(store: Store):
     th.join()
     assert waited < 1.0, f"searches waited {waited:.2f} s behind a delete"
     assert victim not in set(store.mean_index.ids().tolist())
+
+
+def test_filter_candidates_follow_writes(store: Store):
+    """The per-filter candidate cache never serves a stale cohort after an ingest or a delete."""
+    flt = VideoFilter(views=("PLAX",))
+    q = unit(np.random.default_rng(4), 1)
+
+    def found() -> set[int]:
+        return {h.video_id for h in store.search_frames(q, 1000, flt)[0]}
+
+    before = found()
+    assert before == found()  # served from the cache the second time
+    rec, _ = add(store, 1000 + 1, np.random.default_rng(5))  # i % 3 == 1: a PLAX video
+    assert found() == before | {rec.video_id}
+    store.delete_video(rec.video_id)
+    assert found() == before

@@ -29,7 +29,7 @@ from echosearch.server.storage.rwlock import ReadWriteLock
 log = logging.getLogger(__name__)
 
 CANDIDATE_CACHE_ENTRIES = 32  # recent filters whose candidate lists are kept
-CANDIDATE_CACHE_MAX_VIDEOS = 1_000_000  # bigger candidate lists are not cached (16 B a video)
+CANDIDATE_CACHE_MAX_VIDEOS = 2_000_000  # videos held across all cached candidate lists (16 B each: 32 MB)
 
 
 @dataclass(frozen=True)
@@ -355,7 +355,10 @@ class Store:
         if len(vids) <= CANDIDATE_CACHE_MAX_VIDEOS:
             with self._cand_cache_lock:
                 self._cand_cache[key] = (seq, (vids, counts))
-                while len(self._cand_cache) > CANDIDATE_CACHE_ENTRIES:
+                # bounded twice: entries, and videos held in all of them (16 B each)
+                while len(self._cand_cache) > CANDIDATE_CACHE_ENTRIES or (
+                    sum(len(v[1][0]) for v in self._cand_cache.values()) > CANDIDATE_CACHE_MAX_VIDEOS
+                ):
                     self._cand_cache.popitem(last=False)
         return vids, counts
 
