@@ -101,7 +101,7 @@ def test_filter_candidates_follow_writes(store: Store):
 
     before = found()
     assert before == found()  # served from the cache the second time
-    rec, _ = add(store, 1000 + 1, np.random.default_rng(5))  # i % 3 == 1: a PLAX video
+    rec, _ = add(store, 1000, np.random.default_rng(5))  # 1000 % 3 == 1: a PLAX video
     assert found() == before | {rec.video_id}
     store.delete_video(rec.video_id)
     assert found() == before
