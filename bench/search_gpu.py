@@ -37,7 +37,7 @@ from echosearch.server.tasks.resident_scoring import regression_scores  # noqa: 
 from echosearch.server.tasks.scoring_math import score_regression  # noqa: E402
 
 DIM = 512
-SCORE_BATCH = 4096  # videos per ScoreVideos batch
+SCORE_BATCH = 1024  # videos per ScoreVideos batch (api.DEFAULT_SCORE_BATCH)
 
 
 def unit_rows(n: int, device: torch.device, seed: int) -> torch.Tensor:
