@@ -11,41 +11,25 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from echosearch.server.errors import InvalidRequestError
-from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
+from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoHit, VideoMetadata, VideoRecord
 from echosearch.server.storage import search_backend
 from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog
 from echosearch.server.storage.frame_ids import FRAME_BITS, frame_ids_for, video_of_frames
 from echosearch.server.storage.index import VectorIndex, gpu_count
+from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.rwlock import ReadWriteLock
 
 log = logging.getLogger(__name__)
 
 CANDIDATE_CACHE_ENTRIES = 32  # recent filters whose candidate lists are kept
 CANDIDATE_CACHE_MAX_VIDEOS = 2_000_000  # videos held across all cached candidate lists (16 B each: 32 MB)
-
-
-@dataclass(frozen=True)
-class FrameHit:
-    frame_id: int
-    video_id: int
-    frame_index: int
-    timestamp: float
-    score: float
-
-
-@dataclass(frozen=True)
-class VideoHit:
-    video_id: int
-    score: float
-    best_frames: tuple[FrameHit, ...]
 
 
 def _means(offsets: np.ndarray, emb: np.ndarray) -> np.ndarray:
@@ -56,7 +40,13 @@ def _means(offsets: np.ndarray, emb: np.ndarray) -> np.ndarray:
 
 
 class Store:
-    """Catalog + frame index + video-mean index, kept consistent across crashes."""
+    """Catalog + frame index + video-mean index, kept consistent across crashes.
+
+    The only write path: one writer at a time (`_writes`: catalog order = index order), and the
+    readers-writer lock keeps index changes apart from searches — held exclusively only for the
+    index change itself, never for a catalog transaction, a compaction build or a snapshot save. Callers above it
+    (the engine, the scoring service) read through `reader`, a read-only catalog view.
+    """
 
     def __init__(
         self,
@@ -96,7 +86,9 @@ class Store:
         self._means: VectorIndex | None = None
         self._index_seq = 0
         self._saved_seq = -1
+        self._closed = False
         self.catalog = Catalog(self.data_dir / "catalog.duckdb", memory_limit=memory_limit)
+        self.reader = CatalogReader(self.catalog)
         try:
             self._open_indexes()
             if self._frames is not None:
@@ -298,6 +290,14 @@ class Store:
             with self._lock.read():
                 self._save()
 
+    def put_prompt_embeddings(self, model_identity: str, embeddings: Mapping[str, np.ndarray]) -> None:
+        """Cache text embeddings in the catalog (the indexes are not involved, so no index lock)."""
+        self.catalog.put_prompt_embeddings(model_identity, embeddings)
+
+    def get_prompt_embeddings(self, model_identity: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Cached text embeddings of `model_identity` for those `texts` that are cached."""
+        return self.catalog.get_prompt_embeddings(model_identity, texts)
+
     def save(self) -> None:
         """Atomically persist both indexes with the catalog seq they cover."""
         with self._writes, self._lock.read():
@@ -310,8 +310,11 @@ class Store:
         self._saved_seq = self._index_seq
 
     def close(self) -> None:
-        """Save the indexes and close the catalog."""
+        """Save the indexes and close the catalog; safe to call twice."""
         with self._writes, self._lock.write():
+            if self._closed:
+                return
+            self._closed = True
             try:
                 self._save()
             finally:
@@ -375,7 +378,7 @@ class Store:
                 return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
             lo = vids << FRAME_BITS  # one id range per video covers its frames
             ranges = (lo, lo + counts)
-        return self._search(self._frames, "frames", q, k, ranges=ranges)
+        return self._search(self._frames, "frames", q, k, **({} if ranges is None else {"ranges": ranges}))
 
     def _search(self, master: VectorIndex, which: str, q: np.ndarray, k: int, **kw) -> tuple[np.ndarray, np.ndarray]:
         return self.search_router.search(master, which, q, k, **kw)
@@ -413,8 +416,7 @@ class Store:
         """Top-k videos for one query: by best frame ("max") or by mean frame ("mean")."""
         q = self._query(query)[:1]
         k, fpv = int(k), max(0, int(frames_per_video))
-        if aggregation not in ("max", "mean"):
-            raise InvalidRequestError(f"unknown aggregation {aggregation!r}; use 'max' or 'mean'")
+        assert aggregation in ("max", "mean"), aggregation  # the engine validated the request
         with self._lock.read():
             cand = self._candidates(flt, exclude)
             if k <= 0 or self._frames is None:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from echosearch.server.tasks.scoring_math import DEFAULT_CHUNK_ROWS, _chunks, top_fraction
-from echosearch.server.tasks.spec import Task, TaskKind
+from echosearch.tasks.spec import Task, TaskKind
 
 CUDA_CHUNK_ROWS = 1 << 17
 
