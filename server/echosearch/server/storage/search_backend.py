@@ -111,9 +111,9 @@ class ResidentMirror:
         self.frames.add(frame_ids, frames)
         self.means.add(video_ids, means)
 
-    def remove_video(self, frame_ids: np.ndarray, video_id: int) -> None:
+    def remove_videos(self, frame_ids: np.ndarray, video_ids: np.ndarray) -> None:
         self.frames.remove(frame_ids)
-        self.means.remove(np.array([video_id], np.int64))
+        self.means.remove(video_ids)
 
 
 class SearchRouter:
@@ -162,9 +162,9 @@ class SearchRouter:
         if self.mirror is not None:
             self._guard(lambda: self.mirror.add(frame_ids, frames, video_ids, means))
 
-    def remove_video(self, frame_ids: np.ndarray, video_id: int) -> None:
+    def remove_videos(self, frame_ids: np.ndarray, video_ids: np.ndarray) -> None:
         if self.mirror is not None:
-            self._guard(lambda: self.mirror.remove_video(frame_ids, video_id))
+            self._guard(lambda: self.mirror.remove_videos(frame_ids, video_ids))
 
     def _guard(self, fn) -> None:
         """Run a mirror update; past the memory cap or out of device memory, drop to the CPU index once."""

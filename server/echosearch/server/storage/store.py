@@ -23,6 +23,7 @@ from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog
 from echosearch.server.storage.frame_ids import FRAME_BITS, frame_ids_for, video_of_frames
 from echosearch.server.storage.index import VectorIndex, gpu_count
+from echosearch.server.storage.positions import ranges_to_rows
 from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.rwlock import ReadWriteLock
 
@@ -154,8 +155,7 @@ class Store:
         if len(seqs) == 0:
             return
         log.info("catching up index from seq %d to %d (%d changes)", self._index_seq, seqs[-1], len(seqs))
-        for vid, n in zip(vids[is_delete], n_frames[is_delete]):
-            self._remove_video(int(vid), int(n))
+        self._remove_videos(list(zip(vids[is_delete].tolist(), n_frames[is_delete].tolist())))
         added = vids[~is_delete]
         for batch, offsets, emb in self.catalog.iter_embedding_batches(added):
             self._add_batch(batch, offsets, emb)
@@ -172,11 +172,16 @@ class Store:
         self._means.add(vids, means)
         self.search_router.add(fids, emb, vids, means)
 
-    def _remove_video(self, video_id: int, n_frames: int) -> None:
-        fids = frame_ids_for(video_id, n_frames)
+    def _remove_videos(self, videos: Sequence[tuple[int, int]]) -> None:
+        """Tombstone (video id, frame count) pairs in every index, in one pass each (fast under the lock)."""
+        if not videos:
+            return
+        vids = np.array([int(v) for v, _ in videos], dtype=np.int64)
+        lo = vids << FRAME_BITS
+        fids = ranges_to_rows(lo, lo + np.array([int(n) for _, n in videos], dtype=np.int64))
         self._frames.remove(fids)
-        self._means.remove(np.array([video_id], dtype=np.int64))
-        self.search_router.remove_video(fids, video_id)
+        self._means.remove(vids)
+        self.search_router.remove_videos(fids, vids)
 
     # ---- writes ------------------------------------------------------------------
     def add_video(
@@ -254,7 +259,7 @@ class Store:
             seq = self.catalog.last_seq()  # read before taking the index lock: searches never wait on DuckDB
             with self._lock.write():
                 if self._frames is not None:
-                    self._remove_video(int(video_id), n)
+                    self._remove_videos([(int(video_id), n)])
                 self._index_seq = seq
             self._after_write()
 
@@ -268,8 +273,7 @@ class Store:
             seq = self.catalog.last_seq()
             with self._lock.write():
                 if self._frames is not None:
-                    for vid, n in gone:
-                        self._remove_video(vid, n)
+                    self._remove_videos(gone)
                 self._index_seq = seq
             self._after_write()
             return len(gone)
