@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ class MatrixIndex:
         *,
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
-        max_bytes: int | None = None,
+        max_bytes: int | Callable[[], int] | None = None,
         capacity: int = 4096,
     ) -> None:
         self.dim = int(dim)
@@ -73,11 +74,16 @@ class MatrixIndex:
 
     # ---- memory ------------------------------------------------------------------
     def _check_cap(self, rows: int) -> None:
-        if self.max_bytes is not None and rows * self._row_bytes > self.max_bytes:
+        limit = self._limit()
+        if limit is not None and rows * self._row_bytes > limit:
             raise MatrixFull(
                 f"{rows} rows x {self.dim} ({self.dtype}) need {rows * self._row_bytes / 2**30:.2f} GiB, "
-                f"over the {self.max_bytes / 2**30:.2f} GiB cap"
+                f"over the {limit / 2**30:.2f} GiB cap"
             )
+
+    def _limit(self) -> int | None:
+        """Bytes this matrix may hold: a fixed cap, or what a shared budget leaves it (a callable)."""
+        return self.max_bytes() if callable(self.max_bytes) else self.max_bytes
 
     def _alloc(self, shape: tuple[int, ...], dtype: torch.dtype, zero: bool = False) -> torch.Tensor:
         try:
@@ -95,7 +101,8 @@ class MatrixIndex:
         if need <= cap:
             return
         new_cap = max(need, int(cap * 1.5))
-        if self.max_bytes is not None and new_cap * self._row_bytes > self.max_bytes:
+        limit = self._limit()
+        if limit is not None and new_cap * self._row_bytes > limit:
             new_cap = need  # grow only as far as needed when near the cap
         self._check_cap(new_cap)
         m = self._alloc((new_cap, self.dim), self.dtype)

@@ -25,7 +25,6 @@ from echosearch.server.storage.index import VectorIndex
 log = logging.getLogger(__name__)
 
 SEARCH_DEVICES = ("auto", "cpu", "cuda", "torch-cpu")
-MEANS_SHARE = 0.1  # of the memory cap, for the video-mean matrix (a video has ~20 frames)
 FREE_MEMORY_SHARE = 0.9  # never plan to fill more than this share of the device's free memory
 
 
@@ -81,10 +80,16 @@ class ResidentMirror:
             free, _ = torch.cuda.mem_get_info(self.device)
             cap = int(free * FREE_MEMORY_SHARE) if cap is None else min(cap, int(free * FREE_MEMORY_SHARE))
         self.cap = cap
-        frame_cap = None if cap is None else int(cap * (1 - MEANS_SHARE))
-        means_cap = None if cap is None else int(cap * MEANS_SHARE)
-        self.frames = MatrixIndex(dim, device=self.device, dtype=tdtype, max_bytes=frame_cap)
-        self.means = MatrixIndex(dim, device=self.device, dtype=tdtype, max_bytes=means_cap)
+        # one budget for both matrices: each may use what the other leaves of it
+        self.frames = MatrixIndex(dim, device=self.device, dtype=tdtype, max_bytes=cap)
+        self.means = MatrixIndex(
+            dim,
+            device=self.device,
+            dtype=tdtype,
+            max_bytes=None if cap is None else lambda: cap - self.frames.memory_bytes(),
+        )
+        if cap is not None:
+            self.frames.max_bytes = lambda: cap - self.means.memory_bytes()
 
     @property
     def dtype_name(self) -> str:
