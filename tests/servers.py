@@ -23,6 +23,7 @@ def start_inprocess(
     tls: tuple[Path, Path] | None = None,
     max_upload_bytes: int = 2 << 30,
     workers: int = 8,
+    limits=None,
     **engine_options,
 ):
     """An Engine over `data_dir` with the tiny model, served on 127.0.0.1:<free port>. Call .stop() when done."""
@@ -30,7 +31,12 @@ def start_inprocess(
     from echosearch.server.serve import start_server
 
     engine = Engine(
-        data_dir=data_dir, model_spec=TEST_MODEL, device="cpu", max_upload_bytes=max_upload_bytes, **engine_options
+        data_dir=data_dir,
+        model_spec=TEST_MODEL,
+        device="cpu",
+        max_upload_bytes=max_upload_bytes,
+        limits=limits,
+        **engine_options,
     )
     try:
         return start_server(

@@ -126,7 +126,7 @@ def test_cuda_requested_without_gpu_warns_once_and_uses_cpu(monkeypatch, caplog)
 class Prompts:
     """A prompt cache with fixed random text embeddings."""
 
-    def embed(self, texts):
+    def embed(self, texts, persist=True):
         return np.stack([unit(np.random.default_rng(abs(hash(t)) % 2**32), 1, DIM)[0] for t in texts])
 
 

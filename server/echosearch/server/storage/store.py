@@ -21,6 +21,7 @@ from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, Vi
 from echosearch.server.storage import search_backend
 from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog
+from echosearch.server.storage.disk_errors import disk_errors
 from echosearch.server.storage.frame_ids import FRAME_BITS, frame_ids_for, video_of_frames
 from echosearch.server.storage.index import VectorIndex, gpu_count
 from echosearch.server.storage.positions import ranges_to_rows
@@ -132,6 +133,17 @@ class Store:
             self._frames.auto_compact = self._means.auto_compact = False
             self._saved_seq = loaded.seq
             self._catch_up()
+            frames, videos = self.catalog.count_frames(), self.catalog.count_videos()
+            if self._frames.ntotal != frames or self._means.ntotal != videos:
+                log.warning(
+                    "index holds %d frames / %d videos but the catalog %d / %d after catch-up; rebuilding",
+                    self._frames.ntotal,
+                    self._means.ntotal,
+                    frames,
+                    videos,
+                )
+                self._rebuild(dim)
+                self._saved_seq = -1
         if self._index_seq != self._saved_seq:
             self.save()
 
@@ -157,6 +169,10 @@ class Store:
         log.info("catching up index from seq %d to %d (%d changes)", self._index_seq, seqs[-1], len(seqs))
         self._remove_videos(list(zip(vids[is_delete].tolist(), n_frames[is_delete].tolist())))
         added = vids[~is_delete]
+        # Idempotent: a video the index already holds (a snapshot labelled older than its contents)
+        # is not added twice; frames and mean are always added together, so the mean index says.
+        if len(added) and self._means.ntotal:
+            added = added[~np.isin(added, self._means.ids())]
         for batch, offsets, emb in self.catalog.iter_embedding_batches(added):
             self._add_batch(batch, offsets, emb)
         self._index_seq = int(seqs[-1])
@@ -199,7 +215,7 @@ class Store:
         frames: FrameEmbeddings,
     ) -> tuple[VideoRecord, bool]:
         """Commit the video to the catalog (one transaction), then add it to both indexes."""
-        with self._writes:
+        with self._writes, disk_errors(self.data_dir):
             result = self.catalog.add_video(
                 sha256=sha256,
                 source_name=source_name,
@@ -223,7 +239,7 @@ class Store:
         All or nothing; idempotent by sha256 (a repeat, in the store or earlier in the batch, comes
         back with created=False). For bulk loads and migrations; results are in input order.
         """
-        with self._writes:
+        with self._writes, disk_errors(self.data_dir):
             results = self.catalog.add_videos(items)
             with self._lock.write():
                 self._index_new(results, [item["frames"] for item in items])
@@ -255,7 +271,8 @@ class Store:
         """
         with self._writes:
             n = self.catalog.get_video(video_id).sampled_frames
-            self.catalog.delete_video(video_id)
+            with disk_errors(self.data_dir):
+                self.catalog.delete_video(video_id)
             seq = self.catalog.last_seq()  # read before taking the index lock: searches never wait on DuckDB
             with self._lock.write():
                 if self._frames is not None:
@@ -269,7 +286,8 @@ class Store:
         For bulk deletes: one transaction and one index pass instead of one each. Returns the count.
         """
         with self._writes:
-            gone = self.catalog.delete_videos(video_ids)
+            with disk_errors(self.data_dir):
+                gone = self.catalog.delete_videos(video_ids)
             seq = self.catalog.last_seq()
             with self._lock.write():
                 if self._frames is not None:
@@ -292,7 +310,13 @@ class Store:
                     index.finish_compaction(prepared)
         if self.save_every > 0 and self._index_seq - max(self._saved_seq, 0) >= self.save_every:
             with self._lock.read():
-                self._save()
+                try:
+                    self._save()
+                except (OSError, RuntimeError) as exc:  # FAISS reports a failed write as RuntimeError
+                    # The write that triggered this is committed; the snapshot is only a cache of the catalog.
+                    log.warning(
+                        "could not save an index snapshot (%s); the next start catches up from the catalog", exc
+                    )
 
     def put_prompt_embeddings(self, model_identity: str, embeddings: Mapping[str, np.ndarray]) -> None:
         """Cache text embeddings in the catalog (the indexes are not involved, so no index lock)."""
@@ -321,6 +345,15 @@ class Store:
             self._closed = True
             try:
                 self._save()
+            except (
+                OSError,
+                RuntimeError,
+            ) as exc:  # e.g. a full disk (FAISS raises RuntimeError): nothing is lost, the catalog is the truth
+                log.error(
+                    "could not save the index snapshot at close (%s); the next start rebuilds or catches up "
+                    "from the catalog",
+                    exc,
+                )
             finally:
                 self.catalog.close()
 
