@@ -191,6 +191,8 @@ class ServeOptions:
     token: str | None = None
     grace: float = 30.0
     limits: Limits = field(default_factory=Limits)  # per-request caps (the --max-*/--upload-* flags)
+    phi: str = "hash"  # DICOM PatientID: hash | keep | drop (docs/dicom.md)
+    dicom_mask: str = "region"  # DICOM pixels outside the largest 2D ultrasound region: region (blacked out) | off
 
 
 def read_token(token_file: Path | None) -> str | None:
@@ -217,6 +219,8 @@ def serve(opts: ServeOptions) -> int:
             gpu_memory_gb=opts.gpu_memory_gb,
             search_precision=opts.search_precision,
             limits=opts.limits,
+            phi=opts.phi,
+            dicom_mask=opts.dicom_mask,
         )
     except EchoSearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
