@@ -463,7 +463,9 @@ class Store:
             else:
                 ranked = self._top_by_max(q, k, cand)
             best = self._best_frames(q, [v for v, _ in ranked], fpv)
-            return [VideoHit(v, s, best.get(v, ())) for v, s in ranked]
+            # Writers commit to the catalog without the search lock, so a video ranked from the index can be
+            # deleted before its frames are read: it then answers as if the search ran after the delete.
+            return [VideoHit(v, s, best.get(v, ())) for v, s in ranked if fpv <= 0 or v in best]
 
     def _top_by_max(self, q: np.ndarray, k: int, cand) -> list[tuple[int, float]]:
         """Over-fetch frames until k distinct videos appear (the first k distinct are the exact top-k)."""
@@ -502,7 +504,9 @@ class Store:
             all_fids.extend(fids.tolist())
         info = self.catalog.frame_info(np.asarray(all_fids, dtype=np.int64))
         return {
-            v: tuple(FrameHit(f, v, int(info[f][0]), float(info[f][1]), s) for f, s in fl) for v, fl in picks.items()
+            v: tuple(FrameHit(f, v, int(info[f][0]), float(info[f][1]), s) for f, s in fl)
+            for v, fl in picks.items()
+            if all(f in info for f, _ in fl)  # absent: deleted between the two reads
         }
 
     def top_videos_by_mean(self, query: np.ndarray, k: int, flt: VideoFilter | None = None) -> list[tuple[int, float]]:
