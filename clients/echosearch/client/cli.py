@@ -8,6 +8,7 @@ by `serve`, so the client commands stay light.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -83,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight calls get on SIGTERM (default 30)")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--thumbnails",
+        choices=("on", "off"),
+        default="on",
+        help="keep a small JPEG of each embedded frame's model-input crop (default on; off keeps no pixels)",
+    )
 
     p = sub.add_parser("ingest", parents=[common], help="upload video files and folders (recursive)")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -379,6 +386,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         index_factory=args.index, max_upload_mb=args.max_upload_mb, workers=args.workers, tls_cert=args.tls_cert,
         tls_key=args.tls_key, token=token, grace=args.grace,
     )  # fmt: skip
+    opts = dataclasses.replace(opts, thumbnails=args.thumbnails == "on")
     return serve(opts)
 
 

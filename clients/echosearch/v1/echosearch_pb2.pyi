@@ -161,14 +161,16 @@ class FrameHit(_message.Message):
     def __init__(self, frame_id: _Optional[int] = ..., frame_index: _Optional[int] = ..., timestamp_seconds: _Optional[float] = ..., score: _Optional[float] = ...) -> None: ...
 
 class SearchResult(_message.Message):
-    __slots__ = ("video", "score", "best_frames")
+    __slots__ = ("video", "score", "best_frames", "thumbnail")
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     BEST_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    THUMBNAIL_FIELD_NUMBER: _ClassVar[int]
     video: Video
     score: float
     best_frames: _containers.RepeatedCompositeFieldContainer[FrameHit]
-    def __init__(self, video: _Optional[_Union[Video, _Mapping]] = ..., score: _Optional[float] = ..., best_frames: _Optional[_Iterable[_Union[FrameHit, _Mapping]]] = ...) -> None: ...
+    thumbnail: bytes
+    def __init__(self, video: _Optional[_Union[Video, _Mapping]] = ..., score: _Optional[float] = ..., best_frames: _Optional[_Iterable[_Union[FrameHit, _Mapping]]] = ..., thumbnail: _Optional[bytes] = ...) -> None: ...
 
 class Sampling(_message.Message):
     __slots__ = ("mode", "step", "count", "max_frames")
@@ -267,18 +269,20 @@ class DeleteVideoResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class SearchByTextRequest(_message.Message):
-    __slots__ = ("text", "k", "aggregation", "filter", "frames_per_video")
+    __slots__ = ("text", "k", "aggregation", "filter", "frames_per_video", "include_thumbnails")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     FRAMES_PER_VIDEO_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_THUMBNAILS_FIELD_NUMBER: _ClassVar[int]
     text: str
     k: int
     aggregation: Aggregation
     filter: VideoFilter
     frames_per_video: int
-    def __init__(self, text: _Optional[str] = ..., k: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., frames_per_video: _Optional[int] = ...) -> None: ...
+    include_thumbnails: bool
+    def __init__(self, text: _Optional[str] = ..., k: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., frames_per_video: _Optional[int] = ..., include_thumbnails: _Optional[bool] = ...) -> None: ...
 
 class SearchByTextResponse(_message.Message):
     __slots__ = ("results",)
@@ -287,18 +291,20 @@ class SearchByTextResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ...) -> None: ...
 
 class SearchByVideoRequest(_message.Message):
-    __slots__ = ("video_id", "k", "aggregation", "filter", "frames_per_video")
+    __slots__ = ("video_id", "k", "aggregation", "filter", "frames_per_video", "include_thumbnails")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     FRAMES_PER_VIDEO_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_THUMBNAILS_FIELD_NUMBER: _ClassVar[int]
     video_id: int
     k: int
     aggregation: Aggregation
     filter: VideoFilter
     frames_per_video: int
-    def __init__(self, video_id: _Optional[int] = ..., k: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., frames_per_video: _Optional[int] = ...) -> None: ...
+    include_thumbnails: bool
+    def __init__(self, video_id: _Optional[int] = ..., k: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., frames_per_video: _Optional[int] = ..., include_thumbnails: _Optional[bool] = ...) -> None: ...
 
 class SearchByVideoResponse(_message.Message):
     __slots__ = ("results",)
@@ -461,3 +467,19 @@ class GetServerInfoResponse(_message.Message):
     tasks: int
     max_upload_bytes: int
     def __init__(self, version: _Optional[str] = ..., model_spec: _Optional[str] = ..., model_identity: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., embed_dim: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_on_gpu: _Optional[bool] = ..., videos: _Optional[int] = ..., frames: _Optional[int] = ..., tasks: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ...) -> None: ...
+
+class GetFrameImageRequest(_message.Message):
+    __slots__ = ("video_id", "frame_index")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
+    video_id: int
+    frame_index: int
+    def __init__(self, video_id: _Optional[int] = ..., frame_index: _Optional[int] = ...) -> None: ...
+
+class GetFrameImageResponse(_message.Message):
+    __slots__ = ("jpeg", "media_type")
+    JPEG_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    jpeg: bytes
+    media_type: str
+    def __init__(self, jpeg: _Optional[bytes] = ..., media_type: _Optional[str] = ...) -> None: ...

@@ -85,6 +85,11 @@ class EchoSearchServiceStub:
                 request_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoRequest.SerializeToString,
                 response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoResponse.FromString,
                 _registered_method=True)
+        self.GetFrameImage = channel.unary_unary(
+                '/echosearch.v1.EchoSearchService/GetFrameImage',
+                request_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetFrameImageRequest.SerializeToString,
+                response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.GetFrameImageResponse.FromString,
+                _registered_method=True)
 
 
 class EchoSearchServiceServicer:
@@ -167,6 +172,17 @@ class EchoSearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFrameImage(self, request, context):
+        """---- frame thumbnails (issue 11) ----
+        The JPEG thumbnail of one stored frame: the model's 224x224 input crop,
+        downscaled to at most 112 px. NOT_FOUND when the video or frame is not
+        stored, when the video was ingested without thumbnails, or when the server
+        runs with --thumbnails off.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EchoSearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -219,6 +235,11 @@ def add_EchoSearchServiceServicer_to_server(servicer, server):
                     servicer.GetServerInfo,
                     request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoRequest.FromString,
                     response_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoResponse.SerializeToString,
+            ),
+            'GetFrameImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFrameImage,
+                    request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.GetFrameImageRequest.FromString,
+                    response_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetFrameImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -492,6 +513,33 @@ class EchoSearchService:
             '/echosearch.v1.EchoSearchService/GetServerInfo',
             echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoRequest.SerializeToString,
             echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFrameImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echosearch.v1.EchoSearchService/GetFrameImage',
+            echosearch_dot_v1_dot_echosearch__pb2.GetFrameImageRequest.SerializeToString,
+            echosearch_dot_v1_dot_echosearch__pb2.GetFrameImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -247,6 +247,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             aggregation=convert.aggregation_from_proto(request.aggregation, "max"),
             flt=convert.filter_from_proto(request.filter if request.HasField("filter") else None),
             frames_per_video=request.frames_per_video or DEFAULT_FRAMES_PER_VIDEO,
+            with_thumbnails=request.include_thumbnails,
         )
         return pb.SearchByTextResponse(results=[_result(r) for r in results])
 
@@ -260,6 +261,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             aggregation=convert.aggregation_from_proto(request.aggregation, "mean"),
             flt=convert.filter_from_proto(request.filter if request.HasField("filter") else None),
             frames_per_video=request.frames_per_video or DEFAULT_FRAMES_PER_VIDEO,
+            with_thumbnails=request.include_thumbnails,
         )
         return pb.SearchByVideoResponse(results=[_result(r) for r in results])
 
@@ -343,6 +345,15 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             max_upload_bytes=self.engine.max_upload_bytes,
         )
 
+    # ---- frame thumbnails (issue 11) ------------------------------------------------------
+
+    @_rpc
+    def GetFrameImage(
+        self, request: pb.GetFrameImageRequest, context: grpc.ServicerContext
+    ) -> pb.GetFrameImageResponse:
+        jpeg = self.engine.frame_image(request.video_id, request.frame_index)
+        return pb.GetFrameImageResponse(jpeg=jpeg, media_type="image/jpeg")
+
 
 def _too_large(name: str, size: int, limit: int, *, partial: bool = False) -> str:
     what = f"more than {size} bytes" if partial else f"{size} bytes"
@@ -354,7 +365,10 @@ def _too_large(name: str, size: int, limit: int, *, partial: bool = False) -> st
 
 def _result(r: Any) -> pb.SearchResult:
     return pb.SearchResult(
-        video=convert.video_to_proto(r.video), score=float(r.score), best_frames=convert.hits_to_proto(r.best_frames)
+        video=convert.video_to_proto(r.video),
+        score=float(r.score),
+        best_frames=convert.hits_to_proto(r.best_frames),
+        thumbnail=r.thumbnail or b"",
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import logging
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from echosearch.server.errors import InvalidRequestError, ModelMismatchError, TooLargeError
+from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError, TooLargeError
 from echosearch.server.media.video import Sampling, prepare_video
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
@@ -57,6 +58,7 @@ class SearchResult:
     video: VideoRecord
     score: float
     best_frames: tuple[FrameHit, ...]
+    thumbnail: bytes | None = None  # the best frame's JPEG, when asked for and kept
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,10 @@ class Engine:
         use_gpu: bool | None = None,
         max_upload_bytes: int = 2 << 30,
         model: EchoClipModel | None = None,
+        thumbnails: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.thumbnails = bool(thumbnails)  # keep a JPEG of each embedded frame's model-input crop
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.max_upload_bytes = int(max_upload_bytes)
         self.model = model if model is not None else load_model(model_spec, device=device, precision=precision)
@@ -219,6 +223,7 @@ class Engine:
             mean=self.model.mean,
             std=self.model.std,
             image_size=self.model.image_size,
+            thumbnails=self.thumbnails,
         )
         decoded = time.perf_counter()
         with self._encode_lock:
@@ -228,6 +233,7 @@ class Engine:
             frame_indices=np.asarray(prepared.frame_indices, dtype=np.int64),
             timestamps=np.asarray(prepared.timestamps, dtype=np.float64),
             embeddings=embeddings,
+            thumbnails=prepared.thumbnails,
         )
         with self._write_lock:
             if self.catalog.model_identity is None:
@@ -277,6 +283,20 @@ class Engine:
         record = self.catalog.get_video(int(video_id))
         return record, (self.catalog.get_frames(record.video_id) if with_embeddings else None)
 
+    def frame_image(self, video_id: int, frame_index: int) -> bytes:
+        """The JPEG thumbnail of one stored frame; NotFoundError saying why when there is none."""
+        if not self.thumbnails:
+            raise NotFoundError("this server runs with --thumbnails off and serves no frame images")
+        jpeg = self.catalog.frame_image(int(video_id), int(frame_index))
+        if jpeg is not None:
+            return jpeg
+        record = self.catalog.get_video(int(video_id))  # NotFoundError for an unknown video
+        stored = self.catalog.get_frames(record.video_id).frame_indices
+        if int(frame_index) not in set(stored.tolist()):
+            shown = ", ".join(str(i) for i in stored[:12]) + (" ..." if len(stored) > 12 else "")
+            raise NotFoundError(f"video {video_id} has no stored frame {frame_index}; its stored frames are {shown}")
+        raise NotFoundError(f"video {video_id} was ingested without thumbnails (frame {frame_index} has no image)")
+
     def list_videos(
         self, flt: VideoFilter | None = None, *, page_size: int = 100, page_token: str = ""
     ) -> tuple[list[VideoRecord], str, int]:
@@ -312,8 +332,12 @@ class Engine:
         aggregation: str = "max",
         flt: VideoFilter | None = None,
         frames_per_video: int = 1,
+        with_thumbnails: bool = False,
     ) -> list[SearchResult]:
-        """Top-k videos for a text: by best frame ("max") or by the EchoCLIP binary score ("mean")."""
+        """Top-k videos for a text: by best frame ("max") or by the EchoCLIP binary score ("mean").
+
+        `with_thumbnails`: each result carries its best frame's JPEG (when the server keeps them).
+        """
         if not text or not text.strip():
             raise InvalidRequestError("search text is empty")
         too_long = self.model.count_tokens(text) - self.model.context_length
@@ -323,7 +347,8 @@ class Engine:
             )
         self._check_search_args(k, aggregation, frames_per_video)
         query = self._embed_query(text)
-        return self._search(query, k=k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video)
+        results = self._search(query, k=k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video)
+        return self._with_thumbnails(results) if with_thumbnails else results
 
     def search_by_video(
         self,
@@ -333,15 +358,28 @@ class Engine:
         aggregation: str = "mean",
         flt: VideoFilter | None = None,
         frames_per_video: int = 1,
+        with_thumbnails: bool = False,
     ) -> list[SearchResult]:
         """Videos most like a stored one (its normalised mean frame as the query), itself excluded."""
         self._check_search_args(k, aggregation, frames_per_video)
         frames = self.catalog.get_frames(int(video_id))
         query = frames.embeddings.mean(axis=0)
         query = (query / max(float(np.linalg.norm(query)), 1e-12)).astype(np.float32)
-        return self._search(
+        results = self._search(
             query, k=k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video, exclude=(int(video_id),)
         )
+        return self._with_thumbnails(results) if with_thumbnails else results
+
+    def _with_thumbnails(self, results: list[SearchResult]) -> list[SearchResult]:
+        """The results with their best frame's JPEG attached (one catalog read for all of them)."""
+        if not self.thumbnails or not results:
+            return results
+        best = [r.best_frames[0].frame_id for r in results if r.best_frames]
+        jpegs = self.catalog.thumbnails_for(best)
+        return [
+            dataclasses.replace(r, thumbnail=jpegs.get(r.best_frames[0].frame_id)) if r.best_frames else r
+            for r in results
+        ]
 
     def _search(
         self,

@@ -178,6 +178,7 @@ class ServeOptions:
     tls_key: Path | None = None
     token: str | None = None
     grace: float = 30.0
+    thumbnails: bool = True  # keep a JPEG of each embedded frame's model-input crop
 
 
 def read_token(token_file: Path | None) -> str | None:
@@ -200,6 +201,7 @@ def serve(opts: ServeOptions) -> int:
             precision=opts.precision,
             index_factory=opts.index_factory,
             max_upload_bytes=opts.max_upload_mb << 20,
+            thumbnails=opts.thumbnails,
         )
     except EchoSearchError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ import torch
 from av.video.reformatter import VideoReformatter
 
 from echosearch.server.errors import InvalidRequestError, InvalidVideoError, TooLargeError
+from echosearch.server.media.thumbnails import thumbnail_jpegs
 from echosearch.server.model import CLIP_MEAN, CLIP_STD
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ class PreparedVideo:
     # Frames in the stream: the decoded count when decoding reached the end, otherwise the number of
     # (non-empty) video packets demuxed without decoding; one packet is one frame for MJPG/H.264.
     total_frames: int
+    # One JPEG of each sampled frame's model-input crop (media/thumbnails.py); None when not asked for.
+    thumbnails: tuple[bytes, ...] | None = None
 
 
 def prepare_video(
@@ -96,8 +99,12 @@ def prepare_video(
     mean: tuple[float, float, float] = CLIP_MEAN,
     std: tuple[float, float, float] = CLIP_STD,
     image_size: int = 224,
+    thumbnails: bool = False,
 ) -> PreparedVideo:
-    """Decode `source` (bytes or path), sample frames and preprocess them; InvalidVideoError if it is not a video."""
+    """Decode `source` (bytes or path), sample frames and preprocess them; InvalidVideoError if it is not a video.
+
+    With `thumbnails`, also a small JPEG of every sampled frame's crop (before normalisation).
+    """
     sampling.validate()
     if channel_order not in ("rgb", "bgr"):
         raise InvalidRequestError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
@@ -108,8 +115,9 @@ def prepare_video(
     if sampling.mode == "count" and result[-1] is not None:  # stream shorter than its packets: resample
         result = _decode(source, sampling, result[-1], channel_order, image_size)
     frames_u8, indices, times, fps, width, height, total, _ = result
+    jpegs = tuple(thumbnail_jpegs(frames_u8, channel_order=channel_order)) if thumbnails else None
     pixels = normalise(frames_u8, mean, std)
-    return PreparedVideo(pixels, indices, times, fps, width, height, total)
+    return PreparedVideo(pixels, indices, times, fps, width, height, total, jpegs)
 
 
 def crop_box(height: int, width: int) -> tuple[int, int, int, int]:
