@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 
 from echosearch.client.client import DEFAULT_ADDRESS, ApiError, Client
+from echosearch.client.evaluation import commands as evaluation_commands
 from echosearch.client.output import Progress, print_json, print_table
 from echosearch.client.params import UsageError, parse_custom_task, parse_filter, parse_metadata
 from echosearch.client.types import Sampling, Video
@@ -151,12 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, metavar="OUT.parquet")
     _filter_arg(p)
     sub.add_parser("info", parents=[common], help="server version, model, index, counts")
+    evaluation_commands.add_parsers(sub, common)  # evaluate, ui (issue 11)
     return parser
 
 
 def _connect(args: argparse.Namespace) -> Client:
     address = getattr(args, "server", None) or os.environ.get("ECHOSEARCH_SERVER") or DEFAULT_ADDRESS
     token = getattr(args, "token", None) or os.environ.get("ECHOSEARCH_TOKEN") or None
+    if getattr(args, "token_file", None) is not None and token is None:  # `ui --token-file`
+        token = Path(args.token_file).read_text().strip() or None
     tls: bool | str = getattr(args, "tls_ca", None) or bool(getattr(args, "tls", False))
     return Client(address, token=token, tls=tls, timeout=getattr(args, "timeout", 30.0))
 
@@ -393,6 +397,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 COMMANDS = {
     "ingest": cmd_ingest, "search": cmd_search, "similar": cmd_similar, "score": cmd_score, "tasks": cmd_tasks,
     "videos": cmd_videos, "video": cmd_video, "delete": cmd_delete, "export": cmd_export, "info": cmd_info,
+    "evaluate": evaluation_commands.cmd_evaluate, "ui": evaluation_commands.cmd_ui,
 }  # fmt: skip
 
 
