@@ -84,4 +84,4 @@ def cmd_ui(client: Client, args: argparse.Namespace) -> int:
         from echosearch.ui.app import run
     except ImportError as exc:
         raise _heavy("ui")(exc) from None
-    return run(args)
+    return run(client, args)
