@@ -100,8 +100,27 @@ def evaluate(
     categories = {name: value for value, name in task.labels.items()}
     labels = read_labels(labels_path, key=key, kind=task.kind, categories=categories, label_column=label_column)
     say(f"{len(labels.rows)} labelled rows read ({len(labels.missing_rows)} without a label)")
-    videos = list(client.iter_videos(page_size=10_000))
-    ids, ys, unknown = match(labels, videos)
+    scored: dict[int, float] = {}
+
+    def take(stream) -> None:
+        for sc in stream:
+            scored[sc.video_id] = (
+                sc.score if task.kind == "binary" else (sc.value if sc.value is not None else sc.score)
+            )
+
+    if key == "id":
+        # Ids need no lookup: one ScoreVideos stream over every video says which ids are stored
+        # (listing 100k video records costs several times more than scoring them from embeddings).
+        take(client.score(task.name, batch_size=10_000))
+        ids, ys, unknown = [], [], []
+        for k in labels.rows:
+            if int(k) not in scored:
+                unknown.append(k)
+            elif k in labels.values:
+                ids.append(int(k))
+                ys.append(labels.values[k])
+    else:
+        ids, ys, unknown = match(labels, list(client.iter_videos(page_size=10_000)))
     if not ids:
         shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         raise EvaluationError(
@@ -109,11 +128,9 @@ def evaluate(
             f"{len(labels.missing_rows)} without a label, {len(unknown)} naming unknown videos: {shown}); "
             "check --key and the key column"
         )
-    say(f"{len(ids)} labelled videos matched, {len(unknown)} label keys name no stored video; scoring {task.name}")
-    unique_ids = sorted(set(ids))
-    scored: dict[int, float] = {}
-    for s in client.score(task.name, video_ids=unique_ids, batch_size=10_000):
-        scored[s.video_id] = s.score if task.kind == "binary" else (s.value if s.value is not None else s.score)
+    say(f"{len(ids)} labelled videos matched, {len(unknown)} label keys name no stored video")
+    if key != "id":
+        take(client.score(task.name, video_ids=sorted(set(ids)), batch_size=10_000))
     vid = np.asarray(ids, dtype=np.int64)
     y = np.asarray(ys, dtype=np.float64)
     score = np.asarray([scored.get(int(v), np.nan) for v in vid], dtype=np.float64)
