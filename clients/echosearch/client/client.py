@@ -295,6 +295,24 @@ class Client:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def create_task(
+        self,
+        task: CustomTask,
+        *,
+        description: str = "",
+        calibration: tuple[float, float] | None = None,
+        replace: bool = False,
+    ) -> Task:
+        """Save a custom task on the server as a stored task (regression: optional value = a*raw + b)."""
+        request = pb.CreateTaskRequest(task=task.to_proto(), description=description, replace=replace)
+        if calibration is not None:
+            request.calibration.CopyFrom(pb.LinearCalibration(a=calibration[0], b=calibration[1]))
+        return Task.from_proto(self._unary(self._stub.CreateTask, request, idempotent=replace).task)
+
+    def delete_task(self, name: str) -> None:
+        """Remove a stored task (NOT_FOUND when there is none)."""
+        self._unary(self._stub.DeleteTask, pb.DeleteTaskRequest(name=name), idempotent=False)
+
     def frame_image(self, video_id: int, frame_index: int) -> bytes:
         """One stored frame's JPEG thumbnail (NOT_FOUND when absent or when the server keeps none)."""
         request = pb.GetFrameImageRequest(video_id=video_id, frame_index=frame_index)

@@ -151,6 +151,7 @@ class Task:
     placeholder: str
     source: str
     value_range: tuple[float, float, float] | None  # regression: (start, stop, step), inclusive
+    calibration: tuple[float, float] | None = None  # stored regression tasks: value = a * raw + b
 
     @classmethod
     def from_proto(cls, t: pb.Task) -> Task:
@@ -167,6 +168,7 @@ class Task:
             t.placeholder,
             t.source,
             value_range,
+            (t.calibration.a, t.calibration.b) if t.HasField("calibration") else None,
         )
 
 

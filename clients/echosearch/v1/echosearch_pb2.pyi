@@ -331,7 +331,7 @@ class CategoryLabel(_message.Message):
     def __init__(self, value: _Optional[float] = ..., label: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("name", "kind", "description", "prompts", "values", "labels", "threshold", "placeholder", "source", "value_range")
+    __slots__ = ("name", "kind", "description", "prompts", "values", "labels", "threshold", "placeholder", "source", "value_range", "calibration")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -342,6 +342,7 @@ class Task(_message.Message):
     PLACEHOLDER_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     VALUE_RANGE_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: TaskKind
     description: str
@@ -352,7 +353,16 @@ class Task(_message.Message):
     placeholder: str
     source: str
     value_range: ValueRange
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., description: _Optional[str] = ..., prompts: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[_Union[CategoryLabel, _Mapping]]] = ..., threshold: _Optional[float] = ..., placeholder: _Optional[str] = ..., source: _Optional[str] = ..., value_range: _Optional[_Union[ValueRange, _Mapping]] = ...) -> None: ...
+    calibration: LinearCalibration
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., description: _Optional[str] = ..., prompts: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[_Union[CategoryLabel, _Mapping]]] = ..., threshold: _Optional[float] = ..., placeholder: _Optional[str] = ..., source: _Optional[str] = ..., value_range: _Optional[_Union[ValueRange, _Mapping]] = ..., calibration: _Optional[_Union[LinearCalibration, _Mapping]] = ...) -> None: ...
+
+class LinearCalibration(_message.Message):
+    __slots__ = ("a", "b")
+    A_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    a: float
+    b: float
+    def __init__(self, a: _Optional[float] = ..., b: _Optional[float] = ...) -> None: ...
 
 class CustomTask(_message.Message):
     __slots__ = ("name", "kind", "prompts", "value_range", "values", "labels", "threshold")
@@ -483,3 +493,31 @@ class GetFrameImageResponse(_message.Message):
     jpeg: bytes
     media_type: str
     def __init__(self, jpeg: _Optional[bytes] = ..., media_type: _Optional[str] = ...) -> None: ...
+
+class CreateTaskRequest(_message.Message):
+    __slots__ = ("task", "description", "calibration", "replace")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    task: CustomTask
+    description: str
+    calibration: LinearCalibration
+    replace: bool
+    def __init__(self, task: _Optional[_Union[CustomTask, _Mapping]] = ..., description: _Optional[str] = ..., calibration: _Optional[_Union[LinearCalibration, _Mapping]] = ..., replace: _Optional[bool] = ...) -> None: ...
+
+class CreateTaskResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: Task
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
+
+class DeleteTaskRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteTaskResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -34,6 +34,8 @@ STATUS_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (errors.InvalidVideoError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.PreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.TooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.ModelMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.StoreVersionError, grpc.StatusCode.FAILED_PRECONDITION),
@@ -353,6 +355,26 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
     ) -> pb.GetFrameImageResponse:
         jpeg = self.engine.frame_image(request.video_id, request.frame_index)
         return pb.GetFrameImageResponse(jpeg=jpeg, media_type="image/jpeg")
+
+    # ---- stored tasks (issue 11) ----------------------------------------------------------
+
+    @_rpc
+    def CreateTask(self, request: pb.CreateTaskRequest, context: grpc.ServicerContext) -> pb.CreateTaskResponse:
+        if not request.HasField("task") or not request.task.name:
+            raise errors.InvalidRequestError("CreateTask needs a task with a name")
+        calibration = (request.calibration.a, request.calibration.b) if request.HasField("calibration") else None
+        task = self.engine.create_task(
+            description=request.description,
+            calibration=calibration,
+            replace=request.replace,
+            **convert.custom_task_args(request.task),
+        )
+        return pb.CreateTaskResponse(task=convert.task_to_proto(task))
+
+    @_rpc
+    def DeleteTask(self, request: pb.DeleteTaskRequest, context: grpc.ServicerContext) -> pb.DeleteTaskResponse:
+        self.engine.delete_task(request.name)
+        return pb.DeleteTaskResponse()
 
 
 def _too_large(name: str, size: int, limit: int, *, partial: bool = False) -> str:

@@ -32,7 +32,8 @@ from echosearch.server.storage.store import FrameHit, Store
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
 from echosearch.server.tasks.registry import load_registry
 from echosearch.server.tasks.scoring_service import MAX_K, TaskScorer, VideoScore
-from echosearch.server.tasks.spec import Task, custom_task
+from echosearch.server.tasks.spec import Task, custom_task, validate_task
+from echosearch.server.tasks.stored import StoredTasks
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class Engine:
                 "or use another --data directory for the new model"
             )
         self.registry = load_registry()
+        self.stored_tasks = StoredTasks(self.catalog, self.registry, self._check_task)
         self._encode_lock = threading.Lock()
         self._write_lock = threading.Lock()  # one catalog writer at a time; DuckDB would abort a conflicting one
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -165,7 +167,7 @@ class Engine:
             index_on_gpu=bool(self.store.on_gpu),
             videos=self.catalog.count_videos(),
             frames=self.catalog.count_frames(),
-            tasks=len(self.registry.list()),
+            tasks=len(self.registry) + len(self.stored_tasks.list()),
             data_dir=str(self.data_dir),
         )
 
@@ -410,12 +412,36 @@ class Engine:
     # ---- tasks -----------------------------------------------------------------------
 
     def list_tasks(self) -> list[Task]:
-        """Every registered task, sorted by name."""
-        return self.registry.list()
+        """Every registered and stored task, sorted by name."""
+        return sorted(self.registry.list() + self.stored_tasks.list(), key=lambda t: t.name)
 
     def get_task(self, name: str) -> Task:
-        """A registered task by name (NotFoundError naming close matches)."""
-        return self.registry.get(name)
+        """A registered or stored task by name (NotFoundError naming close matches)."""
+        stored = self.stored_tasks.get(name)
+        return stored if stored is not None else self.registry.get(name)
+
+    def _check_task(self, task: Task) -> Task:
+        return validate_task(task, count_tokens=self.model.count_tokens, context_length=self.model.context_length)
+
+    def create_task(
+        self,
+        *,
+        description: str = "",
+        calibration: tuple[float, float] | None = None,
+        replace: bool = False,
+        **task_args: object,
+    ) -> Task:
+        """Save a custom task (custom_task's arguments) on the server as a stored task."""
+        task = self.custom_task(**task_args)  # type: ignore[arg-type]
+        task = dataclasses.replace(task, description=description, calibration=calibration)
+        stored = self.stored_tasks.create(task, replace=replace)
+        log.info("stored task %r (%s) saved", stored.name, stored.kind.value)
+        return stored
+
+    def delete_task(self, name: str) -> None:
+        """Remove a stored task."""
+        self.stored_tasks.delete(name)
+        log.info("stored task %r deleted", name)
 
     def custom_task(
         self,

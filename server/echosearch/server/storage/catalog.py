@@ -18,6 +18,7 @@ from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadat
 from echosearch.server.storage import export as catalog_export
 from echosearch.server.storage import migrate as catalog_migrate
 from echosearch.server.storage import rows as catalog_rows
+from echosearch.server.storage import stored_tasks as catalog_stored_tasks
 from echosearch.server.storage import thumbnails as catalog_thumbnails
 from echosearch.server.storage.filters import compile_filter
 from echosearch.server.storage.frame_ids import FRAME_BITS, frame_id_range
@@ -446,6 +447,21 @@ class Catalog:
     def thumbnails_for(self, frame_ids: Sequence[int]) -> dict[int, bytes]:
         """frame_id -> JPEG thumbnail, for the given frames that have one."""
         return catalog_thumbnails.jpegs_for(self.cursor(), frame_ids)
+
+    # ---- stored tasks ------------------------------------------------------------
+    def stored_tasks(self) -> dict[str, str]:
+        """name -> JSON of every stored (server-saved custom) task."""
+        return catalog_stored_tasks.read_all(self.cursor())
+
+    def put_stored_task(self, name: str, spec_json: str) -> None:
+        """Save (or replace) a stored task."""
+        with self._write_lock:
+            catalog_stored_tasks.put(self.cursor(), name, spec_json)
+
+    def delete_stored_task(self, name: str) -> None:
+        """Remove a stored task."""
+        with self._write_lock:
+            catalog_stored_tasks.delete(self.cursor(), name)
 
     # ---- prompt cache ------------------------------------------------------------
     def get_prompt_embeddings(self, model_identity: str, texts: Sequence[str]) -> dict[str, np.ndarray]:

@@ -188,6 +188,9 @@ def score_task(task: Task, frames: np.ndarray, offsets: np.ndarray, text_emb: np
         score = score_binary(frames, offsets, text_emb)
     else:
         score = score_regression(frames, offsets, text_emb, task.candidate_values())
+    if task.calibration is not None:  # a stored task's site recalibration (regression only)
+        a, b = task.calibration
+        score = a * score + b
     if task.kind is TaskKind.BINARY:
         value, label = None, None
     else:
