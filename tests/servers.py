@@ -24,6 +24,7 @@ def start_inprocess(
     max_upload_bytes: int = 2 << 30,
     workers: int = 8,
     thumbnails: bool = True,
+    model_spec: str = TEST_MODEL,
 ):
     """An Engine over `data_dir` with the tiny model, served on 127.0.0.1:<free port>. Call .stop() when done."""
     from echosearch.server.engine import Engine
@@ -32,7 +33,7 @@ def start_inprocess(
     )
 
     engine = Engine(
-        data_dir=data_dir, model_spec=TEST_MODEL, device="cpu", max_upload_bytes=max_upload_bytes, thumbnails=thumbnails
+        data_dir=data_dir, model_spec=model_spec, device="cpu", max_upload_bytes=max_upload_bytes, thumbnails=thumbnails
     )
     try:
         return start_server(

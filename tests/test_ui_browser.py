@@ -6,6 +6,7 @@ opens a video page and an evaluation report; one screenshot per page goes to tes
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -20,6 +21,8 @@ pytest.importorskip("matplotlib", reason="the evaluation report needs the `eval`
 
 N_VIDEOS = 6
 PATHS = chromium_paths()
+# The README's screenshots: ECHOSEARCH_UI_TEST_MODEL=random:echoclip (real architecture, random weights).
+MODEL = os.environ.get("ECHOSEARCH_UI_TEST_MODEL", "random:tiny")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,7 @@ def ui(tmp_path_factory):
     from echosearch.ui.app import create_app
 
     tmp = tmp_path_factory.mktemp("ui")
-    running = start_inprocess(tmp / "data")
+    running = start_inprocess(tmp / "data", model_spec=MODEL)
     client = Client(running.address, timeout=60)
     for s in range(N_VIDEOS):
         md = VideoMetadata(study_id=f"study-{s}", view=("A4C", "PLAX")[s % 2], tags={"site": "north"})
