@@ -239,3 +239,18 @@ def test_evaluate_a_10mb_labels_file(served, tmp_path):
     assert len(ev.metrics["unknown_videos"]["keys"]) == 1000  # listed in full in unknown_keys.txt
     write_report(ev, tmp_path / "big")
     assert len((tmp_path / "big" / "unknown_keys.txt").read_text().split()) == 200_000
+
+
+def test_metrics_import_without_the_server_stack_or_matplotlib():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, echosearch.client.evaluation.metrics, echosearch.client.evaluation.run\n"
+        "heavy = sorted(m for m in ('torch', 'faiss', 'duckdb', 'sklearn', 'matplotlib', 'echosearch.server') if m in sys.modules)\n"
+        "print(','.join(heavy))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "", f"the metrics imported {out.strip()}"
