@@ -61,8 +61,12 @@ def _wait(web, css: str, count: int, timeout: float = 30.0) -> list[int]:
 
 
 def _shot(web, name: str) -> None:
+    """A screenshot of the whole page (the window grows to the page's height, up to 2400 px)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    height = web.execute_script("return document.documentElement.scrollHeight")
+    web.set_window_size(1280, max(700, min(2400, int(height) + 120)))
     web.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+    web.set_window_size(1280, 900)
 
 
 def test_search_page_renders_result_thumbnails(ui, web):
