@@ -76,7 +76,7 @@ def test_names_clash_and_deletes_are_checked(served):
     with pytest.raises(ApiError) as err:
         client.create_task(CustomTask("binary", ("A HEART.",), name="bad name!"))
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
-    client.delete_task("dup")
+    assert main(["--server", running.address, "delete-task", "dup"]) == 0
     assert "dup" not in _tasks(client)
     with pytest.raises(ApiError) as err:
         client.delete_task("dup")

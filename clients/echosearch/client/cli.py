@@ -398,6 +398,7 @@ COMMANDS = {
     "ingest": cmd_ingest, "search": cmd_search, "similar": cmd_similar, "score": cmd_score, "tasks": cmd_tasks,
     "videos": cmd_videos, "video": cmd_video, "delete": cmd_delete, "export": cmd_export, "info": cmd_info,
     "evaluate": evaluation_commands.cmd_evaluate, "ui": evaluation_commands.cmd_ui,
+    "delete-task": evaluation_commands.cmd_delete_task,
 }  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""The `evaluate` and `ui` subcommands (their heavy imports happen only when they run)."""
+"""The `evaluate`, `delete-task` and `ui` subcommands (their heavy imports happen only when they run)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from echosearch.client.params import UsageError
 
 
 def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Add `evaluate` and `ui` to the command line."""
+    """Add `evaluate`, `delete-task` and `ui` to the command line."""
     p = sub.add_parser("evaluate", parents=[common], help="measure a task against labels: metrics.json, plots, HTML")
     p.add_argument("task", help="registered task name (see `echosearch tasks`)")
     p.add_argument("--labels", type=Path, required=True, metavar="CSV", help="labels: a key column and a label column")
@@ -32,6 +32,9 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         help="save a site-calibrated copy of the task on the server as stored task NAME "
         "(binary: the F1-optimal threshold; regression: a linear recalibration a*x+b)",
     )
+
+    p = sub.add_parser("delete-task", parents=[common], help="delete a stored task (e.g. one saved by --calibrate)")
+    p.add_argument("name")
 
     p = sub.add_parser("ui", parents=[common], help="the web UI (needs the `ui` extra)")
     p.add_argument("--host", default="127.0.0.1", help="address the UI binds (default 127.0.0.1: this machine only)")
@@ -76,6 +79,12 @@ def cmd_evaluate(client: Client, args: argparse.Namespace) -> int:
         print(json.dumps(ev.metrics, allow_nan=False))
     else:
         print(f"report: {index}")
+    return 0
+
+
+def cmd_delete_task(client: Client, args: argparse.Namespace) -> int:
+    client.delete_task(args.name)
+    print(f"deleted stored task {args.name!r}", file=sys.stderr)
     return 0
 
 
