@@ -254,3 +254,15 @@ def test_metrics_import_without_the_server_stack_or_matplotlib():
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "", f"the metrics imported {out.strip()}"
+
+
+def test_evaluate_all_one_class_reports_auc_undefined(served, tmp_path):
+    running, client, ids = served
+    f = tmp_path / "labels.csv"
+    f.write_text("video_id,label\n" + "".join(f"{v},1\n" for v in ids))
+    ev = evaluate(client, _binary_task(client), f, resamples=50)
+    index = write_report(ev, tmp_path / "one")
+    assert ev.metrics["roc_auc"] is None and ev.metrics["roc_auc_ci95"] is None
+    assert "ROC AUC is undefined" in index.read_text()
+    assert not (tmp_path / "one" / "roc.png").exists() and (tmp_path / "one" / "score_histogram.png").exists()
+    assert json.loads((tmp_path / "one" / "metrics.json").read_text())["roc_auc"] is None
