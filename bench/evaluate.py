@@ -34,7 +34,6 @@ from echosearch.server.serve import start_server  # noqa: E402
 def fill(engine: Engine, videos: int, frames: int, batch: int = 5000) -> None:
     rng = np.random.default_rng(0)
     dim = engine.model.embed_dim
-    engine.catalog.bind_model(engine.model.identity, dim)
     idx = np.arange(frames, dtype=np.int64)
     for start in range(0, videos, batch):
         items = []

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
                         out = engines[on].ingest(clip, source_name=f"v{i}.avi")
                         seconds[on] += time.perf_counter() - start
                         frames[on] += out.video.sampled_frames
-            n, total = stored_thumbnails.count(engines[True].catalog.cursor())
+            n, total = stored_thumbnails.count(engines[True].store.catalog.cursor())
         finally:
             for engine in engines.values():
                 engine.close()

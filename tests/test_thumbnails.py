@@ -7,6 +7,7 @@ import grpc
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from servers import start_inprocess
 from synthetic import make_video, synthetic_frames
 
@@ -15,6 +16,7 @@ from echosearch.server.media.thumbnails import THUMBNAIL_SIZE, thumbnail_jpegs
 from echosearch.server.media.video import Sampling, prepare_video, resize_uint8
 
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
+CLIP = {"mean": OPENAI_DATASET_MEAN, "std": OPENAI_DATASET_STD, "image_size": 224}
 
 
 def _decode(jpeg: bytes) -> np.ndarray:
@@ -47,9 +49,9 @@ def test_thumbnail_rejects_what_is_not_a_crop_batch():
 
 def test_prepare_video_makes_one_thumbnail_per_sampled_frame_from_the_crop():
     data = make_video(width=160, height=120, frames=12, seed=4)
-    prepared = prepare_video(data, Sampling(mode="all"), thumbnails=True)
+    prepared = prepare_video(data, Sampling(mode="all"), thumbnails=True, **CLIP)
     assert prepared.thumbnails is not None and len(prepared.thumbnails) == len(prepared.frame_indices) == 12
-    assert prepare_video(data, Sampling(mode="all")).thumbnails is None  # only when asked
+    assert prepare_video(data, Sampling(mode="all"), **CLIP).thumbnails is None  # only when asked
     # Same picture as the model's crop (not the full frame): compare against the crop, downscaled.
     frames = synthetic_frames(160, 120, 12, seed=4)
     crop = resize_uint8(frames[:1]).numpy()[0].transpose(1, 2, 0)
@@ -105,13 +107,16 @@ def test_export_carries_thumbnails(served, tmp_path):
 def test_delete_removes_thumbnails(served):
     running, client, ids = served
     vid = client.ingest(make_video(seed=9), source_name="gone.avi").video.video_id
-    catalog = running.engine.catalog
-    client.delete_video(vid)
+    catalog = running.engine.store.catalog
     lo = vid << 20
-    n = catalog.cursor().execute(
-        "SELECT count(*) FROM frame_thumbnails WHERE frame_id >= ? AND frame_id < ?", [lo, lo + (1 << 20)]
-    )
-    assert n.fetchall()[0][0] == 0
+
+    def stored() -> int:
+        sql = "SELECT count(*) FROM frame_thumbnails WHERE frame_id >= ? AND frame_id < ?"
+        return catalog.cursor().execute(sql, [lo, lo + (1 << 20)]).fetchall()[0][0]
+
+    assert stored() == 20
+    client.delete_video(vid)
+    assert stored() == 0
     with pytest.raises(ApiError) as err:
         client.frame_image(vid, 0)
     assert err.value.code == NOT_FOUND

@@ -15,16 +15,10 @@ def read_all(cur: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def put(cur: duckdb.DuckDBPyConnection, name: str, spec_json: str) -> None:
-    """Insert or replace one stored task in its own transaction."""
-    cur.begin()
-    try:
-        cur.execute(
-            "INSERT OR REPLACE INTO stored_tasks VALUES (?, ?, ?)", [name, spec_json, to_utc_naive(datetime.now(UTC))]
-        )
-        cur.commit()
-    except BaseException:
-        cur.rollback()
-        raise
+    """Insert or replace one stored task (inside the caller's transaction)."""
+    cur.execute(
+        "INSERT OR REPLACE INTO stored_tasks VALUES (?, ?, ?)", [name, spec_json, to_utc_naive(datetime.now(UTC))]
+    )
 
 
 def delete(cur: duckdb.DuckDBPyConnection, name: str) -> None:

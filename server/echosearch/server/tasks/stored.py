@@ -14,9 +14,9 @@ import threading
 from collections.abc import Callable
 
 from echosearch.server.errors import AlreadyExistsError, InvalidRequestError, NotFoundError, PreconditionError
-from echosearch.server.storage.catalog import Catalog
+from echosearch.server.storage.store import Store
 from echosearch.server.tasks.registry import TaskRegistry
-from echosearch.server.tasks.spec import Task, ValueRange, validate_task
+from echosearch.tasks.spec import Task, ValueRange, validate_task
 
 STORED_SOURCE = "stored"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -64,12 +64,12 @@ def task_from_json(text: str) -> Task:
 class StoredTasks:
     """The stored tasks of one catalog, held in memory and written through to the catalog."""
 
-    def __init__(self, catalog: Catalog, registry: TaskRegistry, check: Callable[[Task], Task]) -> None:
-        self._catalog = catalog
+    def __init__(self, store: Store, registry: TaskRegistry, check: Callable[[Task], Task]) -> None:
+        self._store = store  # the only write path
         self._registry = registry
         self._check = check  # validation against the model's tokenizer
         self._lock = threading.Lock()
-        self._tasks = {name: task_from_json(spec) for name, spec in catalog.stored_tasks().items()}
+        self._tasks = {name: task_from_json(spec) for name, spec in store.reader.stored_tasks().items()}
 
     def get(self, name: str) -> Task | None:
         """The stored task called `name`, if any."""
@@ -91,7 +91,7 @@ class StoredTasks:
         with self._lock:
             if task.name in self._tasks and not replace:
                 raise AlreadyExistsError(f"a stored task {task.name!r} exists; delete it first or ask to replace it")
-            self._catalog.put_stored_task(task.name, task_to_json(task))
+            self._store.put_stored_task(task.name, task_to_json(task))
             self._tasks[task.name] = task
         return task
 
@@ -102,5 +102,5 @@ class StoredTasks:
         with self._lock:
             if name not in self._tasks:
                 raise NotFoundError(f"no stored task named {name!r}")
-            self._catalog.delete_stored_task(name)
+            self._store.delete_stored_task(name)
             del self._tasks[name]
