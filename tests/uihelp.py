@@ -67,7 +67,7 @@ def start_chromium(browser: str, driver: str):
     profile = tempfile.mkdtemp(prefix="echosearch-chromium-")
     options.add_argument(f"--user-data-dir={profile}")
     web = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    web.set_page_load_timeout(60)
+    web.set_page_load_timeout(180)
     web._echosearch_profile = profile  # removed by stop_chromium
     return web
 
