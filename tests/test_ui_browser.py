@@ -19,6 +19,8 @@ from echosearch.client import Client, VideoMetadata
 pytest.importorskip("starlette", reason="the web UI needs the `ui` extra")
 pytest.importorskip("matplotlib", reason="the evaluation report needs the `eval` extra")
 
+pytestmark = pytest.mark.slow  # a browser start and ~20 page loads: about a minute on 2 cores
+
 N_VIDEOS = 6
 PATHS = chromium_paths()
 # The README's screenshots: ECHOSEARCH_UI_TEST_MODEL=random:echoclip (real architecture, random weights).
