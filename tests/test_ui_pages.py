@@ -51,6 +51,7 @@ def test_token_file_is_passed_through_and_bind_defaults_to_localhost(server, tmp
         try:
             status, body = _get(ui.url + "/?q=a+heart")
             assert status == 200 and "one.avi" in body and "data:image/jpeg;base64," in body
+            assert "model random:tiny" in body  # the footer says which server and model answered
         finally:
             ui.stop()
 

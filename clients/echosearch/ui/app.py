@@ -55,10 +55,20 @@ def create_app(client: Client, *, reports_dir: Path | None = None) -> Starlette:
     reports = Path(reports_dir or tempfile.mkdtemp(prefix="echosearch-ui-reports-"))
     reports.mkdir(parents=True, exist_ok=True)
 
+    server_line: list[str] = []  # what the footer says, filled by the first page that reaches the server
+
+    def footer() -> str:
+        if not server_line:
+            try:
+                info = client.info()
+            except ApiError:
+                return f"server {client.address} (unreachable)"
+            server_line.append(f"server {client.address} · echosearch {info.version} · model {info.model_spec}")
+        return server_line[0]
+
     def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
-        return templates.TemplateResponse(
-            request, name, {"page": name.removesuffix(".html"), **context}, status_code=status
-        )
+        base = {"page": name.removesuffix(".html"), "footer": footer()}
+        return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
 
     def search(request: Request) -> Response:
         q = request.query_params

@@ -58,8 +58,16 @@ def plots(ev: Evaluation, out: Path) -> list[tuple[str, str]]:
         bins = np.histogram_bin_edges(s, bins=40)
         ax.hist(s[y == 0], bins=bins, alpha=0.6, label=f"negative (n={int((y == 0).sum())})")
         ax.hist(s[y == 1], bins=bins, alpha=0.6, label=f"positive (n={int((y == 1).sum())})")
+        lo, hi = float(s.min()), float(s.max())
+        near = max(hi - lo, 1e-6)
         if ev.task.threshold is not None:
-            ax.axvline(ev.task.threshold, c="k", lw=1, label=f"task threshold {ev.task.threshold:.3f}")
+            t = ev.task.threshold
+            if lo - near <= t <= hi + near:
+                ax.axvline(t, c="k", lw=1, label=f"task threshold {t:.3f}")
+            else:  # drawn, it would squeeze every bar into a sliver
+                ax.plot(
+                    [], [], c="k", lw=1, label=f"task threshold {t:.3f} ({'above' if t > hi else 'below'} every score)"
+                )
         if m["f1_optimal_threshold"] is not None:
             ax.axvline(
                 m["f1_optimal_threshold"], c="r", ls="--", lw=1, label=f"F1-optimal {m['f1_optimal_threshold']:.3f}"
