@@ -142,3 +142,16 @@ def test_thumbnails_off_keeps_no_pixels(tmp_path):
         assert catalog.cursor().execute("SELECT count(*) FROM frame_thumbnails").fetchall()[0][0] == 0
     finally:
         catalog.close()
+
+
+@pytest.mark.parametrize(
+    "flag, expected", [([], True), (["--thumbnails", "off"], False), (["--thumbnails", "on"], True)]
+)
+def test_serve_thumbnails_flag_reaches_the_server_options(monkeypatch, tmp_path, flag, expected):
+    import echosearch.server.serve as serve_module
+    from echosearch.client.cli import main
+
+    seen = []
+    monkeypatch.setattr(serve_module, "serve", lambda opts: seen.append(opts) or 0)
+    assert main(["serve", "--data", str(tmp_path), "--model", "random:tiny", *flag]) == 0
+    assert seen[0].thumbnails is expected
