@@ -25,13 +25,19 @@ def start_inprocess(
     workers: int = 8,
     thumbnails: bool = True,
     model_spec: str = TEST_MODEL,
+    limits=None,
 ):
     """An Engine over `data_dir` with the tiny model, served on 127.0.0.1:<free port>. Call .stop() when done."""
     from echosearch.server.engine import Engine
     from echosearch.server.serve import start_server
 
     engine = Engine(
-        data_dir=data_dir, model_spec=model_spec, device="cpu", max_upload_bytes=max_upload_bytes, thumbnails=thumbnails
+        data_dir=data_dir,
+        model_spec=model_spec,
+        device="cpu",
+        max_upload_bytes=max_upload_bytes,
+        thumbnails=thumbnails,
+        limits=limits,
     )
     try:
         return start_server(
