@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
                 rng = np.random.default_rng(1)
                 labels.write_text("video_id,label\n" + "".join(f"{v},{int(rng.random() < 0.3)}\n" for v in ids))
                 start = time.perf_counter()
-                n = sum(1 for _ in client.score(task.name, video_ids=ids, batch_size=10_000))
+                n = sum(1 for _ in client.score(task.name, batch_size=10_000))
                 bare = time.perf_counter() - start
                 start = time.perf_counter()
                 ev = evaluate(client, task.name, labels, resamples=args.resamples)

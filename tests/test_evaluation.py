@@ -199,6 +199,19 @@ def test_evaluate_binary_end_to_end(served, tmp_path, capsys):
     assert "roc.png" in html and "ghost.avi" in html
 
 
+def test_evaluate_many_labelled_videos_by_study_id_scores_one_stream(served, tmp_path, monkeypatch):
+    from echosearch.client.evaluation import run
+
+    running, client, ids = served
+    f = tmp_path / "labels.csv"
+    f.write_text("study_id,label\n" + "".join(f"s{i},{i % 2}\n" for i in range(8)))
+    small = evaluate(client, _binary_task(client), f, key="study_id", resamples=50)
+    # Over the server's cap on ids per request, the same numbers come from one stream over every video.
+    monkeypatch.setattr(run, "MAX_IDS_PER_REQUEST", 2)
+    large = evaluate(client, _binary_task(client), f, key="study_id", resamples=50)
+    assert small.metrics == large.metrics and small.metrics["n"] == 8
+
+
 def test_evaluate_with_no_matching_labels_says_so(served, tmp_path):
     running, client, ids = served
     f = tmp_path / "labels.csv"

@@ -23,6 +23,9 @@ from echosearch.client.types import Task, Video
 log = logging.getLogger(__name__)
 
 UNKNOWN_LISTED = 1000  # unknown keys listed in metrics.json (all of them go to unknown_keys.txt)
+# At most this many ids go into one ScoreVideos request (the server's default --max-filter-terms);
+# more labelled videos than that are picked out of one stream over every video instead.
+MAX_IDS_PER_REQUEST = 1000
 
 
 class EvaluationError(ValueError):
@@ -130,7 +133,11 @@ def evaluate(
         )
     say(f"{len(ids)} labelled videos matched, {len(unknown)} label keys name no stored video")
     if key != "id":
-        take(client.score(task.name, video_ids=sorted(set(ids)), batch_size=10_000))
+        wanted = sorted(set(ids))
+        if len(wanted) <= MAX_IDS_PER_REQUEST:
+            take(client.score(task.name, video_ids=wanted, batch_size=10_000))
+        else:
+            take(client.score(task.name, batch_size=10_000))
     vid = np.asarray(ids, dtype=np.int64)
     y = np.asarray(ys, dtype=np.float64)
     score = np.asarray([scored.get(int(v), np.nan) for v in vid], dtype=np.float64)
