@@ -7,6 +7,7 @@ import grpc
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from servers import start_inprocess
 from synthetic import make_video, synthetic_frames
@@ -40,6 +41,15 @@ def test_thumbnail_is_the_downscaled_crop_in_rgb():
     again = _decode(thumbnail_jpegs(crops[:1, ::-1].copy(), channel_order="bgr")[0])
     assert np.abs(again.astype(int) - red.astype(int)).mean() < 2
     assert all(len(j) < 20_000 for j in jpegs)
+
+
+def test_crops_from_pixels_inverts_the_normalisation_exactly():
+    from echosearch.server.media.thumbnails import crops_from_pixels
+    from echosearch.server.media.video import normalise
+
+    crops = torch.randint(0, 256, (3, 3, 224, 224), dtype=torch.uint8)
+    pixels = normalise(crops, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD)
+    assert torch.equal(crops_from_pixels(pixels, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD), crops)
 
 
 def test_thumbnail_rejects_what_is_not_a_crop_batch():

@@ -22,9 +22,11 @@ from echosearch.client.client import DEFAULT_ADDRESS, ApiError, Client
 from echosearch.client.evaluation import commands as evaluation_commands
 from echosearch.client.output import Progress, print_json, print_table
 from echosearch.client.params import UsageError, parse_custom_task, parse_filter, parse_metadata
+from echosearch.client.sniff import file_looks_like_dicom
 from echosearch.client.types import Sampling, Video
 
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv"})
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".dic"})  # DICOM files without these are found by their header
 
 
 # ---- argument parsing ------------------------------------------------------------------
@@ -105,6 +107,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--index", default="Flat", help="FAISS factory string (Flat, HNSW32, IVF1024,PQ64, ...)")
     p.add_argument("--max-upload-mb", type=int, default=2048, help="largest accepted video in MiB (default 2048)")
+    # -- search backend (issue 9): where exact search and task scoring run
+    p.add_argument(
+        "--search-device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="auto: FAISS's GPU index when FAISS sees GPUs, else the frame matrix resident on CUDA via torch, "
+        "else the CPU FAISS index (default auto)",
+    )
+    p.add_argument(
+        "--gpu-memory-gb",
+        type=float,
+        default=None,
+        help="cap on the GPU memory the resident matrices may use; past it, search falls back to the CPU index",
+    )
+    p.add_argument(
+        "--search-precision",
+        default="fp16",
+        choices=("fp16", "bf16", "fp32"),
+        help="storage precision of the resident CUDA matrices (top hits are re-scored in fp32; default fp16)",
+    )
     p.add_argument("--workers", type=int, default=16, help="RPC worker threads (default 16)")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate chain (with --tls-key: serve TLS)")
     p.add_argument("--tls-key", type=Path, help="PEM private key")
@@ -120,6 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep a small JPEG of each embedded frame's model-input crop (default on; off keeps no pixels)",
     )
     _limit_flags(p)
+    # DICOM (issue 14): docs/dicom.md
+    p.add_argument(
+        "--phi",
+        choices=("hash", "keep", "drop"),
+        default="hash",
+        help="DICOM PatientID: keyed hash with the store's secret (default), keep as is, or drop",
+    )
+    p.add_argument(
+        "--dicom-mask",
+        choices=("region", "off"),
+        default="region",
+        help="black out DICOM pixels outside the largest 2D ultrasound region (default region), or off",
+    )
 
     p = sub.add_parser("ingest", parents=[common], help="upload video files and folders (recursive)")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -139,6 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=0)
     p.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    # ---- dicom-listen (issue 14) ----
+    p = sub.add_parser(
+        "dicom-listen", parents=[common], help="receive DICOM objects (C-STORE) from a modality or PACS and ingest them"
+    )
+    p.add_argument("--ae-title", default="ECHOSEARCH", help="this receiver's AE title (default ECHOSEARCH)")
+    p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default 0.0.0.0: all interfaces)")
+    p.add_argument("--port", type=int, default=11112, help="DICOM port (default 11112)")
+    p.add_argument(
+        "--allow", action="append", default=[], metavar="AE[,AE]", help="calling AE titles allowed (default: any)"
+    )
+    p.add_argument("--token-file", type=Path, help="file holding the service's bearer token (else --token)")
+    p.add_argument("--max-associations", type=int, default=8, help="associations served at once (default 8)")
+    p.add_argument("--log-level", default="INFO")
 
     p = sub.add_parser("search", parents=[common], help="videos matching a text")
     p.add_argument("text")
@@ -205,23 +254,40 @@ def _video_row(v: Video) -> list[Any]:
 VIDEO_HEADERS = ["id", "name", "frames", "study", "patient", "view", "acquired", "tags"]
 
 
-def collect_videos(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; folders searched recursively for video extensions."""
+def collect_media(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(files to upload, [(skipped file, why)]): files as given; in folders, video extensions, DICOM extensions
+    and any file whose header is DICOM (DICOM files often have no extension); everything else is skipped."""
     found: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS))
+            for p in sorted(p for p in path.rglob("*") if p.is_file()):
+                suffix = p.suffix.lower()
+                if suffix in VIDEO_EXTENSIONS or suffix in DICOM_EXTENSIONS or file_looks_like_dicom(p):
+                    found.append(p)
+                elif p.stat().st_size == 0:
+                    skipped.append((p, "empty file (0 bytes)"))
+                else:
+                    skipped.append((p, f"not a video ({suffix or 'no extension'}) and no DICOM header"))
         elif path.is_file():
             found.append(path)
         else:
             raise UsageError(f"{path}: no such file or folder")
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(found)), skipped
 
 
 def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
-    files = collect_videos(args.paths)
+    files, skipped_files = collect_media(args.paths)
+    for path, why in skipped_files:
+        print(f"skipped: {path}: {why}", file=sys.stderr)
+        if args.json:
+            print_json({"path": str(path), "status": "skipped", "error": why})
     if not files:
-        raise UsageError("no video files found (looked for " + ", ".join(sorted(VIDEO_EXTENSIONS)) + ")")
+        raise UsageError(
+            "no video or DICOM files found (looked for "
+            + ", ".join(sorted(VIDEO_EXTENSIONS | DICOM_EXTENSIONS))
+            + " and files with a DICOM header)"
+        )
     metadata = parse_metadata(args.meta)
     sampling = Sampling(args.sampling, args.step, args.count, args.max_frames) if args.sampling else None
     progress = Progress(len(files), "ingest", enabled=False if args.no_progress else None)
@@ -260,7 +326,8 @@ def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
             [[r.get("video_id"), r["status"], r.get("frames"), r["path"]] for r in rows],
         )
     skipped = len(rows) - stored - failed
-    print(f"{stored} stored, {skipped} already stored (skipped), {failed} failed", file=sys.stderr)
+    not_media = f", {len(skipped_files)} not video or DICOM (skipped)" if skipped_files else ""
+    print(f"{stored} stored, {skipped} already stored (skipped), {failed} failed{not_media}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -425,10 +492,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
         limits=limits,
         data_dir=args.data, model=args.model, host=args.host, port=args.port, device=args.device, precision=args.precision,
         index_factory=args.index, max_upload_mb=args.max_upload_mb, workers=args.workers, tls_cert=args.tls_cert,
-        tls_key=args.tls_key, token=token, grace=args.grace,
+        tls_key=args.tls_key, token=token, grace=args.grace, phi=args.phi, dicom_mask=args.dicom_mask,
+        search_device=args.search_device, gpu_memory_gb=args.gpu_memory_gb, search_precision=args.search_precision,
     )  # fmt: skip
     opts = dataclasses.replace(opts, thumbnails=args.thumbnails == "on")
     return serve(opts)
+
+
+def cmd_dicom_listen(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        from echosearch.client.dicom_listen import DicomReceiver, ListenOptions, parse_allow, quiet_pynetdicom
+    except ImportError as exc:
+        raise UsageError(
+            f"DICOM support is not installed ({exc.name} is missing): pip install 'echosearch[dicom]'"
+        ) from None
+    quiet_pynetdicom()
+    if args.token_file is not None:
+        try:
+            args.token = args.token_file.read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"--token-file: {exc}") from None
+    options = ListenOptions(
+        ae_title=args.ae_title, host=args.bind, port=args.port, allow=parse_allow(args.allow),
+        max_associations=args.max_associations,
+    )  # fmt: skip
+    if not 1 <= len(options.ae_title) <= 16:
+        raise UsageError("--ae-title must be 1 to 16 characters")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with _connect(args) as client:
+        receiver = DicomReceiver(client, options)
+        receiver.start()
+        stop.wait()
+        receiver.stop()
+    print(f"{receiver.stored} objects stored, {receiver.failed} refused", file=sys.stderr)
+    return 0
 
 
 COMMANDS = {
@@ -446,6 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return cmd_serve(args)
+        if args.command == "dicom-listen":
+            return cmd_dicom_listen(args)
         with _connect(args) as client:
             return COMMANDS[args.command](client, args)
     except ValueError as exc:  # UsageError, or a value the client refused before calling

@@ -209,6 +209,11 @@ class ServerInfo:
     frames: int
     tasks: int
     max_upload_bytes: int
+    # where search and scoring run: faiss-cpu, faiss-gpu, torch-cuda (or torch-cpu)
+    search_backend: str = ""
+    search_device: str = ""
+    search_precision: str = ""
+    search_memory_bytes: int = 0
 
     @classmethod
     def from_proto(cls, i: pb.GetServerInfoResponse) -> ServerInfo:
@@ -225,6 +230,10 @@ class ServerInfo:
             i.frames,
             i.tasks,
             i.max_upload_bytes,
+            search_backend=i.search.backend,
+            search_device=i.search.device,
+            search_precision=i.search.precision,
+            search_memory_bytes=i.search.memory_bytes,
         )
 
 

@@ -30,10 +30,12 @@ import numpy as np
 import torch
 
 from echosearch.server import cancellation
+from echosearch.server.dicom.phi import DEFAULT_PHI_MODE, policy_for_store
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError, TooLargeError
 from echosearch.server.limits import Limits
 from echosearch.server.lru import LRUCache
-from echosearch.server.media.video import Sampling, prepare_video
+from echosearch.server.media.prepare import DEFAULT_DICOM_MASK, DICOM_MASKS, is_dicom, prepare_media
+from echosearch.server.media.video import Sampling
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoMetadata, VideoRecord
 from echosearch.server.storage.disk_errors import disk_errors
@@ -87,6 +89,18 @@ class ServerInfo:
     videos: int
     frames: int
     tasks: int
+    search: SearchBackendInfo
+
+
+@dataclass(frozen=True)
+class SearchBackendInfo:
+    """The engine answering searches and scoring: "faiss-cpu", "faiss-gpu", "torch-cuda" or "torch-cpu"."""
+
+    backend: str
+    device: str
+    precision: str
+    memory_bytes: int
+    memory_cap_bytes: int
 
 
 def package_version() -> str:
@@ -112,15 +126,31 @@ class Engine:
         max_upload_bytes: int | None = None,
         model: EchoClipModel | None = None,
         thumbnails: bool = True,
+        search_device: str = "auto",
+        gpu_memory_gb: float | None = None,
+        search_precision: str = "fp16",
         limits: Limits | None = None,
+        phi: str = DEFAULT_PHI_MODE,
+        dicom_mask: str = DEFAULT_DICOM_MASK,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.thumbnails = bool(thumbnails)  # keep a JPEG of each embedded frame's model-input crop
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.limits = (limits or Limits()).with_overrides(max_upload_bytes=max_upload_bytes)
         self.max_upload_bytes = self.limits.max_upload_bytes
+        self.phi_policy = policy_for_store(phi, self.data_dir)  # DICOM PatientID: hash (per-store key) | keep | drop
+        if dicom_mask not in DICOM_MASKS:
+            raise InvalidRequestError(f"--dicom-mask must be one of {', '.join(DICOM_MASKS)}, not {dicom_mask!r}")
+        self.dicom_mask = dicom_mask
         self.model = model if model is not None else load_model(model_spec, device=device, precision=precision)
-        self.store = Store(self.data_dir, index_factory=index_factory, use_gpu=use_gpu)
+        self.store = Store(
+            self.data_dir,
+            index_factory=index_factory,
+            use_gpu=use_gpu,
+            search_device=search_device,
+            gpu_memory_gb=gpu_memory_gb,
+            matrix_precision=search_precision,
+        )
         self.reader = self.store.reader
         bound = self.reader.model_identity
         if bound is not None and bound != self.model.identity:
@@ -172,6 +202,7 @@ class Engine:
             videos=self.reader.count_videos(),
             frames=self.reader.count_frames(),
             tasks=len(self.registry) + len(self.stored_tasks.list()),
+            search=SearchBackendInfo(**self.store.search_backend_info()),
         )
 
     # ---- encoding --------------------------------------------------------------------
@@ -230,7 +261,7 @@ class Engine:
             return IngestOutcome(existing, True, 0.0, 0.0, 0.0)
 
         started = time.perf_counter()
-        prepared = prepare_video(
+        prepared = prepare_media(
             data,
             sampling,
             channel_order=channel_order,
@@ -239,7 +270,12 @@ class Engine:
             image_size=self.model.image_size,
             thumbnails=self.thumbnails,
             max_frame_pixels=self.limits.max_frame_pixels,
+            dicom_mask=self.dicom_mask,
         )
+        if is_dicom(data):  # decoded, so pydicom is there: the header's study, time, UIDs; PatientID via the policy
+            from echosearch.server.dicom.metadata import dicom_metadata, merge_metadata
+
+            metadata = merge_metadata(dicom_metadata(data, self.phi_policy), metadata)
         decoded = time.perf_counter()
         cancellation.check()  # nobody waits for this video any more: do not encode it (once encoded, it is stored)
         embeddings = self._encode_frames(prepared.pixels)

@@ -182,6 +182,9 @@ class ServeOptions:
     precision: str = "fp32"
     index_factory: str = "Flat"
     max_upload_mb: int = 2048
+    search_device: str = "auto"
+    gpu_memory_gb: float | None = None
+    search_precision: str = "fp16"
     workers: int = 16
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -189,6 +192,8 @@ class ServeOptions:
     grace: float = 30.0
     thumbnails: bool = True  # keep a JPEG of each embedded frame's model-input crop
     limits: Limits = field(default_factory=Limits)  # per-request caps (the --max-*/--upload-* flags)
+    phi: str = "hash"  # DICOM PatientID: hash | keep | drop (docs/dicom.md)
+    dicom_mask: str = "region"  # DICOM pixels outside the largest 2D ultrasound region: region (blacked out) | off
 
 
 def read_token(token_file: Path | None) -> str | None:
@@ -212,7 +217,12 @@ def serve(opts: ServeOptions) -> int:
             index_factory=opts.index_factory,
             max_upload_bytes=opts.max_upload_mb << 20,
             thumbnails=opts.thumbnails,
+            search_device=opts.search_device,
+            gpu_memory_gb=opts.gpu_memory_gb,
+            search_precision=opts.search_precision,
             limits=opts.limits,
+            phi=opts.phi,
+            dicom_mask=opts.dicom_mask,
         )
     except EchoSearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
