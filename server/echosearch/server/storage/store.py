@@ -322,6 +322,14 @@ class Store:
         """Cache text embeddings in the catalog (the indexes are not involved, so no index lock)."""
         self.catalog.put_prompt_embeddings(model_identity, embeddings)
 
+    def put_stored_task(self, name: str, spec_json: str) -> None:
+        """Save (or replace) a stored task's definition in the catalog (no index involved)."""
+        self.catalog.put_stored_task(name, spec_json)
+
+    def delete_stored_task(self, name: str) -> None:
+        """Remove a stored task's definition from the catalog."""
+        self.catalog.delete_stored_task(name)
+
     def get_prompt_embeddings(self, model_identity: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Cached text embeddings of `model_identity` for those `texts` that are cached."""
         return self.catalog.get_prompt_embeddings(model_identity, texts)
