@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[server,ui,test,dicom]'
+	$(PY) -m pip install --quiet -e '.[server,bulk,ui,test,dicom]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) bench/store.py
 	$(PY) bench/score.py
 	$(PY) bench/api.py
+	$(PY) bench/bulk.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

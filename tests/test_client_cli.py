@@ -186,7 +186,7 @@ def test_params_parsing():
 def test_client_import_is_light():
     code = (
         "import sys, echosearch.client, echosearch.client.cli, echosearch.v1.echosearch_pb2_grpc\n"
-        "heavy = sorted(m for m in ('torch', 'faiss', 'duckdb', 'numpy', 'av', 'echosearch.server') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'faiss', 'duckdb', 'numpy', 'av', 'pyarrow', 'ray', 'echosearch.server') if m in sys.modules)\n"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout

@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from echosearch.client import bulk_cli
 from echosearch.client.client import DEFAULT_ADDRESS, ApiError, Client
 from echosearch.client.evaluation import commands as evaluation_commands
 from echosearch.client.output import Progress, print_json, print_table
@@ -230,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, metavar="OUT.parquet")
     _filter_arg(p)
     sub.add_parser("info", parents=[common], help="server version, model, index, counts")
+    bulk_cli.add_parser(sub, common)
     evaluation_commands.add_parsers(sub, common)  # evaluate, ui (issue 11)
     return parser
 
@@ -552,6 +554,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return cmd_serve(args)
+        if args.command == "bulk":
+            return bulk_cli.run(args, _connect)
         if args.command == "dicom-listen":
             return cmd_dicom_listen(args)
         with _connect(args) as client:

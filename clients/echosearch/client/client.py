@@ -21,6 +21,7 @@ import grpc
 from echosearch.client.types import (
     CustomTask,
     Frame,
+    ImportResult,
     IngestResult,
     Sampling,
     SearchResult,
@@ -164,6 +165,29 @@ class Client:
             lambda: self._stub.IngestVideo(requests(), timeout=self.long_timeout, metadata=self._metadata)
         )
         return IngestResult.from_proto(reply)
+
+    # ---- bulk import -------------------------------------------------------------------
+
+    def import_shard(self, path: str | Path, *, force: bool = False) -> ImportResult:
+        """Stream one `bulk embed` Parquet shard to the server; returns what it committed (one transaction).
+
+        Idempotent (by shard and video sha256), so it is retried on UNAVAILABLE; a shard committed
+        before is acknowledged from its hash without sending it again unless `force`.
+        """
+        shard = Path(path)
+        header = pb.ImportEmbeddingsHeader(
+            shard_name=shard.name, size_bytes=shard.stat().st_size, sha256=_file_sha256(shard), force=force
+        )
+
+        def requests() -> Iterator[pb.ImportEmbeddingsRequest]:
+            yield pb.ImportEmbeddingsRequest(header=header)
+            for chunk in _file_chunks(shard, self.chunk_bytes):
+                yield pb.ImportEmbeddingsRequest(chunk=chunk)
+
+        reply = self._retrying(
+            lambda: self._stub.ImportEmbeddings(requests(), timeout=self.long_timeout, metadata=self._metadata)
+        )
+        return ImportResult.from_proto(reply)
 
     # ---- videos -----------------------------------------------------------------------
 

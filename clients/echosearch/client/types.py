@@ -138,6 +138,22 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
+class ImportResult:
+    """What the server committed for one bulk shard (`already_imported`: committed by an earlier load)."""
+
+    shard_name: str
+    already_imported: bool
+    videos_added: int
+    videos_already_stored: int
+    frames_added: int
+    seconds: float
+
+    @classmethod
+    def from_proto(cls, r: pb.ImportEmbeddingsResponse) -> ImportResult:
+        return cls(r.shard_name, r.already_imported, r.videos_added, r.videos_already_stored, r.frames_added, r.seconds)
+
+
+@dataclass(frozen=True)
 class Task:
     """A task: kind "binary" | "regression" | "categorical", prompts and (per kind) values, labels, threshold."""
 

@@ -537,3 +537,39 @@ class DeleteTaskRequest(_message.Message):
 class DeleteTaskResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ImportEmbeddingsHeader(_message.Message):
+    __slots__ = ("shard_name", "size_bytes", "sha256", "force")
+    SHARD_NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    shard_name: str
+    size_bytes: int
+    sha256: str
+    force: bool
+    def __init__(self, shard_name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class ImportEmbeddingsRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: ImportEmbeddingsHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[ImportEmbeddingsHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class ImportEmbeddingsResponse(_message.Message):
+    __slots__ = ("shard_name", "already_imported", "videos_added", "videos_already_stored", "frames_added", "seconds")
+    SHARD_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_IMPORTED_FIELD_NUMBER: _ClassVar[int]
+    VIDEOS_ADDED_FIELD_NUMBER: _ClassVar[int]
+    VIDEOS_ALREADY_STORED_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_ADDED_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    shard_name: str
+    already_imported: bool
+    videos_added: int
+    videos_already_stored: int
+    frames_added: int
+    seconds: float
+    def __init__(self, shard_name: _Optional[str] = ..., already_imported: _Optional[bool] = ..., videos_added: _Optional[int] = ..., videos_already_stored: _Optional[int] = ..., frames_added: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...

@@ -100,6 +100,11 @@ class EchoSearchServiceStub:
                 request_serializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskRequest.SerializeToString,
                 response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskResponse.FromString,
                 _registered_method=True)
+        self.ImportEmbeddings = channel.stream_unary(
+                '/echosearch.v1.EchoSearchService/ImportEmbeddings',
+                request_serializer=echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsRequest.SerializeToString,
+                response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsResponse.FromString,
+                _registered_method=True)
 
 
 class EchoSearchServiceServicer:
@@ -213,6 +218,20 @@ class EchoSearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportEmbeddings(self, request_iterator, context):
+        """Bulk import (issue 10): one Parquet shard written by `echosearch bulk embed`,
+        streamed as an ImportEmbeddingsHeader, then the file's bytes as `chunk`
+        messages. The shard's new videos are committed in ONE transaction and added
+        to the index in bulk; the reply acknowledges exactly what was committed.
+        Idempotent by video sha256 and by shard sha256, so a killed load re-run
+        ends complete without duplicates. FAILED_PRECONDITION: the shard was made by
+        another model. INVALID_ARGUMENT: a wrong width, NaN, or a malformed shard
+        (the message names the shard and row).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EchoSearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -280,6 +299,11 @@ def add_EchoSearchServiceServicer_to_server(servicer, server):
                     servicer.DeleteTask,
                     request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskRequest.FromString,
                     response_serializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskResponse.SerializeToString,
+            ),
+            'ImportEmbeddings': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportEmbeddings,
+                    request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsRequest.FromString,
+                    response_serializer=echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -634,6 +658,33 @@ class EchoSearchService:
             '/echosearch.v1.EchoSearchService/DeleteTask',
             echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskRequest.SerializeToString,
             echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportEmbeddings(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/echosearch.v1.EchoSearchService/ImportEmbeddings',
+            echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsRequest.SerializeToString,
+            echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -258,6 +258,68 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             store_seconds=outcome.store_seconds,
         )
 
+    # ---- bulk import (issue 10) ---------------------------------------------------------
+
+    @_rpc
+    def ImportEmbeddings(
+        self, request_iterator: Iterable[pb.ImportEmbeddingsRequest], context: grpc.ServicerContext
+    ) -> pb.ImportEmbeddingsResponse:
+        # A shard is an upload: the same slots, idle timeout, size limit and spool as IngestVideo.
+        with self._upload_slots.hold(), self._idle_watchdog.watch(context.cancel) as watch:
+            try:
+                return self._import(iter(request_iterator), context, watch)
+            except grpc.RpcError:
+                raise _Cancelled() from None
+
+    def _import(
+        self, requests: Iterator[pb.ImportEmbeddingsRequest], context: grpc.ServicerContext, watch: Any
+    ) -> pb.ImportEmbeddingsResponse:
+        first = next(requests, None)
+        if first is None or first.WhichOneof("payload") != "header":
+            raise errors.InvalidRequestError(
+                "the first ImportEmbeddings message must be a header (shard name, size, sha256); the shard's bytes follow as chunks"
+            )
+        watch.touch()
+        header = first.header
+        name = header.shard_name or "shard"
+        digest = normalise_sha256(header.sha256)
+        if len(digest) != 64:
+            raise errors.InvalidRequestError(f"{name}: the header needs the shard file's hex sha256 (64 characters)")
+        self.engine.check_upload_size(name, header.size_bytes)
+        if not header.force:
+            done = self.engine.imported_shard(name, digest)
+            if done is not None:  # committed before: acknowledge without reading the body
+                watch.finish()
+                return _import_reply(done)
+        spool_dir = self.engine.data_dir / SPOOL_DIR
+        body = receive_body(
+            _shard_chunks(requests),
+            name=name,
+            check_size=lambda size: self.engine.check_upload_size(name, size, partial=True),
+            min_chunk_bytes=self.limits.min_chunk_bytes,
+            spool_dir=spool_dir,
+            watch=watch,
+        )
+        try:
+            _check_active(context)
+            if header.size_bytes and body.size != header.size_bytes:
+                raise errors.InvalidRequestError(
+                    f"{name}: received {body.size} bytes but the header announced {header.size_bytes}; send the shard again"
+                )
+            if body.sha256 != digest:
+                raise errors.InvalidRequestError(
+                    f"{name}: the received bytes do not match the header's sha256; send the shard again"
+                )
+            if body.path is None:  # a small shard stayed in memory; DuckDB reads Parquet from a file
+                spool_dir.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="shard-", suffix=".part", delete=False) as f:
+                    f.write(body.data or b"")
+                body.path = Path(f.name)
+            outcome = self.engine.import_shard(body.path, name=name, shard_sha256=digest)
+        finally:
+            body.discard()
+        return _import_reply(outcome)
+
     # ---- videos -----------------------------------------------------------------------
 
     @_rpc
@@ -436,6 +498,24 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
     def DeleteTask(self, request: pb.DeleteTaskRequest, context: grpc.ServicerContext) -> pb.DeleteTaskResponse:
         self.engine.delete_task(request.name)
         return pb.DeleteTaskResponse()
+
+
+def _shard_chunks(requests: Iterator[pb.ImportEmbeddingsRequest]) -> Iterator[bytes]:
+    for msg in requests:
+        if msg.WhichOneof("payload") != "chunk":
+            raise errors.InvalidRequestError("only the first ImportEmbeddings message may be a header")
+        yield msg.chunk
+
+
+def _import_reply(outcome: Any) -> pb.ImportEmbeddingsResponse:
+    return pb.ImportEmbeddingsResponse(
+        shard_name=outcome.shard_name,
+        already_imported=outcome.already_imported,
+        videos_added=outcome.videos_added,
+        videos_already_stored=outcome.videos_already_stored,
+        frames_added=outcome.frames_added,
+        seconds=outcome.seconds,
+    )
 
 
 def _fit_bytes(items: list[Any], budget: int, size: Callable[[Any], int]) -> int:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from echosearch.server import cancellation
+from echosearch.server.bulk.importing import ImportOutcome, import_shard, previously_imported
 from echosearch.server.dicom.phi import DEFAULT_PHI_MODE, policy_for_store
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError, TooLargeError
 from echosearch.server.limits import Limits
@@ -337,6 +338,18 @@ class Engine:
             return path.stat().st_size
         except OSError as exc:
             raise InvalidRequestError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+    # ---- bulk import (issue 10) ---------------------------------------------------------
+
+    def imported_shard(self, name: str, shard_sha256: str) -> ImportOutcome | None:
+        """The recorded outcome when a shard with this content hash was imported before."""
+        return previously_imported(self.store, name, shard_sha256.strip().lower())
+
+    def import_shard(self, path: Path, *, name: str, shard_sha256: str) -> ImportOutcome:
+        """Import one `bulk embed` Parquet shard: one transaction, bulk index add; idempotent by sha256."""
+        return import_shard(
+            self.store, self.model, Path(path), name=name, shard_sha256=shard_sha256.lower(), limits=self.limits
+        )
 
     # ---- videos ----------------------------------------------------------------------
 
