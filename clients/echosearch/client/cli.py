@@ -11,18 +11,22 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from echosearch.client.cli_examples import EXAMPLES, FILTER_HELP
 from echosearch.client.client import DEFAULT_ADDRESS, ApiError, Client
-from echosearch.client.output import Progress, print_json, print_table
-from echosearch.client.params import UsageError, parse_custom_task, parse_filter, parse_metadata
-from echosearch.client.types import Sampling, Video
+from echosearch.client.ingest_command import VIDEO_EXTENSIONS, cmd_ingest, collect_videos
+from echosearch.client.output import Progress, fmt, print_json, print_table
+from echosearch.client.params import UsageError, parse_filter, parse_metadata
+from echosearch.client.score_command import cmd_score
+from echosearch.client.types import Video
 
-VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv"})
+__all__ = ["VIDEO_EXTENSIONS", "build_parser", "collect_videos", "main"]
+DEFAULT_MODEL = "hf-hub:mkaichristensen/echo-clip"
+DESCRIPTION_WIDTH = 60
 
 
 # ---- argument parsing ------------------------------------------------------------------
@@ -42,13 +46,33 @@ def _common() -> argparse.ArgumentParser:
 
 
 def _filter_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--filter",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="id, study_id, patient_id, view (repeat a key for OR), acquired_after/_before, "
-        "ingested_after/_before (ISO 8601); any other key matches a tag",
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE", help=FILTER_HELP)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (`-k 0` is refused, not silently taken as the default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: give 1 or more")
+    return value
+
+
+def _k_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-k", type=positive_int, default=10, help="how many videos, 1..10000 (default 10)")
+
+
+def _sub(sub: Any, name: str, help: str, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows its defaults and ends with examples."""
+    return sub.add_parser(
+        name,
+        parents=parents,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog=EXAMPLES.get(name),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
@@ -56,23 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     common = _common()
     parser = argparse.ArgumentParser(
-        prog="echosearch", description="EchoCLIP embeddings of echo videos: ingest, search, score.", parents=[common]
+        prog="echosearch",
+        description="EchoCLIP embeddings of echo videos: ingest, search, score.",
+        parents=[common],
+        epilog="`echosearch COMMAND --help` shows a command's options and examples.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("serve", help="run the gRPC server")
+    p = _sub(sub, "serve", "run the gRPC server", [])
     p.add_argument(
         "--data", type=Path, default=Path("./echosearch-data"), help="data directory (default ./echosearch-data)"
     )
     p.add_argument(
         "--model",
-        default="hf-hub:mkaichristensen/echo-clip",
-        help="model spec: hf-hub:..., local-dir:PATH, random:tiny",
+        default=DEFAULT_MODEL,
+        help=f"model spec (default {DEFAULT_MODEL}, about 606 MB on first start): hf-hub:REPO, "
+        "local-dir:PATH (offline), random:echoclip (EchoCLIP's architecture with random weights: "
+        "try the service without a download), random:tiny (tests)",
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=50051)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
+    p.add_argument("--port", type=int, default=50051, help="port to listen on (default 50051; 0: any free port)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="(default auto: cuda if present)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="(default fp32)")
     p.add_argument("--index", default="Flat", help="FAISS factory string (Flat, HNSW32, IVF1024,PQ64, ...)")
     p.add_argument("--max-upload-mb", type=int, default=2048, help="largest accepted video in MiB (default 2048)")
     p.add_argument("--workers", type=int, default=16, help="RPC worker threads (default 16)")
@@ -82,48 +111,71 @@ def build_parser() -> argparse.ArgumentParser:
         "--token-file", type=Path, help="require this bearer token (else env ECHOSEARCH_TOKEN; neither: no auth)"
     )
     p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight calls get on SIGTERM (default 30)")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="server log detail on stderr (default INFO)",
+    )
 
-    p = sub.add_parser("ingest", parents=[common], help="upload video files and folders (recursive)")
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p = _sub(sub, "ingest", "upload video files and folders (recursive)", [common])
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files and folders (or none with --manifest)")
+    p.add_argument(
+        "--manifest", type=Path, metavar="CSV", help="per-file metadata: path, study_id, patient_id, view, ... columns"
+    )
     p.add_argument("--jobs", "-j", type=int, default=4, help="parallel uploads (default 4)")
     p.add_argument(
         "--meta",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="study_id, patient_id, view, acquisition_time; other keys become tags",
+        help="for every file (wins over --manifest): study_id, patient_id, view, acquisition_time; "
+        "other keys become tags. An already stored file gets this metadata",
     )
     p.add_argument(
         "--sampling", choices=("reference", "all", "every", "count"), help="frames to embed (default: reference 0:40:2)"
     )
-    p.add_argument("--step", type=int, default=0, help="with --sampling every")
-    p.add_argument("--count", type=int, default=0, help="with --sampling count")
-    p.add_argument("--max-frames", type=int, default=0)
-    p.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb")
+    p.add_argument("--step", type=int, default=0, help="with --sampling every: every STEP-th frame")
+    p.add_argument("--count", type=int, default=0, help="with --sampling count: this many frames, evenly spaced")
+    p.add_argument("--max-frames", type=int, default=0, help="at most this many frames per video (default 0: no cap)")
+    p.add_argument(
+        "--channel-order", choices=("rgb", "bgr"), default="rgb", help="colour order of the decoded video (default rgb)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
-    p = sub.add_parser("search", parents=[common], help="videos matching a text")
-    p.add_argument("text")
-    p.add_argument("-k", type=int, default=10)
+    p = _sub(sub, "search", "videos matching a text", [common])
+    p.add_argument("text", help="what to look for, e.g. an EchoCLIP report phrase")
+    _k_arg(p)
     p.add_argument(
-        "--aggregation", choices=("max", "mean"), default="max", help="max: best frame; mean: EchoCLIP binary score"
+        "--aggregation",
+        choices=("max", "mean"),
+        default="max",
+        help="max: best frame; mean: EchoCLIP binary score (default max)",
     )
-    p.add_argument("--frames", type=int, default=1, help="best frames shown per video")
+    p.add_argument("--frames", type=int, default=1, help="best frames shown per video (default 1)")
     _filter_arg(p)
 
-    p = sub.add_parser("similar", parents=[common], help="videos similar to a stored video")
-    p.add_argument("video_id", type=int)
-    p.add_argument("-k", type=int, default=10)
-    p.add_argument("--aggregation", choices=("max", "mean"), default="mean")
+    p = _sub(sub, "similar", "videos similar to a stored video", [common])
+    p.add_argument("video_id", type=int, help="a stored video's id")
+    _k_arg(p)
+    p.add_argument("--aggregation", choices=("max", "mean"), default="mean", help="(default mean)")
     _filter_arg(p)
 
-    p = sub.add_parser("score", parents=[common], help="score a task (or custom prompts) over stored videos")
+    p = _sub(sub, "score", "score a task (or custom prompts) over stored videos", [common])
     p.add_argument("task", nargs="?", help="registered task name (see `echosearch tasks`); omit with --prompt")
-    p.add_argument("--ids", type=int, nargs="+", help="only these video ids")
-    p.add_argument("--top", type=int, help="only the K best videos (binary tasks)")
+    p.add_argument("--ids", type=int, nargs="+", help="only these video ids (unknown ids are reported, exit 1)")
+    p.add_argument(
+        "--top",
+        type=positive_int,
+        metavar="K",
+        help="only the K highest: binary by score, regression and categorical by value",
+    )
+    p.add_argument("--bottom", type=positive_int, metavar="K", help="only the K lowest (e.g. the lowest EF)")
     p.add_argument("--prompt", action="append", default=[], help="custom task prompt (repeat); needs --kind")
-    p.add_argument("--kind", choices=("binary", "regression", "categorical"))
+    p.add_argument(
+        "--kind", choices=("binary", "regression", "categorical"), help="the custom task's kind (with --prompt)"
+    )
     p.add_argument("--range", dest="value_range", metavar="FROM:TO[:STEP]", help="regression values for <#>")
     p.add_argument("--value", type=float, action="append", help="categorical: the value of each --prompt, in order")
     p.add_argument("--label", action="append", default=[], metavar="VALUE=NAME", help="categorical: name of a value")
@@ -131,19 +183,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="custom", help="custom task name")
     _filter_arg(p)
 
-    sub.add_parser("tasks", parents=[common], help="list registered tasks")
-    p = sub.add_parser("videos", parents=[common], help="list stored videos")
+    _sub(sub, "tasks", "list registered tasks (and plugins the server skipped)", [common])
+    p = _sub(sub, "videos", "list stored videos", [common])
     p.add_argument("--limit", type=int, default=0, help="at most this many (default all)")
     _filter_arg(p)
-    p = sub.add_parser("video", parents=[common], help="one stored video")
-    p.add_argument("video_id", type=int)
+    p = _sub(sub, "video", "one stored video", [common])
+    p.add_argument("video_id", type=int, help="a stored video's id")
     p.add_argument("--embeddings", action="store_true", help="also its frames and embeddings")
-    p = sub.add_parser("delete", parents=[common], help="delete stored videos")
+    p = _sub(sub, "tag", "set or remove metadata of stored videos", [common])
     p.add_argument("video_ids", type=int, nargs="+", metavar="ID")
-    p = sub.add_parser("export", parents=[common], help="download embeddings + metadata as Parquet")
-    p.add_argument("out", type=Path, metavar="OUT.parquet")
+    p.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set study_id, patient_id, view, acquisition_time; other keys are tags",
+    )
+    p.add_argument(
+        "--remove",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="clear a field, or remove a tag (tag.KEY, or a bare KEY that is not a field)",
+    )
+    p = _sub(sub, "delete", "delete stored videos", [common])
+    p.add_argument("video_ids", type=int, nargs="+", metavar="ID")
+    p = _sub(sub, "export", "download embeddings + metadata as Parquet", [common])
+    p.add_argument("out", type=Path, metavar="OUT.parquet", help="the file to write (its folder must exist)")
     _filter_arg(p)
-    sub.add_parser("info", parents=[common], help="server version, model, index, counts")
+    _sub(sub, "info", "server version, model, index, counts", [common])
     return parser
 
 
@@ -163,65 +231,6 @@ def _video_row(v: Video) -> list[Any]:
 
 
 VIDEO_HEADERS = ["id", "name", "frames", "study", "patient", "view", "acquired", "tags"]
-
-
-def collect_videos(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; folders searched recursively for video extensions."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS))
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise UsageError(f"{path}: no such file or folder")
-    return list(dict.fromkeys(found))
-
-
-def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
-    files = collect_videos(args.paths)
-    if not files:
-        raise UsageError("no video files found (looked for " + ", ".join(sorted(VIDEO_EXTENSIONS)) + ")")
-    metadata = parse_metadata(args.meta)
-    sampling = Sampling(args.sampling, args.step, args.count, args.max_frames) if args.sampling else None
-    progress = Progress(len(files), "ingest", enabled=False if args.no_progress else None)
-    rows, failed, stored = [], 0, 0
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {
-            pool.submit(client.ingest, f, metadata=metadata, sampling=sampling, channel_order=args.channel_order): f
-            for f in files
-        }
-        for fut in as_completed(futures):
-            path = futures[fut]
-            try:
-                r = fut.result()
-            except ApiError as exc:
-                failed += 1
-                row = {"path": str(path), "status": "failed", "error": f"{exc.code.name}: {exc.message}"}
-                print(f"error: {path}: {exc.code.name}: {exc.message}", file=sys.stderr)
-            else:
-                stored += not r.already_stored
-                status = "already stored" if r.already_stored else "stored"
-                row = {
-                    "path": str(path),
-                    "status": status,
-                    "video_id": r.video.video_id,
-                    "frames": r.video.sampled_frames,
-                }
-            if args.json:
-                print_json(row)
-            rows.append(row)
-            progress.advance(path.name)
-    progress.close()
-    if not args.json:
-        rows.sort(key=lambda r: r["path"])
-        print_table(
-            ["id", "status", "frames", "path"],
-            [[r.get("video_id"), r["status"], r.get("frames"), r["path"]] for r in rows],
-        )
-    skipped = len(rows) - stored - failed
-    print(f"{stored} stored, {skipped} already stored (skipped), {failed} failed", file=sys.stderr)
-    return 1 if failed else 0
 
 
 def _print_results(results: list[Any], args: argparse.Namespace) -> None:
@@ -260,37 +269,13 @@ def cmd_similar(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_score(client: Client, args: argparse.Namespace) -> int:
-    if args.prompt and args.task:
-        raise UsageError("give a task name or --prompt options, not both")
-    if args.prompt:
-        task: Any = parse_custom_task(
-            args.name, args.kind, args.prompt, args.value_range, args.value, args.label, args.threshold
-        )
-    elif args.task:
-        task = args.task
-    else:
-        raise UsageError("say which task: a name from `echosearch tasks`, or --prompt ... --kind ...")
-    stream = client.score(task, video_ids=args.ids, filter=parse_filter(args.filter), top_k=args.top)
-    rows = []
-    for batch in stream.batches():
-        for s in batch:
-            if args.json:
-                print_json(s)
-            else:
-                rows.append([s.video_id, s.score, s.value, s.label, s.decision])
-    if not args.json:
-        if stream.task is not None:
-            print(f"task {stream.task.name} ({stream.task.kind})", file=sys.stderr)
-        print_table(["id", "score", "value", "label", "decision"], rows)
-    return 0
-
-
 def cmd_tasks(client: Client, args: argparse.Namespace) -> int:
-    tasks = client.list_tasks()
+    tasks, skipped = client.list_tasks_and_problems()
     if args.json:
         for t in tasks:
             print_json(t)
+        for p in skipped:
+            print_json({"skipped": p})
         return 0
     rows = []
     for t in tasks:
@@ -299,9 +284,18 @@ def cmd_tasks(client: Client, args: argparse.Namespace) -> int:
             answer = "values {:g}..{:g} step {:g}".format(*t.value_range)
         elif t.labels:
             answer = ", ".join(t.labels.values())
-        rows.append([t.name, t.kind, len(t.prompts), answer, t.source])
-    print_table(["name", "kind", "prompts", "answer", "source"], rows)
+        rows.append([t.name, t.kind, len(t.prompts), answer, t.source, _truncate(t.description, DESCRIPTION_WIDTH)])
+    print_table(["name", "kind", "prompts", "answer", "source", "description"], rows)
+    for p in skipped:
+        what = f"task {p.task!r} of plugin {p.plugin!r}" if p.task else f"plugin {p.plugin!r}"
+        where = f" ({p.distribution})" if p.distribution else ""
+        print(f"skipped: {what}{where}: {p.reason}", file=sys.stderr)
     return 0
+
+
+def _truncate(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
 
 
 def cmd_videos(client: Client, args: argparse.Namespace) -> int:
@@ -324,8 +318,8 @@ def cmd_video(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         print_json({"video": video, "frames": frames} if args.embeddings else video)
         return 0
-    for key, value in video.__dict__.items():
-        print(f"{key:15} {value}")
+    for key, value in _video_fields(video):
+        print(f"{key:15} {fmt(value)}")
     if frames:
         print_table(
             ["frame_id", "index", "time_s", "embedding"],
@@ -334,15 +328,71 @@ def cmd_video(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _video_fields(video: Video) -> list[tuple[str, Any]]:
+    """A video's fields for people: the metadata's fields on lines of their own, not a repr."""
+    fields = [(k, v) for k, v in video.__dict__.items() if k != "metadata"]
+    m = video.metadata
+    fields += [("study_id", m.study_id), ("patient_id", m.patient_id), ("view", m.view)]
+    fields += [("acquisition_time", m.acquisition_time), ("tags", m.tags)]
+    return fields
+
+
+def cmd_tag(client: Client, args: argparse.Namespace) -> int:
+    if not args.meta and not args.remove:
+        raise UsageError("say what to change: --meta KEY=VALUE to set, --remove KEY to remove")
+    metadata = parse_metadata(args.meta)
+    failed = 0
+    for vid in dict.fromkeys(args.video_ids):
+        try:
+            _, changed = client.update_video_metadata(vid, metadata, args.remove)
+        except ApiError as exc:
+            if exc.code not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise
+            failed += 1
+            status = "not found" if exc.code == grpc.StatusCode.NOT_FOUND else "refused"
+            _report(args, vid, status, exc.message)
+        else:
+            _report(args, vid, "updated" if changed else "unchanged")
+    return 1 if failed else 0
+
+
+def _report(args: argparse.Namespace, vid: int, status: str, error: str = "") -> None:
+    """One id's outcome: a JSON line, or a line on stdout (failures on stderr)."""
+    if args.json:
+        print_json({"video_id": vid, "status": status, **({"error": error} if error else {})})
+    elif error:
+        print(f"error: {vid}: {status}: {error}", file=sys.stderr)
+    else:
+        print(f"{status} {vid}")
+
+
 def cmd_delete(client: Client, args: argparse.Namespace) -> int:
-    for vid in args.video_ids:
-        client.delete_video(vid)
-        print_json({"deleted": vid}) if args.json else print(f"deleted {vid}")
-    return 0
+    """Every id is tried and reported, whatever the order; exit 1 if any failed."""
+    failed = 0
+    for vid in dict.fromkeys(args.video_ids):
+        try:
+            client.delete_video(vid)
+        except ApiError as exc:
+            if exc.code != grpc.StatusCode.NOT_FOUND:
+                raise
+            failed += 1
+            _report(args, vid, "not found", exc.message)
+        else:
+            _report(args, vid, "deleted")
+    return 1 if failed else 0
 
 
 def cmd_export(client: Client, args: argparse.Namespace) -> int:
-    rows = client.export(args.out, parse_filter(args.filter))
+    bar = Progress(0, "export", unit="B")
+
+    def progress(received: int, total: int) -> None:
+        bar.total = total
+        bar.update(received)
+
+    if bar.enabled:
+        bar.message("export: the server is writing the Parquet file ...")
+    rows = client.export(args.out, parse_filter(args.filter), on_progress=progress if bar.enabled else None)
+    bar.close()
     print_json({"path": str(args.out), "rows": rows}) if args.json else print(f"wrote {rows} frame rows to {args.out}")
     return 0
 
@@ -361,7 +411,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     # Imported here: the server stack (torch, faiss, duckdb) is not part of a client install.
     try:
@@ -385,6 +435,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 COMMANDS = {
     "ingest": cmd_ingest, "search": cmd_search, "similar": cmd_similar, "score": cmd_score, "tasks": cmd_tasks,
     "videos": cmd_videos, "video": cmd_video, "delete": cmd_delete, "export": cmd_export, "info": cmd_info,
+    "tag": cmd_tag,
 }  # fmt: skip
 
 

@@ -85,6 +85,11 @@ class EchoSearchServiceStub:
                 request_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoRequest.SerializeToString,
                 response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoResponse.FromString,
                 _registered_method=True)
+        self.UpdateVideoMetadata = channel.unary_unary(
+                '/echosearch.v1.EchoSearchService/UpdateVideoMetadata',
+                request_serializer=echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataRequest.SerializeToString,
+                response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataResponse.FromString,
+                _registered_method=True)
 
 
 class EchoSearchServiceServicer:
@@ -167,6 +172,14 @@ class EchoSearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateVideoMetadata(self, request, context):
+        """Changes a stored video's metadata: sets the given fields and tags, removes
+        the named ones. Recorded in the change log like every write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EchoSearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -219,6 +232,11 @@ def add_EchoSearchServiceServicer_to_server(servicer, server):
                     servicer.GetServerInfo,
                     request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoRequest.FromString,
                     response_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoResponse.SerializeToString,
+            ),
+            'UpdateVideoMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateVideoMetadata,
+                    request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataRequest.FromString,
+                    response_serializer=echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -492,6 +510,33 @@ class EchoSearchService:
             '/echosearch.v1.EchoSearchService/GetServerInfo',
             echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoRequest.SerializeToString,
             echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateVideoMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echosearch.v1.EchoSearchService/UpdateVideoMetadata',
+            echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataRequest.SerializeToString,
+            echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,
