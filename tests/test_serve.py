@@ -136,3 +136,5 @@ def test_busy_port_is_one_line_exit_2(tmp_path):
         rc = proc.run_to_exit()
     assert rc == 2 and any(ln.startswith(f"error: cannot listen on 127.0.0.1:{port}") for ln in proc.lines), proc.log
     assert "Traceback" not in proc.log
+    # checked before the model loads, and nothing is left behind
+    assert "loaded model" not in proc.log and not (tmp_path / "data").exists()

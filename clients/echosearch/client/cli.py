@@ -410,6 +410,8 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
+    # faiss logs which CPU build it picked at INFO, as "No module named 'faiss.swigfaiss_avx512'": not a failure.
+    logging.getLogger("faiss.loader").setLevel(logging.DEBUG if args.log_level == "DEBUG" else logging.WARNING)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

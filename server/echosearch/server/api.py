@@ -38,6 +38,7 @@ STATUS_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (errors.ModelMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.StoreVersionError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.ModelLoadError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.DataDirError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
 EXPORT_CHUNK_BYTES = 1 << 20

@@ -33,3 +33,7 @@ class StoreVersionError(EchoSearchError):
 
 class ModelLoadError(EchoSearchError):
     """A model spec could not be loaded (unknown prefix, download failed, bad folder)."""
+
+
+class DataDirError(EchoSearchError):
+    """The data directory cannot be used: not a folder, not writable, or in use by another process."""
