@@ -134,6 +134,21 @@ def test_tasks_show_description_kind_source_and_video_shows_fields(capsys, serve
     assert re.search(r"^view\s+-$", out, re.M) and re.search(r"^source_name\s+c.avi$", out, re.M)
 
 
+# ---- 5. regression tasks can be ranked: --top / --bottom ---------------------------------------------
+
+
+def test_score_bottom_and_top_of_a_regression_task(capsys, server, tree):
+    ingested(capsys, server, tree)
+    rc, out, _ = run(capsys, server, "score", "ejection_fraction", "--json")
+    values = sorted(s["value"] for s in json_lines(out))
+    rc, out, err = run(capsys, server, "score", "ejection_fraction", "--bottom", "2", "--json")
+    assert rc == 0 and [s["value"] for s in json_lines(out)] == values[:2], err
+    rc, out, _ = run(capsys, server, "score", "ejection_fraction", "--top", "2", "--json")
+    assert [s["value"] for s in json_lines(out)] == values[::-1][:2]
+    rc, out, err = run(capsys, server, "score", "ejection_fraction", "--top", "2", "--bottom", "2")
+    assert rc == 2 and "not both" in err
+
+
 # ---- 6. filters and -k fail loudly -----------------------------------------------------------
 
 

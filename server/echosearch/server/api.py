@@ -288,6 +288,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             flt=convert.filter_from_proto(request.filter if request.HasField("filter") else None),
             video_ids=list(request.video_ids) or None,
             top_k=request.top_k or None,
+            bottom_k=request.bottom_k or None,
             batch_size=request.batch_size or DEFAULT_SCORE_BATCH,
         )
         task_msg: pb.Task | None = convert.task_to_proto(task)

@@ -417,12 +417,15 @@ class Engine:
         video_ids: Sequence[int] | None = None,
         top_k: int | None = None,
         batch_size: int = 1024,
+        bottom_k: int | None = None,
     ) -> Iterator[list[VideoScore]]:
         """Score a task over a selection from stored embeddings only, batch by batch (see tasks/scoring_service.py).
 
-        `top_k` (binary tasks only) returns the k best videos through the exact video-mean index.
+        `top_k` / `bottom_k`: only the k highest / lowest (binary by score, regression and categorical by value).
         """
-        return self.scorer.score_videos(task, flt=flt, video_ids=video_ids, top_k=top_k, batch_size=batch_size)
+        return self.scorer.score_videos(
+            task, flt=flt, video_ids=video_ids, top_k=top_k, bottom_k=bottom_k, batch_size=batch_size
+        )
 
     # ---- export ----------------------------------------------------------------------
 
