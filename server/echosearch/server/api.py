@@ -268,7 +268,10 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
 
     @_rpc
     def ListTasks(self, request: pb.ListTasksRequest, context: grpc.ServicerContext) -> pb.ListTasksResponse:
-        return pb.ListTasksResponse(tasks=[convert.task_to_proto(t) for t in self.engine.list_tasks()])
+        return pb.ListTasksResponse(
+            tasks=[convert.task_to_proto(t) for t in self.engine.list_tasks()],
+            skipped=convert.plugin_problems_to_proto(self.engine.skipped_plugins()),
+        )
 
     @_rpc
     def ScoreVideos(
@@ -343,6 +346,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             frames=info.frames,
             tasks=info.tasks,
             max_upload_bytes=self.engine.max_upload_bytes,
+            skipped_plugins=convert.plugin_problems_to_proto(self.engine.skipped_plugins()),
         )
 
 

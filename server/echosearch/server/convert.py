@@ -16,6 +16,7 @@ from echosearch.server.errors import InvalidRequestError
 from echosearch.server.media.video import Sampling
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
 from echosearch.server.storage.store import FrameHit
+from echosearch.server.tasks.registry import PluginProblem
 from echosearch.server.tasks.spec import Task, ValueRange
 from echosearch.v1 import echosearch_pb2 as pb
 
@@ -215,6 +216,13 @@ def hits_to_proto(hits: Iterable[FrameHit]) -> list[pb.FrameHit]:
             score=float(h.score),
         )
         for h in hits
+    ]
+
+
+def plugin_problems_to_proto(problems: Iterable[PluginProblem]) -> list[pb.PluginProblem]:
+    """The plugins and tasks the registry skipped, as ListTasks and GetServerInfo report them."""
+    return [
+        pb.PluginProblem(plugin=p.plugin, distribution=p.distribution, task=p.task, reason=p.reason) for p in problems
     ]
 
 

@@ -29,7 +29,7 @@ from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
 from echosearch.server.storage.store import FrameHit, Store
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
-from echosearch.server.tasks.registry import load_registry
+from echosearch.server.tasks.registry import PluginProblem, load_registry
 from echosearch.server.tasks.scoring_service import MAX_K, TaskScorer, VideoScore
 from echosearch.server.tasks.spec import Task, custom_task
 
@@ -114,7 +114,8 @@ class Engine:
                 f"was started with {self.model.identity!r}; start it with that model's --model spec, "
                 "or use another --data directory for the new model"
             )
-        self.registry = load_registry()
+        # Plugin prompts are checked against this model's context, the same rule as for custom tasks.
+        self.registry = load_registry(count_tokens=self.model.count_tokens, context_length=self.model.context_length)
         self._encode_lock = threading.Lock()
         self._write_lock = threading.Lock()  # one catalog writer at a time; DuckDB would abort a conflicting one
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -374,6 +375,10 @@ class Engine:
     def list_tasks(self) -> list[Task]:
         """Every registered task, sorted by name."""
         return self.registry.list()
+
+    def skipped_plugins(self) -> list[PluginProblem]:
+        """Plugins and plugin tasks skipped at start-up, with the reasons (clients see them, not only the log)."""
+        return list(self.registry.skipped)
 
     def get_task(self, name: str) -> Task:
         """A registered task by name (NotFoundError naming close matches)."""
