@@ -175,7 +175,10 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             # archived files then costs a hash per file, not an upload and a decode.
             existing = self.engine.stored_video(header.sha256)
             if existing is not None:
-                return pb.IngestVideoResponse(video=convert.video_to_proto(existing), already_stored=True)
+                record, updated = self.engine.update_stored_on_reingest(existing, metadata)
+                return pb.IngestVideoResponse(
+                    video=convert.video_to_proto(record), already_stored=True, metadata_updated=updated
+                )
 
         data = bytearray()
         for msg in requests:
@@ -212,6 +215,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             decode_seconds=outcome.decode_seconds,
             encode_seconds=outcome.encode_seconds,
             store_seconds=outcome.store_seconds,
+            metadata_updated=outcome.metadata_updated,
         )
 
     # ---- videos -----------------------------------------------------------------------
@@ -232,6 +236,15 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
         return pb.ListVideosResponse(
             videos=[convert.video_to_proto(r) for r in page], next_page_token=token, total_size=total
         )
+
+    @_rpc
+    def UpdateVideoMetadata(
+        self, request: pb.UpdateVideoMetadataRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateVideoMetadataResponse:
+        record, changed = self.engine.update_video_metadata(
+            request.video_id, convert.metadata_from_proto(request.set), list(request.remove)
+        )
+        return pb.UpdateVideoMetadataResponse(video=convert.video_to_proto(record), changed=changed)
 
     @_rpc
     def DeleteVideo(self, request: pb.DeleteVideoRequest, context: grpc.ServicerContext) -> pb.DeleteVideoResponse:

@@ -25,6 +25,7 @@ import numpy as np
 
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, TooLargeError
 from echosearch.server.media.video import Sampling, prepare_video
+from echosearch.server.metadata_update import MetadataChange, metadata_change, reingest_change
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
 from echosearch.server.storage.store import FrameHit, Store
@@ -48,6 +49,7 @@ class IngestOutcome:
     decode_seconds: float
     encode_seconds: float
     store_seconds: float
+    metadata_updated: bool = False  # already stored, and the upload's differing metadata was written
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,8 @@ class Engine:
         sha256 = hashlib.sha256(data).hexdigest()
         existing = self.catalog.find_by_sha256(sha256)
         if existing is not None:
-            return IngestOutcome(existing, True, 0.0, 0.0, 0.0)
+            record, updated = self.update_stored_on_reingest(existing, metadata)
+            return IngestOutcome(record, True, 0.0, 0.0, 0.0, updated)
 
         started = time.perf_counter()
         prepared = prepare_video(
@@ -257,6 +260,27 @@ class Engine:
                 stored - encoded,
             )
         return IngestOutcome(record, not created, decoded - started, encoded - decoded, stored - encoded)
+
+    def update_stored_on_reingest(self, stored: VideoRecord, metadata: VideoMetadata) -> tuple[VideoRecord, bool]:
+        """Stored content uploaded again with metadata: write the metadata's set fields and tags when they differ."""
+        change = reingest_change(stored.metadata, metadata)
+        if change is None:
+            return stored, False
+        record, changed = self.update_video_metadata_change(stored.video_id, change)
+        return record, changed
+
+    def update_video_metadata(
+        self, video_id: int, metadata: VideoMetadata, remove: Sequence[str] = ()
+    ) -> tuple[VideoRecord, bool]:
+        """Set fields and tags, clear fields or remove tags (`remove`: field names, tag.KEY or KEY); logged."""
+        return self.update_video_metadata_change(int(video_id), metadata_change(metadata, remove))
+
+    def update_video_metadata_change(self, video_id: int, change: MetadataChange) -> tuple[VideoRecord, bool]:
+        with self._write_lock:
+            record, changed = self.store.update_metadata(int(video_id), change)
+        if changed:
+            log.info("updated metadata of video %d", video_id)
+        return record, changed
 
     def stored_video(self, sha256: str) -> VideoRecord | None:
         """The stored video with this content hash (hex SHA-256), if any."""

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from echosearch.server.errors import InvalidRequestError
+from echosearch.server.metadata_update import MetadataChange
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
 from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog
@@ -222,6 +223,10 @@ class Store:
             self._add_batch(vids, offsets, np.concatenate(embs) if len(embs) > 1 else embs[0])
             self._index_seq = new[-1][0].seq
         self._maybe_save()
+
+    def update_metadata(self, video_id: int, change: MetadataChange) -> tuple[VideoRecord, bool]:
+        """Change a video's metadata in the catalog (logged); the indexes hold no metadata, so they stay as they are."""
+        return self.catalog.update_metadata(int(video_id), change)
 
     def delete_video(self, video_id: int) -> None:
         """Delete from the catalog (NotFoundError when absent), then from both indexes."""
