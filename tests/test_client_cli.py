@@ -101,7 +101,7 @@ def test_search_score_tasks_info_video_export_delete(capsys, server, folder, tmp
     assert rc == 0 and info["model_spec"] == "random:tiny" and info["videos"] >= 3
     vid = scores[0]["video_id"]
     rc, out, _ = run(capsys, server, "video", str(vid), "--embeddings")
-    assert rc == 0 and f"video_id        {vid}" in out and "64-d" in out
+    assert rc == 0 and f"video_id         {vid}" in out and "64-d" in out
     rc, out, _ = run(capsys, server, "video", str(vid), "--json")
     frames = json_lines(out)[0]["sampled_frames"]
     rc, out, _ = run(capsys, server, "export", str(tmp_path / "e.parquet"), "--filter", f"id={vid}")

@@ -8,6 +8,7 @@ by `serve`, so the client commands stay light.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -230,7 +231,7 @@ def _video_row(v: Video) -> list[Any]:
     return [v.video_id, v.source_name, v.sampled_frames, m.study_id, m.patient_id, m.view, m.acquisition_time, m.tags]
 
 
-VIDEO_HEADERS = ["id", "name", "frames", "study", "patient", "view", "acquired", "tags"]
+VIDEO_HEADERS = ["id", "source", "frames", "study", "patient", "view", "acquired", "tags"]
 
 
 def _print_results(results: list[Any], args: argparse.Namespace) -> None:
@@ -244,7 +245,7 @@ def _print_results(results: list[Any], args: argparse.Namespace) -> None:
         rows.append(
             [r.video.video_id, r.score, r.video.source_name, r.video.metadata.study_id, r.video.metadata.view, best]
         )
-    print_table(["id", "score", "name", "study", "view", "best frames"], rows)
+    print_table(["id", "score", "source", "study", "view", "best frames"], rows)
 
 
 def cmd_search(client: Client, args: argparse.Namespace) -> int:
@@ -319,7 +320,7 @@ def cmd_video(client: Client, args: argparse.Namespace) -> int:
         print_json({"video": video, "frames": frames} if args.embeddings else video)
         return 0
     for key, value in _video_fields(video):
-        print(f"{key:15} {fmt(value)}")
+        print(f"{key:16} {fmt(value)}")
     if frames:
         print_table(
             ["frame_id", "index", "time_s", "embedding"],
@@ -403,17 +404,30 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
         print_json(info)
     else:
         for key, value in info.__dict__.items():
-            print(f"{key:17} {value}")
+            if key != "skipped_plugins":
+                print(f"{key:17} {value}")
+        for p in info.skipped_plugins:
+            what = f"task {p.task!r} of plugin {p.plugin!r}" if p.task else f"plugin {p.plugin!r}"
+            print(f"{'skipped':17} {what}: {p.reason}")
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import logging
+def _server_log_handler(level: str) -> logging.Handler:
+    """stderr, without open_clip's INFO chatter on the root logger ("No potential checkpoint path found" reads as
+    a failure; model.py logs what was loaded) unless --log-level DEBUG."""
+    handler = logging.StreamHandler(sys.stderr)
+    if level != "DEBUG":
+        handler.addFilter(lambda r: r.levelno >= logging.WARNING or "open_clip" not in r.pathname)
+    return handler
 
+
+def cmd_serve(args: argparse.Namespace) -> int:
     # faiss logs which CPU build it picked at INFO, as "No module named 'faiss.swigfaiss_avx512'": not a failure.
     logging.getLogger("faiss.loader").setLevel(logging.DEBUG if args.log_level == "DEBUG" else logging.WARNING)
     logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        handlers=[_server_log_handler(args.log_level)],
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Imported here: the server stack (torch, faiss, duckdb) is not part of a client install.
     try:
