@@ -101,7 +101,8 @@ class EchoSearchServiceServicer:
         then the file's bytes in order as `chunk` messages (about 1 MiB each is a
         good size). Idempotent: the same bytes are stored once (by SHA-256), and a
         repeated upload returns the stored video with `already_stored` set, so a
-        failed call may simply be retried.
+        failed call may simply be retried. A repeated upload whose metadata differs
+        from the stored metadata writes its set fields and tags (`metadata_updated`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
