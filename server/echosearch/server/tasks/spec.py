@@ -186,8 +186,7 @@ def validate_task(
     if task.threshold is not None:
         if task.kind is not TaskKind.BINARY:
             raise InvalidRequestError(
-                f"{where}: a threshold applies to binary tasks ({kind_name(TaskKind.BINARY)}) only, "
-                f"not {kind_name(task.kind)}"
+                f"{where}: a threshold applies to binary tasks only (TASK_KIND_BINARY), not {kind_name(task.kind)}"
             )
         if not (-1.0 <= task.threshold <= 1.0):
             raise InvalidRequestError(
