@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
 from echosearch.server.errors import EchoSearchError, NotFoundError
-from echosearch.server.tasks.spec import DEFAULT_CONTEXT_LENGTH, Task, validate_task
+from echosearch.tasks.spec import DEFAULT_CONTEXT_LENGTH, Task, validate_task
 
 log = logging.getLogger(__name__)
 
