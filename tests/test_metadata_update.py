@@ -12,6 +12,7 @@ from synthetic import make_video
 from echosearch.client import ApiError, Client, VideoMetadata
 from echosearch.client.cli import main
 from echosearch.server.engine import Engine
+from echosearch.server.records import VideoMetadata as VideoMeta
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def client(server):
 
 def metadata_log(server) -> list[tuple[int, dict]]:
     rows = (
-        server.engine.catalog.cursor()
+        server.engine.store.catalog.cursor()
         .execute(
             "SELECT c.video_id, m.detail FROM changes c JOIN metadata_changes m USING (seq) "
             "WHERE c.op = 'metadata' ORDER BY seq"
@@ -98,15 +99,13 @@ def test_metadata_changes_are_not_replayed_into_the_index(tmp_path):
     try:
         out = engine.ingest(make_video(seed=84), source_name="r.avi")
         engine.store.save()
-        engine.update_video_metadata(
-            out.video.video_id, engine.catalog.get_video(out.video.video_id).metadata.__class__(view="A4C")
-        )
+        engine.update_video_metadata(out.video.video_id, VideoMeta(view="A4C"))
     finally:
         engine.close()
     reopened = Engine(data_dir=tmp_path, model_spec="random:tiny", device="cpu")
     try:
         stats = reopened.store.stats()
         assert stats["index_vectors"] == stats["frames"] == out.video.sampled_frames
-        assert reopened.catalog.get_video(out.video.video_id).metadata.view == "A4C"
+        assert reopened.reader.get_video(out.video.video_id).metadata.view == "A4C"
     finally:
         reopened.close()

@@ -54,7 +54,7 @@ def test_data_dir_problems_are_found_before_the_model_loads(tmp_path):
     data = tmp_path / "data"
     engine = Engine(data_dir=data, model_spec="random:tiny", device="cpu")
     try:
-        engine.catalog.bind_model(engine.model.identity, engine.model.embed_dim)
+        engine.store.catalog.bind_model(engine.model.identity, engine.model.embed_dim)
         # held open by this process: another server must not open it, and must say so before loading a model
         proc = ServerProcess(data)
         rc = proc.run_to_exit()
