@@ -85,3 +85,23 @@ def test_make_says_what_the_first_install_does(tmp_path):
     install = next(line for line in out.splitlines() if "pip install" in line and "-e" in line)
     assert "--quiet" not in install  # pip names each package as it goes
     assert "takes several minutes" in out
+
+
+def test_hub_retries_are_logged_once(monkeypatch):
+    import io
+    import logging
+
+    from huggingface_hub.utils import logging as hub_logging
+
+    from echosearch.server import model
+
+    hub_logging.get_logger("huggingface_hub.utils._http")  # the hub's own stderr handler is installed
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handler = logging.StreamHandler(stream)
+    monkeypatch.setattr(root, "handlers", [handler])
+    hub = logging.getLogger("huggingface_hub")
+    monkeypatch.setattr(hub, "handlers", list(hub.handlers) or [logging.StreamHandler(stream)])
+    model._one_log_line_per_message()
+    logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+    assert stream.getvalue().count("Retrying in 1s") == 1
