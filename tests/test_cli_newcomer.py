@@ -270,6 +270,8 @@ def test_score_and_export_show_progress_on_stderr_only(capsys, server, tree, tmp
     assert all(json.loads(line) for line in out.splitlines())  # stdout stays clean JSON
     rc, out, err = run(capsys, server, "export", str(tmp_path / "e.parquet"), "--json")
     assert rc == 0 and "export [" in err and json_lines(out)[0]["rows"] > 0
+    rc, out, err = run(capsys, server, "score", "ejection_fraction", "--bottom", "1", "--json")
+    assert rc == 0 and "ranking the selection" in err and "score [" not in err and len(json_lines(out)) == 1
     monkeypatch.setenv("ECHOSEARCH_PROGRESS", "0")
     rc, out, err = run(capsys, server, "score", "pacemaker", "--json")
     assert rc == 0 and "[" not in err

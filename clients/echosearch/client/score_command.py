@@ -97,6 +97,9 @@ def cmd_score(client: Client, args: argparse.Namespace) -> int:
         if known_task is not None:
             n = candidate_count(known_task)
             bar.message(f"scoring {known_task.name}: encoding up to {n} prompts on first use (cached after) ...")
+        if args.top or args.bottom:
+            bar.message("ranking the selection; the results come at the end ...")
+            bar.enabled = False  # the k results arrive at once: a count of them is no progress
         bar.start()
 
     stream = client.score(task, video_ids=ids or None, filter=flt, top_k=args.top, bottom_k=args.bottom)
