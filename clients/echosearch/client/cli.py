@@ -78,6 +78,34 @@ def _sub(sub: Any, name: str, help: str, parents: list[argparse.ArgumentParser])
     )
 
 
+# Per-request caps of `serve` (server/echosearch/server/limits.py holds the defaults; docs/api.md "Limits").
+LIMIT_FLAGS: tuple[tuple[str, str, type, str], ...] = (
+    ("--upload-idle-timeout", "upload_idle_timeout_s", float, "seconds an upload may send nothing (default 30)"),
+    (
+        "--max-concurrent-uploads",
+        "max_concurrent_uploads",
+        int,
+        "uploads received at once (default: half of --workers)",
+    ),
+    ("--min-chunk-bytes", "min_chunk_bytes", int, "smallest upload chunk but the last (default 16384)"),
+    ("--max-frame-pixels", "max_frame_pixels", int, "largest frame, width x height (default 16777216 = 4096x4096)"),
+    ("--max-frames-per-video", "max_frames_per_video", int, "frames embedded per video (default 512)"),
+    ("--max-metadata-key-bytes", "max_metadata_key_bytes", int, "longest tag key (default 256)"),
+    ("--max-metadata-value-bytes", "max_metadata_value_bytes", int, "longest metadata value (default 1024)"),
+    ("--max-tags-per-video", "max_tags_per_video", int, "tags per video (default 256)"),
+    ("--max-metadata-bytes", "max_metadata_bytes", int, "all metadata of one video (default 65536)"),
+    ("--max-filter-terms", "max_filter_terms", int, "values in one filter (default 1000)"),
+    ("--max-prompts-per-task", "max_prompts_per_task", int, "prompts of one task (default 2048)"),
+    ("--max-page-bytes", "max_page_bytes", int, "bytes of one page or search reply (default 3145728)"),
+)
+
+
+def _limit_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("per-request limits (docs/api.md, Limits)")
+    for flag, dest, kind, text in LIMIT_FLAGS:
+        group.add_argument(flag, dest=f"limit_{dest}", type=kind, default=None, metavar="N", help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     common = _common()
@@ -120,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="server log detail on stderr (default INFO)",
     )
+    _limit_flags(p)
 
     p = _sub(sub, "ingest", "upload video files and folders (recursive)", [common])
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files and folders (or none with --manifest)")
@@ -387,7 +416,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token = read_token(args.token_file)
     except (OSError, ValueError) as exc:
         raise UsageError(f"--token-file: {exc}") from None
+    from echosearch.server.limits import Limits
+
+    try:
+        limits = Limits().with_overrides(**{dest: getattr(args, f"limit_{dest}") for _, dest, _, _ in LIMIT_FLAGS})
+        limits.validate()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     opts = ServeOptions(
+        limits=limits,
         data_dir=args.data, model=args.model, host=args.host, port=args.port, device=args.device, precision=args.precision,
         index_factory=args.index, max_upload_mb=args.max_upload_mb, workers=args.workers, tls_cert=args.tls_cert,
         tls_key=args.tls_key, token=token, grace=args.grace,

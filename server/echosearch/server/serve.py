@@ -21,8 +21,10 @@ from grpc_reflection.v1alpha import reflection
 from echosearch.server.api import EchoSearchServicer
 from echosearch.server.engine import Engine
 from echosearch.server.errors import EchoSearchError
+from echosearch.server.limits import Limits
 from echosearch.server.model import load_model
 from echosearch.server.preflight import check_data_dir
+from echosearch.server.upload import clean_spool
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
 
@@ -43,7 +45,7 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
     def __init__(self, token: str, open_prefixes: tuple[str, ...] = OPEN_METHOD_PREFIXES) -> None:
         if not token:
             raise ValueError("empty token")
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
         self._open = open_prefixes
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
@@ -54,7 +56,7 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
             if key == "authorization":
                 given = value.encode() if isinstance(value, str) else bytes(value)
                 break
-        if given is not None and hmac.compare_digest(given, self._expected):
+        if given is not None and hmac.compare_digest(_bearer_credentials(given), self._expected):
             return continuation(details)
         handler = continuation(details)
         if handler is None:  # unknown method: let gRPC answer UNIMPLEMENTED
@@ -65,6 +67,12 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
             else "wrong bearer token for this server"
         )
         return _refusal(handler, message)
+
+
+def _bearer_credentials(value: bytes) -> bytes:
+    """The token of an `authorization` value; the scheme name is case-insensitive (RFC 9110 11.1, RFC 6750)."""
+    scheme, _, credentials = value.strip().partition(b" ")
+    return credentials.strip() if scheme.lower() == b"bearer" else b""
 
 
 def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
@@ -124,6 +132,7 @@ class BoundServer:
     port: int
     tls: bool
     auth: bool
+    workers: int = 16
 
 
 def bind_server(
@@ -159,7 +168,7 @@ def bind_server(
         raise OSError(f"cannot listen on {address}: {exc}") from None
     if bound == 0:
         raise OSError(f"cannot listen on {address} (in use, or not an address of this machine)")
-    return BoundServer(server, host, bound, tls_cert is not None, token is not None)
+    return BoundServer(server, host, bound, tls_cert is not None, token is not None, max_workers)
 
 
 def start_server(
@@ -178,8 +187,9 @@ def start_server(
         bound = bind_server(
             host=host, port=port, max_workers=max_workers, tls_cert=tls_cert, tls_key=tls_key, token=token
         )
+    clean_spool(engine.data_dir)  # upload spool files of a server that crashed
     server = bound.server
-    servicer = EchoSearchServicer(engine)
+    servicer = EchoSearchServicer(engine, workers=bound.workers)
     pb_grpc.add_EchoSearchServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -209,6 +219,7 @@ class ServeOptions:
     tls_key: Path | None = None
     token: str | None = None
     grace: float = 30.0
+    limits: Limits = field(default_factory=Limits)  # per-request caps (the --max-*/--upload-* flags)
 
 
 def read_token(token_file: Path | None) -> str | None:
@@ -250,6 +261,7 @@ def serve(opts: ServeOptions) -> int:
             precision=opts.precision,
             index_factory=opts.index_factory,
             max_upload_bytes=opts.max_upload_mb << 20,
+            limits=opts.limits,
             model=model,
         )
     except EchoSearchError as exc:
