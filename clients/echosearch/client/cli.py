@@ -19,14 +19,20 @@ import grpc
 
 from echosearch.client.cli_examples import EXAMPLES, FILTER_HELP
 from echosearch.client.client import DEFAULT_ADDRESS, ApiError, Client
-from echosearch.client.ingest_command import VIDEO_EXTENSIONS, cmd_ingest, collect_videos
+from echosearch.client.ingest_command import (
+    DICOM_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    cmd_ingest,
+    collect_media,
+    collect_videos,
+)
 from echosearch.client.output import Progress, fmt, print_json, print_table
 from echosearch.client.params import UsageError, parse_filter
 from echosearch.client.score_command import cmd_score
 from echosearch.client.types import Video
 from echosearch.client.video_commands import cmd_delete, cmd_tag, video_fields
 
-__all__ = ["VIDEO_EXTENSIONS", "build_parser", "collect_videos", "main"]
+__all__ = ["DICOM_EXTENSIONS", "VIDEO_EXTENSIONS", "build_parser", "collect_media", "collect_videos", "main"]
 DEFAULT_MODEL = "hf-hub:mkaichristensen/echo-clip"
 DESCRIPTION_WIDTH = 60
 
@@ -149,6 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="server log detail on stderr (default INFO)",
     )
     _limit_flags(p)
+    # DICOM (issue 14): docs/dicom.md
+    p.add_argument(
+        "--phi",
+        choices=("hash", "keep", "drop"),
+        default="hash",
+        help="DICOM PatientID: keyed hash with the store's secret (default), keep as is, or drop",
+    )
+    p.add_argument(
+        "--dicom-mask",
+        choices=("region", "off"),
+        default="region",
+        help="black out DICOM pixels outside the largest 2D ultrasound region (default region), or off",
+    )
 
     p = _sub(sub, "ingest", "upload video files and folders (recursive)", [common])
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files and folders (or none with --manifest)")
@@ -174,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--channel-order", choices=("rgb", "bgr"), default="rgb", help="colour order of the decoded video (default rgb)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    # ---- dicom-listen (issue 14) ----
+    p = _sub(sub, "dicom-listen", "receive DICOM objects (C-STORE) from a modality or PACS and ingest them", [common])
+    p.add_argument("--ae-title", default="ECHOSEARCH", help="this receiver's AE title (default ECHOSEARCH)")
+    p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default 0.0.0.0: all interfaces)")
+    p.add_argument("--port", type=int, default=11112, help="DICOM port (default 11112)")
+    p.add_argument(
+        "--allow", action="append", default=[], metavar="AE[,AE]", help="calling AE titles allowed (default: any)"
+    )
+    p.add_argument("--token-file", type=Path, help="file holding the service's bearer token (else --token)")
+    p.add_argument("--max-associations", type=int, default=8, help="associations served at once (default 8)")
+    p.add_argument("--log-level", default="INFO", help="receiver log detail on stderr (default INFO)")
 
     p = _sub(sub, "search", "videos matching a text", [common])
     p.add_argument("text", help="what to look for, e.g. an EchoCLIP report phrase")
@@ -427,9 +458,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
         limits=limits,
         data_dir=args.data, model=args.model, host=args.host, port=args.port, device=args.device, precision=args.precision,
         index_factory=args.index, max_upload_mb=args.max_upload_mb, workers=args.workers, tls_cert=args.tls_cert,
-        tls_key=args.tls_key, token=token, grace=args.grace,
+        tls_key=args.tls_key, token=token, grace=args.grace, phi=args.phi, dicom_mask=args.dicom_mask,
     )  # fmt: skip
     return serve(opts)
+
+
+def cmd_dicom_listen(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        from echosearch.client.dicom_listen import DicomReceiver, ListenOptions, parse_allow, quiet_pynetdicom
+    except ImportError as exc:
+        raise UsageError(
+            f"DICOM support is not installed ({exc.name} is missing): pip install 'echosearch[dicom]'"
+        ) from None
+    quiet_pynetdicom()
+    if args.token_file is not None:
+        try:
+            args.token = args.token_file.read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"--token-file: {exc}") from None
+    options = ListenOptions(
+        ae_title=args.ae_title, host=args.bind, port=args.port, allow=parse_allow(args.allow),
+        max_associations=args.max_associations,
+    )  # fmt: skip
+    if not 1 <= len(options.ae_title) <= 16:
+        raise UsageError("--ae-title must be 1 to 16 characters")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with _connect(args) as client:
+        receiver = DicomReceiver(client, options)
+        receiver.start()
+        stop.wait()
+        receiver.stop()
+    print(f"{receiver.stored} objects stored, {receiver.failed} refused", file=sys.stderr)
+    return 0
 
 
 COMMANDS = {
@@ -446,6 +515,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return cmd_serve(args)
+        if args.command == "dicom-listen":
+            return cmd_dicom_listen(args)
         with _connect(args) as client:
             return COMMANDS[args.command](client, args)
     except ValueError as exc:  # UsageError, or a value the client refused before calling

@@ -55,6 +55,10 @@ examples:
     "export": """\
 examples:
   echosearch export out/a4c.parquet --filter view=A4C""",
+    "dicom-listen": """\
+examples:
+  echosearch dicom-listen --ae-title ECHOSEARCH --port 11112 --allow PACS1,CART2
+  echosearch dicom-listen --server echo.example.org:50051 --token-file /etc/echosearch/token""",
     "info": """\
 examples:
   echosearch info --json""",

@@ -16,9 +16,11 @@ from echosearch.client.client import ApiError, Client
 from echosearch.client.manifest import ManifestError, location_key, merge, read_manifest
 from echosearch.client.output import Progress, print_json, print_table
 from echosearch.client.params import UsageError, parse_metadata
+from echosearch.client.sniff import file_looks_like_dicom
 from echosearch.client.types import Sampling, VideoMetadata
 
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv"})
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".dic"})  # DICOM files without these are found by their header
 
 
 @dataclass(frozen=True)
@@ -31,34 +33,70 @@ class Upload:
     size: int
 
 
-def collect_sources(paths: Sequence[Path]) -> list[tuple[Path, str]]:
-    """(file, source name) pairs: a folder is searched recursively and its files are named relative to it
-    (`a/clip.avi` and `b/clip.avi` stay apart); a file given by itself is named as it was given."""
+def collect_media_sources(paths: Sequence[Path]) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """([(file, source name)], [(skipped file, why)]).
+
+    A folder is searched recursively — video extensions, DICOM extensions and any file whose header is DICOM
+    (DICOM files often have no extension) — and its files are named relative to it (`a/clip.avi` and
+    `b/clip.avi` stay apart); a file given by itself is taken as it is and named as it was given.
+    """
     found: dict[Path, str] = {}
+    skipped: list[tuple[Path, str]] = []
     for path in paths:
         if path.is_dir():
-            for p in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS):
-                found.setdefault(p.resolve(), p.relative_to(path).as_posix())
+            for p in sorted(p for p in path.rglob("*") if p.is_file()):
+                suffix = p.suffix.lower()
+                if suffix in VIDEO_EXTENSIONS or suffix in DICOM_EXTENSIONS or file_looks_like_dicom(p):
+                    found.setdefault(p.resolve(), p.relative_to(path).as_posix())
+                elif p.stat().st_size == 0:
+                    skipped.append((p, "empty file (0 bytes)"))
+                else:
+                    skipped.append((p, f"not a video ({suffix or 'no extension'}) and no DICOM header"))
         elif path.is_file():
             found.setdefault(path.resolve(), Path(os.path.normpath(path)).as_posix())
         else:
             raise UsageError(f"{path}: no such file or folder")
-    return [(p, name) for p, name in found.items()]
+    return list(found.items()), skipped
+
+
+def collect_sources(paths: Sequence[Path]) -> list[tuple[Path, str]]:
+    """(file, source name) pairs of collect_media_sources, without the skipped files."""
+    return collect_media_sources(paths)[0]
+
+
+def collect_media(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(files to upload, [(skipped file, why)])."""
+    pairs, skipped = collect_media_sources(paths)
+    return [p for p, _ in pairs], skipped
 
 
 def collect_videos(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; folders searched recursively for video extensions."""
+    """Files as given; folders searched recursively for videos and DICOM files."""
     return [p for p, _ in collect_sources(paths)]
 
 
-def plan_uploads(paths: Sequence[Path], manifest_path: Path | None, meta: VideoMetadata) -> list[Upload]:
-    """The files to upload with their metadata: --meta wins over a manifest row (UsageError names bad rows/files)."""
+def plan_uploads(
+    paths: Sequence[Path],
+    manifest_path: Path | None,
+    meta: VideoMetadata,
+    skipped: list[tuple[Path, str]] | None = None,
+) -> list[Upload]:
+    """The files to upload with their metadata: --meta wins over a manifest row (UsageError names bad rows/files).
+
+    Files a folder search passed over are appended to `skipped` as (file, why).
+    """
+    skipped = [] if skipped is None else skipped
     if manifest_path is None:
         if not paths:
             raise UsageError("say what to ingest: files or folders, or --manifest CSV")
-        pairs = collect_sources(paths)
+        pairs, passed_over = collect_media_sources(paths)
+        skipped.extend(passed_over)
         if not pairs:
-            raise UsageError("no video files found (looked for " + ", ".join(sorted(VIDEO_EXTENSIONS)) + ")")
+            raise UsageError(
+                "no video or DICOM files found (looked for "
+                + ", ".join(sorted(VIDEO_EXTENSIONS | DICOM_EXTENSIONS))
+                + " and files with a DICOM header)"
+            )
         return [Upload(p, name, meta, p.stat().st_size) for p, name in pairs]
 
     manifest = read_manifest(manifest_path)
@@ -70,7 +108,8 @@ def plan_uploads(paths: Sequence[Path], manifest_path: Path | None, meta: VideoM
             f"{manifest.source} row {row}: {key} is a URI; ingest uploads local files (give a 'path' column)"
         )
     if paths:
-        pairs = collect_sources(paths)
+        pairs, passed_over = collect_media_sources(paths)
+        skipped.extend(passed_over)
         unlisted = [str(p) for p, _ in pairs if manifest.metadata_for(p) is None]
         if unlisted:
             shown = ", ".join(unlisted[:5]) + (f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else "")
@@ -130,7 +169,12 @@ class _IngestProgress:
 
 
 def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
-    uploads = plan_uploads(args.paths, args.manifest, parse_metadata(args.meta))
+    skipped_files: list[tuple[Path, str]] = []
+    uploads = plan_uploads(args.paths, args.manifest, parse_metadata(args.meta), skipped_files)
+    for path, why in skipped_files:
+        print(f"skipped: {path}: {why}", file=sys.stderr)
+        if args.json:
+            print_json({"path": str(path), "status": "skipped", "error": why})
     sampling = Sampling(args.sampling, args.step, args.count, args.max_frames) if args.sampling else None
     progress = _IngestProgress(uploads, enabled=False if args.no_progress else None)
     rows: list[dict[str, Any]] = []
@@ -181,7 +225,7 @@ def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     progress.bar.close()
-    _summary(rows, counts, args)
+    _summary(rows, counts, args, not_media=len(skipped_files))
     return 1 if counts["failed"] else 0
 
 
@@ -204,7 +248,11 @@ def _interrupted(pool: ThreadPoolExecutor, pending: dict[Future, Upload], record
 
 
 def _summary(
-    rows: list[dict[str, Any]], counts: dict[str, int], args: argparse.Namespace, interrupted: int = -1
+    rows: list[dict[str, Any]],
+    counts: dict[str, int],
+    args: argparse.Namespace,
+    interrupted: int = -1,
+    not_media: int = 0,
 ) -> None:
     if not args.json:
         rows = sorted(rows, key=lambda r: r["source"])
@@ -213,6 +261,8 @@ def _summary(
             [[r.get("video_id"), r["status"], r.get("frames"), r["source"]] for r in rows],
         )
     line = f"{counts['stored']} stored, {counts['already stored']} already stored (skipped), {counts['failed']} failed"
+    if not_media:
+        line += f", {not_media} not video or DICOM (skipped)"
     if counts["updated metadata"]:
         line += f", {counts['updated metadata']} already stored with their metadata updated"
     if interrupted >= 0:

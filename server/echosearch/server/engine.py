@@ -29,10 +29,12 @@ import numpy as np
 import torch
 
 from echosearch.server import cancellation
+from echosearch.server.dicom.phi import DEFAULT_PHI_MODE, policy_for_store
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, TooLargeError
 from echosearch.server.limits import Limits
 from echosearch.server.lru import LRUCache
-from echosearch.server.media.video import Sampling, prepare_video
+from echosearch.server.media.prepare import DEFAULT_DICOM_MASK, DICOM_MASKS, is_dicom, prepare_media
+from echosearch.server.media.video import Sampling
 from echosearch.server.metadata_update import MetadataChange, metadata_change, reingest_change
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoMetadata, VideoRecord
@@ -111,11 +113,17 @@ class Engine:
         max_upload_bytes: int | None = None,
         model: EchoClipModel | None = None,
         limits: Limits | None = None,
+        phi: str = DEFAULT_PHI_MODE,
+        dicom_mask: str = DEFAULT_DICOM_MASK,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.limits = (limits or Limits()).with_overrides(max_upload_bytes=max_upload_bytes)
         self.max_upload_bytes = self.limits.max_upload_bytes
+        self.phi_policy = policy_for_store(phi, self.data_dir)  # DICOM PatientID: hash (per-store key) | keep | drop
+        if dicom_mask not in DICOM_MASKS:
+            raise InvalidRequestError(f"--dicom-mask must be one of {', '.join(DICOM_MASKS)}, not {dicom_mask!r}")
+        self.dicom_mask = dicom_mask
         self.model = model if model is not None else load_model(model_spec, device=device, precision=precision)
         self.store = Store(self.data_dir, index_factory=index_factory, use_gpu=use_gpu)
         self.reader = self.store.reader
@@ -228,7 +236,7 @@ class Engine:
             return IngestOutcome(record, True, 0.0, 0.0, 0.0, updated)
 
         started = time.perf_counter()
-        prepared = prepare_video(
+        prepared = prepare_media(
             data,
             sampling,
             channel_order=channel_order,
@@ -236,7 +244,12 @@ class Engine:
             std=self.model.std,
             image_size=self.model.image_size,
             max_frame_pixels=self.limits.max_frame_pixels,
+            dicom_mask=self.dicom_mask,
         )
+        if is_dicom(data):  # decoded, so pydicom is there: the header's study, time, UIDs; PatientID via the policy
+            from echosearch.server.dicom.metadata import dicom_metadata, merge_metadata
+
+            metadata = merge_metadata(dicom_metadata(data, self.phi_policy), metadata)
         decoded = time.perf_counter()
         cancellation.check()  # nobody waits for this video any more: do not encode it (once encoded, it is stored)
         embeddings = self._encode_frames(prepared.pixels)

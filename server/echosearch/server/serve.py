@@ -220,6 +220,8 @@ class ServeOptions:
     token: str | None = None
     grace: float = 30.0
     limits: Limits = field(default_factory=Limits)  # per-request caps (the --max-*/--upload-* flags)
+    phi: str = "hash"  # DICOM PatientID: hash | keep | drop (docs/dicom.md)
+    dicom_mask: str = "region"  # DICOM pixels outside the largest 2D ultrasound region: region (blacked out) | off
 
 
 def read_token(token_file: Path | None) -> str | None:
@@ -262,6 +264,8 @@ def serve(opts: ServeOptions) -> int:
             index_factory=opts.index_factory,
             max_upload_bytes=opts.max_upload_mb << 20,
             limits=opts.limits,
+            phi=opts.phi,
+            dicom_mask=opts.dicom_mask,
             model=model,
         )
     except EchoSearchError as exc:

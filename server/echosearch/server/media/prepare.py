@@ -1,0 +1,70 @@
+"""The one media entry point: sniff the bytes, route them to the DICOM or the video decoder, same PreparedVideo out.
+
+Ingest (and the decode process pool) call `prepare_media`; nothing else needs to know which decoder ran.
+"""
+
+from __future__ import annotations
+
+from echosearch.client.sniff import HEAD_BYTES, looks_like_dicom
+from echosearch.server.errors import InvalidVideoError
+from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS
+from echosearch.server.media.video import PreparedVideo, Sampling, Source, prepare_video
+
+DICOM_MASKS = ("region", "off")  # region: black out outside the largest 2D ultrasound region
+DEFAULT_DICOM_MASK = "region"  # why: docs/dicom.md, "Masking outside the scan region"
+
+
+def is_dicom(source: Source) -> bool:
+    """True when the bytes (or the file) are DICOM (DICM magic at offset 128, or a bare data set with a valid header)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return looks_like_dicom(bytes(source[:HEAD_BYTES]))
+    with open(source, "rb") as f:
+        return looks_like_dicom(f.read(HEAD_BYTES))
+
+
+def prepare_media(
+    source: Source,
+    sampling: Sampling = Sampling(),
+    *,
+    channel_order: str = "rgb",
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    image_size: int,
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
+    dicom_mask: str = DEFAULT_DICOM_MASK,
+) -> PreparedVideo:
+    """Decode, sample and preprocess a video or DICOM file (bytes, or a path read whole when it is DICOM).
+
+    `mean`, `std` and `image_size` come from the loaded model (EchoClipModel.mean/std/image_size); frames
+    over `max_frame_pixels` are refused from the declared size before any is decoded.
+    """
+    if is_dicom(source):
+        if not isinstance(source, (bytes, bytearray, memoryview)):
+            with open(source, "rb") as f:  # pydicom holds the pixel data in memory anyway
+                source = f.read()
+        try:
+            from echosearch.server.media.dicom import prepare_dicom  # pydicom only where DICOM arrives
+        except ImportError as exc:
+            raise InvalidVideoError(
+                f"this is a DICOM file but DICOM support is not installed ({exc.name} is missing): "
+                "pip install 'echosearch[dicom]'"
+            ) from None
+        return prepare_dicom(
+            source,
+            sampling,
+            channel_order=channel_order,
+            mean=mean,
+            std=std,
+            image_size=image_size,
+            max_frame_pixels=max_frame_pixels,
+            mask=dicom_mask,
+        )
+    return prepare_video(
+        source,
+        sampling,
+        channel_order=channel_order,
+        mean=mean,
+        std=std,
+        image_size=image_size,
+        max_frame_pixels=max_frame_pixels,
+    )
