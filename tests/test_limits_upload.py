@@ -183,13 +183,13 @@ def test_an_ingest_finished_after_the_caller_left_is_stored_and_logged_so(stub, 
     assert server.engine.stored_video(hashlib.sha256(data).hexdigest()) is not None
     monkeypatch.undo()
 
-    real_prepare = engine_module.prepare_video
+    real_prepare = engine_module.prepare_media
 
     def slow_decode(*a, **kw):
         _time.sleep(2.0)  # the caller's deadline passes before encoding
         return real_prepare(*a, **kw)
 
-    monkeypatch.setattr(engine_module, "prepare_video", slow_decode)
+    monkeypatch.setattr(engine_module, "prepare_media", slow_decode)
     data = make_video(seed=32)
     caplog.clear()
     with caplog.at_level("INFO"):
