@@ -9,7 +9,7 @@ import pytest
 from servers import start_inprocess
 from synthetic import make_video
 
-from echosearch.client import ApiError, Client, VideoMetadata
+from echosearch.client import ApiError, Client, VideoFilter, VideoMetadata
 from echosearch.client.cli import main
 from echosearch.server.engine import Engine
 from echosearch.server.records import VideoMetadata as VideoMeta
@@ -56,6 +56,15 @@ def test_update_sets_and_removes_fields_and_tags_and_logs_each_change(server, cl
     _, changed = client.update_video_metadata(vid, VideoMetadata(study_id="S1"))
     assert not changed and len(metadata_log(server)) == before + 1  # no change, no log row
 
+    # a filtered search sees the change at once (the store's filtered-candidate cache is not stale)
+    assert vid in [
+        r.video.video_id for r in client.search_by_text("heart", k=50, filter=VideoFilter(study_ids=("S1",)))
+    ]
+    client.update_video_metadata(vid, VideoMetadata(study_id="S2"))
+    assert vid not in [
+        r.video.video_id for r in client.search_by_text("heart", k=50, filter=VideoFilter(study_ids=("S1",)))
+    ]
+    client.update_video_metadata(vid, VideoMetadata(study_id="S1"))
     with pytest.raises(ApiError) as exc:
         client.update_video_metadata(987654, VideoMetadata(view="A4C"))
     assert exc.value.code == grpc.StatusCode.NOT_FOUND

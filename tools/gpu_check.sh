@@ -23,3 +23,16 @@ for dev in cuda cpu; do
     timeout 150 python3 bench/ingest.py --device "$dev" --precision "$prec" --videos 4 --batch-size 64 2>&1 | tail -15 | tee -a "$OUT/bench_ingest.txt"
   done
 done
+
+# ---- search backend (issue 9, item 4: resident matrix search and scoring) -------------------------------
+# Needs faiss (the CPU FAISS baseline): put a faiss-cpu wheel for the machine's Python in .gpu/wheels
+# (`pip download faiss-cpu --only-binary :all: --no-deps -d .gpu/wheels`). ~2-3 min on an H200.
+{
+  echo "== tests/test_matrix_gpu.py -m gpu (resident matrix on CUDA vs FAISS Flat and scoring_math)"
+  timeout 180 python3 -m pytest -m gpu tests/test_matrix_gpu.py -q -s -p no:cacheprovider 2>&1 | tail -8
+  echo "== bench/search_gpu.py --device cuda (top-10 p50 at 1M and 10M frames; EF over 1M videos)"
+  timeout 330 python3 bench/search_gpu.py --device cuda --frames 1000000 10000000 --videos 1000000 \
+    --cpu-sample 5000 --faiss-queries 5 --queries 50 2>&1 | tail -8
+  echo "== bench/search_gpu.py --device cpu (same rows, the CPU torch backend, reduced)"
+  timeout 120 python3 bench/search_gpu.py --device cpu --frames 1000000 --videos 20000 --faiss-queries 5 2>&1 | tail -4
+} 2>&1 | tee "$OUT/search_backend.txt"

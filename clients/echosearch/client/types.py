@@ -229,6 +229,11 @@ class ServerInfo:
     tasks: int
     max_upload_bytes: int
     skipped_plugins: tuple[PluginProblem, ...] = ()
+    # where search and scoring run: faiss-cpu, faiss-gpu, torch-cuda (or torch-cpu)
+    search_backend: str = ""
+    search_device: str = ""
+    search_precision: str = ""
+    search_memory_bytes: int = 0
 
     @classmethod
     def from_proto(cls, i: pb.GetServerInfoResponse) -> ServerInfo:
@@ -246,6 +251,10 @@ class ServerInfo:
             i.tasks,
             i.max_upload_bytes,
             tuple(PluginProblem.from_proto(p) for p in i.skipped_plugins),
+            search_backend=i.search.backend,
+            search_device=i.search.device,
+            search_precision=i.search.precision,
+            search_memory_bytes=i.search.memory_bytes,
         )
 
 

@@ -471,7 +471,7 @@ class GetServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetServerInfoResponse(_message.Message):
-    __slots__ = ("version", "model_spec", "model_identity", "device", "precision", "embed_dim", "index_factory", "index_on_gpu", "videos", "frames", "tasks", "max_upload_bytes", "skipped_plugins")
+    __slots__ = ("version", "model_spec", "model_identity", "device", "precision", "embed_dim", "index_factory", "index_on_gpu", "videos", "frames", "tasks", "max_upload_bytes", "skipped_plugins", "search")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_SPEC_FIELD_NUMBER: _ClassVar[int]
     MODEL_IDENTITY_FIELD_NUMBER: _ClassVar[int]
@@ -485,6 +485,7 @@ class GetServerInfoResponse(_message.Message):
     TASKS_FIELD_NUMBER: _ClassVar[int]
     MAX_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_PLUGINS_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
     version: str
     model_spec: str
     model_identity: str
@@ -498,4 +499,19 @@ class GetServerInfoResponse(_message.Message):
     tasks: int
     max_upload_bytes: int
     skipped_plugins: _containers.RepeatedCompositeFieldContainer[PluginProblem]
-    def __init__(self, version: _Optional[str] = ..., model_spec: _Optional[str] = ..., model_identity: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., embed_dim: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_on_gpu: _Optional[bool] = ..., videos: _Optional[int] = ..., frames: _Optional[int] = ..., tasks: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., skipped_plugins: _Optional[_Iterable[_Union[PluginProblem, _Mapping]]] = ...) -> None: ...
+    search: SearchBackendInfo
+    def __init__(self, version: _Optional[str] = ..., model_spec: _Optional[str] = ..., model_identity: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., embed_dim: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_on_gpu: _Optional[bool] = ..., videos: _Optional[int] = ..., frames: _Optional[int] = ..., tasks: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., skipped_plugins: _Optional[_Iterable[_Union[PluginProblem, _Mapping]]] = ..., search: _Optional[_Union[SearchBackendInfo, _Mapping]] = ...) -> None: ...
+
+class SearchBackendInfo(_message.Message):
+    __slots__ = ("backend", "device", "precision", "memory_bytes", "memory_cap_bytes")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_CAP_BYTES_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    device: str
+    precision: str
+    memory_bytes: int
+    memory_cap_bytes: int
+    def __init__(self, backend: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., memory_cap_bytes: _Optional[int] = ...) -> None: ...

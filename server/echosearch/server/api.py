@@ -414,6 +414,13 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             tasks=info.tasks,
             max_upload_bytes=self.engine.max_upload_bytes,
             skipped_plugins=convert.plugin_problems_to_proto(self.engine.skipped_plugins()),
+            search=pb.SearchBackendInfo(
+                backend=info.search.backend,
+                device=info.search.device,
+                precision=info.search.precision,
+                memory_bytes=info.search.memory_bytes,
+                memory_cap_bytes=info.search.memory_cap_bytes,
+            ),
         )
 
 
