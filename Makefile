@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@echo "==> The first time this downloads about 1 GB and takes several minutes; pip lists each package below."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --progress-bar off -e '.[server,test,dicom]'
+	$(PY) -m pip install --progress-bar off -e '.[server,ui,test,dicom]'
 	touch $(STAMP)
 	@echo "==> $(VENV) is ready."
 

@@ -8,6 +8,7 @@ by `serve`, so the client commands stay light.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -19,6 +20,7 @@ import grpc
 
 from echosearch.client.cli_examples import EXAMPLES, FILTER_HELP
 from echosearch.client.client import DEFAULT_ADDRESS, ApiError, Client
+from echosearch.client.evaluation import commands as evaluation_commands
 from echosearch.client.ingest_command import (
     DICOM_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -174,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="server log detail on stderr (default INFO)",
     )
+    p.add_argument(
+        "--thumbnails",
+        choices=("on", "off"),
+        default="on",
+        help="keep a small JPEG of each embedded frame's model-input crop (default on; off keeps no pixels)",
+    )
     _limit_flags(p)
     # DICOM (issue 14): docs/dicom.md
     p.add_argument(
@@ -294,12 +302,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, metavar="OUT.parquet", help="the file to write (its folder must exist)")
     _filter_arg(p)
     _sub(sub, "info", "server version, model, index, counts", [common])
+    evaluation_commands.add_parsers(sub, common)  # evaluate, ui (issue 11)
+    for name in ("evaluate", "delete-task", "ui"):  # their parsers live with their commands; examples here
+        if name in sub.choices:
+            sub.choices[name].epilog = EXAMPLES[name]
+            sub.choices[name].formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 
 def _connect(args: argparse.Namespace) -> Client:
     address = getattr(args, "server", None) or os.environ.get("ECHOSEARCH_SERVER") or DEFAULT_ADDRESS
     token = getattr(args, "token", None) or os.environ.get("ECHOSEARCH_TOKEN") or None
+    if getattr(args, "token_file", None) is not None and token is None:  # `ui --token-file`
+        token = Path(args.token_file).read_text().strip() or None
     tls: bool | str = getattr(args, "tls_ca", None) or bool(getattr(args, "tls", False))
     return Client(address, token=token, tls=tls, timeout=getattr(args, "timeout", 30.0))
 
@@ -481,6 +496,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_key=args.tls_key, token=token, grace=args.grace, phi=args.phi, dicom_mask=args.dicom_mask,
         search_device=args.search_device, gpu_memory_gb=args.gpu_memory_gb, search_precision=args.search_precision,
     )  # fmt: skip
+    opts = dataclasses.replace(opts, thumbnails=args.thumbnails == "on")
     return serve(opts)
 
 
@@ -526,6 +542,8 @@ COMMANDS = {
     "ingest": cmd_ingest, "search": cmd_search, "similar": cmd_similar, "score": cmd_score, "tasks": cmd_tasks,
     "videos": cmd_videos, "video": cmd_video, "delete": cmd_delete, "export": cmd_export, "info": cmd_info,
     "tag": cmd_tag,
+    "evaluate": evaluation_commands.cmd_evaluate, "ui": evaluation_commands.cmd_ui,
+    "delete-task": evaluation_commands.cmd_delete_task,
 }  # fmt: skip
 
 

@@ -59,6 +59,17 @@ examples:
 examples:
   echosearch dicom-listen --ae-title ECHOSEARCH --port 11112 --allow PACS1,CART2
   echosearch dicom-listen --server echo.example.org:50051 --token-file /etc/echosearch/token""",
+    "evaluate": """\
+examples:
+  echosearch evaluate pacemaker --labels labels.csv --out report/
+  echosearch evaluate ejection_fraction --labels ef.csv --label-column ef --out report-ef/""",
+    "delete-task": """\
+examples:
+  echosearch delete-task pacemaker_site_a""",
+    "ui": """\
+examples:
+  echosearch ui                          # http://127.0.0.1:8080 for the server at ECHOSEARCH_SERVER
+  echosearch ui --port 8081 --token-file /etc/echosearch/token""",
     "info": """\
 examples:
   echosearch info --json""",

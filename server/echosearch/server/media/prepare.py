@@ -5,9 +5,12 @@ Ingest (and the decode process pool) call `prepare_media`; nothing else needs to
 
 from __future__ import annotations
 
+import dataclasses
+
 from echosearch.client.sniff import HEAD_BYTES, looks_like_dicom
 from echosearch.server.errors import InvalidVideoError
 from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS
+from echosearch.server.media.thumbnails import crops_from_pixels, thumbnail_jpegs
 from echosearch.server.media.video import PreparedVideo, Sampling, Source, prepare_video
 
 DICOM_MASKS = ("region", "off")  # region: black out outside the largest 2D ultrasound region
@@ -32,11 +35,13 @@ def prepare_media(
     image_size: int,
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
     dicom_mask: str = DEFAULT_DICOM_MASK,
+    thumbnails: bool = False,
 ) -> PreparedVideo:
     """Decode, sample and preprocess a video or DICOM file (bytes, or a path read whole when it is DICOM).
 
     `mean`, `std` and `image_size` come from the loaded model (EchoClipModel.mean/std/image_size); frames
-    over `max_frame_pixels` are refused from the declared size before any is decoded.
+    over `max_frame_pixels` are refused from the declared size before any is decoded. With `thumbnails`,
+    also a small JPEG of every sampled frame's model-input crop.
     """
     if is_dicom(source):
         if not isinstance(source, (bytes, bytearray, memoryview)):
@@ -49,7 +54,7 @@ def prepare_media(
                 f"this is a DICOM file but DICOM support is not installed ({exc.name} is missing): "
                 "pip install 'echosearch[dicom]'"
             ) from None
-        return prepare_dicom(
+        prepared = prepare_dicom(
             source,
             sampling,
             channel_order=channel_order,
@@ -59,6 +64,12 @@ def prepare_media(
             max_frame_pixels=max_frame_pixels,
             mask=dicom_mask,
         )
+        if thumbnails:  # the DICOM reader hands back normalised pixels: undo the normalisation exactly
+            crops = crops_from_pixels(prepared.pixels, mean, std)
+            prepared = dataclasses.replace(
+                prepared, thumbnails=tuple(thumbnail_jpegs(crops, channel_order=channel_order))
+            )
+        return prepared
     return prepare_video(
         source,
         sampling,
@@ -67,4 +78,5 @@ def prepare_media(
         std=std,
         image_size=image_size,
         max_frame_pixels=max_frame_pixels,
+        thumbnails=thumbnails,
     )
