@@ -131,10 +131,18 @@ class IngestResult:
     decode_seconds: float
     encode_seconds: float
     store_seconds: float
+    metadata_updated: bool = False  # already stored, and the upload's differing metadata was written
 
     @classmethod
     def from_proto(cls, r: pb.IngestVideoResponse) -> IngestResult:
-        return cls(Video.from_proto(r.video), r.already_stored, r.decode_seconds, r.encode_seconds, r.store_seconds)
+        return cls(
+            Video.from_proto(r.video),
+            r.already_stored,
+            r.decode_seconds,
+            r.encode_seconds,
+            r.store_seconds,
+            r.metadata_updated,
+        )
 
 
 @dataclass(frozen=True)
@@ -189,6 +197,20 @@ class Task:
 
 
 @dataclass(frozen=True)
+class PluginProblem:
+    """A plugin or task the server skipped at start-up, and why."""
+
+    plugin: str
+    distribution: str
+    task: str
+    reason: str
+
+    @classmethod
+    def from_proto(cls, p: pb.PluginProblem) -> PluginProblem:
+        return cls(p.plugin, p.distribution, p.task, p.reason)
+
+
+@dataclass(frozen=True)
 class VideoScore:
     """One video's result for a task: score, value/label (regression, categorical), decision (thresholded binary)."""
 
@@ -225,6 +247,7 @@ class ServerInfo:
     frames: int
     tasks: int
     max_upload_bytes: int
+    skipped_plugins: tuple[PluginProblem, ...] = ()
     # where search and scoring run: faiss-cpu, faiss-gpu, torch-cuda (or torch-cpu)
     search_backend: str = ""
     search_device: str = ""
@@ -246,6 +269,7 @@ class ServerInfo:
             i.frames,
             i.tasks,
             i.max_upload_bytes,
+            tuple(PluginProblem.from_proto(p) for p in i.skipped_plugins),
             search_backend=i.search.backend,
             search_device=i.search.device,
             search_precision=i.search.precision,

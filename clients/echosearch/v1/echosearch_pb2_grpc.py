@@ -85,6 +85,11 @@ class EchoSearchServiceStub:
                 request_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoRequest.SerializeToString,
                 response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoResponse.FromString,
                 _registered_method=True)
+        self.UpdateVideoMetadata = channel.unary_unary(
+                '/echosearch.v1.EchoSearchService/UpdateVideoMetadata',
+                request_serializer=echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataRequest.SerializeToString,
+                response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataResponse.FromString,
+                _registered_method=True)
         self.GetFrameImage = channel.unary_unary(
                 '/echosearch.v1.EchoSearchService/GetFrameImage',
                 request_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetFrameImageRequest.SerializeToString,
@@ -116,7 +121,8 @@ class EchoSearchServiceServicer:
         then the file's bytes in order as `chunk` messages (about 1 MiB each is a
         good size). Idempotent: the same bytes are stored once (by SHA-256), and a
         repeated upload returns the stored video with `already_stored` set, so a
-        failed call may simply be retried.
+        failed call may simply be retried. A repeated upload whose metadata differs
+        from the stored metadata writes its set fields and tags (`metadata_updated`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,6 +188,14 @@ class EchoSearchServiceServicer:
 
     def GetServerInfo(self, request, context):
         """Version, model identity, device, index type and counts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateVideoMetadata(self, request, context):
+        """Changes a stored video's metadata: sets the given fields and tags, removes
+        the named ones. Recorded in the change log like every write.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -284,6 +298,11 @@ def add_EchoSearchServiceServicer_to_server(servicer, server):
                     servicer.GetServerInfo,
                     request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoRequest.FromString,
                     response_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoResponse.SerializeToString,
+            ),
+            'UpdateVideoMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateVideoMetadata,
+                    request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataRequest.FromString,
+                    response_serializer=echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataResponse.SerializeToString,
             ),
             'GetFrameImage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFrameImage,
@@ -577,6 +596,33 @@ class EchoSearchService:
             '/echosearch.v1.EchoSearchService/GetServerInfo',
             echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoRequest.SerializeToString,
             echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateVideoMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echosearch.v1.EchoSearchService/UpdateVideoMetadata',
+            echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataRequest.SerializeToString,
+            echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,7 @@ STATUS_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (errors.ModelMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.StoreVersionError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.ModelLoadError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.DataDirError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
 # Trailing metadata on a RESOURCE_EXHAUSTED that a retry may cure (a concurrency cap, not a size limit).
@@ -207,7 +208,10 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             existing = self.engine.stored_video(sha256)
             if existing is not None:
                 watch.finish()
-                return pb.IngestVideoResponse(video=convert.video_to_proto(existing), already_stored=True)
+                record, updated = self.engine.update_stored_on_reingest(existing, metadata)
+                return pb.IngestVideoResponse(
+                    video=convert.video_to_proto(record), already_stored=True, metadata_updated=updated
+                )
 
         body = receive_body(
             _chunks(requests),
@@ -256,6 +260,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             decode_seconds=outcome.decode_seconds,
             encode_seconds=outcome.encode_seconds,
             store_seconds=outcome.store_seconds,
+            metadata_updated=outcome.metadata_updated,
         )
 
     # ---- bulk import (issue 10) ---------------------------------------------------------
@@ -342,6 +347,15 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
         return pb.ListVideosResponse(videos=videos, next_page_token=token, total_size=total)
 
     @_rpc
+    def UpdateVideoMetadata(
+        self, request: pb.UpdateVideoMetadataRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateVideoMetadataResponse:
+        record, changed = self.engine.update_video_metadata(
+            request.video_id, convert.metadata_from_proto(request.set), list(request.remove)
+        )
+        return pb.UpdateVideoMetadataResponse(video=convert.video_to_proto(record), changed=changed)
+
+    @_rpc
     def DeleteVideo(self, request: pb.DeleteVideoRequest, context: grpc.ServicerContext) -> pb.DeleteVideoResponse:
         self.engine.delete_video(request.video_id)
         return pb.DeleteVideoResponse()
@@ -386,7 +400,10 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
 
     @_rpc
     def ListTasks(self, request: pb.ListTasksRequest, context: grpc.ServicerContext) -> pb.ListTasksResponse:
-        return pb.ListTasksResponse(tasks=[convert.task_to_proto(t) for t in self.engine.list_tasks()])
+        return pb.ListTasksResponse(
+            tasks=[convert.task_to_proto(t) for t in self.engine.list_tasks()],
+            skipped=convert.plugin_problems_to_proto(self.engine.skipped_plugins()),
+        )
 
     @_rpc
     def ScoreVideos(
@@ -407,6 +424,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             flt=self._filter(request),
             video_ids=list(request.video_ids) or None,
             top_k=request.top_k or None,
+            bottom_k=request.bottom_k or None,
             batch_size=request.batch_size or DEFAULT_SCORE_BATCH,
         )
         task_msg: pb.Task | None = convert.task_to_proto(task)
@@ -461,6 +479,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             frames=info.frames,
             tasks=info.tasks,
             max_upload_bytes=self.engine.max_upload_bytes,
+            skipped_plugins=convert.plugin_problems_to_proto(self.engine.skipped_plugins()),
             search=pb.SearchBackendInfo(
                 backend=info.search.backend,
                 device=info.search.device,

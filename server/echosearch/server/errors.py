@@ -35,6 +35,7 @@ class RequestCancelledError(EchoSearchError):
 __all__ = [
     "AlreadyExistsError",
     "BusyError",
+    "DataDirError",
     "DiskFullError",
     "EchoSearchError",
     "InvalidRequestError",
@@ -47,3 +48,7 @@ __all__ = [
     "StoreVersionError",
     "TooLargeError",
 ]
+
+
+class DataDirError(EchoSearchError):
+    """The data directory cannot be used: not a folder, not writable, or in use by another process (serve only)."""

@@ -16,13 +16,14 @@ import numpy as np
 import pyarrow as pa
 
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError
+from echosearch.server.metadata_update import MetadataChange
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
 from echosearch.server.storage import export as catalog_export
 from echosearch.server.storage import migrate as catalog_migrate
 from echosearch.server.storage import rows as catalog_rows
 from echosearch.server.storage import stored_tasks as catalog_stored_tasks
 from echosearch.server.storage import thumbnails as catalog_thumbnails
-from echosearch.server.storage.filters import aware_utc, compile_filter
+from echosearch.server.storage.filters import aware_utc, compile_filter, to_utc_naive
 from echosearch.server.storage.frame_ids import FRAME_BITS, frame_id_range
 from echosearch.server.storage.video_batch import VideoBatch
 
@@ -339,6 +340,30 @@ class Catalog:
             seq = self._next(cur, "seq")
             cur.execute("INSERT INTO changes VALUES (?, 'delete', ?, ?)", [seq, int(video_id), row[0]])
 
+    def update_metadata(self, video_id: int, change: MetadataChange) -> tuple[VideoRecord, bool]:
+        """Apply a metadata change in one transaction, logged as op 'metadata'; (the video now, whether it changed)."""
+        with self.transaction() as cur:
+            found = self._find(cur, "v.video_id = ?", [int(video_id)])
+            if not found:
+                raise NotFoundError(f"no video with id {video_id}")
+            before = found[0].metadata
+            after = change.apply(before)
+            if after == before:
+                return found[0], False
+            when = None if after.acquisition_time is None else to_utc_naive(after.acquisition_time)
+            cur.execute(
+                "UPDATE videos SET study_id = ?, patient_id = ?, view = ?, acquisition_time = ? WHERE video_id = ?",
+                [after.study_id, after.patient_id, after.view, when, int(video_id)],
+            )
+            cur.execute("DELETE FROM video_tags WHERE video_id = ?", [int(video_id)])
+            for key, value in after.tags.items():
+                cur.execute("INSERT INTO video_tags VALUES (?, ?, ?)", [int(video_id), key, value])
+            seq = self._next(cur, "seq")
+            cur.execute("INSERT INTO changes VALUES (?, 'metadata', ?, 0)", [seq, int(video_id)])
+            cur.execute("INSERT INTO metadata_changes VALUES (?, ?)", [seq, change.describe(before, after)])
+            record = self._find(cur, "v.video_id = ?", [int(video_id)])[0]
+        return record, True
+
     def delete_videos(self, video_ids: Sequence[int]) -> list[tuple[int, int]]:
         """Delete many videos in ONE transaction (all or nothing; NotFoundError names the first absent
         id); one change-log entry each. Returns (video_id, sampled_frames) in the given order."""
@@ -464,11 +489,12 @@ class Catalog:
         return self.cursor().execute("SELECT value FROM counters WHERE name = 'seq'").fetchall()[0][0]
 
     def changes_since(self, seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(seq, is_delete, video_id, n_frames) of every write after `seq`, in order."""
+        """(seq, is_delete, video_id, n_frames) of every add and delete after `seq`, in order (what indexes replay)."""
         res = (
             self.cursor()
             .execute(
-                "SELECT seq, op = 'delete' AS is_delete, video_id, n_frames FROM changes WHERE seq > ? ORDER BY seq",
+                "SELECT seq, op = 'delete' AS is_delete, video_id, n_frames FROM changes "
+                "WHERE seq > ? AND op IN ('add', 'delete') ORDER BY seq",
                 [int(seq)],
             )
             .fetchnumpy()

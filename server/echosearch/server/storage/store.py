@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from echosearch.server.errors import InvalidRequestError
+from echosearch.server.metadata_update import MetadataChange
 from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoHit, VideoMetadata, VideoRecord
 from echosearch.server.storage import search_backend
 from echosearch.server.storage import snapshots as persist
@@ -288,6 +289,19 @@ class Store:
                 with self._lock.write():
                     self._index_committed(done.video_ids, offsets, lambda: batch.embeddings[rows], int(done.seqs[0]))
             return done
+
+    def update_metadata(self, video_id: int, change: MetadataChange) -> tuple[VideoRecord, bool]:
+        """Change a video's metadata in the catalog (logged); the indexes hold no metadata, so they stay as they are."""
+        with self._lock.write():
+            current = self._index_seq == self.catalog.last_seq()
+            record, changed = self.catalog.update_metadata(int(video_id), change)
+            if changed and current:
+                # Nothing for the indexes to replay: keep them current so the next ingest takes the fast path.
+                self._index_seq = self.catalog.last_seq()
+            if changed:
+                with self._cand_cache_lock:
+                    self._cand_cache.clear()  # filtered candidate sets depend on metadata
+            return record, changed
 
     def delete_video(self, video_id: int) -> None:
         """Delete from the catalog (NotFoundError when absent), then tombstone it in both indexes.
