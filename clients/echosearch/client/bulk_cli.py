@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from echosearch.client.cli_examples import EXAMPLES
 from echosearch.client.client import ApiError, Client
 from echosearch.client.manifest import read_manifest
 from echosearch.client.output import Progress, print_json, print_table
@@ -26,14 +27,23 @@ SHARD_GLOB = "shard-*.parquet"
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """The `bulk` command and its `embed` and `load` subcommands."""
-    bulk = sub.add_parser("bulk", help="archive-scale ingest: embed on Ray to Parquet shards, load them into a server")
+    about = "archive-scale ingest: embed on Ray to Parquet shards, load them into a server"
+    bulk = sub.add_parser(
+        "bulk",
+        help=about,
+        description=about[0].upper() + about[1:] + ".",
+        epilog=EXAMPLES["bulk"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     steps = bulk.add_subparsers(dest="bulk_command", required=True, metavar="STEP")
 
     p = steps.add_parser("embed", parents=[common], help="embed video files/folders/URIs into Parquet shards (Ray)")
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="files, folders, or URIs (s3://, gs://, hdfs://)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder of shards (created; reruns resume)")
     p.add_argument("--model", default="hf-hub:mkaichristensen/echo-clip", help="model spec, as for `serve`")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument(
+        "--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="encoder precision (default fp32)"
+    )
     p.add_argument("--manifest", type=Path, metavar="CSV", help="per-file metadata (path|uri, study_id, ...)")
     p.add_argument("--skip-stored", metavar="SERVER", help="also skip files this server (host:port) already stores")
     p.add_argument("--ray-address", help="Ray cluster to run on (default: start a local Ray on this machine)")
@@ -46,8 +56,10 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     )
     p.add_argument("--step", type=int, default=2, help="with --sampling every")
     p.add_argument("--count", type=int, default=20, help="with --sampling count")
-    p.add_argument("--max-frames", type=int, default=512)
-    p.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb")
+    p.add_argument("--max-frames", type=int, default=512, help="at most this many frames per video (default 512)")
+    p.add_argument(
+        "--channel-order", choices=("rgb", "bgr"), default="rgb", help="bgr reproduces the published code (default rgb)"
+    )
 
     p = steps.add_parser("load", parents=[common], help="stream a folder of shards into the running server")
     p.add_argument("dir", type=Path, metavar="DIR")

@@ -73,6 +73,11 @@ examples:
     "info": """\
 examples:
   echosearch info --json""",
+    "bulk": """\
+examples:
+  echosearch bulk embed /data/echos --out /data/shards --model random:echoclip     # local Ray on this machine
+  echosearch bulk embed s3://archive/echos --out /shared/shards --ray-address auto --manifest studies.csv
+  echosearch bulk load /data/shards               # into the running server; re-run to resume""",
 }
 
 FILTER_HELP = (
