@@ -33,3 +33,11 @@ class StoreVersionError(EchoSearchError):
 
 class ModelLoadError(EchoSearchError):
     """A model spec could not be loaded (unknown prefix, download failed, bad folder)."""
+
+
+class RequestCancelledError(EchoSearchError):
+    """The caller cancelled (or its deadline passed) while its work was queued; the work was dropped."""
+
+
+class DeadlineExceededError(EchoSearchError):
+    """A bounded step (decoding one upload) ran past its time limit and was stopped."""

@@ -12,7 +12,7 @@ import io
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -77,7 +77,7 @@ class Sampling:
 class PreparedVideo:
     """Sampled frames ready for EchoClipModel.encode_frames, with where they came from."""
 
-    pixels: torch.Tensor  # (n,3,S,S) float32, CLIP-normalised
+    pixels: torch.Tensor  # (n,3,S,S) float32 CLIP-normalised (prepare_video), or uint8 (decode_video)
     frame_indices: np.ndarray  # int64 (n,): index in decode (presentation) order
     timestamps: np.ndarray  # float64 (n,): seconds from the start of the stream
     fps: float
@@ -98,6 +98,14 @@ def prepare_video(
     image_size: int = 224,
 ) -> PreparedVideo:
     """Decode `source` (bytes or path), sample frames and preprocess them; InvalidVideoError if it is not a video."""
+    decoded = decode_video(source, sampling, channel_order=channel_order, image_size=image_size)
+    return replace(decoded, pixels=normalise(decoded.pixels, mean, std))
+
+
+def decode_video(
+    source: Source, sampling: Sampling = Sampling(), *, channel_order: str = "rgb", image_size: int = 224
+) -> PreparedVideo:
+    """prepare_video up to the crop and resize: pixels are (n,3,S,S) uint8, 4x smaller to ship between processes."""
     sampling.validate()
     if channel_order not in ("rgb", "bgr"):
         raise InvalidRequestError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
@@ -108,8 +116,7 @@ def prepare_video(
     if sampling.mode == "count" and result[-1] is not None:  # stream shorter than its packets: resample
         result = _decode(source, sampling, result[-1], channel_order, image_size)
     frames_u8, indices, times, fps, width, height, total, _ = result
-    pixels = normalise(frames_u8, mean, std)
-    return PreparedVideo(pixels, indices, times, fps, width, height, total)
+    return PreparedVideo(frames_u8, indices, times, fps, width, height, total)
 
 
 def crop_box(height: int, width: int) -> tuple[int, int, int, int]:
