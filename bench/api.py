@@ -53,14 +53,12 @@ QUERIES = [
 
 def fill(engine: Engine, frames: int, fpv: int = 20, seed: int = 0) -> None:
     """Add synthetic videos until the store holds `frames` frames (clustered, normalised vectors)."""
-    have = engine.catalog.count_frames()
+    have = engine.reader.count_frames()
     dim = engine.model.embed_dim
     rng = np.random.default_rng(seed + have)
     centers = rng.standard_normal((64, dim)).astype(np.float32)
     idx = np.arange(fpv, dtype=np.int64) * 2
     start, n_videos = time.perf_counter(), (frames - have) // fpv
-    if engine.catalog.model_identity is None:
-        engine.catalog.bind_model(engine.model.identity, dim)
     batch: list[dict] = []
     for i in range(n_videos):
         v = centers[i % 64] + 0.3 * rng.standard_normal((fpv, dim)).astype(np.float32)
@@ -147,7 +145,7 @@ def main() -> None:
                 t = time.perf_counter()
                 fill(engine, frames)
                 print(
-                    f"filled {engine.catalog.count_frames()} frames in {time.perf_counter() - t:.0f}s", file=sys.stderr
+                    f"filled {engine.reader.count_frames()} frames in {time.perf_counter() - t:.0f}s", file=sys.stderr
                 )
                 local, remote = bench_search(engine, client, args.queries)
                 rows.append((f"SearchByText top-10, {frames:,} frames", local, remote))

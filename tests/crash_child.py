@@ -33,7 +33,8 @@ def video_for(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def main(data_dir: Path, start: int) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
+    root = Path(__file__).resolve().parent.parent
+    sys.path[:0] = [str(root / "server"), str(root / "clients")]  # the server uses the light echosearch.errors
     from echosearch.server.records import FrameEmbeddings, VideoMetadata
     from echosearch.server.storage.store import Store
 

@@ -26,9 +26,7 @@ def start_inprocess(
 ):
     """An Engine over `data_dir` with the tiny model, served on 127.0.0.1:<free port>. Call .stop() when done."""
     from echosearch.server.engine import Engine
-    from echosearch.server.serve import (
-        start_server,  # imports the server stack (api -> convert -> tasks) in a safe order
-    )
+    from echosearch.server.serve import start_server
 
     engine = Engine(data_dir=data_dir, model_spec=TEST_MODEL, device="cpu", max_upload_bytes=max_upload_bytes)
     try:

@@ -7,9 +7,11 @@ import threading
 from datetime import UTC, datetime
 
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from reference_scoring import reference_binary, reference_regression
 from servers import start_inprocess, wait_until
 from synthetic import make_video
 
@@ -59,6 +61,11 @@ def stored(client):
             make_video(seed=seed, grey=seed == 3), source_name=f"synthetic-{seed}.avi", metadata=md
         )
     return out
+
+
+def stored_frames(client, video_id: int) -> np.ndarray:
+    """A video's stored frame embeddings, read back over the API."""
+    return np.array([f.embedding for f in client.get_frames(video_id)], dtype=np.float32)
 
 
 def expect(code: grpc.StatusCode, call, *words: str) -> ApiError:
@@ -159,36 +166,51 @@ def test_list_tasks_describes_builtins(client):
     assert any(t.kind == "categorical" and t.labels for t in tasks.values())
 
 
-def test_score_builtin_binary_over_all_and_top_k(client, stored):
+def test_score_builtin_binary_over_all_and_top_k(server, client, stored):
     stream = client.score("pacemaker", filter=VideoFilter(tags={"site": "north"}))
     scores = list(stream)
     assert stream.task is not None and stream.task.name == "pacemaker"
     assert sorted(s.video_id for s in scores) == sorted(r.video.video_id for r in stored.values())
+    prompts = server.engine.model.encode_texts(server.engine.get_task("pacemaker").candidate_texts())
     for s in scores:
-        assert -1 <= s.score <= 1 and s.value is None and s.decision == (s.score > 0.298)
+        # the published per-video computation, from the embeddings the API hands back
+        assert s.score == pytest.approx(reference_binary(stored_frames(client, s.video_id), prompts), abs=1e-5)
+        assert s.value is None and s.decision == (s.score > 0.298)
     top = list(client.score("pacemaker", filter=VideoFilter(tags={"site": "north"}), top_k=2))
     ranked = sorted(scores, key=lambda s: -s.score)[:2]
     assert [s.video_id for s in top] == [s.video_id for s in ranked]
     assert [s.score for s in top] == pytest.approx([s.score for s in ranked], abs=1e-5)
 
 
-def test_score_builtin_regression_for_chosen_ids(client, stored):
+def test_score_builtin_regression_for_chosen_ids(server, client, stored):
     ids = [stored[1].video.video_id, stored[3].video.video_id]
     scores = list(client.score("ejection_fraction", video_ids=ids, batch_size=1))
     assert sorted(s.video_id for s in scores) == sorted(ids)
-    assert all(0 <= s.value <= 100 and s.score == s.value and s.decision is None for s in scores)
+    task = server.engine.get_task("ejection_fraction")
+    candidates = server.engine.model.encode_texts(task.candidate_texts())
+    for s in scores:
+        expected = reference_regression(stored_frames(client, s.video_id), candidates, task.candidate_values())
+        assert s.value == pytest.approx(expected) and s.score == s.value and s.decision is None
 
 
-def test_score_custom_tasks(client, stored):
+def test_score_custom_tasks(server, client, stored):
     ids = [r.video.video_id for r in stored.values()]
     binary = list(client.score(CustomTask(kind="binary", prompts=("A NORMAL HEART.",), threshold=0.0), video_ids=ids))
     assert len(binary) == 3 and all(s.decision == (s.score > 0) for s in binary)
+    prompt = server.engine.model.encode_texts(["A NORMAL HEART."])
+    for s in binary:
+        assert s.score == pytest.approx(reference_binary(stored_frames(client, s.video_id), prompt), abs=1e-5)
     cat = CustomTask(kind="categorical", prompts=("NO EFFUSION.", "SMALL EFFUSION.", "LARGE EFFUSION."), values=(0, 1, 2),
                      labels={0: "none", 1: "small", 2: "large"})  # fmt: skip
     results = list(client.score(cat, video_ids=ids))
-    assert all(s.label in {"none", "small", "large"} and s.value in (0, 1, 2) for s in results)
+    assert len(results) == 3
+    assert all(s.value in (0, 1, 2) and s.label == {0: "none", 1: "small", 2: "large"}[s.value] for s in results)
     reg = CustomTask(kind="regression", prompts=("EJECTION FRACTION <#>%.",), value_range=(10, 80, 5))
-    assert all(10 <= s.value <= 80 for s in client.score(reg, video_ids=ids))
+    reg_task = server.engine.custom_task(name="r", kind="regression", prompts=list(reg.prompts), values=(10, 80, 5))
+    candidates = server.engine.model.encode_texts(reg_task.candidate_texts())
+    for s in client.score(reg, video_ids=ids):
+        expected = reference_regression(stored_frames(client, s.video_id), candidates, reg_task.candidate_values())
+        assert s.value == pytest.approx(expected) and s.value in set(range(10, 81, 5))
 
 
 def test_delete_removes_video_everywhere(client):

@@ -205,3 +205,24 @@ def test_bad_frames_rejected(cat: Catalog) -> None:
             frames=bad,
         )
     assert cat.count_videos() == 0 and cat.model_identity is None
+
+
+def test_transaction_rolls_back_only_an_active_transaction(cat: Catalog, monkeypatch) -> None:
+    # A commit that ends the transaction and then fails: the caller sees that error, not
+    # DuckDB's "no transaction is active" from a second rollback.
+    rng = np.random.default_rng(5)
+
+    def commit_then_fail(self, cur):
+        cur.commit()
+        raise RuntimeError("after the commit")
+
+    monkeypatch.setattr(Catalog, "_commit", commit_then_fail)
+    with pytest.raises(RuntimeError, match="after the commit"):
+        add(cat, 1, rng)
+    monkeypatch.undo()
+    assert cat.count_videos() == 1  # it did commit
+    with pytest.raises(ValueError, match="inside"):
+        with cat.transaction() as cur:
+            cur.execute("INSERT INTO store_meta VALUES ('probe', 'x')")
+            raise ValueError("inside")
+    assert cat.cursor().execute("SELECT count(*) FROM store_meta WHERE key = 'probe'").fetchall()[0][0] == 0

@@ -23,7 +23,7 @@ def test_workers_give_the_same_pixels_from_a_path_or_bytes(pool: DecodePool, tmp
     path = tmp_path / "clip.avi"
     data = make_video(160, 120, 14, seed=5, path=path)
     options = PrepareOptions(Sampling(mode="every", step=3), channel_order="bgr")
-    here = decode_video(path, options.sampling, channel_order="bgr")
+    here = decode_video(path, options.sampling, channel_order="bgr", image_size=224)
     for source in (path, data):
         there = pool.prepare(source, options, name="clip.avi")
         assert there.pixels.dtype == torch.uint8 and torch.equal(there.pixels, here.pixels)

@@ -111,7 +111,23 @@ def test_score_top_k_equals_full_scan(engine):
     assert [s.video_id for s in top] == [s.video_id for s in best]
     for a, b in zip(top, best):
         assert a.score == pytest.approx(b.score, abs=1e-6)
-        assert a.decision == (a.score >= 0.298)
+        assert a.decision == (a.score > 0.298)
+
+
+def test_binary_decision_is_strictly_above_the_threshold(engine):
+    # A threshold equal to a video's exact score: the published '>' says no; '>=' would say yes.
+    prompts = ["PACER LEAD IN RIGHT VENTRICLE. "]
+    probe = engine.custom_task(name="probe", kind="binary", prompts=prompts)
+    scores = {s.video_id: s.score for b in engine.score_videos(probe) for s in b}
+    vid, at = sorted(scores.items())[0]
+    on_it = engine.custom_task(name="on", kind="binary", prompts=prompts, threshold=at)
+    decided = {s.video_id: s for b in engine.score_videos(on_it) for s in b}
+    assert decided[vid].score == at and decided[vid].decision is False
+    assert all(d.decision == (d.score > at) for d in decided.values())
+    below = engine.custom_task(
+        name="below", kind="binary", prompts=prompts, threshold=float(np.nextafter(np.float32(at), np.float32(-1)))
+    )
+    assert next(s for b in engine.score_videos(below, video_ids=[vid]) for s in b).decision is True
 
 
 def test_score_selection_batches_and_errors(engine):
@@ -132,7 +148,7 @@ def test_score_selection_batches_and_errors(engine):
 def test_custom_task_scores_and_validates(engine):
     task = engine.custom_task(name="lead", kind="binary", prompts=["PACER LEAD IN RIGHT VENTRICLE. "], threshold=0.1)
     scores = [s for b in engine.score_videos(task) for s in b]
-    assert len(scores) == 4 and all(s.decision is not None for s in scores)
+    assert len(scores) == 4 and all(s.decision == (s.score > 0.1) for s in scores)
     with pytest.raises(InvalidRequestError):
         engine.custom_task(name="ef", kind="regression", prompts=["EF IS HIGH"], values=(0, 100, 1))
 

@@ -33,8 +33,14 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("spec", ["random:tiny", "random:echoclip"])
 @pytest.mark.parametrize("precision,floor", [("fp32", 0.9999), ("bf16", 0.99), ("fp16", 0.995)])
 def test_cuda_embeddings_match_cpu(spec: str, precision: str, floor: float) -> None:
-    video = prepare_video(make_video(width=320, height=240, frames=40, seed=3))
-    cpu = _model(spec, "cpu").encode_frames(video.pixels)
+    cpu_model = _model(spec, "cpu")
+    video = prepare_video(
+        make_video(width=320, height=240, frames=40, seed=3),
+        mean=cpu_model.mean,
+        std=cpu_model.std,
+        image_size=cpu_model.image_size,
+    )
+    cpu = cpu_model.encode_frames(video.pixels)
     gpu_model = _model(spec, "cuda", precision)
     gpu = gpu_model.encode_frames(video.pixels)
     assert gpu.dtype == np.float32 and gpu.shape == cpu.shape

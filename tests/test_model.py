@@ -8,9 +8,10 @@ import time
 import numpy as np
 import pytest
 import torch
+from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from echosearch.server.errors import ModelLoadError
-from echosearch.server.model import CLIP_MEAN, CLIP_STD, EchoClipModel, load_model
+from echosearch.server.model import EchoClipModel, load_model
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,8 @@ def test_tiny_loads_with_contract_attributes(tiny: EchoClipModel) -> None:
     assert tiny.identity.startswith("random:tiny@sha256:") and len(tiny.identity.split(":")[-1]) >= 16
     assert tiny.context_length == 77 and tiny.image_size == 224
     assert tiny.device == torch.device("cpu") and tiny.precision == "fp32"
-    assert tiny.mean == CLIP_MEAN and tiny.std == CLIP_STD
+    # From the model's open_clip preprocess config (the defaults: EchoCLIP's published statistics)
+    assert tiny.mean == OPENAI_DATASET_MEAN and tiny.std == OPENAI_DATASET_STD
     assert not tiny.clip.training
 
 
@@ -126,3 +128,25 @@ def test_reduced_precision_embeddings_stay_close_to_fp32(precision: str, floor: 
         assert b.dtype == np.float32
         assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-3)
         assert float(np.sum(a * b, axis=1).min()) >= floor
+
+
+def test_local_dir_reads_back_the_preprocess_config_save_dir_writes(tiny: EchoClipModel, tmp_path) -> None:
+    folder = tiny.save_dir(tmp_path / "tiny")
+    config = json.loads((folder / "open_clip_config.json").read_text())
+    assert config["preprocess_cfg"]["mean"] == list(tiny.mean) and config["preprocess_cfg"]["size"] in (224, [224, 224])
+    # A checkpoint trained with other statistics and a smaller input is preprocessed its own way.
+    config["preprocess_cfg"].update(mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
+    config["model_cfg"]["vision_cfg"]["image_size"] = 160
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    loaded = load_model(f"local-dir:{folder}", device="cpu")
+    assert loaded.mean == (0.5, 0.5, 0.5) and loaded.std == (0.25, 0.25, 0.25)
+    assert loaded.image_size == 160
+
+
+def test_spec_is_parsed_once_into_scheme_and_target() -> None:
+    from echosearch.server.model import ModelSpec
+
+    assert ModelSpec.parse("local-dir:/a:b") == ModelSpec("local-dir", "/a:b")
+    assert ModelSpec.parse("hf-hub:org/repo") == ModelSpec("hf-hub", "org/repo")
+    with pytest.raises(ModelLoadError, match="valid prefixes"):
+        ModelSpec.parse("ViT-B-32")

@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from reference_echoclip import frames_to_pixels, read_avi, reference_embeddings, reference_pixels
 from synthetic import make_video
 
-from echosearch.server.media.video import normalise, prepare_video, resize_uint8
+from echosearch.server.media import video
+from echosearch.server.media.video import normalise, resize_uint8
 from echosearch.server.model import EchoClipModel, load_model
+
+
+def prepare_video(source: object, **kwargs: object) -> video.PreparedVideo:
+    """The server's preprocessing with EchoCLIP's published normalisation."""
+    return video.prepare_video(source, mean=OPENAI_DATASET_MEAN, std=OPENAI_DATASET_STD, image_size=224, **kwargs)
+
 
 ONE_LEVEL = 1.0 / 255.0 / 0.26130258 + 1e-4  # one uint8 level after normalisation, plus float slack
 ODD_EDGE = 5 * ONE_LEVEL

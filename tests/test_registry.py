@@ -16,7 +16,7 @@ import pytest
 
 from echosearch.server.tasks.registry import ENTRY_POINT_GROUP, TaskRegistry, load_registry, tasks_from_object
 from echosearch.server.tasks.scoring_math import score_task
-from echosearch.server.tasks.spec import Task, TaskKind
+from echosearch.tasks.spec import Task, TaskKind
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "echosearch-plugin-example"
 VALID = 'Task(name="{name}", kind="binary", prompts=("A THING IS SEEN. ",))'
@@ -83,9 +83,7 @@ def test_example_package_registers_through_its_entry_point_and_scores(install) -
 )
 def test_plugin_forms(install, declaration: str) -> None:
     mod = module_name()
-    install(
-        "third-party", {"tp": f"{mod}:thing"}, {mod: f"from echosearch.server.tasks.spec import Task\n{declaration}\n"}
-    )
+    install("third-party", {"tp": f"{mod}:thing"}, {mod: f"from echosearch.tasks.spec import Task\n{declaration}\n"})
     registry = load_registry()
     assert registry.get("third_party").source == "third-party:tp"
     assert len(registry) == 32 and registry.problems == []
@@ -115,7 +113,7 @@ def test_plugin_whose_callable_raises_or_returns_junk_is_skipped(install, caplog
 def test_invalid_task_is_skipped_but_its_siblings_load(install, caplog) -> None:
     mod = module_name()
     source = f"""
-        from echosearch.server.tasks.spec import Task
+        from echosearch.tasks.spec import Task
         tasks = [
             Task(name="no_placeholder", kind="regression", prompts=("EF IS 50%",), values=(0, 100)),
             Task(name="empty", kind="binary", prompts=()),
@@ -134,7 +132,7 @@ def test_invalid_task_is_skipped_but_its_siblings_load(install, caplog) -> None:
 
 def test_name_clash_builtin_wins_then_distribution_order(install, caplog) -> None:
     a, b = module_name(), module_name()
-    header = "from echosearch.server.tasks.spec import Task\n"
+    header = "from echosearch.tasks.spec import Task\n"
     pacemaker, shared = VALID.format(name="pacemaker"), VALID.format(name="shared")
     install("zzz-plugin", {"z": f"{a}:tasks"}, {a: f"{header}tasks = [{pacemaker}, {shared}]\n"})
     install("aaa-plugin", {"a": f"{b}:tasks"}, {b: f"{header}tasks = [{shared}]\n"})

@@ -23,7 +23,7 @@ from echosearch.server.tasks.scoring_math import (
     score_task,
     top_fraction,
 )
-from echosearch.server.tasks.spec import Task, TaskKind, ValueRange
+from echosearch.tasks.spec import Task, TaskKind, ValueRange
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,11 +8,19 @@ import av
 import numpy as np
 import pytest
 import torch
+from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from synthetic import make_video
 
 from echosearch.server.errors import InvalidRequestError, InvalidVideoError, TooLargeError
-from echosearch.server.media.video import PreparedVideo, Sampling, crop_box, prepare_video
-from echosearch.server.model import CLIP_MEAN, CLIP_STD
+from echosearch.server.media import video
+from echosearch.server.media.video import PreparedVideo, Sampling, crop_box
+
+# EchoCLIP's published normalisation (the model hands these to prepare_video in the server).
+CLIP_MEAN, CLIP_STD = OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+
+def prepare_video(source: object, sampling: Sampling = Sampling(), **kwargs: object) -> PreparedVideo:
+    return video.prepare_video(source, sampling, mean=CLIP_MEAN, std=CLIP_STD, image_size=224, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -43,20 +51,19 @@ def test_sampling_indices(sampling: Sampling, n: int, expected: list[int]) -> No
 
 
 @pytest.mark.parametrize(
-    "sampling",
+    "options",
     [
-        Sampling(mode="nope"),
-        Sampling(mode="every", step=0),
-        Sampling(mode="count", count=0),
-        Sampling(mode="count", count=600),
-        Sampling(max_frames=0),
+        {"mode": "nope"},
+        {"mode": "every", "step": 0},
+        {"mode": "count", "count": 0},
+        {"mode": "count", "count": 600},
+        {"max_frames": 0},
     ],
 )
-def test_bad_sampling_is_an_invalid_request(sampling: Sampling, colour_avi: bytes) -> None:
+def test_bad_sampling_is_an_invalid_request(options: dict[str, object]) -> None:
+    # Checked once, when made: an invalid Sampling never reaches the decoder.
     with pytest.raises(InvalidRequestError):
-        sampling.validate()
-    with pytest.raises(InvalidRequestError):
-        prepare_video(colour_avi, sampling)
+        Sampling(**options)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -107,7 +114,7 @@ def test_colour_bgr_is_rgb_with_channels_swapped(colour_avi: bytes) -> None:
     rgb, bgr = _uint8(prepare_video(colour_avi)), _uint8(prepare_video(colour_avi, channel_order="bgr"))
     assert not torch.allclose(rgb, bgr, atol=1.0)  # the tint makes channels differ
     assert torch.allclose(rgb.flip(1), bgr, atol=1e-3)
-    with pytest.raises(InvalidRequestError):
+    with pytest.raises(AssertionError):  # the engine validates channel order; below it is an assertion
         prepare_video(colour_avi, channel_order="hsv")
 
 

@@ -5,7 +5,7 @@ in the ``echosearch.tasks`` entry-point group. After ``pip install`` the server
 lists the task on its next start; nothing else to configure.
 """
 
-from echosearch.server.tasks import Task, TaskKind
+from echosearch.tasks import Task, TaskKind
 
 tasks = [
     Task(

@@ -12,7 +12,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from echosearch.server.tasks import Task, TaskKind
+from echosearch.tasks import Task, TaskKind
 
 TASKS_FILE = "echoclip_tasks.json"
 

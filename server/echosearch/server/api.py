@@ -3,8 +3,7 @@
 Domain errors are mapped to status codes in ONE table (`STATUS_CODES`); anything
 else is a bug: logged with its stack and an incident id, answered INTERNAL with
 a generic message, and the server stays up. The servicer holds no lock of its
-own: the engine decides what may run concurrently, so reads never queue behind
-an ingest here.
+own (the Store owns write concurrency), so reads never queue behind an ingest here.
 """
 
 from __future__ import annotations
@@ -163,13 +162,10 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             )
         header = first.header
         name = header.source_name or "upload"
-        limit = self.engine.max_upload_bytes
-        if header.size_bytes > limit:
-            raise errors.TooLargeError(_too_large(name, header.size_bytes, limit))
-        # Validate the header before receiving a possibly large body.
+        # Check the header before receiving a possibly large body (Sampling checks itself when made).
+        self.engine.check_upload_size(name, header.size_bytes)
         metadata = convert.metadata_from_proto(header.metadata)
         sampling = convert.sampling_from_proto(header.sampling)
-        sampling.validate()
         channel_order = convert.channel_order_from_proto(header.channel_order)
         if header.sha256:
             # Already stored: answer from the header alone. Re-running a folder of a million
@@ -184,8 +180,8 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
                 raise errors.InvalidRequestError(
                     "only the first IngestVideo message may be a header; send the file as chunks after it"
                 )
-            if len(data) + len(msg.chunk) > limit:
-                raise errors.TooLargeError(_too_large(name, len(data) + len(msg.chunk), limit, partial=True))
+            # Stop receiving as soon as the body is over the limit: memory stays bounded.
+            self.engine.check_upload_size(name, len(data) + len(msg.chunk), partial=True)
             data += msg.chunk
         _check_active(context)
         if not data:
@@ -344,14 +340,6 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             tasks=info.tasks,
             max_upload_bytes=self.engine.max_upload_bytes,
         )
-
-
-def _too_large(name: str, size: int, limit: int, *, partial: bool = False) -> str:
-    what = f"more than {size} bytes" if partial else f"{size} bytes"
-    return (
-        f"{name}: {what} is over the server's upload limit of {limit} bytes ({limit / 2**20:.0f} MiB); "
-        "split or shorten the video, or start the server with a larger --max-upload-mb"
-    )
 
 
 def _result(r: Any) -> pb.SearchResult:

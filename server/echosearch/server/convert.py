@@ -1,8 +1,9 @@
 """Conversions between echosearch.v1 protobuf messages and the server's records (no I/O, no engine calls).
 
-Request fields are validated here only where the proto can express something the
-domain types cannot (e.g. an inverted time range); everything else is the
-engine's job, so the rules live in one place.
+This is the wire layer's one check: enums and shapes the proto can express but the
+domain cannot (an unknown enum value, an inverted time range, an empty tag key).
+Domain rules (k, aggregation, page size, prompts, channel order...) are the engine's;
+a Sampling checks its own options when it is made. Imports no storage stack.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from echosearch.server.errors import InvalidRequestError
 from echosearch.server.media.video import Sampling
-from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
-from echosearch.server.storage.store import FrameHit
-from echosearch.server.tasks.spec import Task, ValueRange
+from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoMetadata, VideoRecord
+from echosearch.tasks.spec import Task, ValueRange
 from echosearch.v1 import echosearch_pb2 as pb
 
 SAMPLING_MODES = {

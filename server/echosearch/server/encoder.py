@@ -444,8 +444,15 @@ class _DeviceRunner:
         if self._copied[i] is not None:
             self._copied[i].synchronize()  # this buffer's previous copy to the device has finished
         buffer = self._buffers[i]
-        if buffer is None or buffer.dtype != pixels.dtype or buffer.shape[1:] != pixels.shape[1:] or len(buffer) < len(pixels):
-            buffer = torch.empty((max(self.max_rows, len(pixels)), *pixels.shape[1:]), dtype=pixels.dtype, pin_memory=True)
+        if (
+            buffer is None
+            or buffer.dtype != pixels.dtype
+            or buffer.shape[1:] != pixels.shape[1:]
+            or len(buffer) < len(pixels)
+        ):
+            buffer = torch.empty(
+                (max(self.max_rows, len(pixels)), *pixels.shape[1:]), dtype=pixels.dtype, pin_memory=True
+            )
             self._buffers[i] = buffer
         host = buffer[: len(pixels)]
         host.copy_(pixels)

@@ -2,8 +2,13 @@
 
 Thread-safety: gRPC calls arrive on many threads. Decoding runs in the caller's
 thread (so concurrent ingests decode in parallel); the model encodes one batch
-at a time under `_encode_lock`; the Store's own readers-writer lock lets searches
-run together and index writes alone, so a search never waits on a decode or an encode.
+at a time (`_encode_frames` / `_encode_texts`, the seam for a batching encoder).
+The engine holds no write lock: the Store is the only write path and owns its
+locking, so a search never waits on a decode or an encode. Reads go through the
+Store's read-only catalog view (`store.reader`).
+
+Requests are validated here, once (domain rules); the proto conversion only maps
+wire enums, and the layers below only assert.
 """
 
 from __future__ import annotations
@@ -15,27 +20,29 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, TooLargeError
+from echosearch.server.lru import LRUCache
 from echosearch.server.media.video import Sampling, prepare_video
 from echosearch.server.model import EchoClipModel, load_model
-from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
-from echosearch.server.storage.store import FrameHit, Store
+from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoMetadata, VideoRecord
+from echosearch.server.storage.store import Store
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
 from echosearch.server.tasks.registry import load_registry
 from echosearch.server.tasks.scoring_service import MAX_K, TaskScorer, VideoScore
-from echosearch.server.tasks.spec import Task, custom_task
+from echosearch.tasks.spec import Task, custom_task
 
 log = logging.getLogger(__name__)
 
 AGGREGATIONS = ("max", "mean")
+CHANNEL_ORDERS = ("rgb", "bgr")
 _QUERY_CACHE_SIZE = 1024
 
 
@@ -74,7 +81,6 @@ class ServerInfo:
     videos: int
     frames: int
     tasks: int
-    data_dir: str
 
 
 def package_version() -> str:
@@ -105,8 +111,8 @@ class Engine:
         self.max_upload_bytes = int(max_upload_bytes)
         self.model = model if model is not None else load_model(model_spec, device=device, precision=precision)
         self.store = Store(self.data_dir, index_factory=index_factory, use_gpu=use_gpu)
-        self.catalog = self.store.catalog
-        bound = self.catalog.model_identity
+        self.reader = self.store.reader
+        bound = self.reader.model_identity
         if bound is not None and bound != self.model.identity:
             self.store.close()
             raise ModelMismatchError(
@@ -115,19 +121,16 @@ class Engine:
                 "or use another --data directory for the new model"
             )
         self.registry = load_registry()
-        self._encode_lock = threading.Lock()
-        self._write_lock = threading.Lock()  # one catalog writer at a time; DuckDB would abort a conflicting one
-        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._query_cache_lock = threading.Lock()
-        self.prompts = PromptEmbeddingCache(self._encode_texts, self.model.identity, self.catalog)
+        self._encode_lock = threading.Lock()  # the model runs one batch at a time
+        self._query_cache: LRUCache[str, np.ndarray] = LRUCache(_QUERY_CACHE_SIZE)
+        self.prompts = PromptEmbeddingCache(self._encode_texts, self.model.identity, self.store)
         self.scorer = TaskScorer(self.store, self.prompts)
-        self._closed = False
         log.info(
             "engine ready: model %s on %s, %d videos / %d frames, index %s%s",
             self.model.identity,
             self.model.device,
-            self.catalog.count_videos(),
-            self.catalog.count_frames(),
+            self.reader.count_videos(),
+            self.reader.count_frames(),
             self.store.index_factory,
             " (GPU)" if self.store.on_gpu else "",
         )
@@ -136,11 +139,7 @@ class Engine:
 
     def close(self) -> None:
         """Save the index and close the catalog; safe to call twice."""
-        with self._write_lock:
-            if self._closed:
-                return
-            self._closed = True
-            self.store.close()
+        self.store.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -159,13 +158,17 @@ class Engine:
             embed_dim=self.model.embed_dim,
             index_factory=self.store.index_factory,
             index_on_gpu=bool(self.store.on_gpu),
-            videos=self.catalog.count_videos(),
-            frames=self.catalog.count_frames(),
+            videos=self.reader.count_videos(),
+            frames=self.reader.count_frames(),
             tasks=len(self.registry.list()),
-            data_dir=str(self.data_dir),
         )
 
     # ---- encoding --------------------------------------------------------------------
+
+    # The two calls into the model: the one place a batching encoder will plug in.
+    def _encode_frames(self, pixels: torch.Tensor) -> np.ndarray:
+        with self._encode_lock:
+            return self.model.encode_frames(pixels)
 
     def _encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         with self._encode_lock:
@@ -173,16 +176,11 @@ class Engine:
 
     def _embed_query(self, text: str) -> np.ndarray:
         """A search text's embedding; recent ones are kept in memory (searches repeat)."""
-        with self._query_cache_lock:
-            hit = self._query_cache.get(text)
-            if hit is not None:
-                self._query_cache.move_to_end(text)
-                return hit
+        hit = self._query_cache.get(text)
+        if hit is not None:
+            return hit
         vector = self._encode_texts([text])[0]
-        with self._query_cache_lock:
-            self._query_cache[text] = vector
-            while len(self._query_cache) > _QUERY_CACHE_SIZE:
-                self._query_cache.popitem(last=False)
+        self._query_cache.put(text, vector)
         return vector
 
     # ---- ingest ----------------------------------------------------------------------
@@ -196,18 +194,19 @@ class Engine:
         sampling: Sampling = Sampling(),
         channel_order: str = "rgb",
     ) -> IngestOutcome:
-        """Decode, embed and store one video in one catalog transaction; idempotent by content sha256."""
-        data = source if isinstance(source, (bytes, bytearray, memoryview)) else self._read_file(Path(source))
-        data = bytes(data)
-        if len(data) > self.max_upload_bytes:
-            raise TooLargeError(
-                f"{source_name}: {len(data)} bytes is over the server's upload limit of {self.max_upload_bytes} bytes"
-            )
-        if channel_order not in ("rgb", "bgr"):
+        """Decode, embed and store one video in one catalog transaction; idempotent by content sha256.
+
+        `sampling` was checked when it was made (Sampling validates itself on construction).
+        """
+        if channel_order not in CHANNEL_ORDERS:
             raise InvalidRequestError(f"channel order must be 'rgb' or 'bgr', not {channel_order!r}")
-        sampling.validate()
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self.check_upload_size(source_name, len(source))
+            data = bytes(source)
+        else:
+            data = self._read_file(Path(source), source_name)
         sha256 = hashlib.sha256(data).hexdigest()
-        existing = self.catalog.find_by_sha256(sha256)
+        existing = self.reader.find_by_sha256(sha256)
         if existing is not None:
             return IngestOutcome(existing, True, 0.0, 0.0, 0.0)
 
@@ -221,29 +220,26 @@ class Engine:
             image_size=self.model.image_size,
         )
         decoded = time.perf_counter()
-        with self._encode_lock:
-            embeddings = self.model.encode_frames(prepared.pixels)
+        embeddings = self._encode_frames(prepared.pixels)
         encoded = time.perf_counter()
         frames = FrameEmbeddings(
             frame_indices=np.asarray(prepared.frame_indices, dtype=np.int64),
             timestamps=np.asarray(prepared.timestamps, dtype=np.float64),
             embeddings=embeddings,
         )
-        with self._write_lock:
-            if self.catalog.model_identity is None:
-                self.catalog.bind_model(self.model.identity, self.model.embed_dim)
-            record, created = self.store.add_video(
-                sha256=sha256,
-                source_name=source_name,
-                size_bytes=len(data),
-                fps=float(prepared.fps),
-                total_frames=int(prepared.total_frames),
-                width=int(prepared.width),
-                height=int(prepared.height),
-                model_identity=self.model.identity,
-                metadata=metadata,
-                frames=frames,
-            )
+        # The store binds the model (identity, width) inside the ingest transaction, once.
+        record, created = self.store.add_video(
+            sha256=sha256,
+            source_name=source_name,
+            size_bytes=len(data),
+            fps=float(prepared.fps),
+            total_frames=int(prepared.total_frames),
+            width=int(prepared.width),
+            height=int(prepared.height),
+            model_identity=self.model.identity,
+            metadata=metadata,
+            frames=frames,
+        )
         stored = time.perf_counter()
         if created:
             log.info(
@@ -259,23 +255,32 @@ class Engine:
 
     def stored_video(self, sha256: str) -> VideoRecord | None:
         """The stored video with this content hash (hex SHA-256), if any."""
-        return self.catalog.find_by_sha256(sha256.strip().lower())
+        return self.reader.find_by_sha256(sha256.strip().lower())
 
-    def _read_file(self, path: Path) -> bytes:
+    def check_upload_size(self, name: str, size: int, *, partial: bool = False) -> None:
+        """The upload-size rule (TooLargeError); `partial` when `size` bytes arrived and more are coming."""
+        limit = self.max_upload_bytes
+        if size > limit:
+            what = f"more than {size} bytes" if partial else f"{size} bytes"
+            raise TooLargeError(
+                f"{name}: {what} is over the server's upload limit of {limit} bytes ({limit / 2**20:.0f} MiB); "
+                "split or shorten the video, or start the server with a larger --max-upload-mb"
+            )
+
+    def _read_file(self, path: Path, name: str) -> bytes:
         try:
             size = path.stat().st_size
         except OSError as exc:
             raise InvalidRequestError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if size > self.max_upload_bytes:
-            raise TooLargeError(f"{path}: {size} bytes is over the upload limit of {self.max_upload_bytes} bytes")
+        self.check_upload_size(name, size)
         return path.read_bytes()
 
     # ---- videos ----------------------------------------------------------------------
 
     def get_video(self, video_id: int, *, with_embeddings: bool = False) -> tuple[VideoRecord, FrameEmbeddings | None]:
         """A stored video's record, and its frames' embeddings when asked."""
-        record = self.catalog.get_video(int(video_id))
-        return record, (self.catalog.get_frames(record.video_id) if with_embeddings else None)
+        record = self.reader.get_video(int(video_id))
+        return record, (self.reader.get_frames(record.video_id) if with_embeddings else None)
 
     def list_videos(
         self, flt: VideoFilter | None = None, *, page_size: int = 100, page_token: str = ""
@@ -284,22 +289,21 @@ class Engine:
         if not 1 <= page_size <= 10_000:
             raise InvalidRequestError(f"page size must be between 1 and 10000, not {page_size}")
         after = _decode_page_token(page_token)
-        page = self.catalog.list_videos(flt, limit=page_size + 1, after_id=after)
+        page = self.reader.list_videos(flt, limit=page_size + 1, after_id=after)
         more = len(page) > page_size
         page = page[:page_size]
         token = _encode_page_token(page[-1].video_id) if more and page else ""
-        return page, token, self.catalog.count_videos(flt)
+        return page, token, self.reader.count_videos(flt)
 
     def delete_video(self, video_id: int) -> None:
         """Remove a video from catalog and indexes together."""
-        with self._write_lock:
-            self.store.delete_video(int(video_id))
+        self.store.delete_video(int(video_id))
         log.info("deleted video %d", video_id)
 
     def _records(self, video_ids: Sequence[int]) -> dict[int, VideoRecord]:
         if not video_ids:
             return {}
-        found = self.catalog.list_videos(VideoFilter(video_ids=tuple(int(v) for v in video_ids)), limit=len(video_ids))
+        found = self.reader.list_videos(VideoFilter(video_ids=tuple(int(v) for v in video_ids)), limit=len(video_ids))
         return {r.video_id: r for r in found}
 
     # ---- search ----------------------------------------------------------------------
@@ -336,7 +340,7 @@ class Engine:
     ) -> list[SearchResult]:
         """Videos most like a stored one (its normalised mean frame as the query), itself excluded."""
         self._check_search_args(k, aggregation, frames_per_video)
-        frames = self.catalog.get_frames(int(video_id))
+        frames = self.reader.get_frames(int(video_id))
         query = frames.embeddings.mean(axis=0)
         query = (query / max(float(np.linalg.norm(query)), 1e-12)).astype(np.float32)
         return self._search(
@@ -405,10 +409,6 @@ class Engine:
             **kwargs,
         )
 
-    def task_embeddings(self, task: Task) -> np.ndarray:
-        """The task's candidate-text embeddings, from the prompt cache (each text encoded once per model)."""
-        return self.scorer.task_embeddings(task)
-
     def score_videos(
         self,
         task: Task,
@@ -428,7 +428,7 @@ class Engine:
 
     def export_parquet(self, path: Path, flt: VideoFilter | None = None) -> int:
         """Write frame embeddings with their video metadata to a Parquet file; returns rows written."""
-        rows = self.catalog.export_parquet(Path(path), flt)
+        rows = self.reader.export_parquet(Path(path), flt)
         log.info("exported %d frame rows to %s", rows, path)
         return rows
 

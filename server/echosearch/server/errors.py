@@ -1,38 +1,33 @@
-"""Domain exceptions. The gRPC layer maps each class to one status code (api.py)."""
+"""Domain exceptions of the service: defined in the light `echosearch.errors`, imported from here by server code.
+
+The gRPC layer maps each class to one status code (api.py, `STATUS_CODES`).
+"""
 
 from __future__ import annotations
 
+from echosearch.errors import (
+    EchoSearchError,
+    InvalidRequestError,
+    InvalidVideoError,
+    ModelLoadError,
+    ModelMismatchError,
+    NotFoundError,
+    StoreVersionError,
+    TooLargeError,
+)
 
-class EchoSearchError(Exception):
-    """Base of every error the service reports to a caller; the message is shown to a person."""
-
-
-class InvalidVideoError(EchoSearchError):
-    """The bytes are not a decodable video (corrupt, empty, truncated, no video stream)."""
-
-
-class InvalidRequestError(EchoSearchError):
-    """A request argument is wrong (bad filter, bad custom task, bad sampling option...)."""
-
-
-class NotFoundError(EchoSearchError):
-    """An id or name (video, task) that does not exist."""
-
-
-class TooLargeError(EchoSearchError):
-    """Input over a configured limit (upload size, frame count, value-range steps)."""
-
-
-class ModelMismatchError(EchoSearchError):
-    """A store bound to one model identity was asked to take embeddings of another."""
-
-
-class StoreVersionError(EchoSearchError):
-    """The database was written by a newer echosearch than this one."""
-
-
-class ModelLoadError(EchoSearchError):
-    """A model spec could not be loaded (unknown prefix, download failed, bad folder)."""
+__all__ = [
+    "EchoSearchError",
+    "InvalidRequestError",
+    "InvalidVideoError",
+    "ModelLoadError",
+    "ModelMismatchError",
+    "NotFoundError",
+    "StoreVersionError",
+    "TooLargeError",
+    "RequestCancelledError",
+    "DeadlineExceededError",
+]
 
 
 class RequestCancelledError(EchoSearchError):

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SPEC = "hf-hub:mkaichristensen/echo-clip"
 SPEC_PREFIXES = ("hf-hub:", "local-dir:", "random:")
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 RANDOM_CONFIGS = {"echoclip": "echosearch_echoclip", "tiny": "echosearch_tiny"}
 RANDOM_SEED = 0
@@ -35,6 +34,35 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 CPU_CALL_FRAMES = 8  # rows of every CPU forward pass (padded); measured as fast per frame as 32 on ConvNeXt-B
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 CONFIG_FILE = "open_clip_config.json"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec: its scheme (hf-hub, local-dir, random) and what follows the colon."""
+
+    scheme: str
+    target: str
+
+    @classmethod
+    def parse(cls, spec: str) -> ModelSpec:
+        """The one spec parser; ModelLoadError naming the valid forms when `spec` is none of them."""
+        scheme, sep, target = spec.partition(":")
+        if not sep or f"{scheme}:" not in SPEC_PREFIXES:
+            raise ModelLoadError(
+                f"unknown model spec {spec!r}; valid prefixes: {', '.join(SPEC_PREFIXES)} "
+                f"(e.g. {DEFAULT_SPEC}, local-dir:/path/to/echo-clip, random:echoclip, random:tiny)"
+            )
+        return cls(scheme, target)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """What a loader hands back: the network, its open_clip name (for the tokenizer), config and weights digest."""
+
+    clip: torch.nn.Module
+    open_clip_name: str
+    model_cfg: dict[str, Any]
+    weights_digest: str
 
 
 class EchoClipModel:
@@ -59,13 +87,19 @@ class EchoClipModel:
         self.model_cfg = model_cfg
         self.embed_dim = int(model_cfg["embed_dim"])
         self.context_length = int(model_cfg["text_cfg"].get("context_length", 77))
-        size = model_cfg["vision_cfg"].get("image_size", 224)
+        # Image size, mean and std travel with the model (open_clip's preprocess config), so a
+        # checkpoint trained with other statistics is preprocessed the way it was trained.
+        import open_clip
+
+        preprocess = open_clip.get_model_preprocess_cfg(clip)
+        size = preprocess.get("size", model_cfg["vision_cfg"].get("image_size", 224))
         self.image_size = int(size if isinstance(size, int) else size[0])
+        self.mean: tuple[float, float, float] = tuple(float(x) for x in preprocess["mean"])  # type: ignore[assignment]
+        self.std: tuple[float, float, float] = tuple(float(x) for x in preprocess["std"])  # type: ignore[assignment]
+        self.preprocess_cfg = dict(preprocess)
         self.device = device
         self.precision = precision
         self.batch_size = batch_size
-        self.mean = CLIP_MEAN
-        self.std = CLIP_STD
         self._dtype = PRECISIONS[precision]
         # CPU: one fixed forward shape, so embeddings do not depend on batching (see image_features).
         self.call_frames = CPU_CALL_FRAMES if device.type == "cpu" else 0
@@ -138,7 +172,8 @@ class EchoClipModel:
         """Write open_clip_config.json + open_clip_pytorch_model.bin so `local-dir:PATH` reloads this model."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        config = {"model_cfg": self.model_cfg, "preprocess_cfg": {"mean": list(self.mean), "std": list(self.std)}}
+        preprocess = {k: list(v) if isinstance(v, tuple) else v for k, v in self.preprocess_cfg.items()}
+        config = {"model_cfg": self.model_cfg, "preprocess_cfg": preprocess}
         (path / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         state = {k: v.detach().float().cpu() for k, v in self.clip.state_dict().items()}
         torch.save(state, path / "open_clip_pytorch_model.bin")
@@ -154,26 +189,21 @@ def load_model(
         raise ModelLoadError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if batch_size < 1:
         raise ModelLoadError(f"batch_size must be >= 1, got {batch_size}")
-    if spec.startswith("hf-hub:"):
-        folder = _download_hub(spec.removeprefix("hf-hub:"))
-        clip, model_cfg, digest = _load_dir(folder, spec)
-    elif spec.startswith("local-dir:"):
-        clip, model_cfg, digest = _load_dir(Path(spec.removeprefix("local-dir:")).expanduser(), spec)
-    elif spec.startswith("random:"):
-        clip, model_cfg, digest = _load_random(spec.removeprefix("random:"))
+    parsed = ModelSpec.parse(spec)
+    if parsed.scheme == "random":
+        loaded = _load_random(parsed.target)
     else:
-        raise ModelLoadError(
-            f"unknown model spec {spec!r}; valid prefixes: {', '.join(SPEC_PREFIXES)} "
-            f"(e.g. {DEFAULT_SPEC}, local-dir:/path/to/echo-clip, random:echoclip, random:tiny)"
-        )
+        folder = _download_hub(parsed.target) if parsed.scheme == "hf-hub" else Path(parsed.target).expanduser()
+        loaded = _load_dir(folder, spec)
     import open_clip
 
-    clip = clip.to(dev)
+    clip = loaded.clip.to(dev)
     if precision != "fp32":
         clip = clip.to(PRECISIONS[precision])  # weights cast once; autocast keeps norms/softmax in fp32
     if dev.type == "cuda":
         clip.visual = clip.visual.to(memory_format=torch.channels_last)
-    tokenizer = open_clip.SimpleTokenizer(context_length=int(model_cfg["text_cfg"].get("context_length", 77)))
+    tokenizer = open_clip.get_tokenizer(loaded.open_clip_name)
+    model_cfg, digest = loaded.model_cfg, loaded.weights_digest
     model = EchoClipModel(
         clip,
         tokenizer,
@@ -224,28 +254,28 @@ def _download_hub(repo_id: str) -> Path:
     return config.parent
 
 
-def _load_dir(folder: Path, spec: str) -> tuple[torch.nn.Module, dict[str, Any], str]:
-    """Build an open_clip model from open_clip_config.json + weights in `folder`."""
+def _load_dir(folder: Path, spec: str) -> _Loaded:
+    """Build an open_clip model from open_clip_config.json + weights in `folder` (what save_dir writes)."""
     import open_clip
-    from open_clip.factory import _find_checkpoint_in_dir
 
     if not (folder / CONFIG_FILE).is_file():
         raise ModelLoadError(
             f"{spec}: {folder} has no {CONFIG_FILE} (expected the files of hf-hub:mkaichristensen/echo-clip)"
         )
-    weights = _find_checkpoint_in_dir(folder)
+    weights = next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
     if weights is None:
-        # open_clip would silently fall back to random weights here; refuse instead.
         raise ModelLoadError(f"{spec}: {folder} has no weights file ({' or '.join(WEIGHT_FILES)})")
+    name = f"local-dir:{folder}"
     try:
         model_cfg = json.loads((folder / CONFIG_FILE).read_text())["model_cfg"]
-        clip = open_clip.create_model(f"local-dir:{folder}", device="cpu")
+        # require_pretrained: open_clip would otherwise fall back to random weights silently.
+        clip = open_clip.create_model(name, device="cpu", require_pretrained=True)
     except Exception as exc:
         raise ModelLoadError(f"{spec}: could not load the model from {folder} ({type(exc).__name__}: {exc})") from exc
-    return clip, model_cfg, _file_digest(Path(weights))
+    return _Loaded(clip, name, model_cfg, _file_digest(weights))
 
 
-def _load_random(name: str) -> tuple[torch.nn.Module, dict[str, Any], str]:
+def _load_random(name: str) -> _Loaded:
     """Seeded random weights for a config shipped in model_configs/ (same weights on every load)."""
     import open_clip
 
@@ -266,7 +296,7 @@ def _load_random(name: str) -> tuple[torch.nn.Module, dict[str, Any], str]:
         name,
         RANDOM_SEED,
     )
-    return clip, model_cfg, _state_digest(clip)
+    return _Loaded(clip, config_name, model_cfg, _state_digest(clip))
 
 
 def _file_digest(path: Path) -> str:

@@ -79,3 +79,23 @@ class VideoFilter:
             and self.ingested_before is None
             and not self.tags
         )
+
+
+@dataclass(frozen=True)
+class FrameHit:
+    """One frame found by a search: its catalog id, its video, where it is in the video, its score."""
+
+    frame_id: int
+    video_id: int
+    frame_index: int
+    timestamp: float
+    score: float
+
+
+@dataclass(frozen=True)
+class VideoHit:
+    """One video found by a search, with its best frames."""
+
+    video_id: int
+    score: float
+    best_frames: tuple[FrameHit, ...]

@@ -105,12 +105,13 @@ class DecodePool:
     def prepare(
         self,
         source: bytes | Path,
-        options: PrepareOptions = PrepareOptions(),
+        options: PrepareOptions | None = None,
         *,
         name: str = "upload",
         should_stop: Callable[[], bool] | None = None,
     ) -> PreparedVideo:
         """Decode one upload (a path on disk, or bytes) in a worker; uint8 pixels. Errors name `name`."""
+        options = options or PrepareOptions()
         source = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source)
         worker = self._take(should_stop)
         failed = True

@@ -22,6 +22,4 @@ class PrepareOptions:
 
 def prepare(source: Source, options: PrepareOptions = PrepareOptions()) -> PreparedVideo:
     """Decode `source`, sample and crop/resize its frames: PreparedVideo with (n,3,S,S) uint8 pixels."""
-    return decode_video(
-        source, options.sampling, channel_order=options.channel_order, image_size=options.image_size
-    )
+    return decode_video(source, options.sampling, channel_order=options.channel_order, image_size=options.image_size)

@@ -22,7 +22,6 @@ import torch
 from av.video.reformatter import VideoReformatter
 
 from echosearch.server.errors import InvalidRequestError, InvalidVideoError, TooLargeError
-from echosearch.server.model import CLIP_MEAN, CLIP_STD
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +39,15 @@ Source = bytes | bytearray | memoryview | str | os.PathLike
 
 @dataclass(frozen=True)
 class Sampling:
-    """Which frames of a video to embed."""
+    """Which frames of a video to embed; checked once, when it is made (an invalid Sampling cannot exist)."""
 
     mode: str = "reference"  # reference: [0:min(40,n):2]; all; every: every `step`-th; count: `count` evenly spaced
     step: int = 2
     count: int = 20
     max_frames: int = 512  # hard cap on frames embedded per video
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         """Raise InvalidRequestError with an actionable message when an option is out of range."""
@@ -93,30 +95,38 @@ def prepare_video(
     sampling: Sampling = Sampling(),
     *,
     channel_order: str = "rgb",
-    mean: tuple[float, float, float] = CLIP_MEAN,
-    std: tuple[float, float, float] = CLIP_STD,
-    image_size: int = 224,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    image_size: int,
 ) -> PreparedVideo:
-    """Decode `source` (bytes or path), sample frames and preprocess them; InvalidVideoError if it is not a video."""
+    """Decode `source` (bytes or path), sample frames and preprocess them; InvalidVideoError if it is not a video.
+
+    `mean`, `std` and `image_size` come from the loaded model (EchoClipModel.mean/std/image_size).
+    """
     decoded = decode_video(source, sampling, channel_order=channel_order, image_size=image_size)
     return replace(decoded, pixels=normalise(decoded.pixels, mean, std))
 
 
 def decode_video(
-    source: Source, sampling: Sampling = Sampling(), *, channel_order: str = "rgb", image_size: int = 224
+    source: Source, sampling: Sampling = Sampling(), *, channel_order: str = "rgb", image_size: int
 ) -> PreparedVideo:
     """prepare_video up to the crop and resize: pixels are (n,3,S,S) uint8, 4x smaller to ship between processes."""
-    sampling.validate()
-    if channel_order not in ("rgb", "bgr"):
-        raise InvalidRequestError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    assert channel_order in ("rgb", "bgr"), channel_order  # the engine validated the request
     n_hint = None
     if sampling.mode == "count":
         n_hint = _count_packets(source)  # evenly spaced needs n up front; demuxing is cheap
-    result = _decode(source, sampling, n_hint, channel_order, image_size)
-    if sampling.mode == "count" and result[-1] is not None:  # stream shorter than its packets: resample
-        result = _decode(source, sampling, result[-1], channel_order, image_size)
-    frames_u8, indices, times, fps, width, height, total, _ = result
-    return PreparedVideo(frames_u8, indices, times, fps, width, height, total)
+    decoded = _decode(source, sampling, n_hint, channel_order, image_size)
+    if sampling.mode == "count" and decoded.resample_n is not None:  # stream shorter than its packets: resample
+        decoded = _decode(source, sampling, decoded.resample_n, channel_order, image_size)
+    return PreparedVideo(
+        decoded.frames_u8,
+        decoded.frame_indices,
+        decoded.timestamps,
+        decoded.fps,
+        decoded.width,
+        decoded.height,
+        decoded.total_frames,
+    )
 
 
 def crop_box(height: int, width: int) -> tuple[int, int, int, int]:
@@ -202,8 +212,22 @@ def _count_packets(source: Source) -> int:
             raise InvalidVideoError(f"corrupt video: demuxing failed ({exc})") from exc
 
 
-def _decode(source: Source, sampling: Sampling, n_hint: int | None, channel_order: str, image_size: int):
-    """Decode the frames the sampling needs; returns frames, indices, times, fps, w, h, total, resample_n."""
+@dataclass(frozen=True)
+class _Decoded:
+    """The sampled frames of one decode pass, resized but not yet normalised."""
+
+    frames_u8: torch.Tensor  # (n,3,S,S) uint8
+    frame_indices: np.ndarray
+    timestamps: np.ndarray
+    fps: float
+    width: int
+    height: int
+    total_frames: int
+    resample_n: int | None  # count mode only: the true frame count when the stream was shorter than its packets
+
+
+def _decode(source: Source, sampling: Sampling, n_hint: int | None, channel_order: str, image_size: int) -> _Decoded:
+    """Decode the frames the sampling needs."""
     fmt = "rgb24" if channel_order == "rgb" else "bgr24"
     with _open(source) as container:
         stream = container.streams.video[0]
@@ -264,15 +288,8 @@ def _decode(source: Source, sampling: Sampling, n_hint: int | None, channel_orde
     if sampling.mode == "count" and n_hint is not None and total < n_hint:
         resample = total
     frames_u8 = torch.cat(kept) if kept else torch.empty((0, 3, image_size, image_size), dtype=torch.uint8)
-    return (
-        frames_u8,
-        np.asarray(indices, np.int64),
-        np.asarray(times, np.float64),
-        fps,
-        width,
-        height,
-        total,
-        resample,
+    return _Decoded(
+        frames_u8, np.asarray(indices, np.int64), np.asarray(times, np.float64), fps, width, height, total, resample
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadat
 from echosearch.server.storage import export as catalog_export
 from echosearch.server.storage import migrate as catalog_migrate
 from echosearch.server.storage import rows as catalog_rows
-from echosearch.server.storage.filters import compile_filter
+from echosearch.server.storage.filters import aware_utc, compile_filter
 from echosearch.server.storage.frame_ids import FRAME_BITS, frame_id_range
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,6 @@ _VIDEO_COLUMNS = (
 )
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.replace(tzinfo=UTC)
-
-
 def _vectors(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
     """A LIST<FLOAT> arrow column as a (n, dim) float32 array."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
@@ -42,7 +39,7 @@ def _vectors(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
 
 
 class Catalog:
-    """One DuckDB file. Writes are serialised by a lock; each thread reads through its own cursor."""
+    """One DuckDB file. Writes run in `transaction()`, one at a time; each thread reads through its own cursor."""
 
     def __init__(self, path: Path, *, memory_limit: str | None = None) -> None:
         self.path = Path(path)
@@ -52,7 +49,7 @@ class Catalog:
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()
-        self._write_lock = threading.RLock()
+        self._write_lock = threading.RLock()  # the transaction lock: DuckDB would abort a conflicting writer
         # (model identity, dim) once bound: the binding never changes, so ingests need not re-read it
         self._binding: tuple[str, int] | None = None
         try:
@@ -83,7 +80,32 @@ class Catalog:
 
     def _migrate(self) -> None:
         """Apply pending migrations in one transaction; refuse a database newer than this code."""
-        catalog_migrate.apply(self._conn, self.path)
+        catalog_migrate.apply(self.transaction, self.path)
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction on this thread's cursor, under the transaction lock: commit, or roll back.
+
+        Only an active transaction is rolled back: when the commit itself fails, DuckDB has
+        already ended the transaction, and the commit's error is the one raised.
+        """
+        with self._write_lock:
+            cur = self.cursor()
+            cur.begin()
+            committing = False
+            try:
+                yield cur
+                committing = True
+                self._commit(cur)
+            except BaseException:
+                if not committing:
+                    cur.rollback()
+                else:
+                    try:
+                        cur.rollback()
+                    except duckdb.TransactionException:
+                        pass  # the failed commit already ended it
+                raise
 
     def schema_version(self) -> int:
         """The applied schema version."""
@@ -108,14 +130,8 @@ class Catalog:
     def bind_model(self, identity: str, dim: int) -> None:
         """Bind the store to a model on first use; refuse a different model afterwards."""
         with self._write_lock:
-            cur = self.cursor()
-            cur.begin()
-            try:
+            with self.transaction() as cur:
                 self._bind_in_txn(cur, identity, dim)
-                cur.commit()
-            except BaseException:
-                cur.rollback()
-                raise
             self._binding = (identity, int(dim))
 
     def _bind_in_txn(self, cur: duckdb.DuckDBPyConnection, identity: str, dim: int) -> None:
@@ -189,9 +205,7 @@ class Catalog:
     def _insert(self, videos: list[catalog_rows.NewVideo]) -> list[tuple[VideoRecord, bool]]:
         bindings = {(v.model_identity, v.dim) for v in videos}
         with self._write_lock:
-            cur = self.cursor()
-            cur.begin()
-            try:
+            with self.transaction() as cur:
                 for identity, dim in sorted(bindings):
                     self._bind_in_txn(cur, identity, dim)
                 shas = list(dict.fromkeys(v.sha256 for v in videos))
@@ -219,10 +233,6 @@ class Catalog:
                     for table, rows in catalog_rows.tables(fresh, vids, seqs, now).items():
                         self._insert_rows(cur, table, rows)
                     created = {r.sha256: r for r in catalog_rows.records(fresh, vids, seqs, now)}
-                self._commit(cur)
-            except BaseException:
-                cur.rollback()
-                raise
             self._binding = next(iter(bindings)) if len(bindings) == 1 else self._binding
         out, given = [], set()
         for v in videos:
@@ -246,23 +256,16 @@ class Catalog:
 
     def delete_video(self, video_id: int) -> None:
         """Delete a video, its frames and tags; log the delete so indexes can replay it."""
-        with self._write_lock:
-            cur = self.cursor()
-            cur.begin()
-            try:
-                rows = cur.execute("SELECT sampled_frames FROM videos WHERE video_id = ?", [int(video_id)]).fetchall()
-                row = rows[0] if rows else None
-                if row is None:
-                    raise NotFoundError(f"no video with id {video_id}")
-                cur.execute("DELETE FROM frames WHERE frame_id >= ? AND frame_id < ?", list(frame_id_range(video_id)))
-                cur.execute("DELETE FROM video_tags WHERE video_id = ?", [int(video_id)])
-                cur.execute("DELETE FROM videos WHERE video_id = ?", [int(video_id)])
-                seq = self._next(cur, "seq")
-                cur.execute("INSERT INTO changes VALUES (?, 'delete', ?, ?)", [seq, int(video_id), row[0]])
-                cur.commit()
-            except BaseException:
-                cur.rollback()
-                raise
+        with self.transaction() as cur:
+            rows = cur.execute("SELECT sampled_frames FROM videos WHERE video_id = ?", [int(video_id)]).fetchall()
+            row = rows[0] if rows else None
+            if row is None:
+                raise NotFoundError(f"no video with id {video_id}")
+            cur.execute("DELETE FROM frames WHERE frame_id >= ? AND frame_id < ?", list(frame_id_range(video_id)))
+            cur.execute("DELETE FROM video_tags WHERE video_id = ?", [int(video_id)])
+            cur.execute("DELETE FROM videos WHERE video_id = ?", [int(video_id)])
+            seq = self._next(cur, "seq")
+            cur.execute("INSERT INTO changes VALUES (?, 'delete', ?, ?)", [seq, int(video_id), row[0]])
 
     # ---- video reads -----------------------------------------------------------
     def _find(
@@ -288,10 +291,14 @@ class Catalog:
                 sampled_frames=r[6],
                 width=r[7],
                 height=r[8],
-                ingested_at=_utc(r[9]),
+                ingested_at=aware_utc(r[9]),
                 model_identity=r[10],
                 metadata=VideoMetadata(
-                    study_id=r[11], patient_id=r[12], view=r[13], acquisition_time=_utc(r[14]), tags=tags.get(r[0], {})
+                    study_id=r[11],
+                    patient_id=r[12],
+                    view=r[13],
+                    acquisition_time=aware_utc(r[14]),
+                    tags=tags.get(r[0], {}),
                 ),
                 seq=r[15],
             )
@@ -458,15 +465,8 @@ class Catalog:
             [model_identity, text, np.asarray(v, dtype=np.float32).reshape(-1).tolist()]
             for text, v in embeddings.items()
         ]
-        with self._write_lock:
-            cur = self.cursor()
-            cur.begin()
-            try:
-                cur.executemany("INSERT OR REPLACE INTO prompt_embeddings VALUES (?, ?, ?)", rows)
-                cur.commit()
-            except BaseException:
-                cur.rollback()
-                raise
+        with self.transaction() as cur:
+            cur.executemany("INSERT OR REPLACE INTO prompt_embeddings VALUES (?, ?, ?)", rows)
 
     # ---- export ------------------------------------------------------------------
     def export_parquet(self, path: Path, flt: VideoFilter | None = None) -> int:

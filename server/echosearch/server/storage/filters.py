@@ -16,6 +16,11 @@ def to_utc_naive(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+def aware_utc(value: datetime | None) -> datetime | None:
+    """A naive-UTC catalog timestamp as an aware UTC datetime (None stays None)."""
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
 def compile_filter(flt: VideoFilter | None, alias: str = "v") -> tuple[str, list[Any]]:
     """Return (`WHERE`-clause body, params) selecting the videos `flt` matches.
 

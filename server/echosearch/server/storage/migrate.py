@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -28,13 +30,11 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def apply(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Apply pending migrations in one transaction; refuse a database newer than this code."""
+def apply(transaction: Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]], path: Path) -> None:
+    """Apply pending migrations in one transaction (Catalog.transaction); refuse a database newer than this code."""
     bundled = migrations()
     latest = bundled[-1][0]
-    cur = conn
-    cur.begin()
-    try:
+    with transaction() as cur:
         cur.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
         )
@@ -49,7 +49,3 @@ def apply(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
                 log.info("catalog %s: applying migration %04d", path, version)
                 cur.execute(sql)
                 cur.execute("INSERT INTO schema_migrations VALUES (?, ?)", [version, to_utc_naive(datetime.now(UTC))])
-        cur.commit()
-    except BaseException:
-        cur.rollback()
-        raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from echosearch.server.errors import InvalidRequestError, TooLargeError
 from echosearch.server.records import FrameEmbeddings, VideoMetadata, VideoRecord
-from echosearch.server.storage.filters import to_utc_naive
+from echosearch.server.storage.filters import aware_utc, to_utc_naive
 from echosearch.server.storage.frame_ids import MAX_FRAMES_PER_VIDEO, frame_ids_for
 
 
@@ -107,10 +107,6 @@ def _stored_time(value: datetime | None) -> datetime | None:
     return None if value is None else to_utc_naive(value)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return None if value is None else value.replace(tzinfo=UTC)
-
-
 def tables(
     videos: Sequence[NewVideo], video_ids: np.ndarray, seqs: np.ndarray, ingested_at: datetime
 ) -> dict[str, pa.Table]:
@@ -178,7 +174,7 @@ def records(
     videos: Sequence[NewVideo], video_ids: np.ndarray, seqs: np.ndarray, ingested_at: datetime
 ) -> list[VideoRecord]:
     """The VideoRecords exactly as `Catalog.get_video` will read these rows back."""
-    stored_now = _aware(_stored_time(ingested_at))
+    stored_now = aware_utc(_stored_time(ingested_at))
     out = []
     for v, vid, seq in zip(videos, video_ids, seqs):
         m = v.metadata
@@ -199,7 +195,7 @@ def records(
                     study_id=_opt_str(m.study_id),
                     patient_id=_opt_str(m.patient_id),
                     view=_opt_str(m.view),
-                    acquisition_time=_aware(_stored_time(m.acquisition_time)),
+                    acquisition_time=aware_utc(_stored_time(m.acquisition_time)),
                     tags={str(k): str(val) for k, val in m.tags.items()},
                 ),
                 seq=int(seq),

@@ -9,39 +9,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from echosearch.server.errors import InvalidRequestError
-from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
+from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoHit, VideoMetadata, VideoRecord
 from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog
 from echosearch.server.storage.frame_ids import frame_ids_for, video_of_frames
 from echosearch.server.storage.index import VectorIndex
+from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.rwlock import ReadWriteLock
 
 log = logging.getLogger(__name__)
 
 BRUTE_FORCE_MAX_FRAMES = 50_000  # filtered ANN searches below this many candidates are done exactly
-
-
-@dataclass(frozen=True)
-class FrameHit:
-    frame_id: int
-    video_id: int
-    frame_index: int
-    timestamp: float
-    score: float
-
-
-@dataclass(frozen=True)
-class VideoHit:
-    video_id: int
-    score: float
-    best_frames: tuple[FrameHit, ...]
 
 
 def _means(offsets: np.ndarray, emb: np.ndarray) -> np.ndarray:
@@ -52,7 +36,12 @@ def _means(offsets: np.ndarray, emb: np.ndarray) -> np.ndarray:
 
 
 class Store:
-    """Catalog + frame index + video-mean index, kept consistent across crashes."""
+    """Catalog + frame index + video-mean index, kept consistent across crashes.
+
+    The only write path: the catalog's own transaction lock orders catalog writes, and the
+    Store's readers-writer lock keeps index writes apart from searches. Callers above it
+    (the engine, the scoring service) read through `reader`, a read-only catalog view.
+    """
 
     def __init__(
         self,
@@ -77,7 +66,9 @@ class Store:
         self._means: VectorIndex | None = None
         self._index_seq = 0
         self._saved_seq = -1
+        self._closed = False
         self.catalog = Catalog(self.data_dir / "catalog.duckdb", memory_limit=memory_limit)
+        self.reader = CatalogReader(self.catalog)
         try:
             self._open_indexes()
         except BaseException:
@@ -233,6 +224,14 @@ class Store:
             self._index_seq = self.catalog.last_seq()
             self._maybe_save()
 
+    def put_prompt_embeddings(self, model_identity: str, embeddings: Mapping[str, np.ndarray]) -> None:
+        """Cache text embeddings in the catalog (the indexes are not involved, so no index lock)."""
+        self.catalog.put_prompt_embeddings(model_identity, embeddings)
+
+    def get_prompt_embeddings(self, model_identity: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Cached text embeddings of `model_identity` for those `texts` that are cached."""
+        return self.catalog.get_prompt_embeddings(model_identity, texts)
+
     def save(self) -> None:
         """Atomically persist both indexes with the catalog seq they cover."""
         with self._lock.write():
@@ -245,8 +244,11 @@ class Store:
         self._saved_seq = self._index_seq
 
     def close(self) -> None:
-        """Save the indexes and close the catalog."""
+        """Save the indexes and close the catalog; safe to call twice."""
         with self._lock.write():
+            if self._closed:
+                return
+            self._closed = True
             try:
                 self._save()
             finally:
@@ -333,8 +335,7 @@ class Store:
         """Top-k videos for one query: by best frame ("max") or by mean frame ("mean")."""
         q = self._query(query)[:1]
         k, fpv = int(k), max(0, int(frames_per_video))
-        if aggregation not in ("max", "mean"):
-            raise InvalidRequestError(f"unknown aggregation {aggregation!r}; use 'max' or 'mean'")
+        assert aggregation in ("max", "mean"), aggregation  # the engine validated the request
         with self._lock.read():
             cand = self._candidates(flt, exclude)
             if k <= 0 or self._frames is None:

@@ -1,11 +1,13 @@
-"""Zero-shot tasks: the task spec, the entry-point registry, the scoring math and the scoring service.
+"""Zero-shot tasks on the server: the entry-point registry, the scoring math and the scoring service.
 
-Importing this package stays light (numpy only): the spec and the registry. The scoring service
-(`scoring_service`) reads stored embeddings and is imported on its own by the engine.
+The task spec itself (Task, TaskKind, ValueRange) is the light plugin API, `echosearch.tasks`;
+this package re-exports it so that plugins written against ``echosearch.server.tasks`` keep
+working (deprecated: new plugins import ``echosearch.tasks``). Importing this package stays
+light (numpy only); the scoring service is imported on its own by the engine.
 """
 
 from echosearch.server.tasks.registry import TaskRegistry, load_registry
-from echosearch.server.tasks.spec import Aggregate, Task, TaskKind, ValueRange, custom_task, format_value, validate_task
+from echosearch.tasks.spec import Aggregate, Task, TaskKind, ValueRange, custom_task, format_value, validate_task
 
 __all__ = [
     "Aggregate",

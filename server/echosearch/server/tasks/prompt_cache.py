@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
+
+from echosearch.server.lru import LRUCache
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,8 @@ class PromptEmbeddingCache:
         self._encode = encode_texts
         self.model_identity = model_identity
         self._store = store
-        self._max = max_memory_texts
-        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()  # guards _memory and serialises misses (no double encode)
+        self._memory: LRUCache[str, np.ndarray] = LRUCache(max_memory_texts)
+        self._lock = threading.Lock()  # serialises misses (no double encode)
         self.encoded_texts = 0  # how many texts this cache has encoded (observability, tests)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -67,7 +67,7 @@ class PromptEmbeddingCache:
                 if to_encode:
                     found.update(self._encode_and_store(to_encode))
                 for t in missing:
-                    self._remember(t, found[t])
+                    self._memory.put(t, found[t])
         return np.stack([found[t] for t in texts])
 
     def _from_memory(self, texts: list[str]) -> dict[str, np.ndarray]:
@@ -75,7 +75,6 @@ class PromptEmbeddingCache:
         for t in texts:
             emb = self._memory.get(t)
             if emb is not None:
-                self._memory.move_to_end(t)
                 found[t] = emb
         return found
 
@@ -92,9 +91,3 @@ class PromptEmbeddingCache:
             # The embeddings are still right; keep them in memory and carry on scoring.
             log.warning("could not persist %d prompt embedding(s); kept in memory only", len(texts), exc_info=True)
         return mapping
-
-    def _remember(self, text: str, emb: np.ndarray) -> None:
-        self._memory[text] = emb
-        self._memory.move_to_end(text)
-        while len(self._memory) > self._max:
-            self._memory.popitem(last=False)

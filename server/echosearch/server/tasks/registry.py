@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 
 from echosearch.server.errors import EchoSearchError, NotFoundError
-from echosearch.server.tasks.spec import Task, validate_task
+from echosearch.tasks.spec import Task, validate_task
 
 log = logging.getLogger(__name__)
 

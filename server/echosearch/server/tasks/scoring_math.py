@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from echosearch.server.tasks.spec import Task, TaskKind
+from echosearch.tasks.spec import Task, TaskKind
 
 DEFAULT_CHUNK_ROWS = 16384  # frames per chunk: 16k x 202 candidates x ~16 B ~ 53 MB of temporaries
 

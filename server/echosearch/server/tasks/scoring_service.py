@@ -15,11 +15,11 @@ import numpy as np
 
 from echosearch.server.errors import InvalidRequestError, NotFoundError
 from echosearch.server.records import VideoFilter
-from echosearch.server.storage.catalog import Catalog
+from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.store import Store
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
 from echosearch.server.tasks.scoring_math import mean_prompt_embedding, score_task
-from echosearch.server.tasks.spec import Task, TaskKind
+from echosearch.tasks.spec import Task, TaskKind
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class TaskScorer:
 
     def __init__(self, store: Store, prompts: PromptEmbeddingCache) -> None:
         self.store = store
-        self.catalog: Catalog = store.catalog
+        self.catalog: CatalogReader = store.reader
         self.prompts = prompts
 
     def task_embeddings(self, task: Task) -> np.ndarray:
