@@ -196,7 +196,12 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             )
         try:
             outcome = self.engine.ingest(
-                bytes(data), source_name=name, metadata=metadata, sampling=sampling, channel_order=channel_order
+                bytes(data),
+                source_name=name,
+                metadata=metadata,
+                sampling=sampling,
+                channel_order=channel_order,
+                should_stop=lambda: not context.is_active(),  # a cancelled upload leaves the queues
             )
         except errors.InvalidVideoError as exc:
             if name in str(exc):

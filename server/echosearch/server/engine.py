@@ -1,8 +1,9 @@
 """The use cases — ingest, search, score, delete, export — composed from model, video, store and tasks.
 
-Thread-safety: gRPC calls arrive on many threads. Decoding runs in the caller's
-thread (so concurrent ingests decode in parallel); the model encodes one batch
-at a time (`_encode_frames` / `_encode_texts`, the seam for a batching encoder).
+Thread-safety: gRPC calls arrive on many threads. Decoding runs in worker
+processes (media/decode_pool.py: FFmpeg outside the server, a time limit per
+video); the batching encoder (encoder.py) owns the model in one worker thread and
+encodes the frames of concurrent ingests in shared batches, texts first.
 The engine holds no write lock: the Store is the only write path and owns its
 locking, so a search never waits on a decode or an encode. Reads go through the
 Store's read-only catalog view (`store.reader`).
@@ -18,9 +19,8 @@ import binascii
 import hashlib
 import json
 import logging
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -28,9 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from echosearch.server.encoder import DEFAULT_BATCH_WAIT_MS, BatchingEncoder, EncoderStats
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, TooLargeError
 from echosearch.server.lru import LRUCache
-from echosearch.server.media.video import Sampling, prepare_video
+from echosearch.server.media.decode_pool import DEFAULT_TIME_LIMIT_S, DecodePool, DecodePoolStats
+from echosearch.server.media.prepare import PrepareOptions
+from echosearch.server.media.video import Sampling
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoMetadata, VideoRecord
 from echosearch.server.storage.store import Store
@@ -81,6 +84,8 @@ class ServerInfo:
     videos: int
     frames: int
     tasks: int
+    encoder: EncoderStats | None = None
+    decode: DecodePoolStats | None = None
 
 
 def package_version() -> str:
@@ -105,6 +110,12 @@ class Engine:
         use_gpu: bool | None = None,
         max_upload_bytes: int = 2 << 30,
         model: EchoClipModel | None = None,
+        batch_frames: int | None = None,
+        batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+        compile: bool = False,
+        decode_workers: int | None = None,
+        decode_timeout_s: float = DEFAULT_TIME_LIMIT_S,
+        decode_pool: DecodePool | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +132,10 @@ class Engine:
                 "or use another --data directory for the new model"
             )
         self.registry = load_registry()
-        self._encode_lock = threading.Lock()  # the model runs one batch at a time
+        self.encoder = BatchingEncoder(
+            self.model, batch_frames=batch_frames, batch_wait_ms=batch_wait_ms, compile=compile
+        )
+        self.decode_pool = decode_pool or DecodePool(decode_workers, time_limit_s=decode_timeout_s)
         self._query_cache: LRUCache[str, np.ndarray] = LRUCache(_QUERY_CACHE_SIZE)
         self.prompts = PromptEmbeddingCache(self._encode_texts, self.model.identity, self.store)
         self.scorer = TaskScorer(self.store, self.prompts)
@@ -138,7 +152,9 @@ class Engine:
     # ---- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
-        """Save the index and close the catalog; safe to call twice."""
+        """Stop the decode workers and the encoder, save the index and close the catalog; safe to call twice."""
+        self.decode_pool.close()
+        self.encoder.close()
         self.store.close()
 
     def __enter__(self) -> Engine:
@@ -161,18 +177,18 @@ class Engine:
             videos=self.reader.count_videos(),
             frames=self.reader.count_frames(),
             tasks=len(self.registry.list()),
+            encoder=self.encoder.stats(),
+            decode=self.decode_pool.stats(),
         )
 
     # ---- encoding --------------------------------------------------------------------
 
-    # The two calls into the model: the one place a batching encoder will plug in.
-    def _encode_frames(self, pixels: torch.Tensor) -> np.ndarray:
-        with self._encode_lock:
-            return self.model.encode_frames(pixels)
+    # The two calls into the model, both through the batching encoder.
+    def _encode_frames(self, pixels: torch.Tensor, should_stop: Callable[[], bool] | None = None) -> np.ndarray:
+        return self.encoder.encode_frames(pixels, should_stop=should_stop)
 
     def _encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        with self._encode_lock:
-            return self.model.encode_texts(list(texts))
+        return self.encoder.encode_texts(list(texts))
 
     def _embed_query(self, text: str) -> np.ndarray:
         """A search text's embedding; recent ones are kept in memory (searches repeat)."""
@@ -193,34 +209,32 @@ class Engine:
         metadata: VideoMetadata = VideoMetadata(),
         sampling: Sampling = Sampling(),
         channel_order: str = "rgb",
+        should_stop: Callable[[], bool] | None = None,
     ) -> IngestOutcome:
         """Decode, embed and store one video in one catalog transaction; idempotent by content sha256.
 
-        `sampling` was checked when it was made (Sampling validates itself on construction).
+        `sampling` was checked when it was made (Sampling validates itself on construction). A path is
+        decoded from disk by the worker (never read into this process); `should_stop` (the caller went
+        away) is polled while the upload waits for a decoder or the encoder, and drops its queued work.
         """
         if channel_order not in CHANNEL_ORDERS:
             raise InvalidRequestError(f"channel order must be 'rgb' or 'bgr', not {channel_order!r}")
         if isinstance(source, (bytes, bytearray, memoryview)):
             self.check_upload_size(source_name, len(source))
-            data = bytes(source)
+            data: bytes | Path = bytes(source)
+            size, sha256 = len(data), hashlib.sha256(data).hexdigest()
         else:
-            data = self._read_file(Path(source), source_name)
-        sha256 = hashlib.sha256(data).hexdigest()
+            data = Path(source)
+            size, sha256 = self._hash_file(data, source_name)
         existing = self.reader.find_by_sha256(sha256)
         if existing is not None:
             return IngestOutcome(existing, True, 0.0, 0.0, 0.0)
 
         started = time.perf_counter()
-        prepared = prepare_video(
-            data,
-            sampling,
-            channel_order=channel_order,
-            mean=self.model.mean,
-            std=self.model.std,
-            image_size=self.model.image_size,
-        )
+        options = PrepareOptions(sampling, channel_order=channel_order, image_size=self.model.image_size)
+        prepared = self.decode_pool.prepare(data, options, name=source_name, should_stop=should_stop)
         decoded = time.perf_counter()
-        embeddings = self._encode_frames(prepared.pixels)
+        embeddings = self._encode_frames(prepared.pixels, should_stop)  # uint8 crops; normalised on the device
         encoded = time.perf_counter()
         frames = FrameEmbeddings(
             frame_indices=np.asarray(prepared.frame_indices, dtype=np.int64),
@@ -231,7 +245,7 @@ class Engine:
         record, created = self.store.add_video(
             sha256=sha256,
             source_name=source_name,
-            size_bytes=len(data),
+            size_bytes=size,
             fps=float(prepared.fps),
             total_frames=int(prepared.total_frames),
             width=int(prepared.width),
@@ -267,13 +281,18 @@ class Engine:
                 "split or shorten the video, or start the server with a larger --max-upload-mb"
             )
 
-    def _read_file(self, path: Path, name: str) -> bytes:
+    def _hash_file(self, path: Path, name: str) -> tuple[int, str]:
+        """(size, hex sha256) of a file on disk, read in 1 MiB pieces."""
         try:
             size = path.stat().st_size
+            self.check_upload_size(name, size)
+            digest = hashlib.sha256()
+            with path.open("rb") as f:
+                for piece in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(piece)
         except OSError as exc:
             raise InvalidRequestError(f"cannot read {path}: {exc.strerror or exc}") from None
-        self.check_upload_size(name, size)
-        return path.read_bytes()
+        return size, digest.hexdigest()
 
     # ---- videos ----------------------------------------------------------------------
 
