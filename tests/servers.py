@@ -23,12 +23,15 @@ def start_inprocess(
     tls: tuple[Path, Path] | None = None,
     max_upload_bytes: int = 2 << 30,
     workers: int = 8,
+    **engine_options: object,
 ):
     """An Engine over `data_dir` with the tiny model, served on 127.0.0.1:<free port>. Call .stop() when done."""
     from echosearch.server.engine import Engine
     from echosearch.server.serve import start_server
 
-    engine = Engine(data_dir=data_dir, model_spec=TEST_MODEL, device="cpu", max_upload_bytes=max_upload_bytes)
+    engine = Engine(
+        data_dir=data_dir, model_spec=TEST_MODEL, device="cpu", max_upload_bytes=max_upload_bytes, **engine_options
+    )
     try:
         return start_server(
             engine, host="127.0.0.1", port=0, max_workers=workers, token=token,
