@@ -79,3 +79,25 @@ def test_a_hanging_decoder_is_a_deadline_and_the_next_succeeds(server, client) -
     assert "hangs.mp4" in info.value.message and "3 s" in info.value.message
     assert client.ingest(make_video(112, 112, 8, seed=51), source_name="after-hang.avi").video.sampled_frames == 4
     assert client.info().videos >= 2  # the server stayed up throughout
+
+
+def test_info_reports_the_encoder_and_the_decode_pool(server, client, capsys) -> None:
+    client.ingest(make_video(112, 112, 6, seed=52), source_name="for-info.avi")
+    enc = client.info().encoder
+    assert enc is not None
+    assert (enc.device, enc.precision, enc.compiled, enc.batch_frames, enc.batch_wait_ms) == (
+        "cpu",
+        "fp32",
+        False,
+        32,
+        50,
+    )
+    assert enc.batches >= 1 and enc.frames >= 3 and enc.mean_frames_per_batch == pytest.approx(enc.frames / enc.batches)
+    assert enc.queue_wait_p99_ms >= enc.queue_wait_p50_ms >= 0
+    assert (enc.decode_workers, enc.decode_timeout_s) == (1, 3.0)
+    assert enc.decode_worker_restarts == enc.decode_crashes + enc.decode_timeouts
+    from echosearch.client.cli import main
+
+    assert main(["--server", server.address, "info"]) == 0
+    out = capsys.readouterr().out
+    assert "encoder.mean_frames_per_batch" in out and "encoder.decode_worker_restarts" in out

@@ -353,7 +353,13 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
         print_json(info)
     else:
         for key, value in info.__dict__.items():
+            if key == "encoder":
+                continue
             print(f"{key:17} {value}")
+        if info.encoder is not None:  # the ingest path, one "encoder.<field>" line each
+            for key, value in info.encoder.__dict__.items():
+                shown = f"{value:.2f}" if isinstance(value, float) else value
+                print(f"encoder.{key:24} {shown}")
     return 0
 
 

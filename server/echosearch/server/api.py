@@ -344,6 +344,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             frames=info.frames,
             tasks=info.tasks,
             max_upload_bytes=self.engine.max_upload_bytes,
+            encoder=convert.encoder_info_to_proto(info.encoder, info.decode, self.engine.decode_pool.time_limit_s),
         )
 
 
