@@ -83,6 +83,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight calls get on SIGTERM (default 30)")
     p.add_argument("--log-level", default="INFO")
+    g = p.add_argument_group("ingest path (batching encoder, decode workers)")
+    g.add_argument(
+        "--batch-frames",
+        type=int,
+        default=None,
+        help="most frames per model batch, across uploads (default 256 on CUDA, 32 on CPU)",
+    )
+    g.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest a batch waits to fill, in ms (default 5)")
+    g.add_argument(
+        "--decode-workers",
+        type=int,
+        default=None,
+        help="decode worker processes (default min(cores - 1, 8), at least 1)",
+    )
+    g.add_argument(
+        "--decode-timeout", type=float, default=120.0, help="seconds one video may take to decode (default 120)"
+    )
+    g.add_argument("--compile", action="store_true", help="torch.compile the image tower (off by default)")
 
     p = sub.add_parser("ingest", parents=[common], help="upload video files and folders (recursive)")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -380,10 +398,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token = read_token(args.token_file)
     except (OSError, ValueError) as exc:
         raise UsageError(f"--token-file: {exc}") from None
+    for flag, value, low in (
+        ("--batch-frames", args.batch_frames, 1),
+        ("--batch-wait-ms", args.batch_wait_ms, 0),
+        ("--decode-workers", args.decode_workers, 1),
+    ):
+        if value is not None and value < low:
+            raise UsageError(f"{flag} must be >= {low}, not {value}")
+    if args.decode_timeout <= 0:
+        raise UsageError(f"--decode-timeout must be > 0 seconds, not {args.decode_timeout}")
     opts = ServeOptions(
         data_dir=args.data, model=args.model, host=args.host, port=args.port, device=args.device, precision=args.precision,
         index_factory=args.index, max_upload_mb=args.max_upload_mb, workers=args.workers, tls_cert=args.tls_cert,
         tls_key=args.tls_key, token=token, grace=args.grace,
+        batch_frames=args.batch_frames, batch_wait_ms=args.batch_wait_ms, decode_workers=args.decode_workers,
+        decode_timeout_s=args.decode_timeout, compile=args.compile,
     )  # fmt: skip
     return serve(opts)
 

@@ -108,6 +108,8 @@ class EchoClipModel:
     def compile_image_encoder(self) -> None:
         """torch.compile the image tower (first batches of each new shape compile: slow once, faster after)."""
         self.image_encoder = torch.compile(self.clip.encode_image, dynamic=False)
+        if self.device.type == "cuda":
+            self.call_frames = -1  # pad each batch to a power of two: a handful of shapes to compile
 
     def __repr__(self) -> str:
         return f"EchoClipModel({self.identity!r}, device={self.device}, precision={self.precision})"
@@ -130,17 +132,21 @@ class EchoClipModel:
         batch size, so a frame's embedding would otherwise depend on how many frames shared its
         batch; with one fixed shape it is bit-identical however requests are batched together.
         """
+        if batch.shape[0] == 0:
+            return torch.empty((0, self.embed_dim), dtype=torch.float32, device=batch.device)
         with torch.inference_mode():
             if batch.dtype == torch.uint8:
                 mean = torch.tensor(self.mean, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
                 std = torch.tensor(self.std, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
                 batch = batch.float().div_(255.0).sub_(mean).div_(std)  # the same ops as media.video.normalise
             n = batch.shape[0]
-            step = self.call_frames or n
+            step = self.call_frames if self.call_frames > 0 else n
+            if self.call_frames < 0:
+                step = 1 << max(0, n - 1).bit_length()
             parts = []
             for start in range(0, n, step):
                 part = batch[start : start + step]
-                if self.call_frames and len(part) < step:
+                if self.call_frames and len(part) < step:  # zero rows: they change no other row's result
                     part = torch.cat([part, part.new_zeros((step - len(part), *part.shape[1:]))])
                 parts.append(self._forward_image(part)[: min(step, n - start)])
             return F.normalize(torch.cat(parts) if len(parts) > 1 else parts[0], dim=-1)

@@ -178,6 +178,12 @@ class ServeOptions:
     tls_key: Path | None = None
     token: str | None = None
     grace: float = 30.0
+    # The ingest path (issue 9): batching encoder and decode worker processes.
+    batch_frames: int | None = None  # None: 256 on CUDA, 32 on CPU
+    batch_wait_ms: float = 5.0
+    decode_workers: int | None = None  # None: min(cores - 1, 8)
+    decode_timeout_s: float = 120.0
+    compile: bool = False
 
 
 def read_token(token_file: Path | None) -> str | None:
@@ -200,6 +206,11 @@ def serve(opts: ServeOptions) -> int:
             precision=opts.precision,
             index_factory=opts.index_factory,
             max_upload_bytes=opts.max_upload_mb << 20,
+            batch_frames=opts.batch_frames,
+            batch_wait_ms=opts.batch_wait_ms,
+            decode_workers=opts.decode_workers,
+            decode_timeout_s=opts.decode_timeout_s,
+            compile=opts.compile,
         )
     except EchoSearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
