@@ -440,6 +440,10 @@ class _DeviceRunner:
     def launch(self, pixels: torch.Tensor) -> _Launched:
         if not self.cuda:
             return _Launched(self.model.image_features(pixels), None)
+        with torch.inference_mode():
+            return self._launch_cuda(pixels)
+
+    def _launch_cuda(self, pixels: torch.Tensor) -> _Launched:
         i, self._turn = self._turn, self._turn ^ 1
         if self._copied[i] is not None:
             self._copied[i].synchronize()  # this buffer's previous copy to the device has finished
