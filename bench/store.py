@@ -38,7 +38,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "server"), str(ROOT / "clients")]  # the server uses the light echosearch.errors
 from echosearch.server.records import FrameEmbeddings, VideoMetadata  # noqa: E402
 from echosearch.server.storage.catalog import Catalog  # noqa: E402
 from echosearch.server.storage.frame_ids import frame_ids_for  # noqa: E402

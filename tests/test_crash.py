@@ -27,6 +27,7 @@ def _run_and_kill(data_dir: Path, start: int, delay: float) -> list[str]:
         [sys.executable, str(CHILD), str(data_dir), str(start)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     )
     lines: list[str] = []
+    ready = threading.Event()
 
     def reader() -> None:
         buf = b""
@@ -34,9 +35,14 @@ def _run_and_kill(data_dir: Path, start: int, delay: float) -> list[str]:
             buf += chunk
             *done, buf = buf.split(b"\n")
             lines.extend(x.decode() for x in done)  # a torn last line is never counted
+            if "READY" in lines:
+                ready.set()
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()
+    # The delay counts from the child's READY (store opened), not from its start: on a loaded machine the
+    # interpreter start alone can take longer than the delay, and the child would die before writing anything.
+    ready.wait(timeout=120)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
