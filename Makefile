@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) bench/store.py
 	$(PY) bench/score.py
 	$(PY) bench/api.py
+	$(PY) bench/gpu.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -124,7 +124,8 @@ def test_out_of_memory_halves_the_batch_until_it_fits(fresh_model: EchoClipModel
         assert encoder.stats().retried_batches >= 2
     for video, result in zip(videos, results, strict=True):
         assert np.array_equal(result, inner(video).numpy())
-    assert max(sizes) == 17 and min(sizes) <= 5  # one batch of both, then halves until they fit
+    # One batch of both (its first 16-frame CPU pass fails), then halves until they fit.
+    assert max(sizes) == 16 and min(sizes) <= 5
 
 
 def test_out_of_memory_on_a_single_frame_gives_up_with_resource_exhausted(fresh_model: EchoClipModel) -> None:
@@ -220,3 +221,29 @@ def test_empty_request_and_closed_encoder(model: EchoClipModel) -> None:
     encoder.close()
     with pytest.raises(RuntimeError, match="closed"):
         encoder.encode_texts(["x"])
+
+
+def test_on_a_cpu_a_text_waits_for_one_forward_pass_not_the_whole_batch(fresh_model: EchoClipModel) -> None:
+    assert fresh_model.call_frames == 16
+    gate = Gate(fresh_model)
+    events: list[str] = []
+    texts_inner = fresh_model.encode_texts
+
+    def texts(batch: list[str]) -> np.ndarray:
+        events.append(f"text after {len(gate.calls)} passes")
+        return texts_inner(batch)
+
+    fresh_model.encode_texts = texts  # type: ignore[method-assign]
+    with BatchingEncoder(fresh_model, batch_frames=48) as encoder:
+        frames = encoder.submit_frames(_video(48, 15))  # one batch: three 16-frame passes
+        assert gate.entered.wait(30)  # the first pass is running
+        asker = threading.Thread(target=encoder.encode_texts, args=(["aortic stenosis"],))
+        asker.start()
+        while encoder.queue_position()[0] == 0 and asker.is_alive():
+            threading.Event().wait(0.01)
+        gate.release.set()
+        asker.join(60)
+        result = frames.future.result(60)
+    assert events == ["text after 1 passes"]  # between the first and second pass of the batch
+    assert [n for _, n in gate.calls] == [16, 16, 16]
+    assert np.array_equal(result, fresh_model.__class__.image_features(fresh_model, _video(48, 15)).numpy())

@@ -4,7 +4,8 @@
   waiting request arrived, whichever comes first.
 - Fair: requests are served round-robin in chunks of `chunk_frames` rows, so a 512-frame video shares
   each batch with a 20-frame one instead of making it wait for all 512.
-- Texts (search queries, task prompts) go first: a text waits for at most the batch in flight.
+- Texts (search queries, task prompts) go first: a text waits for at most the batch in flight (on a CPU,
+  for one forward pass of it: texts are served between a batch's fixed-shape passes).
 - A batch that fails is retried as two halves, down to single frames (CUDA out-of-memory included);
   only the request owning a frame that fails alone gets the error, never its batch-mates.
 - Cancelling a request drops its frames that are still queued.
@@ -327,10 +328,32 @@ class BatchingEncoder:
         if not slices:
             return None
         try:
-            return self._runner.launch(_gather(slices))
+            if self._runner.cuda:
+                return self._runner.launch(_gather(slices))
+            return self._cpu_batch_yielding_to_texts(_gather(slices))
         except Exception as exc:
             self._retry_halves(slices, exc)
             return None
+
+    def _cpu_batch_yielding_to_texts(self, pixels: torch.Tensor) -> _Launched:
+        """A CPU batch one fixed-shape forward pass at a time, serving waiting texts between passes.
+
+        A CPU batch of ConvNeXt-B takes seconds; a search text then waits for one pass, not the whole
+        batch. The passes split the batch exactly where image_features would, so results are unchanged.
+        """
+        step = self.model.call_frames if self.model.call_frames > 0 else len(pixels)
+        parts = []
+        for start in range(0, len(pixels), step):
+            parts.append(self.model.image_features(pixels[start : start + step]))
+            if start + step < len(pixels):
+                self._texts_between_passes()
+        return _Launched(parts[0] if len(parts) == 1 else torch.cat(parts), None)
+
+    def _texts_between_passes(self) -> None:
+        with self._cv:
+            waiting = list(self._texts)
+        for job in waiting:  # one chunk of each text job waiting now
+            self._encode_text_chunk(job)
 
     def _finish(self, slices: list[Slice], launched: _Launched) -> None:
         try:
@@ -410,10 +433,9 @@ class BatchingEncoder:
         job.next_row += len(chunk)
         with self._cv:
             self._text_batches += 1
-            if job.next_row >= len(job.texts):
-                self._texts.remove(job)
-            else:
-                self._texts.rotate(-1)  # round-robin between text jobs too
+            self._texts.remove(job)
+            if job.next_row < len(job.texts):
+                self._texts.append(job)  # round-robin between text jobs too
         if job.next_row >= len(job.texts):
             job.future.set_result(job.out)
 
