@@ -23,14 +23,23 @@ def start_inprocess(
     tls: tuple[Path, Path] | None = None,
     max_upload_bytes: int = 2 << 30,
     workers: int = 8,
-    **engine_options: object,
+    limits=None,
+    **engine_options,
 ):
-    """An Engine over `data_dir` with the tiny model, served on 127.0.0.1:<free port>. Call .stop() when done."""
+    """An Engine over `data_dir` with the tiny model, served on 127.0.0.1:<free port>. Call .stop() when done.
+
+    engine_options: further Engine arguments (phi, dicom_mask, ...).
+    """
     from echosearch.server.engine import Engine
     from echosearch.server.serve import start_server
 
     engine = Engine(
-        data_dir=data_dir, model_spec=TEST_MODEL, device="cpu", max_upload_bytes=max_upload_bytes, **engine_options
+        data_dir=data_dir,
+        model_spec=TEST_MODEL,
+        device="cpu",
+        max_upload_bytes=max_upload_bytes,
+        limits=limits,
+        **engine_options,
     )
     try:
         return start_server(
@@ -48,10 +57,16 @@ class ServerProcess:
     LISTENING = re.compile(r"listening on (\S+:\d+)")
 
     def __init__(
-        self, data_dir: Path, *, extra: Sequence[str] = (), env: dict[str, str] | None = None, port: int = 0
+        self,
+        data_dir: Path,
+        *,
+        extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        port: int = 0,
+        model: str = TEST_MODEL,
     ) -> None:
         cmd = [
-            sys.executable, "-m", "echosearch.client.cli", "serve", "--data", str(data_dir), "--model", TEST_MODEL,
+            sys.executable, "-m", "echosearch.client.cli", "serve", "--data", str(data_dir), "--model", model,
             "--device", "cpu", "--host", "127.0.0.1", "--port", str(port), *extra,
         ]  # fmt: skip
         self.lines: list[str] = []

@@ -207,6 +207,34 @@ def test_bad_frames_rejected(cat: Catalog) -> None:
     assert cat.count_videos() == 0 and cat.model_identity is None
 
 
+def test_video_and_frames_are_read_in_one_snapshot(tmp_path, monkeypatch):
+    """Issue 13 item 10: a delete committing between the row read and the frames read changes neither."""
+    import threading
+
+    catalog = Catalog(tmp_path / "c.duckdb")
+    try:
+        rec, _ = add(catalog, 1, np.random.default_rng(1), n=5)
+        real_find = catalog._find
+
+        def find_then_delete(cur, where, params, *rest):
+            found = real_find(cur, where, params, *rest)
+            deleter = threading.Thread(target=catalog.delete_video, args=(rec.video_id,))
+            deleter.start()
+            deleter.join()
+            return found
+
+        monkeypatch.setattr(catalog, "_find", find_then_delete)
+        video, frames = catalog.get_video_and_frames(rec.video_id)
+        monkeypatch.undo()
+        assert video.sampled_frames == len(frames.embeddings) == 5
+        with pytest.raises(NotFoundError):
+            catalog.get_video_and_frames(rec.video_id)
+        with pytest.raises(NotFoundError):
+            catalog.get_frames(rec.video_id)
+    finally:
+        catalog.close()
+
+
 def test_transaction_rolls_back_only_an_active_transaction(cat: Catalog, monkeypatch) -> None:
     # A commit that ends the transaction and then fails: the caller sees that error, not
     # DuckDB's "no transaction is active" from a second rollback.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from servers import ROOT, start_inprocess
@@ -48,6 +49,9 @@ def test_ingest_folder_then_skip_already_stored(capsys, server, folder):
                        "--meta", "site=east", "--meta", "acquisition_time=2024-02-03T04:05:06Z", "--json")  # fmt: skip
     assert rc == 0, err
     rows = json_lines(out)
+    skipped = [r for r in rows if r["status"] == "skipped"]  # listed, never silently dropped
+    assert [Path(r["path"]).name for r in skipped] == ["notes.txt"] and "no DICOM header" in skipped[0]["error"]
+    rows = [r for r in rows if r["status"] != "skipped"]
     assert sorted(r["status"] for r in rows) == ["stored"] * 3 and "3 stored, 0 already stored" in err
     rc, out, err = run(capsys, server, "ingest", str(folder / "a.avi"), str(folder / "sub"))
     assert rc == 0 and out.count("already stored") == 3 and "0 stored, 3 already stored (skipped), 0 failed" in err

@@ -226,3 +226,81 @@ def test_empty_store(tmp_path: Path) -> None:
     store.close()
     assert not (tmp_path / "index").exists()
     assert metadata(0).view == "A4C"
+
+
+def test_snapshot_labelled_older_than_its_contents_does_not_duplicate(tmp_path: Path) -> None:
+    """Issue 13 item 12: catch-up is idempotent, and the index size is checked against the catalog after opening."""
+    import json
+
+    rng = np.random.default_rng(12)
+    store = Store(tmp_path, save_every=0)
+    for i in range(3):
+        add(store, i, rng, n=4)
+    store.save()
+    manifest = tmp_path / "index" / "manifest.json"
+    early = json.loads(manifest.read_text())["seq"]
+    for i in range(3, 6):
+        add(store, i, rng, n=4)
+    store.close()
+    saved = json.loads(manifest.read_text())
+    saved["seq"] = early  # the snapshot holds six videos but claims to cover only the first three
+    manifest.write_text(json.dumps(saved))
+
+    store = Store(tmp_path, save_every=0)
+    try:
+        assert store.frame_index.ntotal == store.catalog.count_frames() == 24
+        assert store.mean_index.ntotal == 6
+        query = store.catalog.get_frames(4).embeddings[0]
+        hits = store.search_frames(query[None, :], 24)[0]
+        ids = [h.frame_id for h in hits]
+        assert len(ids) == len(set(ids)) == 24
+    finally:
+        store.close()
+
+
+def test_index_size_mismatch_after_opening_rebuilds(tmp_path: Path, caplog) -> None:
+    rng = np.random.default_rng(13)
+    store = Store(tmp_path, save_every=0)
+    for i in range(3):
+        add(store, i, rng, n=3)
+    store.frame_index.add(np.array([10**12], dtype=np.int64), unit(rng, 1))  # a stray vector in the snapshot
+    store._saved_seq = -1
+    store.close()
+    with caplog.at_level("WARNING"):
+        store = Store(tmp_path, save_every=0)
+    try:
+        assert store.frame_index.ntotal == store.catalog.count_frames() == 9
+        assert "rebuilding" in caplog.text
+    finally:
+        store.close()
+
+
+def test_full_disk_at_close_leaves_no_temp_file_and_loses_nothing(tmp_path: Path, monkeypatch, caplog) -> None:
+    """Issue 13 item 11: a snapshot that cannot be written is cleaned up; the catalog still has everything."""
+    import errno
+
+    from echosearch.server.storage.index import VectorIndex
+
+    rng = np.random.default_rng(14)
+    store = Store(tmp_path, save_every=0)
+    for i in range(3):
+        add(store, i, rng, n=2)
+
+    def full_disk(self, path: str) -> None:
+        Path(path).write_bytes(b"")  # what a full disk leaves: a 0-byte file
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(VectorIndex, "write", full_disk)
+    with caplog.at_level("ERROR"):
+        store.close()  # no traceback out of close
+    assert "could not save the index snapshot" in caplog.text
+    assert list((tmp_path / "index").glob("*.tmp")) == []
+    monkeypatch.undo()
+
+    (tmp_path / "index" / "frames-99.faiss.tmp").write_bytes(b"")  # left by a crash mid-save
+    store = Store(tmp_path, save_every=0)
+    try:
+        assert store.frame_index.ntotal == store.catalog.count_frames() == 6
+        assert list((tmp_path / "index").glob("*.tmp")) == []
+    finally:
+        store.close()

@@ -159,3 +159,15 @@ def test_bad_input_is_an_invalid_video(name: str, make, message: str, tmp_path) 
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
+
+
+def test_a_container_declaring_more_than_decodes_warns_and_stores_the_decoded_count(caplog):
+    """Issue 13 item 13: a truncated upload with no frame count in the container (Matroska declares a duration)."""
+    from synthetic import make_video
+
+    data = make_video(frames=60, container="matroska", codec="mjpeg")
+    truncated = data[: len(data) // 3]
+    with caplog.at_level("WARNING"):
+        prepared = prepare_video(truncated, Sampling(mode="all"))
+    assert prepared.total_frames == len(prepared.frame_indices) < 30
+    assert "declares" in caplog.text and f"storing {prepared.total_frames}" in caplog.text

@@ -20,9 +20,11 @@ import grpc
 from echosearch.client.client import DEFAULT_ADDRESS, ApiError, Client
 from echosearch.client.output import Progress, print_json, print_table
 from echosearch.client.params import UsageError, parse_custom_task, parse_filter, parse_metadata
+from echosearch.client.sniff import file_looks_like_dicom
 from echosearch.client.types import Sampling, Video
 
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv"})
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".dic"})  # DICOM files without these are found by their header
 
 
 # ---- argument parsing ------------------------------------------------------------------
@@ -50,6 +52,34 @@ def _filter_arg(p: argparse.ArgumentParser) -> None:
         help="id, study_id, patient_id, view (repeat a key for OR), acquired_after/_before, "
         "ingested_after/_before (ISO 8601); any other key matches a tag",
     )
+
+
+# Per-request caps of `serve` (server/echosearch/server/limits.py holds the defaults; docs/api.md "Limits").
+LIMIT_FLAGS: tuple[tuple[str, str, type, str], ...] = (
+    ("--upload-idle-timeout", "upload_idle_timeout_s", float, "seconds an upload may send nothing (default 30)"),
+    (
+        "--max-concurrent-uploads",
+        "max_concurrent_uploads",
+        int,
+        "uploads received at once (default: half of --workers)",
+    ),
+    ("--min-chunk-bytes", "min_chunk_bytes", int, "smallest upload chunk but the last (default 16384)"),
+    ("--max-frame-pixels", "max_frame_pixels", int, "largest frame, width x height (default 16777216 = 4096x4096)"),
+    ("--max-frames-per-video", "max_frames_per_video", int, "frames embedded per video (default 512)"),
+    ("--max-metadata-key-bytes", "max_metadata_key_bytes", int, "longest tag key (default 256)"),
+    ("--max-metadata-value-bytes", "max_metadata_value_bytes", int, "longest metadata value (default 1024)"),
+    ("--max-tags-per-video", "max_tags_per_video", int, "tags per video (default 256)"),
+    ("--max-metadata-bytes", "max_metadata_bytes", int, "all metadata of one video (default 65536)"),
+    ("--max-filter-terms", "max_filter_terms", int, "values in one filter (default 1000)"),
+    ("--max-prompts-per-task", "max_prompts_per_task", int, "prompts of one task (default 2048)"),
+    ("--max-page-bytes", "max_page_bytes", int, "bytes of one page or search reply (default 3145728)"),
+)
+
+
+def _limit_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("per-request limits (docs/api.md, Limits)")
+    for flag, dest, kind, text in LIMIT_FLAGS:
+        group.add_argument(flag, dest=f"limit_{dest}", type=kind, default=None, metavar="N", help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight calls get on SIGTERM (default 30)")
     p.add_argument("--log-level", default="INFO")
+    _limit_flags(p)
+    # DICOM (issue 14): docs/dicom.md
+    p.add_argument(
+        "--phi",
+        choices=("hash", "keep", "drop"),
+        default="hash",
+        help="DICOM PatientID: keyed hash with the store's secret (default), keep as is, or drop",
+    )
+    p.add_argument(
+        "--dicom-mask",
+        choices=("region", "off"),
+        default="region",
+        help="black out DICOM pixels outside the largest 2D ultrasound region (default region), or off",
+    )
     g = p.add_argument_group("ingest path (batching encoder, decode workers)")
     g.add_argument(
         "--batch-frames",
@@ -120,6 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=0)
     p.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    # ---- dicom-listen (issue 14) ----
+    p = sub.add_parser(
+        "dicom-listen", parents=[common], help="receive DICOM objects (C-STORE) from a modality or PACS and ingest them"
+    )
+    p.add_argument("--ae-title", default="ECHOSEARCH", help="this receiver's AE title (default ECHOSEARCH)")
+    p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default 0.0.0.0: all interfaces)")
+    p.add_argument("--port", type=int, default=11112, help="DICOM port (default 11112)")
+    p.add_argument(
+        "--allow", action="append", default=[], metavar="AE[,AE]", help="calling AE titles allowed (default: any)"
+    )
+    p.add_argument("--token-file", type=Path, help="file holding the service's bearer token (else --token)")
+    p.add_argument("--max-associations", type=int, default=8, help="associations served at once (default 8)")
+    p.add_argument("--log-level", default="INFO")
 
     p = sub.add_parser("search", parents=[common], help="videos matching a text")
     p.add_argument("text")
@@ -183,23 +241,40 @@ def _video_row(v: Video) -> list[Any]:
 VIDEO_HEADERS = ["id", "name", "frames", "study", "patient", "view", "acquired", "tags"]
 
 
-def collect_videos(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; folders searched recursively for video extensions."""
+def collect_media(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(files to upload, [(skipped file, why)]): files as given; in folders, video extensions, DICOM extensions
+    and any file whose header is DICOM (DICOM files often have no extension); everything else is skipped."""
     found: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS))
+            for p in sorted(p for p in path.rglob("*") if p.is_file()):
+                suffix = p.suffix.lower()
+                if suffix in VIDEO_EXTENSIONS or suffix in DICOM_EXTENSIONS or file_looks_like_dicom(p):
+                    found.append(p)
+                elif p.stat().st_size == 0:
+                    skipped.append((p, "empty file (0 bytes)"))
+                else:
+                    skipped.append((p, f"not a video ({suffix or 'no extension'}) and no DICOM header"))
         elif path.is_file():
             found.append(path)
         else:
             raise UsageError(f"{path}: no such file or folder")
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(found)), skipped
 
 
 def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
-    files = collect_videos(args.paths)
+    files, skipped_files = collect_media(args.paths)
+    for path, why in skipped_files:
+        print(f"skipped: {path}: {why}", file=sys.stderr)
+        if args.json:
+            print_json({"path": str(path), "status": "skipped", "error": why})
     if not files:
-        raise UsageError("no video files found (looked for " + ", ".join(sorted(VIDEO_EXTENSIONS)) + ")")
+        raise UsageError(
+            "no video or DICOM files found (looked for "
+            + ", ".join(sorted(VIDEO_EXTENSIONS | DICOM_EXTENSIONS))
+            + " and files with a DICOM header)"
+        )
     metadata = parse_metadata(args.meta)
     sampling = Sampling(args.sampling, args.step, args.count, args.max_frames) if args.sampling else None
     progress = Progress(len(files), "ingest", enabled=False if args.no_progress else None)
@@ -238,7 +313,8 @@ def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
             [[r.get("video_id"), r["status"], r.get("frames"), r["path"]] for r in rows],
         )
     skipped = len(rows) - stored - failed
-    print(f"{stored} stored, {skipped} already stored (skipped), {failed} failed", file=sys.stderr)
+    not_media = f", {len(skipped_files)} not video or DICOM (skipped)" if skipped_files else ""
+    print(f"{stored} stored, {skipped} already stored (skipped), {failed} failed{not_media}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -407,14 +483,60 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag} must be >= {low}, not {value}")
     if args.decode_timeout <= 0:
         raise UsageError(f"--decode-timeout must be > 0 seconds, not {args.decode_timeout}")
+    from echosearch.server.limits import Limits
+
+    try:
+        limits = Limits().with_overrides(**{dest: getattr(args, f"limit_{dest}") for _, dest, _, _ in LIMIT_FLAGS})
+        limits.validate()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     opts = ServeOptions(
+        limits=limits,
         data_dir=args.data, model=args.model, host=args.host, port=args.port, device=args.device, precision=args.precision,
         index_factory=args.index, max_upload_mb=args.max_upload_mb, workers=args.workers, tls_cert=args.tls_cert,
-        tls_key=args.tls_key, token=token, grace=args.grace,
+        tls_key=args.tls_key, token=token, grace=args.grace, phi=args.phi, dicom_mask=args.dicom_mask,
         batch_frames=args.batch_frames, batch_wait_ms=args.batch_wait_ms, decode_workers=args.decode_workers,
         decode_timeout_s=args.decode_timeout, compile=args.compile,
     )  # fmt: skip
     return serve(opts)
+
+
+def cmd_dicom_listen(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        from echosearch.client.dicom_listen import DicomReceiver, ListenOptions, parse_allow, quiet_pynetdicom
+    except ImportError as exc:
+        raise UsageError(
+            f"DICOM support is not installed ({exc.name} is missing): pip install 'echosearch[dicom]'"
+        ) from None
+    quiet_pynetdicom()
+    if args.token_file is not None:
+        try:
+            args.token = args.token_file.read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"--token-file: {exc}") from None
+    options = ListenOptions(
+        ae_title=args.ae_title, host=args.bind, port=args.port, allow=parse_allow(args.allow),
+        max_associations=args.max_associations,
+    )  # fmt: skip
+    if not 1 <= len(options.ae_title) <= 16:
+        raise UsageError("--ae-title must be 1 to 16 characters")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with _connect(args) as client:
+        receiver = DicomReceiver(client, options)
+        receiver.start()
+        stop.wait()
+        receiver.stop()
+    print(f"{receiver.stored} objects stored, {receiver.failed} refused", file=sys.stderr)
+    return 0
 
 
 COMMANDS = {
@@ -430,6 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return cmd_serve(args)
+        if args.command == "dicom-listen":
+            return cmd_dicom_listen(args)
         with _connect(args) as client:
             return COMMANDS[args.command](client, args)
     except ValueError as exc:  # UsageError, or a value the client refused before calling

@@ -63,7 +63,8 @@ class Client:
     address: "host:port". token: bearer token (sent as `authorization` metadata).
     tls: False for plaintext, True for TLS with the system's roots, or a path to a PEM root certificate.
     timeout: deadline in seconds of quick calls; streaming calls (ingest, score, export) use `long_timeout`.
-    retries: how often an idempotent call is retried when the server is UNAVAILABLE (exponential backoff).
+    retries: how often an idempotent call is retried when the server is UNAVAILABLE, or busy (all upload
+        slots taken: RESOURCE_EXHAUSTED marked `echosearch-busy`), with jittered exponential backoff.
     """
 
     def __init__(
@@ -111,7 +112,7 @@ class Client:
             try:
                 return attempt()
             except grpc.RpcError as err:
-                if not idempotent or err.code() != grpc.StatusCode.UNAVAILABLE or n == self.retries:
+                if not idempotent or not _retryable(err) or n == self.retries:
                     raise ApiError.from_rpc_error(err) from None
             time.sleep(min(0.2 * 2**n, 5.0) * random.uniform(0.5, 1.0))
         raise AssertionError("unreachable")
@@ -357,3 +358,13 @@ def _file_sha256(path: Path) -> str:
     for chunk in _file_chunks(path, 1 << 20):
         digest.update(chunk)
     return digest.hexdigest()
+
+
+def _retryable(err: grpc.RpcError) -> bool:
+    """UNAVAILABLE, or RESOURCE_EXHAUSTED that the server marked as busy (all upload slots taken), not too large."""
+    if err.code() == grpc.StatusCode.UNAVAILABLE:
+        return True
+    if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return False
+    trailing = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    return any(key == "echosearch-busy" for key, _ in trailing or ())

@@ -28,7 +28,8 @@ from echosearch.errors import InvalidRequestError, TooLargeError
 
 DEFAULT_PLACEHOLDER = "<#>"
 DEFAULT_CONTEXT_LENGTH = 77  # CLIP text tower context, start/end tokens included
-DEFAULT_MAX_CANDIDATES = 2048
+DEFAULT_MAX_CANDIDATES = 2048  # texts one task embeds (prompts, or prompts x values): --max-prompts-per-task
+_HUGE_COUNT = 2**53  # a range count past exact float integers; only ever compared against a limit
 
 
 class TaskKind(str, Enum):
@@ -51,8 +52,11 @@ class ValueRange:
         """Number of values in the range (0 when the range is empty or malformed)."""
         if not (self.step > 0) or self.stop < self.start:
             return 0
+        steps = (self.stop - self.start) / self.step
+        if not math.isfinite(steps) or steps >= _HUGE_COUNT:  # 0..1e308 step 1e-308: far too many, not inf
+            return _HUGE_COUNT
         # The small epsilon keeps 0..1 step 0.1 at 11 values despite float rounding.
-        return int(math.floor((self.stop - self.start) / self.step + 1e-9)) + 1
+        return int(math.floor(steps + 1e-9)) + 1
 
     def expand(self) -> np.ndarray:
         """The values as float64 (rounded to 12 decimals so 0.1 steps print cleanly)."""
@@ -185,6 +189,11 @@ def validate_task(
             raise InvalidRequestError(
                 f"{where}: threshold {task.threshold} is outside [-1, 1], the range of a cosine score"
             )
+    if task.kind is not TaskKind.REGRESSION and len(task.prompts) > max_candidates:
+        raise TooLargeError(
+            f"{where}: {len(task.prompts)} prompts are over the server's limit of {max_candidates} texts to embed "
+            "per task (--max-prompts-per-task)"
+        )
     if task.kind is TaskKind.BINARY:
         if task.values is not None:
             raise InvalidRequestError(f"{where}: binary tasks take no values")
@@ -210,9 +219,11 @@ def _validate_regression(task: Task, where: str, max_candidates: int) -> None:
     if not all(math.isfinite(x) for x in (r.start, r.stop, r.step)):
         raise InvalidRequestError(f"{where}: the value range must be finite numbers")
     if r.step <= 0:
-        raise InvalidRequestError(f"{where}: the value range step must be > 0 (got {r.step})")
+        raise InvalidRequestError(f"{where}: the value range step must be > 0 (got {r.step:g})")
     if r.start > r.stop:
-        raise InvalidRequestError(f"{where}: the value range goes from {r.start} to {r.stop}; 'from' must be <= 'to'")
+        raise InvalidRequestError(
+            f"{where}: the value range goes from {r.start:g} to {r.stop:g}; 'from' must be <= 'to'"
+        )
     if not task.placeholder:
         raise InvalidRequestError(f"{where}: the placeholder must not be empty")
     for i, p in enumerate(task.prompts):
@@ -222,9 +233,10 @@ def _validate_regression(task: Task, where: str, max_candidates: int) -> None:
             )
     n = r.count() * len(task.prompts)
     if n > max_candidates:
+        values = f"{r.count()} values" if r.count() < _HUGE_COUNT else "more than 2^53 values"
         raise TooLargeError(
-            f"{where}: {len(task.prompts)} prompt(s) x {r.count()} values = {n} texts to embed, over the "
-            f"limit of {max_candidates}; use a coarser step or a narrower range"
+            f"{where}: {len(task.prompts)} prompt(s) x {values} = too many texts to embed, over the "
+            f"limit of {max_candidates} (--max-prompts-per-task); use a coarser step or a narrower range"
         )
 
 
@@ -238,6 +250,8 @@ def _validate_categorical(task: Task, where: str) -> None:
         )
     if not all(math.isfinite(v) for v in values):
         raise InvalidRequestError(f"{where}: category values must be finite numbers")
+    if not all(math.isfinite(k) for k in task.labels):
+        raise InvalidRequestError(f"{where}: category labels must be keyed by finite numbers (not NaN or infinity)")
     missing = sorted({v for v in values if task.labels and _number(v) not in task.labels})
     if missing:
         raise InvalidRequestError(f"{where}: category value(s) {missing} have no label")

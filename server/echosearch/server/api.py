@@ -9,7 +9,6 @@ own (the Store owns write concurrency), so reads never queue behind an ingest he
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import logging
 import tempfile
@@ -21,8 +20,10 @@ from typing import Any
 
 import grpc
 
-from echosearch.server import convert, errors
+from echosearch.server import cancellation, convert, errors
 from echosearch.server.engine import Engine
+from echosearch.server.storage.filters import filter_terms
+from echosearch.server.upload import SPOOL_DIR, IdleWatchdog, UploadSlots, normalise_sha256, receive_body
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
 
@@ -34,13 +35,17 @@ STATUS_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (errors.InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (errors.TooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.BusyError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.DiskFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.RequestCancelledError, grpc.StatusCode.CANCELLED),  # normally nobody hears it: _fail stops quietly
     (errors.ModelMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.StoreVersionError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.ModelLoadError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (errors.RequestCancelledError, grpc.StatusCode.CANCELLED),
 )
 
+# Trailing metadata on a RESOURCE_EXHAUSTED that a retry may cure (a concurrency cap, not a size limit).
+BUSY_METADATA = "echosearch-busy"
 EXPORT_CHUNK_BYTES = 1 << 20
 DEFAULT_K = 10
 DEFAULT_PAGE_SIZE = 100
@@ -56,8 +61,7 @@ def status_for(exc: BaseException) -> grpc.StatusCode | None:
     return None
 
 
-class _Cancelled(Exception):
-    """The caller went away (cancelled or past its deadline): stop quietly."""
+_Cancelled = errors.RequestCancelledError  # the caller went away (cancelled or past its deadline): stop quietly
 
 
 def _fail(exc: Exception, context: grpc.ServicerContext, method: str) -> None:
@@ -65,6 +69,8 @@ def _fail(exc: Exception, context: grpc.ServicerContext, method: str) -> None:
         log.info("%s: caller cancelled or deadline passed; stopped", method)
         return
     code = status_for(exc)
+    if isinstance(exc, errors.BusyError):
+        context.set_trailing_metadata(((BUSY_METADATA, "1"),))  # tells clients this one is worth a retry
     if code is not None:
         log.info("%s: %s: %s", method, code.name, exc)
         context.abort(code, str(exc))
@@ -80,7 +86,7 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(method)
         def streaming(self: EchoSearchServicer, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            with self._tracker:
+            with self._tracker, cancellation.bound_to(context.is_active):
                 try:
                     yield from method(self, request, context)
                 except Exception as exc:
@@ -90,7 +96,7 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def unary(self: EchoSearchServicer, request: Any, context: grpc.ServicerContext) -> Any:
-        with self._tracker:
+        with self._tracker, cancellation.bound_to(context.is_active):
             try:
                 return method(self, request, context)
             except Exception as exc:
@@ -135,9 +141,13 @@ def _check_active(context: grpc.ServicerContext) -> None:
 class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
     """echosearch.v1.EchoSearchService over one Engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, workers: int = 16) -> None:
         self.engine = engine
+        self.limits = engine.limits
         self._tracker = InFlight()
+        # Uploads get fewer slots than there are worker threads, so reads always find a free thread.
+        self._upload_slots = UploadSlots(self.limits.upload_slots(workers))
+        self._idle_watchdog = IdleWatchdog(self.limits.upload_idle_timeout_s)
 
     def wait_idle(self, timeout: float | None) -> bool:
         """Wait for in-flight calls to finish (used at shutdown, after the server stops taking calls)."""
@@ -148,66 +158,97 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
         """Calls running now."""
         return self._tracker.count
 
+    def _filter(self, request: Any) -> Any:
+        """The request's VideoFilter, within --max-filter-terms."""
+        flt = convert.filter_from_proto(request.filter if request.HasField("filter") else None)
+        self.limits.check_filter_terms(filter_terms(flt))
+        return flt
+
     # ---- ingest -----------------------------------------------------------------------
 
     @_rpc
     def IngestVideo(
         self, request_iterator: Iterable[pb.IngestVideoRequest], context: grpc.ServicerContext
     ) -> pb.IngestVideoResponse:
-        requests = iter(request_iterator)
+        with self._upload_slots.hold(), self._idle_watchdog.watch(context.cancel) as watch:
+            try:
+                return self._ingest(iter(request_iterator), context, watch)
+            except grpc.RpcError:
+                # The request stream broke: the client went away, or the watchdog cancelled an idle upload.
+                if watch.timed_out:
+                    log.warning(
+                        "IngestVideo: nothing received for %.0fs (--upload-idle-timeout); cancelled",
+                        self.limits.upload_idle_timeout_s,
+                    )
+                raise _Cancelled() from None
+
+    def _ingest(
+        self, requests: Iterator[pb.IngestVideoRequest], context: grpc.ServicerContext, watch: Any
+    ) -> pb.IngestVideoResponse:
         first = next(requests, None)
         if first is None or first.WhichOneof("payload") != "header":
             raise errors.InvalidRequestError(
                 "the first IngestVideo message must be a header (file name, metadata, sampling); the bytes follow as chunks"
             )
+        watch.touch()
         header = first.header
         name = header.source_name or "upload"
         # Check the header before receiving a possibly large body (Sampling checks itself when made).
         self.engine.check_upload_size(name, header.size_bytes)
         metadata = convert.metadata_from_proto(header.metadata)
         sampling = convert.sampling_from_proto(header.sampling)
+        self.engine.check_ingest_args(name, metadata, sampling)
         channel_order = convert.channel_order_from_proto(header.channel_order)
-        if header.sha256:
+        sha256 = normalise_sha256(header.sha256)
+        if sha256:
             # Already stored: answer from the header alone. Re-running a folder of a million
             # archived files then costs a hash per file, not an upload and a decode.
-            existing = self.engine.stored_video(header.sha256)
+            existing = self.engine.stored_video(sha256)
             if existing is not None:
+                watch.finish()
                 return pb.IngestVideoResponse(video=convert.video_to_proto(existing), already_stored=True)
 
-        data = bytearray()
-        for msg in requests:
-            if msg.WhichOneof("payload") != "chunk":
-                raise errors.InvalidRequestError(
-                    "only the first IngestVideo message may be a header; send the file as chunks after it"
-                )
-            # Stop receiving as soon as the body is over the limit: memory stays bounded.
-            self.engine.check_upload_size(name, len(data) + len(msg.chunk), partial=True)
-            data += msg.chunk
-        _check_active(context)
-        if not data:
-            raise errors.InvalidVideoError(f"{name}: no bytes received; send the file as chunks after the header")
-        if header.size_bytes and len(data) != header.size_bytes:
-            raise errors.InvalidRequestError(
-                f"{name}: received {len(data)} bytes but the header announced {header.size_bytes}; the upload was truncated, send it again"
-            )
-        if header.sha256 and hashlib.sha256(data).hexdigest() != header.sha256.lower():
-            raise errors.InvalidRequestError(
-                f"{name}: the received bytes do not match the header's sha256; the upload was corrupted, send it again"
-            )
+        body = receive_body(
+            _chunks(requests),
+            name=name,
+            check_size=lambda size: self.engine.check_upload_size(name, size, partial=True),
+            min_chunk_bytes=self.limits.min_chunk_bytes,
+            spool_dir=self.engine.data_dir / SPOOL_DIR,
+            watch=watch,
+        )
         try:
-            outcome = self.engine.ingest(
-                bytes(data),
-                source_name=name,
-                metadata=metadata,
-                sampling=sampling,
-                channel_order=channel_order,
-                should_stop=lambda: not context.is_active(),  # a cancelled upload leaves the queues
+            _check_active(context)
+            if header.size_bytes and body.size != header.size_bytes:
+                raise errors.InvalidRequestError(
+                    f"{name}: received {body.size} bytes but the header announced {header.size_bytes}; the upload was truncated, send it again"
+                )
+            if sha256 and body.sha256 != sha256:
+                raise errors.InvalidRequestError(
+                    f"{name}: the received bytes do not match the header's sha256; the upload was corrupted, send it again"
+                )
+            try:
+                outcome = self.engine.ingest(
+                    body.source,
+                    source_name=name,
+                    metadata=metadata,
+                    sampling=sampling,
+                    channel_order=channel_order,
+                    sha256=body.sha256,
+                )
+            except errors.InvalidVideoError as exc:
+                if name in str(exc):
+                    raise
+                # The uploader may be sending hundreds of files: say which one is bad.
+                raise errors.InvalidVideoError(f"{name}: {exc}") from exc
+        finally:
+            body.discard()
+        if not context.is_active():
+            # Ingest is idempotent by content hash, so the stored video stays: a retry answers already_stored.
+            log.info(
+                "IngestVideo: %s stored as video %d, but the caller had already gone (cancelled or past its deadline)",
+                name,
+                outcome.video.video_id,
             )
-        except errors.InvalidVideoError as exc:
-            if name in str(exc):
-                raise
-            # The uploader may be sending hundreds of files: say which one is bad.
-            raise errors.InvalidVideoError(f"{name}: {exc}") from exc
         return pb.IngestVideoResponse(
             video=convert.video_to_proto(outcome.video),
             already_stored=outcome.already_stored,
@@ -227,13 +268,15 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
 
     @_rpc
     def ListVideos(self, request: pb.ListVideosRequest, context: grpc.ServicerContext) -> pb.ListVideosResponse:
-        flt = convert.filter_from_proto(request.filter if request.HasField("filter") else None)
+        flt = self._filter(request)
         page, token, total = self.engine.list_videos(
             flt, page_size=request.page_size or DEFAULT_PAGE_SIZE, page_token=request.page_token
         )
-        return pb.ListVideosResponse(
-            videos=[convert.video_to_proto(r) for r in page], next_page_token=token, total_size=total
-        )
+        videos = [convert.video_to_proto(r) for r in page]
+        kept = _fit_bytes(videos, self.limits.max_page_bytes, lambda v: v.ByteSize())
+        if kept < len(videos):  # the page ends early by bytes; the next one starts after the last video sent
+            videos, token = videos[:kept], self.engine.page_token_after(videos[kept - 1].video_id)
+        return pb.ListVideosResponse(videos=videos, next_page_token=token, total_size=total)
 
     @_rpc
     def DeleteVideo(self, request: pb.DeleteVideoRequest, context: grpc.ServicerContext) -> pb.DeleteVideoResponse:
@@ -248,10 +291,10 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             request.text,
             k=request.k or DEFAULT_K,
             aggregation=convert.aggregation_from_proto(request.aggregation, "max"),
-            flt=convert.filter_from_proto(request.filter if request.HasField("filter") else None),
+            flt=self._filter(request),
             frames_per_video=request.frames_per_video or DEFAULT_FRAMES_PER_VIDEO,
         )
-        return pb.SearchByTextResponse(results=[_result(r) for r in results])
+        return pb.SearchByTextResponse(results=self._fit_results(results, "SearchByText"))
 
     @_rpc
     def SearchByVideo(
@@ -261,10 +304,18 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             request.video_id,
             k=request.k or DEFAULT_K,
             aggregation=convert.aggregation_from_proto(request.aggregation, "mean"),
-            flt=convert.filter_from_proto(request.filter if request.HasField("filter") else None),
+            flt=self._filter(request),
             frames_per_video=request.frames_per_video or DEFAULT_FRAMES_PER_VIDEO,
         )
-        return pb.SearchByVideoResponse(results=[_result(r) for r in results])
+        return pb.SearchByVideoResponse(results=self._fit_results(results, "SearchByVideo"))
+
+    def _fit_results(self, results: list[Any], method: str) -> list[pb.SearchResult]:
+        """The best results that fit in --max-page-bytes (a client accepts 4 MiB by default)."""
+        messages = [_result(r) for r in results]
+        kept = _fit_bytes(messages, self.limits.max_page_bytes, lambda m: m.ByteSize())
+        if kept < len(messages):
+            log.info("%s: %d of %d results sent (--max-page-bytes)", method, kept, len(messages))
+        return messages[:kept]
 
     # ---- tasks ------------------------------------------------------------------------
 
@@ -285,9 +336,10 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             raise errors.InvalidRequestError(
                 "say which task to score: task_name (see ListTasks) or an inline custom_task"
             )
+        self.limits.check_filter_terms(len(request.video_ids))
         batches = self.engine.score_videos(
             task,
-            flt=convert.filter_from_proto(request.filter if request.HasField("filter") else None),
+            flt=self._filter(request),
             video_ids=list(request.video_ids) or None,
             top_k=request.top_k or None,
             batch_size=request.batch_size or DEFAULT_SCORE_BATCH,
@@ -306,7 +358,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
     def ExportEmbeddings(
         self, request: pb.ExportEmbeddingsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.ExportEmbeddingsResponse]:
-        flt = convert.filter_from_proto(request.filter if request.HasField("filter") else None)
+        flt = self._filter(request)
         # The export can be gigabytes: spool it in the data directory (sized for it), not in memory or /tmp.
         with tempfile.TemporaryDirectory(dir=self.engine.data_dir, prefix=".export-") as tmp:
             path = Path(tmp) / "export.parquet"
@@ -346,6 +398,25 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             max_upload_bytes=self.engine.max_upload_bytes,
             encoder=convert.encoder_info_to_proto(info.encoder, info.decode, self.engine.decode_pool.time_limit_s),
         )
+
+
+def _fit_bytes(items: list[Any], budget: int, size: Callable[[Any], int]) -> int:
+    """How many leading items fit in `budget` bytes (at least one, so a page always makes progress)."""
+    used = 0
+    for i, item in enumerate(items):
+        used += size(item) + 8  # field tag and length prefix
+        if used > budget and i > 0:
+            return i
+    return len(items)
+
+
+def _chunks(requests: Iterator[pb.IngestVideoRequest]) -> Iterator[bytes]:
+    for msg in requests:
+        if msg.WhichOneof("payload") != "chunk":
+            raise errors.InvalidRequestError(
+                "only the first IngestVideo message may be a header; send the file as chunks after it"
+            )
+        yield msg.chunk
 
 
 def _result(r: Any) -> pb.SearchResult:

@@ -28,14 +28,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from echosearch.server import cancellation
+from echosearch.server.dicom.phi import DEFAULT_PHI_MODE, policy_for_store
 from echosearch.server.encoder import DEFAULT_BATCH_WAIT_MS, BatchingEncoder, EncoderStats
-from echosearch.server.errors import InvalidRequestError, ModelMismatchError, TooLargeError
+from echosearch.server.errors import InvalidRequestError, ModelMismatchError, RequestCancelledError, TooLargeError
+from echosearch.server.limits import Limits
 from echosearch.server.lru import LRUCache
 from echosearch.server.media.decode_pool import DEFAULT_TIME_LIMIT_S, DecodePool, DecodePoolStats
-from echosearch.server.media.prepare import PrepareOptions
+from echosearch.server.media.prepare import DEFAULT_DICOM_MASK, DICOM_MASKS, PrepareOptions, is_dicom
 from echosearch.server.media.video import Sampling
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoMetadata, VideoRecord
+from echosearch.server.storage.disk_errors import disk_errors
 from echosearch.server.storage.store import Store
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
 from echosearch.server.tasks.registry import load_registry
@@ -108,8 +112,11 @@ class Engine:
         precision: str = "fp32",
         index_factory: str = "Flat",
         use_gpu: bool | None = None,
-        max_upload_bytes: int = 2 << 30,
+        max_upload_bytes: int | None = None,
         model: EchoClipModel | None = None,
+        limits: Limits | None = None,
+        phi: str = DEFAULT_PHI_MODE,
+        dicom_mask: str = DEFAULT_DICOM_MASK,
         batch_frames: int | None = None,
         batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
         compile: bool = False,
@@ -119,7 +126,12 @@ class Engine:
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.max_upload_bytes = int(max_upload_bytes)
+        self.limits = (limits or Limits()).with_overrides(max_upload_bytes=max_upload_bytes)
+        self.max_upload_bytes = self.limits.max_upload_bytes
+        self.phi_policy = policy_for_store(phi, self.data_dir)  # DICOM PatientID: hash (per-store key) | keep | drop
+        if dicom_mask not in DICOM_MASKS:
+            raise InvalidRequestError(f"--dicom-mask must be one of {', '.join(DICOM_MASKS)}, not {dicom_mask!r}")
+        self.dicom_mask = dicom_mask
         self.model = model if model is not None else load_model(model_spec, device=device, precision=precision)
         self.store = Store(self.data_dir, index_factory=index_factory, use_gpu=use_gpu)
         self.reader = self.store.reader
@@ -209,32 +221,51 @@ class Engine:
         metadata: VideoMetadata = VideoMetadata(),
         sampling: Sampling = Sampling(),
         channel_order: str = "rgb",
-        should_stop: Callable[[], bool] | None = None,
+        sha256: str | None = None,
     ) -> IngestOutcome:
         """Decode, embed and store one video in one catalog transaction; idempotent by content sha256.
 
-        `sampling` was checked when it was made (Sampling validates itself on construction). A path is
-        decoded from disk by the worker (never read into this process); `should_stop` (the caller went
-        away) is polled while the upload waits for a decoder or the encoder, and drops its queued work.
+        `sampling` was checked when it was made (Sampling validates itself on construction) and is
+        lowered here to the server's frame cap. A path is decoded from the file, never read into
+        memory whole; `sha256` is the content's hash when the caller already computed it while receiving.
         """
         if channel_order not in CHANNEL_ORDERS:
             raise InvalidRequestError(f"channel order must be 'rgb' or 'bgr', not {channel_order!r}")
+        data: bytes | Path
         if isinstance(source, (bytes, bytearray, memoryview)):
-            self.check_upload_size(source_name, len(source))
-            data: bytes | Path = bytes(source)
-            size, sha256 = len(data), hashlib.sha256(data).hexdigest()
+            data = bytes(source)
+            size = len(data)
         else:
             data = Path(source)
-            size, sha256 = self._hash_file(data, source_name)
+            size = self._file_size(data)
+        self.check_upload_size(source_name, size)
+        sampling = self.check_ingest_args(source_name, metadata, sampling)
+        if sha256 is None:
+            sha256 = hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else _hash_file(data)
         existing = self.reader.find_by_sha256(sha256)
         if existing is not None:
             return IngestOutcome(existing, True, 0.0, 0.0, 0.0)
 
         started = time.perf_counter()
-        options = PrepareOptions(sampling, channel_order=channel_order, image_size=self.model.image_size)
-        prepared = self.decode_pool.prepare(data, options, name=source_name, should_stop=should_stop)
+        options = PrepareOptions(
+            sampling,
+            channel_order=channel_order,
+            mean=self.model.mean,
+            std=self.model.std,
+            image_size=self.model.image_size,
+            max_frame_pixels=self.limits.max_frame_pixels,
+            dicom_mask=self.dicom_mask,
+        )
+        # Decoded in a worker process (a path is read there, not here); uint8 crops for videos.
+        prepared = self.decode_pool.prepare(data, options, name=source_name, should_stop=_caller_gone)
+        if is_dicom(data):  # decoded, so pydicom is there: the header's study, time, UIDs; PatientID via the policy
+            from echosearch.server.dicom.metadata import dicom_metadata, merge_metadata
+
+            metadata = merge_metadata(dicom_metadata(data, self.phi_policy), metadata)
         decoded = time.perf_counter()
-        embeddings = self._encode_frames(prepared.pixels, should_stop)  # uint8 crops; normalised on the device
+        cancellation.check()  # nobody waits for this video any more: do not encode it (once encoded, it is stored)
+        # A caller that goes away while its frames are queued takes them out of the encoder's queue.
+        embeddings = self._encode_frames(prepared.pixels, _caller_gone)
         encoded = time.perf_counter()
         frames = FrameEmbeddings(
             frame_indices=np.asarray(prepared.frame_indices, dtype=np.int64),
@@ -281,25 +312,25 @@ class Engine:
                 "split or shorten the video, or start the server with a larger --max-upload-mb"
             )
 
-    def _hash_file(self, path: Path, name: str) -> tuple[int, str]:
-        """(size, hex sha256) of a file on disk, read in 1 MiB pieces."""
+    def check_ingest_args(self, source_name: str, metadata: VideoMetadata, sampling: Sampling) -> Sampling:
+        """Validate what an ingest stores besides the video (before any byte is received); the sampling within the caps."""
+        self.limits.check_metadata(source_name, metadata)
+        return self.limits.sampling_within(sampling)
+
+    @staticmethod
+    def _file_size(path: Path) -> int:
         try:
-            size = path.stat().st_size
-            self.check_upload_size(name, size)
-            digest = hashlib.sha256()
-            with path.open("rb") as f:
-                for piece in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(piece)
+            return path.stat().st_size
         except OSError as exc:
             raise InvalidRequestError(f"cannot read {path}: {exc.strerror or exc}") from None
-        return size, digest.hexdigest()
 
     # ---- videos ----------------------------------------------------------------------
 
     def get_video(self, video_id: int, *, with_embeddings: bool = False) -> tuple[VideoRecord, FrameEmbeddings | None]:
         """A stored video's record, and its frames' embeddings when asked."""
-        record = self.reader.get_video(int(video_id))
-        return record, (self.reader.get_frames(record.video_id) if with_embeddings else None)
+        if with_embeddings:  # one snapshot: a delete racing this read is NOT_FOUND, never a video without frames
+            return self.reader.get_video_and_frames(int(video_id))
+        return self.reader.get_video(int(video_id)), None
 
     def list_videos(
         self, flt: VideoFilter | None = None, *, page_size: int = 100, page_token: str = ""
@@ -311,8 +342,13 @@ class Engine:
         page = self.reader.list_videos(flt, limit=page_size + 1, after_id=after)
         more = len(page) > page_size
         page = page[:page_size]
-        token = _encode_page_token(page[-1].video_id) if more and page else ""
+        token = self.page_token_after(page[-1].video_id) if more and page else ""
         return page, token, self.reader.count_videos(flt)
+
+    @staticmethod
+    def page_token_after(video_id: int) -> str:
+        """The token of the page that starts after `video_id` (lets the API cut a page short by bytes)."""
+        return _encode_page_token(video_id)
 
     def delete_video(self, video_id: int) -> None:
         """Remove a video from catalog and indexes together."""
@@ -376,6 +412,7 @@ class Engine:
         frames_per_video: int,
         exclude: Sequence[int] = (),
     ) -> list[SearchResult]:
+        cancellation.check()  # the query may have waited for the encoder: skip the search if nobody waits
         hits = self.store.search_videos(
             query, k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video, exclude=exclude
         )
@@ -425,6 +462,7 @@ class Engine:
             threshold=threshold,
             count_tokens=self.model.count_tokens,
             context_length=self.model.context_length,
+            max_candidates=self.limits.max_prompts_per_task,
             **kwargs,
         )
 
@@ -447,23 +485,50 @@ class Engine:
 
     def export_parquet(self, path: Path, flt: VideoFilter | None = None) -> int:
         """Write frame embeddings with their video metadata to a Parquet file; returns rows written."""
-        rows = self.reader.export_parquet(Path(path), flt)
+        with disk_errors(self.data_dir):
+            rows = self.reader.export_parquet(Path(path), flt)
         log.info("exported %d frame rows to %s", rows, path)
         return rows
+
+
+def _caller_gone() -> bool:
+    """Whether the request this thread serves was cancelled or passed its deadline (see cancellation.py)."""
+    try:
+        cancellation.check()
+    except RequestCancelledError:
+        return True
+    return False
 
 
 def _encode_page_token(after_id: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"after": after_id}).encode()).decode().rstrip("=")
 
 
+MAX_PAGE_TOKEN_CHARS = 128  # tokens this server gives out are ~30 characters
+
+
 def _decode_page_token(token: str) -> int | None:
+    """The video id a page token continues after; strict: exactly {"after": int}, short, or INVALID_ARGUMENT."""
     if not token:
         return None
     try:
+        if len(token) > MAX_PAGE_TOKEN_CHARS:
+            raise ValueError
         padded = token + "=" * (-len(token) % 4)
-        after = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
-        if not isinstance(after, int):
+        parsed = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(parsed, dict) or set(parsed) != {"after"}:
+            raise ValueError
+        after = parsed["after"]
+        if type(after) is not int or not 0 <= after < 2**63:
             raise ValueError
         return after
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, TypeError, RecursionError, binascii.Error):
         raise InvalidRequestError("page token is not one this server gave out; start again without a token") from None
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

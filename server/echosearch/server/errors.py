@@ -1,6 +1,7 @@
 """Domain exceptions of the service: defined in the light `echosearch.errors`, imported from here by server code.
 
-The gRPC layer maps each class to one status code (api.py, `STATUS_CODES`).
+The gRPC layer maps each class to one status code (api.py, `STATUS_CODES`). The few errors only
+the server raises (resource limits it enforces while serving) are defined here.
 """
 
 from __future__ import annotations
@@ -16,22 +17,33 @@ from echosearch.errors import (
     TooLargeError,
 )
 
+
+class BusyError(EchoSearchError):
+    """The server is at a concurrency cap (e.g. uploads at once); the caller may retry shortly."""
+
+
+class DiskFullError(EchoSearchError):
+    """The data directory ran out of space (or its disk failed) while writing."""
+
+
+class RequestCancelledError(EchoSearchError):
+    """The caller cancelled or passed its deadline; the work stopped (no status is sent: nobody is listening)."""
+
+
 __all__ = [
+    "BusyError",
+    "DiskFullError",
     "EchoSearchError",
     "InvalidRequestError",
     "InvalidVideoError",
     "ModelLoadError",
     "ModelMismatchError",
     "NotFoundError",
+    "RequestCancelledError",
     "StoreVersionError",
     "TooLargeError",
-    "RequestCancelledError",
     "DeadlineExceededError",
 ]
-
-
-class RequestCancelledError(EchoSearchError):
-    """The caller cancelled (or its deadline passed) while its work was queued; the work was dropped."""
 
 
 class DeadlineExceededError(EchoSearchError):

@@ -21,6 +21,8 @@ from grpc_reflection.v1alpha import reflection
 from echosearch.server.api import EchoSearchServicer
 from echosearch.server.engine import Engine
 from echosearch.server.errors import EchoSearchError
+from echosearch.server.limits import Limits
+from echosearch.server.upload import clean_spool
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
 
@@ -41,7 +43,7 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
     def __init__(self, token: str, open_prefixes: tuple[str, ...] = OPEN_METHOD_PREFIXES) -> None:
         if not token:
             raise ValueError("empty token")
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
         self._open = open_prefixes
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
@@ -52,7 +54,7 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
             if key == "authorization":
                 given = value.encode() if isinstance(value, str) else bytes(value)
                 break
-        if given is not None and hmac.compare_digest(given, self._expected):
+        if given is not None and hmac.compare_digest(_bearer_credentials(given), self._expected):
             return continuation(details)
         handler = continuation(details)
         if handler is None:  # unknown method: let gRPC answer UNIMPLEMENTED
@@ -63,6 +65,12 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
             else "wrong bearer token for this server"
         )
         return _refusal(handler, message)
+
+
+def _bearer_credentials(value: bytes) -> bytes:
+    """The token of an `authorization` value; the scheme name is case-insensitive (RFC 9110 11.1, RFC 6750)."""
+    scheme, _, credentials = value.strip().partition(b" ")
+    return credentials.strip() if scheme.lower() == b"bearer" else b""
 
 
 def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
@@ -124,6 +132,7 @@ def start_server(
     token: str | None = None,
 ) -> RunningServer:
     """Build and start a server over `engine`; port 0 picks a free port (see .port)."""
+    clean_spool(engine.data_dir)  # upload spool files of a server that crashed
     interceptors = [BearerTokenInterceptor(token)] if token else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
@@ -134,7 +143,7 @@ def start_server(
             ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, not share it
         ],
     )
-    servicer = EchoSearchServicer(engine)
+    servicer = EchoSearchServicer(engine, workers=max_workers)
     pb_grpc.add_EchoSearchServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -178,6 +187,9 @@ class ServeOptions:
     tls_key: Path | None = None
     token: str | None = None
     grace: float = 30.0
+    limits: Limits = field(default_factory=Limits)  # per-request caps (the --max-*/--upload-* flags)
+    phi: str = "hash"  # DICOM PatientID: hash | keep | drop (docs/dicom.md)
+    dicom_mask: str = "region"  # DICOM pixels outside the largest 2D ultrasound region: region (blacked out) | off
     # The ingest path (issue 9): batching encoder and decode worker processes.
     batch_frames: int | None = None  # None: 256 on CUDA, 32 on CPU
     batch_wait_ms: float = 5.0
@@ -206,6 +218,9 @@ def serve(opts: ServeOptions) -> int:
             precision=opts.precision,
             index_factory=opts.index_factory,
             max_upload_bytes=opts.max_upload_mb << 20,
+            limits=opts.limits,
+            phi=opts.phi,
+            dicom_mask=opts.dicom_mask,
             batch_frames=opts.batch_frames,
             batch_wait_ms=opts.batch_wait_ms,
             decode_workers=opts.decode_workers,

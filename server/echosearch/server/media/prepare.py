@@ -1,25 +1,101 @@
-"""The one media entry point the decode workers call: a source (path or bytes) -> sampled uint8 model-input frames.
+"""The one media entry point: sniff the bytes, route them to the DICOM or the video decoder, same PreparedVideo out.
 
-Formats dispatch here (today PyAV video; a DICOM reader plugs in beside it), so the decode pool,
-the engine and the bulk path never hard-wire one decoder.
+The decode process pool's workers call `prepare` (uint8 video crops: 4x less to ship between processes);
+in-process callers use `prepare_media`. Nothing else needs to know which decoder ran.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from echosearch.server.media.video import PreparedVideo, Sampling, Source, decode_video
+from echosearch.client.sniff import HEAD_BYTES, looks_like_dicom
+from echosearch.server.errors import InvalidVideoError
+from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS
+from echosearch.server.media.video import PreparedVideo, Sampling, Source, decode_video, prepare_video
+
+DICOM_MASKS = ("region", "off")  # region: black out outside the largest 2D ultrasound region
+DEFAULT_DICOM_MASK = "region"  # why: docs/dicom.md, "Masking outside the scan region"
+
+
+def is_dicom(source: Source) -> bool:
+    """True when the bytes (or the file) are DICOM (DICM magic at offset 128, or a bare data set with a valid header)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return looks_like_dicom(bytes(source[:HEAD_BYTES]))
+    with open(source, "rb") as f:
+        return looks_like_dicom(f.read(HEAD_BYTES))
+
+
+def prepare_media(
+    source: Source,
+    sampling: Sampling = Sampling(),
+    *,
+    channel_order: str = "rgb",
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    image_size: int,
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
+    dicom_mask: str = DEFAULT_DICOM_MASK,
+) -> PreparedVideo:
+    """Decode, sample and preprocess a video or DICOM file (bytes, or a path read whole when it is DICOM).
+
+    `mean`, `std` and `image_size` come from the loaded model (EchoClipModel.mean/std/image_size); frames
+    over `max_frame_pixels` are refused from the declared size before any is decoded.
+    """
+    if is_dicom(source):
+        if not isinstance(source, (bytes, bytearray, memoryview)):
+            with open(source, "rb") as f:  # pydicom holds the pixel data in memory anyway
+                source = f.read()
+        try:
+            from echosearch.server.media.dicom import prepare_dicom  # pydicom only where DICOM arrives
+        except ImportError as exc:
+            raise InvalidVideoError(
+                f"this is a DICOM file but DICOM support is not installed ({exc.name} is missing): "
+                "pip install 'echosearch[dicom]'"
+            ) from None
+        return prepare_dicom(
+            source,
+            sampling,
+            channel_order=channel_order,
+            mean=mean,
+            std=std,
+            image_size=image_size,
+            max_frame_pixels=max_frame_pixels,
+            mask=dicom_mask,
+        )
+    return prepare_video(
+        source,
+        sampling,
+        channel_order=channel_order,
+        mean=mean,
+        std=std,
+        image_size=image_size,
+        max_frame_pixels=max_frame_pixels,
+    )
 
 
 @dataclass(frozen=True)
 class PrepareOptions:
-    """How to turn a source into model input: which frames, channel order, model image size."""
+    """How the decode workers turn an upload into model input: which frames, channel order, the model's preprocessing."""
 
     sampling: Sampling = Sampling()
     channel_order: str = "rgb"
+    mean: tuple[float, ...] = ()  # the model's; needed where pixels are normalised in the worker (DICOM)
+    std: tuple[float, ...] = ()
     image_size: int = 224
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
+    dicom_mask: str = DEFAULT_DICOM_MASK
 
 
-def prepare(source: Source, options: PrepareOptions = PrepareOptions()) -> PreparedVideo:
-    """Decode `source`, sample and crop/resize its frames: PreparedVideo with (n,3,S,S) uint8 pixels."""
-    return decode_video(source, options.sampling, channel_order=options.channel_order, image_size=options.image_size)
+def prepare(source: Source, options: PrepareOptions | None = None) -> PreparedVideo:
+    """What a decode worker runs: a video as (n,3,S,S) uint8 crops (normalised later, on the model's device),
+    a DICOM file through prepare_media (normalised float pixels; the encoder takes either)."""
+    o = options or PrepareOptions()
+    if is_dicom(source):
+        assert o.mean and o.std, "DICOM is normalised in the worker: pass the model's mean and std"
+        return prepare_media(
+            source, o.sampling, channel_order=o.channel_order, mean=o.mean, std=o.std, image_size=o.image_size,
+            max_frame_pixels=o.max_frame_pixels, dicom_mask=o.dicom_mask,
+        )  # fmt: skip
+    return decode_video(
+        source, o.sampling, channel_order=o.channel_order, image_size=o.image_size, max_frame_pixels=o.max_frame_pixels
+    )

@@ -22,6 +22,7 @@ import torch
 from av.video.reformatter import VideoReformatter
 
 from echosearch.server.errors import InvalidRequestError, InvalidVideoError, TooLargeError
+from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS, check_frame_pixels
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ ZOOM = 0.1
 TEXT_FORMATS = {"tty"}
 TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
 CHUNK = 16  # frames preprocessed together; bounds memory held as raw decoded frames
+CHUNK_BYTES = 64 << 20  # ...and so does this: large frames are preprocessed a few at a time
 # Codecs whose every packet is one independently decodable frame, in presentation order: frames the
 # sampling does not keep need not be decoded at all (MJPG AVI is the usual echo export).
 INTRA_ONLY_CODECS = {"mjpeg", "png", "rawvideo", "bmp", "tiff", "qtrle"}
@@ -59,7 +61,8 @@ class Sampling:
             raise InvalidRequestError(f"sampling 'every' needs step >= 1, got {self.step}")
         if self.mode == "count" and not 1 <= self.count <= self.max_frames:
             raise InvalidRequestError(
-                f"sampling 'count' needs 1 <= count <= max_frames ({self.max_frames}), got {self.count}"
+                f"sampling 'count' needs 1 <= count <= max_frames ({self.max_frames}), got {self.count}; "
+                "a server embeds at most its --max-frames-per-video frames per video (default 512)"
             )
 
     def indices(self, n: int) -> np.ndarray:
@@ -98,26 +101,35 @@ def prepare_video(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     image_size: int,
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
 ) -> PreparedVideo:
     """Decode `source` (bytes or path), sample frames and preprocess them; InvalidVideoError if it is not a video.
 
     `mean`, `std` and `image_size` come from the loaded model (EchoClipModel.mean/std/image_size).
+    Frames over `max_frame_pixels` are refused from the stream's declared size, before any is decoded.
     """
-    decoded = decode_video(source, sampling, channel_order=channel_order, image_size=image_size)
+    decoded = decode_video(
+        source, sampling, channel_order=channel_order, image_size=image_size, max_frame_pixels=max_frame_pixels
+    )
     return replace(decoded, pixels=normalise(decoded.pixels, mean, std))
 
 
 def decode_video(
-    source: Source, sampling: Sampling = Sampling(), *, channel_order: str = "rgb", image_size: int
+    source: Source,
+    sampling: Sampling = Sampling(),
+    *,
+    channel_order: str = "rgb",
+    image_size: int,
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
 ) -> PreparedVideo:
     """prepare_video up to the crop and resize: pixels are (n,3,S,S) uint8, 4x smaller to ship between processes."""
     assert channel_order in ("rgb", "bgr"), channel_order  # the engine validated the request
     n_hint = None
     if sampling.mode == "count":
         n_hint = _count_packets(source)  # evenly spaced needs n up front; demuxing is cheap
-    decoded = _decode(source, sampling, n_hint, channel_order, image_size)
+    decoded = _decode(source, sampling, n_hint, channel_order, image_size, max_frame_pixels)
     if sampling.mode == "count" and decoded.resample_n is not None:  # stream shorter than its packets: resample
-        decoded = _decode(source, sampling, decoded.resample_n, channel_order, image_size)
+        decoded = _decode(source, sampling, decoded.resample_n, channel_order, image_size, max_frame_pixels)
     return PreparedVideo(
         decoded.frames_u8,
         decoded.frame_indices,
@@ -226,11 +238,15 @@ class _Decoded:
     resample_n: int | None  # count mode only: the true frame count when the stream was shorter than its packets
 
 
-def _decode(source: Source, sampling: Sampling, n_hint: int | None, channel_order: str, image_size: int) -> _Decoded:
+def _decode(
+    source: Source, sampling: Sampling, n_hint: int | None, channel_order: str, image_size: int, max_pixels: int
+) -> _Decoded:
     """Decode the frames the sampling needs."""
     fmt = "rgb24" if channel_order == "rgb" else "bgr24"
     with _open(source) as container:
         stream = container.streams.video[0]
+        check_frame_pixels(stream.codec_context.width, stream.codec_context.height, max_pixels)
+        declared_seconds = _declared_seconds(container, stream)
         stream.thread_type = "AUTO"
         declared = int(stream.frames or 0)
         fps = float(stream.average_rate or stream.guessed_rate or 0.0)
@@ -239,6 +255,7 @@ def _decode(source: Source, sampling: Sampling, n_hint: int | None, channel_orde
         indices: list[int] = []
         times: list[float] = []
         pending: list[np.ndarray] = []
+        pending_bytes = 0
         decoded = 0
         packets = container.demux(stream)
         # One swscale context for the whole video, not one per frame.
@@ -260,20 +277,28 @@ def _decode(source: Source, sampling: Sampling, n_hint: int | None, channel_orde
                     if len(indices) >= sampling.max_frames:
                         raise TooLargeError(
                             f"sampling {sampling.mode!r} selects more than max_frames={sampling.max_frames} frames "
-                            f"from this video; use sampling 'every' with a larger step or 'count'"
+                            "from this video (the request's max_frames, or the server's --max-frames-per-video); "
+                            "use sampling 'every' with a larger step or 'count'"
                         )
+                    check_frame_pixels(frame.width, frame.height, max_pixels)  # a stream may change size mid-way
                     indices.append(decoded)
                     times.append(_seconds(frame, stream, decoded, fps))
                     pending.append(reformatter.reformat(frame, format=fmt).to_ndarray())
-                    if len(pending) >= CHUNK or (pending and pending[0].shape != pending[-1].shape):
+                    pending_bytes += pending[-1].nbytes
+                    if (
+                        len(pending) >= CHUNK
+                        or pending_bytes >= CHUNK_BYTES
+                        or (pending and pending[0].shape != pending[-1].shape)
+                    ):
                         kept.extend(_flush(pending, image_size))
+                        pending_bytes = 0
                 decoded += 1
                 if stop is not None and decoded >= stop:
                     break
             kept.extend(_flush(pending, image_size))
             reached_end = stop is None or decoded < stop
             total = decoded if reached_end else fed[0] + _remaining_frames(packets)
-        except (TooLargeError, InvalidRequestError):
+        except (TooLargeError, InvalidRequestError, InvalidVideoError):
             raise
         except Exception as exc:  # a corrupt packet mid-stream: name where it happened
             raise InvalidVideoError(f"corrupt video: decoding failed after {decoded} frames ({exc})") from exc
@@ -284,6 +309,7 @@ def _decode(source: Source, sampling: Sampling, n_hint: int | None, channel_orde
         raise InvalidVideoError(
             f"truncated video: the container declares {declared} frames but the stream ends after {total}"
         )
+    _warn_if_short(declared, declared_seconds, fps, total, decoded, stop)
     resample = None
     if sampling.mode == "count" and n_hint is not None and total < n_hint:
         resample = total
@@ -291,6 +317,36 @@ def _decode(source: Source, sampling: Sampling, n_hint: int | None, channel_orde
     return _Decoded(
         frames_u8, np.asarray(indices, np.int64), np.asarray(times, np.float64), fps, width, height, total, resample
     )
+
+
+def _declared_seconds(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    """The duration the container or the stream header declares, in seconds (None when neither says)."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _warn_if_short(
+    declared: int, declared_seconds: float | None, fps: float, total: int, decoded: int, stop: int | None
+) -> None:
+    """WARNING when the decoded frames disagree with what the container declares; the decoded count is stored."""
+    if stop is not None and decoded >= stop:
+        return  # decoding stopped early on purpose: `total` counts packets, not decoded frames
+    if declared and total != declared:
+        log.warning("the container declares %d frames but %d were decoded; storing %d", declared, total, total)
+    elif not declared and declared_seconds and fps > 0:
+        expected = declared_seconds * fps
+        if abs(total - expected) > max(2.0, 0.05 * expected):
+            log.warning(
+                "the container declares %.2fs (about %.0f frames at %.3g fps) but %d frames were decoded; storing %d",
+                declared_seconds,
+                expected,
+                fps,
+                total,
+                total,
+            )
 
 
 def _plan(sampling: Sampling, n_hint: int | None) -> tuple[Callable[[int], bool], int | None]:

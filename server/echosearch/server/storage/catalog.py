@@ -374,17 +374,29 @@ class Catalog:
     # ---- frames and embeddings ---------------------------------------------------
     def get_frames(self, video_id: int) -> FrameEmbeddings:
         """A stored video's frames with their catalog ids; NotFoundError when absent."""
-        self.get_video(video_id)
+        return self.get_video_and_frames(video_id)[1]
+
+    def get_video_and_frames(self, video_id: int) -> tuple[VideoRecord, FrameEmbeddings]:
+        """A video and its frames read in one snapshot: a delete racing the read gives NotFoundError, never a half."""
         dim = self.embed_dim or 0
-        tbl = (
-            self.cursor()
-            .sql(
-                "SELECT frame_id, frame_index, timestamp, embedding FROM frames "
-                "WHERE frame_id >= ? AND frame_id < ? ORDER BY frame_id",
-                params=list(frame_id_range(video_id)),
-            )
-            .to_arrow_table()
-        )
+        cur = self.cursor()
+        cur.begin()
+        try:
+            found = self._find(cur, "v.video_id = ?", [int(video_id)])
+            if not found:
+                raise NotFoundError(f"no video with id {video_id}")
+            frames = self._frames_in(cur, int(video_id), dim)
+        finally:
+            cur.rollback()  # read only: nothing to keep
+        return found[0], frames
+
+    @staticmethod
+    def _frames_in(cur: duckdb.DuckDBPyConnection, video_id: int, dim: int) -> FrameEmbeddings:
+        tbl = cur.sql(
+            "SELECT frame_id, frame_index, timestamp, embedding FROM frames "
+            "WHERE frame_id >= ? AND frame_id < ? ORDER BY frame_id",
+            params=list(frame_id_range(video_id)),
+        ).to_arrow_table()
         return FrameEmbeddings(
             frame_indices=tbl.column("frame_index").to_numpy().astype(np.int64),
             timestamps=tbl.column("timestamp").to_numpy().astype(np.float64),

@@ -58,9 +58,23 @@ def compile_filter(flt: VideoFilter | None, alias: str = "v") -> tuple[str, list
                 raise InvalidRequestError(f"time filter on {column} must be a datetime, got {type(value).__name__}")
             clauses.append(f"{a}.{column} {op} ?")
             params.append(to_utc_naive(value))
-    for key, value in sorted(flt.tags.items()):
+    if flt.tags:
+        # One join against the wanted (key, value) list, whatever its length: linear work and a fixed
+        # expression depth (one EXISTS per tag nested 2,000 deep hit DuckDB's limit). A video matches
+        # when every wanted pair matched: its tag keys are unique, so counting the matches suffices.
+        keys, values = zip(*sorted((str(k), str(v)) for k, v in flt.tags.items()))
         clauses.append(
-            f"EXISTS (SELECT 1 FROM video_tags t WHERE t.video_id = {a}.video_id AND t.key = ? AND t.value = ?)"
+            f"{a}.video_id IN (SELECT t.video_id FROM video_tags t"
+            " JOIN (SELECT unnest(?::VARCHAR[]) AS key, unnest(?::VARCHAR[]) AS value) w"
+            " ON t.key = w.key AND t.value = w.value GROUP BY t.video_id HAVING count(*) = ?)"
         )
-        params.extend([str(key), str(value)])
+        params.extend([list(keys), list(values), len(keys)])
     return " AND ".join(clauses), params
+
+
+def filter_terms(flt: VideoFilter | None) -> int:
+    """How many values a filter lists (all fields together): what --max-filter-terms caps."""
+    if flt is None:
+        return 0
+    lists = (flt.video_ids, flt.study_ids, flt.patient_ids, flt.views)
+    return sum(len(x) for x in lists if x is not None) + len(flt.tags)

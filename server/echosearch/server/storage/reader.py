@@ -42,6 +42,10 @@ class CatalogReader:
         """A stored video's frames and embeddings; NotFoundError when absent."""
         return self._catalog.get_frames(video_id)
 
+    def get_video_and_frames(self, video_id: int) -> tuple[VideoRecord, FrameEmbeddings]:
+        """A video and its frames read in one snapshot (a racing delete gives NotFoundError, never half)."""
+        return self._catalog.get_video_and_frames(video_id)
+
     def list_videos(
         self, flt: VideoFilter | None = None, *, limit: int = 100, after_id: int | None = None
     ) -> list[VideoRecord]:

@@ -63,9 +63,26 @@ def _commit(tmp: Path, final: Path) -> dict:
     return {"file": final.name, "size": final.stat().st_size, "crc32": _crc32(final)}
 
 
+def remove_temp_files(folder: Path) -> None:
+    """Delete half-written `*.tmp` files (a save that failed, e.g. on a full disk, or a crash mid-save)."""
+    if not folder.is_dir():
+        return
+    for entry in folder.glob("*.tmp"):
+        entry.unlink(missing_ok=True)
+        log.info("removed an unfinished snapshot file %s", entry.name)
+
+
 def save(folder: Path, frames: VectorIndex, means: VectorIndex, seq: int) -> None:
-    """Write a snapshot covering catalog seq `seq`, then drop older snapshot files."""
+    """Write a snapshot covering catalog seq `seq`, then drop older snapshot files; on failure leave no temp file."""
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        _save(folder, frames, means, seq)
+    except BaseException:
+        remove_temp_files(folder)
+        raise
+
+
+def _save(folder: Path, frames: VectorIndex, means: VectorIndex, seq: int) -> None:
     manifest: dict = {
         "format": FORMAT,
         "seq": int(seq),
@@ -106,6 +123,7 @@ def _verified(folder: Path, entry: dict) -> Path:
 
 def load(folder: Path, factory: str, dim: int, **kwargs) -> Loaded | None:
     """The saved snapshot if present, intact and made for this factory and width; else None."""
+    remove_temp_files(folder)
     manifest_path = folder / MANIFEST
     if not manifest_path.exists():
         log.info("no index snapshot in %s", folder)

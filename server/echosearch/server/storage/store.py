@@ -18,6 +18,7 @@ from echosearch.server.errors import InvalidRequestError
 from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoHit, VideoMetadata, VideoRecord
 from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog
+from echosearch.server.storage.disk_errors import disk_errors
 from echosearch.server.storage.frame_ids import frame_ids_for, video_of_frames
 from echosearch.server.storage.index import VectorIndex
 from echosearch.server.storage.reader import CatalogReader
@@ -106,6 +107,17 @@ class Store:
             self._frames, self._means, self._index_seq = loaded.frames, loaded.means, loaded.seq
             self._saved_seq = loaded.seq
             self._catch_up()
+            frames, videos = self.catalog.count_frames(), self.catalog.count_videos()
+            if self._frames.ntotal != frames or self._means.ntotal != videos:
+                log.warning(
+                    "index holds %d frames / %d videos but the catalog %d / %d after catch-up; rebuilding",
+                    self._frames.ntotal,
+                    self._means.ntotal,
+                    frames,
+                    videos,
+                )
+                self._rebuild(dim)
+                self._saved_seq = -1
         if self._index_seq != self._saved_seq:
             self.save()
 
@@ -132,6 +144,10 @@ class Store:
         for vid, n in zip(vids[is_delete], n_frames[is_delete]):
             self._remove_video(int(vid), int(n))
         added = vids[~is_delete]
+        # Idempotent: a video the index already holds (a snapshot labelled older than its contents)
+        # is not added twice; frames and mean are always added together, so the mean index says.
+        if len(added) and self._means.ntotal:
+            added = added[~np.isin(added, self._means.ids())]
         for batch, offsets, emb in self.catalog.iter_embedding_batches(added):
             self._add_batch(batch, offsets, emb)
         self._index_seq = int(seqs[-1])
@@ -151,7 +167,11 @@ class Store:
 
     def _maybe_save(self) -> None:
         if self.save_every > 0 and self._index_seq - max(self._saved_seq, 0) >= self.save_every:
-            self._save()
+            try:
+                self._save()
+            except (OSError, RuntimeError) as exc:  # FAISS reports a failed write as RuntimeError
+                # The write that triggered this is committed; the snapshot is only a cache of the catalog.
+                log.warning("could not save an index snapshot (%s); the next start catches up from the catalog", exc)
 
     # ---- writes ------------------------------------------------------------------
     def add_video(
@@ -169,7 +189,7 @@ class Store:
         frames: FrameEmbeddings,
     ) -> tuple[VideoRecord, bool]:
         """Commit the video to the catalog (one transaction), then add it to both indexes."""
-        with self._lock.write():
+        with self._lock.write(), disk_errors(self.data_dir):
             result = self.catalog.add_video(
                 sha256=sha256,
                 source_name=source_name,
@@ -191,7 +211,7 @@ class Store:
         All or nothing; idempotent by sha256 (a repeat, in the store or earlier in the batch, comes
         back with created=False). For bulk loads and migrations; results are in input order.
         """
-        with self._lock.write():
+        with self._lock.write(), disk_errors(self.data_dir):
             results = self.catalog.add_videos(items)
             self._index_new(results, [item["frames"] for item in items])
             return results
@@ -218,7 +238,8 @@ class Store:
         """Delete from the catalog (NotFoundError when absent), then from both indexes."""
         with self._lock.write():
             n = self.catalog.get_video(video_id).sampled_frames
-            self.catalog.delete_video(video_id)
+            with disk_errors(self.data_dir):
+                self.catalog.delete_video(video_id)
             if self._frames is not None:
                 self._remove_video(int(video_id), n)
             self._index_seq = self.catalog.last_seq()
@@ -251,6 +272,15 @@ class Store:
             self._closed = True
             try:
                 self._save()
+            except (
+                OSError,
+                RuntimeError,
+            ) as exc:  # e.g. a full disk (FAISS raises RuntimeError): nothing is lost, the catalog is the truth
+                log.error(
+                    "could not save the index snapshot at close (%s); the next start rebuilds or catches up "
+                    "from the catalog",
+                    exc,
+                )
             finally:
                 self.catalog.close()
 

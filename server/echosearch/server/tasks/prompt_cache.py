@@ -9,9 +9,12 @@ from typing import Protocol
 
 import numpy as np
 
+from echosearch.server import cancellation
 from echosearch.server.lru import LRUCache
 
 log = logging.getLogger(__name__)
+
+ENCODE_CHUNK = 256  # texts encoded per model call: a cancelled request stops between chunks
 
 
 class PromptStore(Protocol):
@@ -50,8 +53,12 @@ class PromptEmbeddingCache:
         self._lock = threading.Lock()  # serialises misses (no double encode)
         self.encoded_texts = 0  # how many texts this cache has encoded (observability, tests)
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), D) float32, rows aligned with ``texts`` (duplicates allowed)."""
+    def embed(self, texts: Sequence[str], *, persist: bool = True) -> np.ndarray:
+        """(len(texts), D) float32, rows aligned with ``texts`` (duplicates allowed).
+
+        ``persist=False`` (prompts from a request's custom task) keeps new embeddings in the
+        bounded memory LRU only, so requests cannot grow the catalog.
+        """
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not one string")
         texts = list(texts)
@@ -65,7 +72,7 @@ class PromptEmbeddingCache:
                 found.update({t: np.asarray(e, dtype=np.float32) for t, e in stored.items() if t in set(missing)})
                 to_encode = [t for t in missing if t not in found]
                 if to_encode:
-                    found.update(self._encode_and_store(to_encode))
+                    found.update(self._encode_and_store(to_encode, persist))
                 for t in missing:
                     self._memory.put(t, found[t])
         return np.stack([found[t] for t in texts])
@@ -78,13 +85,19 @@ class PromptEmbeddingCache:
                 found[t] = emb
         return found
 
-    def _encode_and_store(self, texts: list[str]) -> dict[str, np.ndarray]:
-        emb = np.asarray(self._encode(texts), dtype=np.float32)
+    def _encode_and_store(self, texts: list[str], persist: bool = True) -> dict[str, np.ndarray]:
+        parts = []
+        for start in range(0, len(texts), ENCODE_CHUNK):
+            cancellation.check()
+            parts.append(np.asarray(self._encode(texts[start : start + ENCODE_CHUNK]), dtype=np.float32))
+        emb = np.concatenate(parts)
         if emb.ndim != 2 or emb.shape[0] != len(texts):
             raise ValueError(f"encode_texts returned shape {emb.shape} for {len(texts)} texts")
         self.encoded_texts += len(texts)
         mapping = {t: emb[i] for i, t in enumerate(texts)}
         log.debug("encoded %d new prompt text(s) for model %s", len(texts), self.model_identity)
+        if not persist:
+            return mapping
         try:
             self._store.put_prompt_embeddings(self.model_identity, mapping)
         except Exception:

@@ -48,7 +48,8 @@ class TaskScorer:
 
     def task_embeddings(self, task: Task) -> np.ndarray:
         """The task's candidate-text embeddings, from the prompt cache (each text encoded once per model)."""
-        return self.prompts.embed(task.candidate_texts())
+        # A request's own task is cached in memory only: requests must not grow the catalog without bound.
+        return self.prompts.embed(task.candidate_texts(), persist=task.source != "request")
 
     def score_videos(
         self,
