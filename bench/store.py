@@ -11,6 +11,7 @@ unlike real embeddings) are reported as a second line. Prints a markdown table.
 
     python bench/store.py                      # 1M frames = 50k videos × 20 (about 10 min on 2 cores)
     python bench/store.py --frames 100000      # quick look
+    python bench/store.py --only-filters --filter-ann IVF1024,Flat   # issue 9 item 6: filters, deletes
     python bench/store.py --only-ann --build-threads 2 --ann HNSW32 IVF4096,Flat \
         --efsearch 64 128 256 512 --nprobe 32 64 128   # index choice only: fill, Flat, ANN sweeps
 
@@ -18,6 +19,8 @@ unlike real embeddings) are reported as a second line. Prints a markdown table.
 one at a time); HNSW factories sweep `--efsearch`, the others `--nprobe`.
 `--only-ann` skips the single-transaction ingest sample, the restart/rebuild and
 disk rows and the uniform worst case, and re-measures Flat just before each sweep.
+`--only-filters` fills the store, then prints only the filtered-search rows (Flat and
+each `--filter-ann` factory) and the delete row (bench/store_filters.py).
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ def video_kwargs(i: int, emb: np.ndarray) -> dict:
         width=112,
         height=112,
         model_identity=MODEL,
-        metadata=VideoMetadata(view=("A4C", "PLAX")[i % 2], tags={"site": str(i % 7)}),
+        metadata=VideoMetadata(view=("A4C", "PLAX")[i % 2], tags={"site": str(i % 7), "decile": str(i % 10)}),
         frames=FrameEmbeddings(idx, idx / 30.0, emb),
     )
 
@@ -253,6 +256,9 @@ def main() -> None:
         help="index choice only: skip the ingest sample, restart/rebuild/disk rows and the "
         "uniform case; re-measure Flat before each ANN sweep",
     )
+    ap.add_argument("--only-filters", action="store_true", help="only the filtered-search and delete rows")
+    ap.add_argument("--filter-ann", nargs="*", default=[], help="ANN factories whose filtered search is also measured")
+    ap.add_argument("--delete-fraction", type=float, default=0.01, help="share of videos deleted in the delete row")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--catch-up", type=int, default=300, help="videos written after the last snapshot")
     ap.add_argument("--data", type=Path, default=None)
@@ -276,7 +282,7 @@ def main() -> None:
             "to its video; L2-normalised",
         ),
     ]
-    if not args.only_ann:
+    if not (args.only_ann or args.only_filters):
         rows.append(
             sample_ingest(
                 data.with_name(data.name + "-sample"), synth.__class__(dim, fpv, args.sample, args.centres), args.sample
@@ -297,6 +303,10 @@ def main() -> None:
     store.save()
     rows.append(("index snapshot save (Flat + video means, fsync, CRC)", f"{time.perf_counter() - t:.1f} s"))
 
+    if args.only_filters:
+        filters_only(store, synth, args, rows, data)
+        finish(rows, t_all)
+        return
     sets = {"frame-like": synth.frame_queries(args.queries), "text-like": synth.text_queries(args.queries)}
     flat_ms, exact_sets = {}, {}
     for name, q in sets.items():
@@ -405,6 +415,28 @@ def main() -> None:
             )
         del xb
     finish(rows, t_all)
+
+
+def filters_only(store: Store, synth: Synth, args, rows: list, data: Path) -> None:
+    """Filtered search on Flat (and each --filter-ann index) and deletes under concurrent search."""
+    from store_filters import ann_filtered_rows, delete_rows, filtered_rows
+
+    def add(key: str, value: str) -> None:
+        emit(rows, key, value)
+
+    queries = synth.frame_queries(min(args.queries, 100))
+    filtered_rows(store, queries, add)
+    for factory in args.filter_ann:
+        ann = VectorIndex(args.dim, factory, use_gpu=False)
+        for vids, offsets, emb in store.catalog.iter_embedding_batches(None):
+            counts = np.diff(offsets)
+            ann.add(np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(vids, counts)]), emb)
+        ann_filtered_rows(store, ann, queries, add)
+        del ann
+    delete_rows(store, queries, add, args.delete_fraction)
+    store.close()
+    if args.data is None:
+        shutil.rmtree(data)
 
 
 def finish(rows: list, t_all: float) -> None:

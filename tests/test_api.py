@@ -232,6 +232,7 @@ def test_server_info_counts(client, stored):
     info = client.info()
     assert info.model_spec == "random:tiny" and info.model_identity.startswith("random:tiny")
     assert info.videos >= 3 and info.frames >= 60 and info.tasks >= 2 and info.max_upload_bytes == MAX_UPLOAD
+    assert info.search_backend in ("faiss-cpu", "faiss-gpu", "torch-cuda") and info.search_device
 
 
 # ---- every error path of the table, with an actionable message; the server stays up -----

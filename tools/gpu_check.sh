@@ -9,10 +9,13 @@
 #   run 2:  carry [".gpu/wheels-b"]   command: bash tools/gpu_check.sh install .gpu/wheels-b && bash tools/gpu_check.sh
 #           (within the machine's 30 s warm window after run 1; /tmp/site survives between runs on it)
 # Results land in $OUT (the device tool brings them back): probe.txt, gpu_tests.txt, bench_encoder.txt,
-# and the search rows' files. Each step has its own timeout; a failing step does not stop the next.
+# and search_backend.txt. Each step has its own timeout; a failing step does not stop the next.
+# `bash tools/gpu_check.sh encoder` or `... search` runs one section (the two together can pass one run's
+# 600 s limit in the worst case: encoder <= 280 s of timeouts, search <= 630 s).
 set -uo pipefail
 SITE=/tmp/site
-if [ "${1:-}" = install ]; then
+SECTION=${1:-all}  # all | encoder | search: run one section per command if both do not fit one run's 10 minutes
+if [ "$SECTION" = install ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "${2:?wheel folder}"/*.whl
   exit $?
 fi
@@ -35,21 +38,31 @@ step() { echo "== $1 ($((SECONDS - START)) s in)"; }
 # ---- encoder (issue 9: the ingest path; owner: encoder) --------------------------------------------
 # The gpu tests (model CUDA vs CPU, batching encoder batched vs alone at fp32/bf16/fp16, torch.compile)
 # and the two ingest rows: 8 gRPC clients end to end vs model alone at its best batch (>= 0.9x), and
-# batched encoder vs one video per call (>= 5x). bf16 is the serving precision; fp32 at a smaller size.
+# batched encoder vs one video per call (>= 5x), at bf16 (the serving precision). ~3-4 min on an H200.
+if [ "$SECTION" = all ] || [ "$SECTION" = encoder ]; then
 {
   step "gpu tests"
-  timeout 240 python3 -m pytest -m gpu tests/test_gpu.py -q -s -p no:cacheprovider
+  timeout 170 python3 -m pytest -m gpu tests/test_gpu.py -q -s -p no:cacheprovider
 } 2>&1 | tee "$OUT/gpu_tests.txt"
 {
   step "bench/gpu.py cuda bf16"
-  timeout 150 python3 bench/gpu.py --device cuda --precision bf16 --videos-per-client 48 --decode-workers 15 --repeats 1
-  step "bench/gpu.py cuda fp32"
-  timeout 90 python3 bench/gpu.py --device cuda --precision fp32 --videos-per-client 16 --decode-workers 15 --repeats 1 --batches 64 256
+  timeout 110 python3 bench/gpu.py --device cuda --precision bf16 --videos-per-client 48 --decode-workers 15 --repeats 1
   step "encoder done"
 } 2>&1 | tee "$OUT/bench_encoder.txt"
+fi
 
-# ---- search (issue 9: GPU/torch search backend; owner: search) -------------------------------------
-# The search engineer adds the backend's gpu tests and rows here (exact top-10 at 1M/10M frames vs CPU
-# FAISS Flat, EF over 1M videos), writing $OUT/bench_search.txt.
+# ---- search backend (issue 9, item 4: resident matrix search and scoring) -------------------------------
+# Needs faiss (the CPU FAISS baseline): it travels in .gpu/wheels-b (tools/gpu_wheels.sh). ~2-3 min on an H200.
+if [ "$SECTION" = all ] || [ "$SECTION" = search ]; then
+{
+  echo "== tests/test_matrix_gpu.py -m gpu (resident matrix on CUDA vs FAISS Flat and scoring_math)"
+  timeout 180 python3 -m pytest -m gpu tests/test_matrix_gpu.py -q -s -p no:cacheprovider 2>&1 | tail -8
+  echo "== bench/search_gpu.py --device cuda (top-10 p50 at 1M and 10M frames; EF over 1M videos)"
+  timeout 330 python3 bench/search_gpu.py --device cuda --frames 1000000 10000000 --videos 1000000 \
+    --cpu-sample 5000 --faiss-queries 5 --queries 50 2>&1 | tail -8
+  echo "== bench/search_gpu.py --device cpu (same rows, the CPU torch backend, reduced)"
+  timeout 120 python3 bench/search_gpu.py --device cpu --frames 1000000 --videos 20000 --faiss-queries 5 2>&1 | tail -4
+} 2>&1 | tee "$OUT/search_backend.txt"
+fi
 
 step "all done" | tee -a "$OUT/probe.txt"

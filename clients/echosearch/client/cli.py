@@ -105,6 +105,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--index", default="Flat", help="FAISS factory string (Flat, HNSW32, IVF1024,PQ64, ...)")
     p.add_argument("--max-upload-mb", type=int, default=2048, help="largest accepted video in MiB (default 2048)")
+    # -- search backend (issue 9): where exact search and task scoring run
+    p.add_argument(
+        "--search-device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="auto: FAISS's GPU index when FAISS sees GPUs, else the frame matrix resident on CUDA via torch, "
+        "else the CPU FAISS index (default auto)",
+    )
+    p.add_argument(
+        "--gpu-memory-gb",
+        type=float,
+        default=None,
+        help="cap on the GPU memory the resident matrices may use; past it, search falls back to the CPU index",
+    )
+    p.add_argument(
+        "--search-precision",
+        default="fp16",
+        choices=("fp16", "bf16", "fp32"),
+        help="storage precision of the resident CUDA matrices (top hits are re-scored in fp32; default fp16)",
+    )
     p.add_argument("--workers", type=int, default=16, help="RPC worker threads (default 16)")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate chain (with --tls-key: serve TLS)")
     p.add_argument("--tls-key", type=Path, help="PEM private key")
@@ -495,6 +515,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         data_dir=args.data, model=args.model, host=args.host, port=args.port, device=args.device, precision=args.precision,
         index_factory=args.index, max_upload_mb=args.max_upload_mb, workers=args.workers, tls_cert=args.tls_cert,
         tls_key=args.tls_key, token=token, grace=args.grace, phi=args.phi, dicom_mask=args.dicom_mask,
+        search_device=args.search_device, gpu_memory_gb=args.gpu_memory_gb, search_precision=args.search_precision,
         batch_frames=args.batch_frames, batch_wait_ms=args.batch_wait_ms, decode_workers=args.decode_workers,
         decode_timeout_s=args.decode_timeout, compile=args.compile,
     )  # fmt: skip

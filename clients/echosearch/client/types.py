@@ -234,6 +234,11 @@ class ServerInfo:
     frames: int
     tasks: int
     max_upload_bytes: int
+    # where search and scoring run: faiss-cpu, faiss-gpu, torch-cuda (or torch-cpu)
+    search_backend: str = ""
+    search_device: str = ""
+    search_precision: str = ""
+    search_memory_bytes: int = 0
     encoder: EncoderInfo | None = None  # None from servers without the batching encoder
 
     @classmethod
@@ -251,7 +256,11 @@ class ServerInfo:
             i.frames,
             i.tasks,
             i.max_upload_bytes,
-            EncoderInfo.from_proto(i.encoder) if i.HasField("encoder") else None,
+            search_backend=i.search.backend,
+            search_device=i.search.device,
+            search_precision=i.search.precision,
+            search_memory_bytes=i.search.memory_bytes,
+            encoder=EncoderInfo.from_proto(i.encoder) if i.HasField("encoder") else None,
         )
 
 

@@ -435,7 +435,7 @@ class GetServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetServerInfoResponse(_message.Message):
-    __slots__ = ("version", "model_spec", "model_identity", "device", "precision", "embed_dim", "index_factory", "index_on_gpu", "videos", "frames", "tasks", "max_upload_bytes", "encoder")
+    __slots__ = ("version", "model_spec", "model_identity", "device", "precision", "embed_dim", "index_factory", "index_on_gpu", "videos", "frames", "tasks", "max_upload_bytes", "search", "encoder")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_SPEC_FIELD_NUMBER: _ClassVar[int]
     MODEL_IDENTITY_FIELD_NUMBER: _ClassVar[int]
@@ -448,6 +448,7 @@ class GetServerInfoResponse(_message.Message):
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     MAX_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
     ENCODER_FIELD_NUMBER: _ClassVar[int]
     version: str
     model_spec: str
@@ -461,8 +462,23 @@ class GetServerInfoResponse(_message.Message):
     frames: int
     tasks: int
     max_upload_bytes: int
+    search: SearchBackendInfo
     encoder: EncoderInfo
-    def __init__(self, version: _Optional[str] = ..., model_spec: _Optional[str] = ..., model_identity: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., embed_dim: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_on_gpu: _Optional[bool] = ..., videos: _Optional[int] = ..., frames: _Optional[int] = ..., tasks: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., encoder: _Optional[_Union[EncoderInfo, _Mapping]] = ...) -> None: ...
+    def __init__(self, version: _Optional[str] = ..., model_spec: _Optional[str] = ..., model_identity: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., embed_dim: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_on_gpu: _Optional[bool] = ..., videos: _Optional[int] = ..., frames: _Optional[int] = ..., tasks: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., search: _Optional[_Union[SearchBackendInfo, _Mapping]] = ..., encoder: _Optional[_Union[EncoderInfo, _Mapping]] = ...) -> None: ...
+
+class SearchBackendInfo(_message.Message):
+    __slots__ = ("backend", "device", "precision", "memory_bytes", "memory_cap_bytes")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_CAP_BYTES_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    device: str
+    precision: str
+    memory_bytes: int
+    memory_cap_bytes: int
+    def __init__(self, backend: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., memory_cap_bytes: _Optional[int] = ...) -> None: ...
 
 class EncoderInfo(_message.Message):
     __slots__ = ("device", "precision", "compiled", "batch_frames", "batch_wait_ms", "batches", "frames", "mean_frames_per_batch", "queue_wait_p50_ms", "queue_wait_p99_ms", "retried_batches", "text_batches", "queued_frames", "decode_workers", "decode_worker_restarts", "decode_crashes", "decode_timeouts", "decode_timeout_s")

@@ -396,6 +396,13 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             frames=info.frames,
             tasks=info.tasks,
             max_upload_bytes=self.engine.max_upload_bytes,
+            search=pb.SearchBackendInfo(
+                backend=info.search.backend,
+                device=info.search.device,
+                precision=info.search.precision,
+                memory_bytes=info.search.memory_bytes,
+                memory_cap_bytes=info.search.memory_cap_bytes,
+            ),
             encoder=convert.encoder_info_to_proto(info.encoder, info.decode, self.engine.decode_pool.time_limit_s),
         )
 

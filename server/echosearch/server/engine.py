@@ -88,8 +88,20 @@ class ServerInfo:
     videos: int
     frames: int
     tasks: int
+    search: SearchBackendInfo
     encoder: EncoderStats | None = None
     decode: DecodePoolStats | None = None
+
+
+@dataclass(frozen=True)
+class SearchBackendInfo:
+    """The engine answering searches and scoring: "faiss-cpu", "faiss-gpu", "torch-cuda" or "torch-cpu"."""
+
+    backend: str
+    device: str
+    precision: str
+    memory_bytes: int
+    memory_cap_bytes: int
 
 
 def package_version() -> str:
@@ -114,6 +126,9 @@ class Engine:
         use_gpu: bool | None = None,
         max_upload_bytes: int | None = None,
         model: EchoClipModel | None = None,
+        search_device: str = "auto",
+        gpu_memory_gb: float | None = None,
+        search_precision: str = "fp16",
         limits: Limits | None = None,
         phi: str = DEFAULT_PHI_MODE,
         dicom_mask: str = DEFAULT_DICOM_MASK,
@@ -133,7 +148,14 @@ class Engine:
             raise InvalidRequestError(f"--dicom-mask must be one of {', '.join(DICOM_MASKS)}, not {dicom_mask!r}")
         self.dicom_mask = dicom_mask
         self.model = model if model is not None else load_model(model_spec, device=device, precision=precision)
-        self.store = Store(self.data_dir, index_factory=index_factory, use_gpu=use_gpu)
+        self.store = Store(
+            self.data_dir,
+            index_factory=index_factory,
+            use_gpu=use_gpu,
+            search_device=search_device,
+            gpu_memory_gb=gpu_memory_gb,
+            matrix_precision=search_precision,
+        )
         self.reader = self.store.reader
         bound = self.reader.model_identity
         if bound is not None and bound != self.model.identity:
@@ -189,6 +211,7 @@ class Engine:
             videos=self.reader.count_videos(),
             frames=self.reader.count_frames(),
             tasks=len(self.registry.list()),
+            search=SearchBackendInfo(**self.store.search_backend_info()),
             encoder=self.encoder.stats(),
             decode=self.decode_pool.stats(),
         )

@@ -182,6 +182,9 @@ class ServeOptions:
     precision: str = "fp32"
     index_factory: str = "Flat"
     max_upload_mb: int = 2048
+    search_device: str = "auto"
+    gpu_memory_gb: float | None = None
+    search_precision: str = "fp16"
     workers: int = 16
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -218,6 +221,9 @@ def serve(opts: ServeOptions) -> int:
             precision=opts.precision,
             index_factory=opts.index_factory,
             max_upload_bytes=opts.max_upload_mb << 20,
+            search_device=opts.search_device,
+            gpu_memory_gb=opts.gpu_memory_gb,
+            search_precision=opts.search_precision,
             limits=opts.limits,
             phi=opts.phi,
             dicom_mask=opts.dicom_mask,

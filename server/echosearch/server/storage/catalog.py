@@ -267,6 +267,43 @@ class Catalog:
             seq = self._next(cur, "seq")
             cur.execute("INSERT INTO changes VALUES (?, 'delete', ?, ?)", [seq, int(video_id), row[0]])
 
+    def delete_videos(self, video_ids: Sequence[int]) -> list[tuple[int, int]]:
+        """Delete many videos in ONE transaction (all or nothing; NotFoundError names the first absent
+        id); one change-log entry each. Returns (video_id, sampled_frames) in the given order."""
+        ids = [int(v) for v in dict.fromkeys(int(v) for v in video_ids)]
+        if not ids:
+            return []
+        with self.transaction() as cur:
+            found = dict(
+                cur.execute(
+                    "SELECT video_id, sampled_frames FROM videos WHERE video_id IN (SELECT unnest(?::BIGINT[]))", [ids]
+                ).fetchall()
+            )
+            missing = [v for v in ids if v not in found]
+            if missing:
+                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                raise NotFoundError(f"no video with id {missing[0]}{more}")
+            cur.register("_doomed", pa.table({"video_id": np.asarray(ids, np.int64)}))
+            try:
+                cur.execute("DELETE FROM frames WHERE video_id IN (SELECT video_id FROM _doomed)")
+                cur.execute("DELETE FROM video_tags WHERE video_id IN (SELECT video_id FROM _doomed)")
+                cur.execute("DELETE FROM videos WHERE video_id IN (SELECT video_id FROM _doomed)")
+            finally:
+                cur.unregister("_doomed")
+            last = cur.execute(
+                "UPDATE counters SET value = value + ? WHERE name = 'seq' RETURNING value", [len(ids)]
+            ).fetchall()[0][0]
+            log_rows = pa.table(
+                {
+                    "seq": np.arange(last - len(ids) + 1, last + 1, dtype=np.int64),
+                    "op": ["delete"] * len(ids),
+                    "video_id": np.asarray(ids, np.int64),
+                    "n_frames": np.asarray([found[v] for v in ids], np.int32),
+                }
+            )
+            cur.from_arrow(log_rows).insert_into("changes")
+        return [(v, int(found[v])) for v in ids]
+
     # ---- video reads -----------------------------------------------------------
     def _find(
         self, cur: duckdb.DuckDBPyConnection, where: str, params: list[Any], tail: str = "ORDER BY v.video_id"

@@ -1,7 +1,7 @@
 """Atomic on-disk snapshots of the store's two FAISS indexes, stamped with the catalog seq.
 
 Layout under the index folder: `frames-<seq>.faiss`, `means-<seq>.faiss`,
-optional `frames-<seq>.tomb.npy`, and `manifest.json` naming them with sizes
+optional `frames-<seq>.tomb.npy` and `means-<seq>.tomb.npy` (tombstoned ids), and `manifest.json` naming them with sizes
 and CRC32s. The manifest rename is the commit point: files are written to
 temporary names, fsynced and renamed first, so a crash at any moment leaves
 either the old snapshot or the new one, never a mix. Anything that does not
@@ -96,18 +96,21 @@ def _save(folder: Path, frames: VectorIndex, means: VectorIndex, seq: int) -> No
     tmp = folder / f"means-{seq}.faiss.tmp"
     means.write(str(tmp))
     manifest["means"] = _commit(tmp, folder / f"means-{seq}.faiss")
-    tomb = frames.tombstones()
-    if len(tomb):
-        tmp = folder / f"frames-{seq}.tomb.tmp"
-        with open(tmp, "wb") as f:
-            np.save(f, tomb)
-        manifest["tombstones"] = _commit(tmp, folder / f"frames-{seq}.tomb.npy")
+    for name, index, key in (("frames", frames, "tombstones"), ("means", means, "mean_tombstones")):
+        tomb = index.tombstones()
+        if len(tomb):
+            tmp = folder / f"{name}-{seq}.tomb.tmp"
+            with open(tmp, "wb") as f:
+                np.save(f, tomb)
+            manifest[key] = _commit(tmp, folder / f"{name}-{seq}.tomb.npy")
     tmp = folder / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     _fsync_file(tmp)
     os.replace(tmp, folder / MANIFEST)
     _fsync_dir(folder)
-    keep = {manifest[k]["file"] for k in ("frames", "means", "tombstones") if k in manifest} | {MANIFEST}
+    keep = {manifest[k]["file"] for k in ("frames", "means", "tombstones", "mean_tombstones") if k in manifest} | {
+        MANIFEST
+    }
     for entry in folder.iterdir():
         if entry.name not in keep:
             entry.unlink(missing_ok=True)
@@ -142,7 +145,10 @@ def load(folder: Path, factory: str, dim: int, **kwargs) -> Loaded | None:
             tomb = np.load(_verified(folder, manifest["tombstones"]))
         frames = VectorIndex.read(str(_verified(folder, manifest["frames"])), factory, tombstones=tomb, **kwargs)
         kwargs = {k: v for k, v in kwargs.items() if k == "use_gpu"}
-        means = VectorIndex.read(str(_verified(folder, manifest["means"])), "Flat", **kwargs)
+        mean_tomb = None
+        if "mean_tombstones" in manifest:
+            mean_tomb = np.load(_verified(folder, manifest["mean_tombstones"]))
+        means = VectorIndex.read(str(_verified(folder, manifest["means"])), "Flat", tombstones=mean_tomb, **kwargs)
         if frames.dim != dim or means.dim != dim:
             raise ValueError("snapshot vectors have the wrong width")
         return Loaded(frames, means, int(manifest["seq"]))

@@ -8,7 +8,9 @@ is replayed before the constructor returns; a missing or corrupt index is rebuil
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +18,20 @@ import numpy as np
 
 from echosearch.server.errors import InvalidRequestError
 from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoHit, VideoMetadata, VideoRecord
+from echosearch.server.storage import search_backend
 from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog
 from echosearch.server.storage.disk_errors import disk_errors
-from echosearch.server.storage.frame_ids import frame_ids_for, video_of_frames
-from echosearch.server.storage.index import VectorIndex
+from echosearch.server.storage.frame_ids import FRAME_BITS, frame_ids_for, video_of_frames
+from echosearch.server.storage.index import VectorIndex, gpu_count
+from echosearch.server.storage.positions import ranges_to_rows
 from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.rwlock import ReadWriteLock
 
 log = logging.getLogger(__name__)
 
-BRUTE_FORCE_MAX_FRAMES = 50_000  # filtered ANN searches below this many candidates are done exactly
+CANDIDATE_CACHE_ENTRIES = 32  # recent filters whose candidate lists are kept
+CANDIDATE_CACHE_MAX_VIDEOS = 2_000_000  # videos held across all cached candidate lists (16 B each: 32 MB)
 
 
 def _means(offsets: np.ndarray, emb: np.ndarray) -> np.ndarray:
@@ -39,8 +44,9 @@ def _means(offsets: np.ndarray, emb: np.ndarray) -> np.ndarray:
 class Store:
     """Catalog + frame index + video-mean index, kept consistent across crashes.
 
-    The only write path: the catalog's own transaction lock orders catalog writes, and the
-    Store's readers-writer lock keeps index writes apart from searches. Callers above it
+    The only write path: one writer at a time (`_writes`: catalog order = index order), and the
+    readers-writer lock keeps index changes apart from searches — held exclusively only for the
+    index change itself, never for a catalog transaction, a compaction build or a snapshot save. Callers above it
     (the engine, the scoring service) read through `reader`, a read-only catalog view.
     """
 
@@ -54,15 +60,30 @@ class Store:
         nprobe: int | None = None,
         efsearch: int | None = None,
         memory_limit: str | None = None,
+        search_device: str = "auto",
+        gpu_memory_gb: float | None = None,
+        matrix_precision: str = "fp16",
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.index_factory = index_factory
         self.save_every = int(save_every)
+        self.search_router = search_backend.SearchRouter(
+            search_device, gpu_count(), gpu_memory_gb=gpu_memory_gb, precision=matrix_precision
+        )
+        if use_gpu is None:
+            use_gpu = self.search_router.backend.faiss_gpu
         self._use_gpu, self._nprobe, self._efsearch = use_gpu, nprobe, efsearch
         # Searches share the lock (FAISS CPU searches may run together; each thread reads the catalog
         # through its own cursor); adds, removes, saves and close hold it alone.
         self._lock = ReadWriteLock()
+        # One writer at a time (catalog order = index order). A writer holds the index lock only
+        # while it changes the indexes, not during its catalog transaction, compaction or a save.
+        self._writes = threading.Lock()
+        self._dim: int | None = None
+        # filter -> candidates, valid while the index seq is unchanged (repeated cohort queries skip DuckDB)
+        self._cand_cache: OrderedDict[tuple, tuple[int, tuple[np.ndarray, np.ndarray]]] = OrderedDict()
+        self._cand_cache_lock = threading.Lock()
         self._frames: VectorIndex | None = None
         self._means: VectorIndex | None = None
         self._index_seq = 0
@@ -72,6 +93,8 @@ class Store:
         self.reader = CatalogReader(self.catalog)
         try:
             self._open_indexes()
+            if self._frames is not None:
+                self.search_router.load(self._frames, self._means, self.catalog)
         except BaseException:
             self.catalog.close()
             raise
@@ -83,7 +106,9 @@ class Store:
         )
         # Means stay exact (Flat): binary-task scores must equal mean_frame · mean_prompt.
         self._means = VectorIndex(dim, "Flat", use_gpu=self._use_gpu)
+        self._frames.auto_compact = self._means.auto_compact = False  # _after_write compacts off-lock
         self._index_seq = 0
+        self.search_router.reset(dim)
 
     def _open_indexes(self) -> None:
         dim = self.catalog.embed_dim
@@ -105,6 +130,7 @@ class Store:
             self._rebuild(dim)
         else:
             self._frames, self._means, self._index_seq = loaded.frames, loaded.means, loaded.seq
+            self._frames.auto_compact = self._means.auto_compact = False
             self._saved_seq = loaded.seq
             self._catch_up()
             frames, videos = self.catalog.count_frames(), self.catalog.count_videos()
@@ -141,8 +167,7 @@ class Store:
         if len(seqs) == 0:
             return
         log.info("catching up index from seq %d to %d (%d changes)", self._index_seq, seqs[-1], len(seqs))
-        for vid, n in zip(vids[is_delete], n_frames[is_delete]):
-            self._remove_video(int(vid), int(n))
+        self._remove_videos(list(zip(vids[is_delete].tolist(), n_frames[is_delete].tolist())))
         added = vids[~is_delete]
         # Idempotent: a video the index already holds (a snapshot labelled older than its contents)
         # is not added twice; frames and mean are always added together, so the mean index says.
@@ -158,20 +183,21 @@ class Store:
             return
         counts = np.diff(offsets)
         fids = np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(vids, counts)])
+        means = _means(offsets, emb)
         self._frames.add(fids, emb)
-        self._means.add(vids, _means(offsets, emb))
+        self._means.add(vids, means)
+        self.search_router.add(fids, emb, vids, means)
 
-    def _remove_video(self, video_id: int, n_frames: int) -> None:
-        self._frames.remove(frame_ids_for(video_id, n_frames))
-        self._means.remove(np.array([video_id], dtype=np.int64))
-
-    def _maybe_save(self) -> None:
-        if self.save_every > 0 and self._index_seq - max(self._saved_seq, 0) >= self.save_every:
-            try:
-                self._save()
-            except (OSError, RuntimeError) as exc:  # FAISS reports a failed write as RuntimeError
-                # The write that triggered this is committed; the snapshot is only a cache of the catalog.
-                log.warning("could not save an index snapshot (%s); the next start catches up from the catalog", exc)
+    def _remove_videos(self, videos: Sequence[tuple[int, int]]) -> None:
+        """Tombstone (video id, frame count) pairs in every index, in one pass each (fast under the lock)."""
+        if not videos:
+            return
+        vids = np.array([int(v) for v, _ in videos], dtype=np.int64)
+        lo = vids << FRAME_BITS
+        fids = ranges_to_rows(lo, lo + np.array([int(n) for _, n in videos], dtype=np.int64))
+        self._frames.remove(fids)
+        self._means.remove(vids)
+        self.search_router.remove_videos(fids, vids)
 
     # ---- writes ------------------------------------------------------------------
     def add_video(
@@ -189,7 +215,7 @@ class Store:
         frames: FrameEmbeddings,
     ) -> tuple[VideoRecord, bool]:
         """Commit the video to the catalog (one transaction), then add it to both indexes."""
-        with self._lock.write(), disk_errors(self.data_dir):
+        with self._writes, disk_errors(self.data_dir):
             result = self.catalog.add_video(
                 sha256=sha256,
                 source_name=source_name,
@@ -202,7 +228,9 @@ class Store:
                 metadata=metadata,
                 frames=frames,
             )
-            self._index_new([result], [frames])
+            with self._lock.write():
+                self._index_new([result], [frames])
+            self._after_write()
             return result
 
     def add_videos(self, items: Sequence[Mapping[str, Any]]) -> list[tuple[VideoRecord, bool]]:
@@ -211,9 +239,11 @@ class Store:
         All or nothing; idempotent by sha256 (a repeat, in the store or earlier in the batch, comes
         back with created=False). For bulk loads and migrations; results are in input order.
         """
-        with self._lock.write(), disk_errors(self.data_dir):
+        with self._writes, disk_errors(self.data_dir):
             results = self.catalog.add_videos(items)
-            self._index_new(results, [item["frames"] for item in items])
+            with self._lock.write():
+                self._index_new(results, [item["frames"] for item in items])
+            self._after_write()
             return results
 
     def _index_new(self, results: list[tuple[VideoRecord, bool]], frames: list[FrameEmbeddings]) -> None:
@@ -232,18 +262,61 @@ class Store:
             vids = np.array([rec.video_id for rec, _ in new], dtype=np.int64)
             self._add_batch(vids, offsets, np.concatenate(embs) if len(embs) > 1 else embs[0])
             self._index_seq = new[-1][0].seq
-        self._maybe_save()
 
     def delete_video(self, video_id: int) -> None:
-        """Delete from the catalog (NotFoundError when absent), then from both indexes."""
-        with self._lock.write():
+        """Delete from the catalog (NotFoundError when absent), then tombstone it in both indexes.
+
+        Searches keep running during the catalog transaction (they may still see the video until
+        it returns); the index update itself is a tombstone, so they wait microseconds for it.
+        """
+        with self._writes:
             n = self.catalog.get_video(video_id).sampled_frames
             with disk_errors(self.data_dir):
                 self.catalog.delete_video(video_id)
-            if self._frames is not None:
-                self._remove_video(int(video_id), n)
-            self._index_seq = self.catalog.last_seq()
-            self._maybe_save()
+            seq = self.catalog.last_seq()  # read before taking the index lock: searches never wait on DuckDB
+            with self._lock.write():
+                if self._frames is not None:
+                    self._remove_videos([(int(video_id), n)])
+                self._index_seq = seq
+            self._after_write()
+
+    def delete_videos(self, video_ids: Sequence[int]) -> int:
+        """Delete many videos in one catalog transaction (all or nothing), then tombstone them all.
+
+        For bulk deletes: one transaction and one index pass instead of one each. Returns the count.
+        """
+        with self._writes:
+            with disk_errors(self.data_dir):
+                gone = self.catalog.delete_videos(video_ids)
+            seq = self.catalog.last_seq()
+            with self._lock.write():
+                if self._frames is not None:
+                    self._remove_videos(gone)
+                self._index_seq = seq
+            self._after_write()
+            return len(gone)
+
+    def _after_write(self) -> None:
+        """Compact tombstones and save when due; the caller holds `_writes`, so no index changes meanwhile.
+
+        The compacted copy is built and the snapshot written under the shared lock (searches go on);
+        only the swap takes the index lock exclusively.
+        """
+        for index in (self._frames, self._means):
+            if index is not None and index.needs_compaction():
+                with self._lock.read():
+                    prepared = index.prepare_compaction()
+                with self._lock.write():
+                    index.finish_compaction(prepared)
+        if self.save_every > 0 and self._index_seq - max(self._saved_seq, 0) >= self.save_every:
+            with self._lock.read():
+                try:
+                    self._save()
+                except (OSError, RuntimeError) as exc:  # FAISS reports a failed write as RuntimeError
+                    # The write that triggered this is committed; the snapshot is only a cache of the catalog.
+                    log.warning(
+                        "could not save an index snapshot (%s); the next start catches up from the catalog", exc
+                    )
 
     def put_prompt_embeddings(self, model_identity: str, embeddings: Mapping[str, np.ndarray]) -> None:
         """Cache text embeddings in the catalog (the indexes are not involved, so no index lock)."""
@@ -255,7 +328,7 @@ class Store:
 
     def save(self) -> None:
         """Atomically persist both indexes with the catalog seq they cover."""
-        with self._lock.write():
+        with self._writes, self._lock.read():
             self._save()
 
     def _save(self) -> None:
@@ -266,7 +339,7 @@ class Store:
 
     def close(self) -> None:
         """Save the indexes and close the catalog; safe to call twice."""
-        with self._lock.write():
+        with self._writes, self._lock.write():
             if self._closed:
                 return
             self._closed = True
@@ -287,13 +360,17 @@ class Store:
     # ---- search ------------------------------------------------------------------
     @property
     def on_gpu(self) -> bool:
-        """True when frame searches run on a GPU."""
+        """True when frame searches run on a GPU (FAISS's GPU mirror or the resident CUDA matrix)."""
+        resident = self.search_router.on_gpu
+        if resident is not None:
+            return resident
         return self._frames is not None and self._frames.on_gpu
 
     def _query(self, queries: np.ndarray) -> np.ndarray:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         q = q.reshape(1, -1) if q.ndim == 1 else q
-        dim = self.catalog.embed_dim
+        dim = self._dim if self._dim is not None else self.catalog.embed_dim
+        self._dim = dim  # bound once, never changes
         if q.ndim != 2 or (dim is not None and q.shape[1] != dim):
             raise InvalidRequestError(f"query vectors must have width {dim}, got shape {np.shape(queries)}")
         if not np.isfinite(q).all():
@@ -304,10 +381,25 @@ class Store:
         """(video ids, frame counts) allowed by `flt` and `exclude`; None when unrestricted."""
         if (flt is None or flt.is_empty()) and not exclude:
             return None
+        key = (repr(flt), tuple(int(v) for v in exclude))
+        seq = self._index_seq
+        with self._cand_cache_lock:
+            hit = self._cand_cache.get(key)
+            if hit is not None and hit[0] == seq:
+                self._cand_cache.move_to_end(key)
+                return hit[1]
         vids, counts = self.catalog.select_videos(flt)
         if exclude:
             keep = ~np.isin(vids, np.asarray(list(exclude), dtype=np.int64))
             vids, counts = vids[keep], counts[keep]
+        if len(vids) <= CANDIDATE_CACHE_MAX_VIDEOS:
+            with self._cand_cache_lock:
+                self._cand_cache[key] = (seq, (vids, counts))
+                # bounded twice: entries, and videos held in all of them (16 B each)
+                while len(self._cand_cache) > CANDIDATE_CACHE_ENTRIES or (
+                    sum(len(v[1][0]) for v in self._cand_cache.values()) > CANDIDATE_CACHE_MAX_VIDEOS
+                ):
+                    self._cand_cache.popitem(last=False)
         return vids, counts
 
     def _search_frame_ids(
@@ -316,21 +408,17 @@ class Store:
         """(scores, frame ids) top-k per query; exact whenever the index is exact or candidates are few."""
         if self._frames is None or k <= 0:
             return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
-        if cand is None:
-            return self._frames.search(q, k)
-        vids, counts = cand
-        if len(vids) == 0:
-            return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
-        exact = self._frames.exact_fallback or self.index_factory.strip() == "Flat"
-        if not exact and counts.sum() <= BRUTE_FORCE_MAX_FRAMES:
-            found, offsets, emb = self.catalog.load_embeddings(vids)
-            fids = np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(found, np.diff(offsets))])
-            scores = q @ emb.T
-            kk = min(k, len(fids))
-            top = np.argsort(-scores, axis=1, kind="stable")[:, :kk]
-            return np.take_along_axis(scores, top, axis=1), fids[top]
-        fids = np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(vids, counts)])
-        return self._frames.search(q, k, subset=fids)
+        ranges = None
+        if cand is not None:
+            vids, counts = cand
+            if len(vids) == 0:
+                return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
+            lo = vids << FRAME_BITS  # one id range per video covers its frames
+            ranges = (lo, lo + counts)
+        return self._search(self._frames, "frames", q, k, **({} if ranges is None else {"ranges": ranges}))
+
+    def _search(self, master: VectorIndex, which: str, q: np.ndarray, k: int, **kw) -> tuple[np.ndarray, np.ndarray]:
+        return self.search_router.search(master, which, q, k, **kw)
 
     def _frame_hits(self, scores: np.ndarray, fids: np.ndarray) -> list[list[FrameHit]]:
         info = self.catalog.frame_info(fids[fids >= 0])
@@ -395,7 +483,7 @@ class Store:
         subset = None if cand is None else cand[0]
         if subset is not None and len(subset) == 0:
             return []
-        scores, vids = self._means.search(q, k, subset=subset)
+        scores, vids = self._search(self._means, "means", q, k, subset=subset)
         return [(int(v), float(s)) for s, v in zip(scores[0], vids[0]) if v >= 0]
 
     def _best_frames(self, q: np.ndarray, vids: list[int], n: int) -> dict[int, tuple[FrameHit, ...]]:
@@ -435,11 +523,26 @@ class Store:
                 "index_trained": self._frames is not None and not self._frames.exact_fallback,
                 "index_vectors": 0 if self._frames is None else self._frames.ntotal,
                 "on_gpu": self.on_gpu,
+                **{f"search_{k}": v for k, v in self.search_backend_info().items()},
                 "index_seq": self._index_seq,
                 "saved_seq": max(self._saved_seq, 0),
                 "catalog_seq": self.catalog.last_seq(),
                 "model_identity": self.catalog.model_identity,
             }
+
+    def search_backend_info(self) -> dict[str, Any]:
+        """The engine answering searches (backend, device, precision) and the device memory it holds."""
+        return self.search_router.info(self._frames is not None and self._frames.on_gpu)
+
+    # ---- scoring on the resident matrix -------------------------------------------
+    def score_resident(self, video_ids: np.ndarray, score: Callable[..., np.ndarray]) -> np.ndarray | None:
+        """`score(frames_of, rows, offsets)` over the resident frames of `video_ids`, under the read lock.
+
+        `frames_of(rows)` returns fp32 frame rows on the device; `offsets` (V+1,) delimit each video's
+        rows in `video_ids` order. None when no resident matrix exists (the caller reads the catalog).
+        """
+        with self._lock.read():
+            return self.search_router.score(video_ids, score)
 
     # test/bench helpers ------------------------------------------------------------
     @property

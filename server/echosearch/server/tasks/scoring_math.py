@@ -188,6 +188,11 @@ def score_task(task: Task, frames: np.ndarray, offsets: np.ndarray, text_emb: np
         score = score_binary(frames, offsets, text_emb)
     else:
         score = score_regression(frames, offsets, text_emb, task.candidate_values())
+    return task_scores(task, score)
+
+
+def task_scores(task: Task, score: np.ndarray) -> TaskScores:
+    """Wrap per-video scores with the task's value, label and decision."""
     if task.kind is TaskKind.BINARY:
         value, label = None, None
     else:

@@ -18,7 +18,8 @@ from echosearch.server.records import VideoFilter
 from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.store import Store
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
-from echosearch.server.tasks.scoring_math import mean_prompt_embedding, score_task
+from echosearch.server.tasks.resident_scoring import resident_scorer
+from echosearch.server.tasks.scoring_math import TaskScores, mean_prompt_embedding, score_task, task_scores
 from echosearch.tasks.spec import Task, TaskKind
 
 log = logging.getLogger(__name__)
@@ -72,12 +73,26 @@ class TaskScorer:
             return
         ids = self.catalog.select_video_ids(flt)
         total, done, last_log = len(ids), 0, time.monotonic()
-        for batch_ids, offsets, frames in self.catalog.iter_embedding_batches(ids, batch_videos=batch_size):
-            yield _score_batch(task, text_emb, batch_ids, offsets, frames)
+        for batch_ids, scores in self._batches(task, text_emb, ids, batch_size):
+            yield scores
             done += len(batch_ids)
             if time.monotonic() - last_log > PROGRESS_EVERY_S:
                 log.info("scoring %s: %d / %d videos", task.name, done, total)
                 last_log = time.monotonic()
+
+    def _batches(
+        self, task: Task, text_emb: np.ndarray, ids: np.ndarray, batch_size: int
+    ) -> Iterator[tuple[np.ndarray, list[VideoScore]]]:
+        """Score `ids` batch by batch: on the store's resident matrix when it has one, else from the catalog."""
+        device_score = resident_scorer(task, text_emb)
+        for start in range(0, len(ids), batch_size):
+            batch = ids[start : start + batch_size]
+            score = None if device_score is None else self.store.score_resident(batch, device_score)
+            if score is not None:
+                yield batch, _video_scores(task, batch, task_scores(task, score))
+                continue
+            found, offsets, frames = self.catalog.load_embeddings(batch)
+            yield found, _score_batch(task, text_emb, found, offsets, frames)
 
     def _with_ids(self, flt: VideoFilter | None, video_ids: Sequence[int] | None) -> VideoFilter | None:
         if video_ids is None:
@@ -120,7 +135,10 @@ class TaskScorer:
 def _score_batch(
     task: Task, text_emb: np.ndarray, ids: np.ndarray, offsets: np.ndarray, frames: np.ndarray
 ) -> list[VideoScore]:
-    result = score_task(task, frames, offsets, text_emb)
+    return _video_scores(task, ids, score_task(task, frames, offsets, text_emb))
+
+
+def _video_scores(task: Task, ids: np.ndarray, result: TaskScores) -> list[VideoScore]:
     return [
         VideoScore(
             video_id=int(video_id),
