@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[server,test,dicom]'
+	$(PY) -m pip install --quiet -e '.[server,ui,test,dicom]'
 	touch $(STAMP)
 
 install: $(STAMP)

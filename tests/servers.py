@@ -23,6 +23,8 @@ def start_inprocess(
     tls: tuple[Path, Path] | None = None,
     max_upload_bytes: int = 2 << 30,
     workers: int = 8,
+    thumbnails: bool = True,
+    model_spec: str = TEST_MODEL,
     limits=None,
     **engine_options,
 ):
@@ -35,9 +37,10 @@ def start_inprocess(
 
     engine = Engine(
         data_dir=data_dir,
-        model_spec=TEST_MODEL,
+        model_spec=model_spec,
         device="cpu",
         max_upload_bytes=max_upload_bytes,
+        thumbnails=thumbnails,
         limits=limits,
         **engine_options,
     )

@@ -304,3 +304,26 @@ def test_full_disk_at_close_leaves_no_temp_file_and_loses_nothing(tmp_path: Path
         assert list((tmp_path / "index").glob("*.tmp")) == []
     finally:
         store.close()
+
+
+def test_a_video_deleted_between_ranking_and_frame_lookup_is_left_out(tmp_path: Path, monkeypatch) -> None:
+    """Writers commit without the search lock: the catalog can lose a ranked video's frames mid-search."""
+    store = Store(tmp_path, use_gpu=False)
+    try:
+        rng = np.random.default_rng(7)
+        vids = [add(store, i, rng)[0].video_id for i in range(4)]
+        q = unit(rng, 1)[0]
+        ranked = [h.video_id for h in store.search_videos(q, 4, frames_per_video=1)]
+        gone = ranked[0]
+        real = store.catalog.frame_info
+
+        def frame_info_after_delete(ids):  # the delete commits between the embeddings read and this one
+            return {f: v for f, v in real(ids).items() if f >> 20 != gone}
+
+        monkeypatch.setattr(store.catalog, "frame_info", frame_info_after_delete)
+        hits = store.search_videos(q, 4, frames_per_video=1)
+        assert [h.video_id for h in hits] == ranked[1:]
+        assert all(h.best_frames for h in hits)
+        assert sorted(vids) == sorted(ranked)
+    finally:
+        store.close()

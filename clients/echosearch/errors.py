@@ -23,6 +23,14 @@ class NotFoundError(EchoSearchError):
     """An id or name (video, task) that does not exist."""
 
 
+class AlreadyExistsError(EchoSearchError):
+    """A name that is already taken (e.g. a stored task)."""
+
+
+class PreconditionError(EchoSearchError):
+    """The request is valid but not in this state (e.g. deleting a plugin task)."""
+
+
 class TooLargeError(EchoSearchError):
     """Input over a configured limit (upload size, frame count, value-range steps)."""
 

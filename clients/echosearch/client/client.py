@@ -208,14 +208,19 @@ class Client:
         aggregation: str = "max",
         filter: VideoFilter | None = None,
         frames_per_video: int = 1,
+        thumbnails: bool = False,
     ) -> list[SearchResult]:
-        """Top-k videos for a text; aggregation "max" (best frame) or "mean" (EchoCLIP binary score)."""
+        """Top-k videos for a text; aggregation "max" (best frame) or "mean" (EchoCLIP binary score).
+
+        `thumbnails`: each result carries its best frame's JPEG (`SearchResult.thumbnail`).
+        """
         request = pb.SearchByTextRequest(
             text=text,
             k=k,
             aggregation=_aggregation(aggregation),
             filter=_filter(filter),
             frames_per_video=frames_per_video,
+            include_thumbnails=thumbnails,
         )
         return [SearchResult.from_proto(r) for r in self._unary(self._stub.SearchByText, request).results]
 
@@ -227,14 +232,16 @@ class Client:
         aggregation: str = "mean",
         filter: VideoFilter | None = None,
         frames_per_video: int = 1,
+        thumbnails: bool = False,
     ) -> list[SearchResult]:
-        """Videos most similar to a stored one (itself excluded)."""
+        """Videos most similar to a stored one (itself excluded); `thumbnails` as in search_by_text."""
         request = pb.SearchByVideoRequest(
             video_id=video_id,
             k=k,
             aggregation=_aggregation(aggregation),
             filter=_filter(filter),
             frames_per_video=frames_per_video,
+            include_thumbnails=thumbnails,
         )
         return [SearchResult.from_proto(r) for r in self._unary(self._stub.SearchByVideo, request).results]
 
@@ -288,6 +295,29 @@ class Client:
             return rows
         finally:
             tmp.unlink(missing_ok=True)
+
+    def create_task(
+        self,
+        task: CustomTask,
+        *,
+        description: str = "",
+        calibration: tuple[float, float] | None = None,
+        replace: bool = False,
+    ) -> Task:
+        """Save a custom task on the server as a stored task (regression: optional value = a*raw + b)."""
+        request = pb.CreateTaskRequest(task=task.to_proto(), description=description, replace=replace)
+        if calibration is not None:
+            request.calibration.CopyFrom(pb.LinearCalibration(a=calibration[0], b=calibration[1]))
+        return Task.from_proto(self._unary(self._stub.CreateTask, request, idempotent=replace).task)
+
+    def delete_task(self, name: str) -> None:
+        """Remove a stored task (NOT_FOUND when there is none)."""
+        self._unary(self._stub.DeleteTask, pb.DeleteTaskRequest(name=name), idempotent=False)
+
+    def frame_image(self, video_id: int, frame_index: int) -> bytes:
+        """One stored frame's JPEG thumbnail (NOT_FOUND when absent or when the server keeps none)."""
+        request = pb.GetFrameImageRequest(video_id=video_id, frame_index=frame_index)
+        return self._unary(self._stub.GetFrameImage, request).jpeg
 
     def info(self) -> ServerInfo:
         """Version, model identity, device, index type and counts."""

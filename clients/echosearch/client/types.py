@@ -114,11 +114,12 @@ class SearchResult:
     video: Video
     score: float
     best_frames: tuple[FrameHit, ...]
+    thumbnail: bytes | None = None  # the best frame's JPEG, when asked for (include_thumbnails)
 
     @classmethod
     def from_proto(cls, r: pb.SearchResult) -> SearchResult:
         hits = tuple(FrameHit(h.frame_id, h.frame_index, h.timestamp_seconds, h.score) for h in r.best_frames)
-        return cls(Video.from_proto(r.video), r.score, hits)
+        return cls(Video.from_proto(r.video), r.score, hits, r.thumbnail or None)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class Task:
     placeholder: str
     source: str
     value_range: tuple[float, float, float] | None  # regression: (start, stop, step), inclusive
+    calibration: tuple[float, float] | None = None  # stored regression tasks: value = a * raw + b
 
     @classmethod
     def from_proto(cls, t: pb.Task) -> Task:
@@ -166,6 +168,7 @@ class Task:
             t.placeholder,
             t.source,
             value_range,
+            (t.calibration.a, t.calibration.b) if t.HasField("calibration") else None,
         )
 
 

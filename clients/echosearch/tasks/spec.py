@@ -96,6 +96,8 @@ class Task:
     placeholder: str = DEFAULT_PLACEHOLDER
     aggregate: Aggregate | None = None
     source: str = ""  # set by the registry to "distribution:entry-point"
+    # Regression only: a site recalibration of the predicted value, value = a * raw + b (stored tasks).
+    calibration: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         # Normalise the friendly spellings a plugin author may use; full checks in validate_task.
@@ -107,6 +109,8 @@ class Task:
         set_(self, "labels", MappingProxyType({_number(k): str(v) for k, v in dict(self.labels).items()}))
         if self.threshold is not None:
             set_(self, "threshold", float(self.threshold))
+        if self.calibration is not None:
+            set_(self, "calibration", tuple(float(x) for x in self.calibration))
 
     def __hash__(self) -> int:  # labels is a mapping; tasks are identified by name
         return hash((self.name, self.kind, self.prompts))
@@ -189,6 +193,11 @@ def validate_task(
             raise InvalidRequestError(
                 f"{where}: threshold {task.threshold} is outside [-1, 1], the range of a cosine score"
             )
+    if task.calibration is not None:
+        if task.kind is not TaskKind.REGRESSION:
+            raise InvalidRequestError(f"{where}: a calibration applies to regression tasks only, not {task.kind.value}")
+        if len(task.calibration) != 2 or not all(math.isfinite(x) for x in task.calibration):
+            raise InvalidRequestError(f"{where}: the calibration must be two finite numbers (a, b)")
     if task.kind is not TaskKind.REGRESSION and len(task.prompts) > max_candidates:
         raise TooLargeError(
             f"{where}: {len(task.prompts)} prompts are over the server's limit of {max_candidates} texts to embed "

@@ -161,14 +161,16 @@ class FrameHit(_message.Message):
     def __init__(self, frame_id: _Optional[int] = ..., frame_index: _Optional[int] = ..., timestamp_seconds: _Optional[float] = ..., score: _Optional[float] = ...) -> None: ...
 
 class SearchResult(_message.Message):
-    __slots__ = ("video", "score", "best_frames")
+    __slots__ = ("video", "score", "best_frames", "thumbnail")
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     BEST_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    THUMBNAIL_FIELD_NUMBER: _ClassVar[int]
     video: Video
     score: float
     best_frames: _containers.RepeatedCompositeFieldContainer[FrameHit]
-    def __init__(self, video: _Optional[_Union[Video, _Mapping]] = ..., score: _Optional[float] = ..., best_frames: _Optional[_Iterable[_Union[FrameHit, _Mapping]]] = ...) -> None: ...
+    thumbnail: bytes
+    def __init__(self, video: _Optional[_Union[Video, _Mapping]] = ..., score: _Optional[float] = ..., best_frames: _Optional[_Iterable[_Union[FrameHit, _Mapping]]] = ..., thumbnail: _Optional[bytes] = ...) -> None: ...
 
 class Sampling(_message.Message):
     __slots__ = ("mode", "step", "count", "max_frames")
@@ -267,18 +269,20 @@ class DeleteVideoResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class SearchByTextRequest(_message.Message):
-    __slots__ = ("text", "k", "aggregation", "filter", "frames_per_video")
+    __slots__ = ("text", "k", "aggregation", "filter", "frames_per_video", "include_thumbnails")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     FRAMES_PER_VIDEO_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_THUMBNAILS_FIELD_NUMBER: _ClassVar[int]
     text: str
     k: int
     aggregation: Aggregation
     filter: VideoFilter
     frames_per_video: int
-    def __init__(self, text: _Optional[str] = ..., k: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., frames_per_video: _Optional[int] = ...) -> None: ...
+    include_thumbnails: bool
+    def __init__(self, text: _Optional[str] = ..., k: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., frames_per_video: _Optional[int] = ..., include_thumbnails: _Optional[bool] = ...) -> None: ...
 
 class SearchByTextResponse(_message.Message):
     __slots__ = ("results",)
@@ -287,18 +291,20 @@ class SearchByTextResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ...) -> None: ...
 
 class SearchByVideoRequest(_message.Message):
-    __slots__ = ("video_id", "k", "aggregation", "filter", "frames_per_video")
+    __slots__ = ("video_id", "k", "aggregation", "filter", "frames_per_video", "include_thumbnails")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     FRAMES_PER_VIDEO_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_THUMBNAILS_FIELD_NUMBER: _ClassVar[int]
     video_id: int
     k: int
     aggregation: Aggregation
     filter: VideoFilter
     frames_per_video: int
-    def __init__(self, video_id: _Optional[int] = ..., k: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., frames_per_video: _Optional[int] = ...) -> None: ...
+    include_thumbnails: bool
+    def __init__(self, video_id: _Optional[int] = ..., k: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., frames_per_video: _Optional[int] = ..., include_thumbnails: _Optional[bool] = ...) -> None: ...
 
 class SearchByVideoResponse(_message.Message):
     __slots__ = ("results",)
@@ -325,7 +331,7 @@ class CategoryLabel(_message.Message):
     def __init__(self, value: _Optional[float] = ..., label: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("name", "kind", "description", "prompts", "values", "labels", "threshold", "placeholder", "source", "value_range")
+    __slots__ = ("name", "kind", "description", "prompts", "values", "labels", "threshold", "placeholder", "source", "value_range", "calibration")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -336,6 +342,7 @@ class Task(_message.Message):
     PLACEHOLDER_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     VALUE_RANGE_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: TaskKind
     description: str
@@ -346,7 +353,16 @@ class Task(_message.Message):
     placeholder: str
     source: str
     value_range: ValueRange
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., description: _Optional[str] = ..., prompts: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[_Union[CategoryLabel, _Mapping]]] = ..., threshold: _Optional[float] = ..., placeholder: _Optional[str] = ..., source: _Optional[str] = ..., value_range: _Optional[_Union[ValueRange, _Mapping]] = ...) -> None: ...
+    calibration: LinearCalibration
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., description: _Optional[str] = ..., prompts: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[_Union[CategoryLabel, _Mapping]]] = ..., threshold: _Optional[float] = ..., placeholder: _Optional[str] = ..., source: _Optional[str] = ..., value_range: _Optional[_Union[ValueRange, _Mapping]] = ..., calibration: _Optional[_Union[LinearCalibration, _Mapping]] = ...) -> None: ...
+
+class LinearCalibration(_message.Message):
+    __slots__ = ("a", "b")
+    A_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    a: float
+    b: float
+    def __init__(self, a: _Optional[float] = ..., b: _Optional[float] = ...) -> None: ...
 
 class CustomTask(_message.Message):
     __slots__ = ("name", "kind", "prompts", "value_range", "values", "labels", "threshold")
@@ -519,3 +535,47 @@ class EncoderInfo(_message.Message):
     decode_timeouts: int
     decode_timeout_s: float
     def __init__(self, device: _Optional[str] = ..., precision: _Optional[str] = ..., compiled: _Optional[bool] = ..., batch_frames: _Optional[int] = ..., batch_wait_ms: _Optional[float] = ..., batches: _Optional[int] = ..., frames: _Optional[int] = ..., mean_frames_per_batch: _Optional[float] = ..., queue_wait_p50_ms: _Optional[float] = ..., queue_wait_p99_ms: _Optional[float] = ..., retried_batches: _Optional[int] = ..., text_batches: _Optional[int] = ..., queued_frames: _Optional[int] = ..., decode_workers: _Optional[int] = ..., decode_worker_restarts: _Optional[int] = ..., decode_crashes: _Optional[int] = ..., decode_timeouts: _Optional[int] = ..., decode_timeout_s: _Optional[float] = ...) -> None: ...
+
+class GetFrameImageRequest(_message.Message):
+    __slots__ = ("video_id", "frame_index")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
+    video_id: int
+    frame_index: int
+    def __init__(self, video_id: _Optional[int] = ..., frame_index: _Optional[int] = ...) -> None: ...
+
+class GetFrameImageResponse(_message.Message):
+    __slots__ = ("jpeg", "media_type")
+    JPEG_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    jpeg: bytes
+    media_type: str
+    def __init__(self, jpeg: _Optional[bytes] = ..., media_type: _Optional[str] = ...) -> None: ...
+
+class CreateTaskRequest(_message.Message):
+    __slots__ = ("task", "description", "calibration", "replace")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    task: CustomTask
+    description: str
+    calibration: LinearCalibration
+    replace: bool
+    def __init__(self, task: _Optional[_Union[CustomTask, _Mapping]] = ..., description: _Optional[str] = ..., calibration: _Optional[_Union[LinearCalibration, _Mapping]] = ..., replace: _Optional[bool] = ...) -> None: ...
+
+class CreateTaskResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: Task
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
+
+class DeleteTaskRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteTaskResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -85,6 +85,21 @@ class EchoSearchServiceStub:
                 request_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoRequest.SerializeToString,
                 response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoResponse.FromString,
                 _registered_method=True)
+        self.GetFrameImage = channel.unary_unary(
+                '/echosearch.v1.EchoSearchService/GetFrameImage',
+                request_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetFrameImageRequest.SerializeToString,
+                response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.GetFrameImageResponse.FromString,
+                _registered_method=True)
+        self.CreateTask = channel.unary_unary(
+                '/echosearch.v1.EchoSearchService/CreateTask',
+                request_serializer=echosearch_dot_v1_dot_echosearch__pb2.CreateTaskRequest.SerializeToString,
+                response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.CreateTaskResponse.FromString,
+                _registered_method=True)
+        self.DeleteTask = channel.unary_unary(
+                '/echosearch.v1.EchoSearchService/DeleteTask',
+                request_serializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskRequest.SerializeToString,
+                response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskResponse.FromString,
+                _registered_method=True)
 
 
 class EchoSearchServiceServicer:
@@ -167,6 +182,37 @@ class EchoSearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFrameImage(self, request, context):
+        """---- frame thumbnails (issue 11) ----
+        The JPEG thumbnail of one stored frame: the model's 224x224 input crop,
+        downscaled to at most 112 px. NOT_FOUND when the video or frame is not
+        stored, when the video was ingested without thumbnails, or when the server
+        runs with --thumbnails off.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTask(self, request, context):
+        """---- stored tasks (issue 11) ----
+        Saves a custom task on the server (e.g. a site-calibrated copy of a task
+        made by `echosearch evaluate --calibrate`). It is listed by ListTasks with
+        source "stored", scored by name like any task, and survives restarts.
+        ALREADY_EXISTS when a task of that name exists (pass replace to overwrite a
+        stored one; built-in and plugin tasks are never replaced).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTask(self, request, context):
+        """Removes a stored task. NOT_FOUND when no stored task has that name;
+        FAILED_PRECONDITION for a built-in or plugin task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EchoSearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -219,6 +265,21 @@ def add_EchoSearchServiceServicer_to_server(servicer, server):
                     servicer.GetServerInfo,
                     request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoRequest.FromString,
                     response_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoResponse.SerializeToString,
+            ),
+            'GetFrameImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFrameImage,
+                    request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.GetFrameImageRequest.FromString,
+                    response_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetFrameImageResponse.SerializeToString,
+            ),
+            'CreateTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTask,
+                    request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.CreateTaskRequest.FromString,
+                    response_serializer=echosearch_dot_v1_dot_echosearch__pb2.CreateTaskResponse.SerializeToString,
+            ),
+            'DeleteTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTask,
+                    request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskRequest.FromString,
+                    response_serializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -492,6 +553,87 @@ class EchoSearchService:
             '/echosearch.v1.EchoSearchService/GetServerInfo',
             echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoRequest.SerializeToString,
             echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFrameImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echosearch.v1.EchoSearchService/GetFrameImage',
+            echosearch_dot_v1_dot_echosearch__pb2.GetFrameImageRequest.SerializeToString,
+            echosearch_dot_v1_dot_echosearch__pb2.GetFrameImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echosearch.v1.EchoSearchService/CreateTask',
+            echosearch_dot_v1_dot_echosearch__pb2.CreateTaskRequest.SerializeToString,
+            echosearch_dot_v1_dot_echosearch__pb2.CreateTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echosearch.v1.EchoSearchService/DeleteTask',
+            echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskRequest.SerializeToString,
+            echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,6 +34,8 @@ STATUS_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (errors.InvalidVideoError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.PreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.TooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.BusyError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.DiskFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
@@ -293,6 +295,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             aggregation=convert.aggregation_from_proto(request.aggregation, "max"),
             flt=self._filter(request),
             frames_per_video=request.frames_per_video or DEFAULT_FRAMES_PER_VIDEO,
+            with_thumbnails=request.include_thumbnails,
         )
         return pb.SearchByTextResponse(results=self._fit_results(results, "SearchByText"))
 
@@ -306,6 +309,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             aggregation=convert.aggregation_from_proto(request.aggregation, "mean"),
             flt=self._filter(request),
             frames_per_video=request.frames_per_video or DEFAULT_FRAMES_PER_VIDEO,
+            with_thumbnails=request.include_thumbnails,
         )
         return pb.SearchByVideoResponse(results=self._fit_results(results, "SearchByVideo"))
 
@@ -406,6 +410,35 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             encoder=convert.encoder_info_to_proto(info.encoder, info.decode, self.engine.decode_pool.time_limit_s),
         )
 
+    # ---- frame thumbnails (issue 11) ------------------------------------------------------
+
+    @_rpc
+    def GetFrameImage(
+        self, request: pb.GetFrameImageRequest, context: grpc.ServicerContext
+    ) -> pb.GetFrameImageResponse:
+        jpeg = self.engine.frame_image(request.video_id, request.frame_index)
+        return pb.GetFrameImageResponse(jpeg=jpeg, media_type="image/jpeg")
+
+    # ---- stored tasks (issue 11) ----------------------------------------------------------
+
+    @_rpc
+    def CreateTask(self, request: pb.CreateTaskRequest, context: grpc.ServicerContext) -> pb.CreateTaskResponse:
+        if not request.HasField("task") or not request.task.name:
+            raise errors.InvalidRequestError("CreateTask needs a task with a name")
+        calibration = (request.calibration.a, request.calibration.b) if request.HasField("calibration") else None
+        task = self.engine.create_task(
+            description=request.description,
+            calibration=calibration,
+            replace=request.replace,
+            **convert.custom_task_args(request.task),
+        )
+        return pb.CreateTaskResponse(task=convert.task_to_proto(task))
+
+    @_rpc
+    def DeleteTask(self, request: pb.DeleteTaskRequest, context: grpc.ServicerContext) -> pb.DeleteTaskResponse:
+        self.engine.delete_task(request.name)
+        return pb.DeleteTaskResponse()
+
 
 def _fit_bytes(items: list[Any], budget: int, size: Callable[[Any], int]) -> int:
     """How many leading items fit in `budget` bytes (at least one, so a page always makes progress)."""
@@ -428,7 +461,10 @@ def _chunks(requests: Iterator[pb.IngestVideoRequest]) -> Iterator[bytes]:
 
 def _result(r: Any) -> pb.SearchResult:
     return pb.SearchResult(
-        video=convert.video_to_proto(r.video), score=float(r.score), best_frames=convert.hits_to_proto(r.best_frames)
+        video=convert.video_to_proto(r.video),
+        score=float(r.score),
+        best_frames=convert.hits_to_proto(r.best_frames),
+        thumbnail=r.thumbnail or b"",
     )
 
 

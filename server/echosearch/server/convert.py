@@ -242,6 +242,8 @@ def task_to_proto(task: Task) -> pb.Task:
         msg.values.extend(float(v) for v in values)
     if threshold is not None:
         msg.threshold = float(threshold)
+    if task.calibration is not None:
+        msg.calibration.CopyFrom(pb.LinearCalibration(a=task.calibration[0], b=task.calibration[1]))
     return msg
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import logging
@@ -31,7 +32,13 @@ import torch
 from echosearch.server import cancellation
 from echosearch.server.dicom.phi import DEFAULT_PHI_MODE, policy_for_store
 from echosearch.server.encoder import DEFAULT_BATCH_WAIT_MS, BatchingEncoder, EncoderStats
-from echosearch.server.errors import InvalidRequestError, ModelMismatchError, RequestCancelledError, TooLargeError
+from echosearch.server.errors import (
+    InvalidRequestError,
+    ModelMismatchError,
+    NotFoundError,
+    RequestCancelledError,
+    TooLargeError,
+)
 from echosearch.server.limits import Limits
 from echosearch.server.lru import LRUCache
 from echosearch.server.media.decode_pool import DEFAULT_TIME_LIMIT_S, DecodePool, DecodePoolStats
@@ -44,7 +51,8 @@ from echosearch.server.storage.store import Store
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
 from echosearch.server.tasks.registry import load_registry
 from echosearch.server.tasks.scoring_service import MAX_K, TaskScorer, VideoScore
-from echosearch.tasks.spec import Task, custom_task
+from echosearch.server.tasks.stored import StoredTasks
+from echosearch.tasks.spec import Task, custom_task, validate_task
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +79,7 @@ class SearchResult:
     video: VideoRecord
     score: float
     best_frames: tuple[FrameHit, ...]
+    thumbnail: bytes | None = None  # the best frame's JPEG, when asked for and kept
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,7 @@ class Engine:
         use_gpu: bool | None = None,
         max_upload_bytes: int | None = None,
         model: EchoClipModel | None = None,
+        thumbnails: bool = True,
         search_device: str = "auto",
         gpu_memory_gb: float | None = None,
         search_precision: str = "fp16",
@@ -140,6 +150,7 @@ class Engine:
         decode_pool: DecodePool | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.thumbnails = bool(thumbnails)  # keep a JPEG of each embedded frame's model-input crop
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.limits = (limits or Limits()).with_overrides(max_upload_bytes=max_upload_bytes)
         self.max_upload_bytes = self.limits.max_upload_bytes
@@ -166,6 +177,7 @@ class Engine:
                 "or use another --data directory for the new model"
             )
         self.registry = load_registry()
+        self.stored_tasks = StoredTasks(self.store, self.registry, self._check_task)
         self.encoder = BatchingEncoder(
             self.model, batch_frames=batch_frames, batch_wait_ms=batch_wait_ms, compile=compile
         )
@@ -210,7 +222,7 @@ class Engine:
             index_on_gpu=bool(self.store.on_gpu),
             videos=self.reader.count_videos(),
             frames=self.reader.count_frames(),
-            tasks=len(self.registry.list()),
+            tasks=len(self.registry) + len(self.stored_tasks.list()),
             search=SearchBackendInfo(**self.store.search_backend_info()),
             encoder=self.encoder.stats(),
             decode=self.decode_pool.stats(),
@@ -276,8 +288,10 @@ class Engine:
             mean=self.model.mean,
             std=self.model.std,
             image_size=self.model.image_size,
+            thumbnails=self.thumbnails,
             max_frame_pixels=self.limits.max_frame_pixels,
             dicom_mask=self.dicom_mask,
+            thumbnails=self.thumbnails,
         )
         # Decoded in a worker process (a path is read there, not here); uint8 crops for videos.
         prepared = self.decode_pool.prepare(data, options, name=source_name, should_stop=_caller_gone)
@@ -294,6 +308,7 @@ class Engine:
             frame_indices=np.asarray(prepared.frame_indices, dtype=np.int64),
             timestamps=np.asarray(prepared.timestamps, dtype=np.float64),
             embeddings=embeddings,
+            thumbnails=prepared.thumbnails,
         )
         # The store binds the model (identity, width) inside the ingest transaction, once.
         record, created = self.store.add_video(
@@ -355,6 +370,20 @@ class Engine:
             return self.reader.get_video_and_frames(int(video_id))
         return self.reader.get_video(int(video_id)), None
 
+    def frame_image(self, video_id: int, frame_index: int) -> bytes:
+        """The JPEG thumbnail of one stored frame; NotFoundError saying why when there is none."""
+        if not self.thumbnails:
+            raise NotFoundError("this server runs with --thumbnails off and serves no frame images")
+        jpeg = self.reader.frame_image(int(video_id), int(frame_index))
+        if jpeg is not None:
+            return jpeg
+        record = self.reader.get_video(int(video_id))  # NotFoundError for an unknown video
+        stored = self.reader.get_frames(record.video_id).frame_indices
+        if int(frame_index) not in set(stored.tolist()):
+            shown = ", ".join(str(i) for i in stored[:12]) + (" ..." if len(stored) > 12 else "")
+            raise NotFoundError(f"video {video_id} has no stored frame {frame_index}; its stored frames are {shown}")
+        raise NotFoundError(f"video {video_id} was ingested without thumbnails (frame {frame_index} has no image)")
+
     def list_videos(
         self, flt: VideoFilter | None = None, *, page_size: int = 100, page_token: str = ""
     ) -> tuple[list[VideoRecord], str, int]:
@@ -394,8 +423,12 @@ class Engine:
         aggregation: str = "max",
         flt: VideoFilter | None = None,
         frames_per_video: int = 1,
+        with_thumbnails: bool = False,
     ) -> list[SearchResult]:
-        """Top-k videos for a text: by best frame ("max") or by the EchoCLIP binary score ("mean")."""
+        """Top-k videos for a text: by best frame ("max") or by the EchoCLIP binary score ("mean").
+
+        `with_thumbnails`: each result carries its best frame's JPEG (when the server keeps them).
+        """
         if not text or not text.strip():
             raise InvalidRequestError("search text is empty")
         too_long = self.model.count_tokens(text) - self.model.context_length
@@ -405,7 +438,8 @@ class Engine:
             )
         self._check_search_args(k, aggregation, frames_per_video)
         query = self._embed_query(text)
-        return self._search(query, k=k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video)
+        results = self._search(query, k=k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video)
+        return self._with_thumbnails(results) if with_thumbnails else results
 
     def search_by_video(
         self,
@@ -415,15 +449,28 @@ class Engine:
         aggregation: str = "mean",
         flt: VideoFilter | None = None,
         frames_per_video: int = 1,
+        with_thumbnails: bool = False,
     ) -> list[SearchResult]:
         """Videos most like a stored one (its normalised mean frame as the query), itself excluded."""
         self._check_search_args(k, aggregation, frames_per_video)
         frames = self.reader.get_frames(int(video_id))
         query = frames.embeddings.mean(axis=0)
         query = (query / max(float(np.linalg.norm(query)), 1e-12)).astype(np.float32)
-        return self._search(
+        results = self._search(
             query, k=k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video, exclude=(int(video_id),)
         )
+        return self._with_thumbnails(results) if with_thumbnails else results
+
+    def _with_thumbnails(self, results: list[SearchResult]) -> list[SearchResult]:
+        """The results with their best frame's JPEG attached (one catalog read for all of them)."""
+        if not self.thumbnails or not results:
+            return results
+        best = [r.best_frames[0].frame_id for r in results if r.best_frames]
+        jpegs = self.reader.thumbnails_for(best)
+        return [
+            dataclasses.replace(r, thumbnail=jpegs.get(r.best_frames[0].frame_id)) if r.best_frames else r
+            for r in results
+        ]
 
     def _search(
         self,
@@ -455,12 +502,36 @@ class Engine:
     # ---- tasks -----------------------------------------------------------------------
 
     def list_tasks(self) -> list[Task]:
-        """Every registered task, sorted by name."""
-        return self.registry.list()
+        """Every registered and stored task, sorted by name."""
+        return sorted(self.registry.list() + self.stored_tasks.list(), key=lambda t: t.name)
 
     def get_task(self, name: str) -> Task:
-        """A registered task by name (NotFoundError naming close matches)."""
-        return self.registry.get(name)
+        """A registered or stored task by name (NotFoundError naming close matches)."""
+        stored = self.stored_tasks.get(name)
+        return stored if stored is not None else self.registry.get(name)
+
+    def _check_task(self, task: Task) -> Task:
+        return validate_task(task, count_tokens=self.model.count_tokens, context_length=self.model.context_length)
+
+    def create_task(
+        self,
+        *,
+        description: str = "",
+        calibration: tuple[float, float] | None = None,
+        replace: bool = False,
+        **task_args: object,
+    ) -> Task:
+        """Save a custom task (custom_task's arguments) on the server as a stored task."""
+        task = self.custom_task(**task_args)  # type: ignore[arg-type]
+        task = dataclasses.replace(task, description=description, calibration=calibration)
+        stored = self.stored_tasks.create(task, replace=replace)
+        log.info("stored task %r (%s) saved", stored.name, stored.kind.value)
+        return stored
+
+    def delete_task(self, name: str) -> None:
+        """Remove a stored task."""
+        self.stored_tasks.delete(name)
+        log.info("stored task %r deleted", name)
 
     def custom_task(
         self,

@@ -7,12 +7,14 @@ the server raises (resource limits it enforces while serving) are defined here.
 from __future__ import annotations
 
 from echosearch.errors import (
+    AlreadyExistsError,
     EchoSearchError,
     InvalidRequestError,
     InvalidVideoError,
     ModelLoadError,
     ModelMismatchError,
     NotFoundError,
+    PreconditionError,
     StoreVersionError,
     TooLargeError,
 )
@@ -31,6 +33,7 @@ class RequestCancelledError(EchoSearchError):
 
 
 __all__ = [
+    "AlreadyExistsError",
     "BusyError",
     "DiskFullError",
     "EchoSearchError",
@@ -39,6 +42,7 @@ __all__ = [
     "ModelLoadError",
     "ModelMismatchError",
     "NotFoundError",
+    "PreconditionError",
     "RequestCancelledError",
     "StoreVersionError",
     "TooLargeError",

@@ -27,6 +27,7 @@ class FrameEmbeddings:
     timestamps: np.ndarray  # float64 (n,): seconds from the start of the stream
     embeddings: np.ndarray  # float32 (n, dim)
     frame_ids: np.ndarray | None = None  # int64 (n,): catalog ids, set once stored
+    thumbnails: tuple[bytes, ...] | None = None  # one JPEG per frame (the model's input crop), when kept
 
 
 @dataclass(frozen=True)

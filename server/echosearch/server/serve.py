@@ -190,6 +190,7 @@ class ServeOptions:
     tls_key: Path | None = None
     token: str | None = None
     grace: float = 30.0
+    thumbnails: bool = True  # keep a JPEG of each embedded frame's model-input crop
     limits: Limits = field(default_factory=Limits)  # per-request caps (the --max-*/--upload-* flags)
     phi: str = "hash"  # DICOM PatientID: hash | keep | drop (docs/dicom.md)
     dicom_mask: str = "region"  # DICOM pixels outside the largest 2D ultrasound region: region (blacked out) | off
@@ -221,6 +222,7 @@ def serve(opts: ServeOptions) -> int:
             precision=opts.precision,
             index_factory=opts.index_factory,
             max_upload_bytes=opts.max_upload_mb << 20,
+            thumbnails=opts.thumbnails,
             search_device=opts.search_device,
             gpu_memory_gb=opts.gpu_memory_gb,
             search_precision=opts.search_precision,

@@ -238,6 +238,7 @@ def _to_wire(video: PreparedVideo) -> dict[str, Any]:
         "width": video.width,
         "height": video.height,
         "total_frames": video.total_frames,
+        "thumbnails": video.thumbnails,
     }
 
 
@@ -250,6 +251,7 @@ def _from_wire(payload: dict[str, Any]) -> PreparedVideo:
         width=payload["width"],
         height=payload["height"],
         total_frames=payload["total_frames"],
+        thumbnails=payload["thumbnails"],
     )
 
 

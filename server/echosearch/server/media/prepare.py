@@ -6,11 +6,13 @@ in-process callers use `prepare_media`. Nothing else needs to know which decoder
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from echosearch.client.sniff import HEAD_BYTES, looks_like_dicom
 from echosearch.server.errors import InvalidVideoError
 from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS
+from echosearch.server.media.thumbnails import crops_from_pixels, thumbnail_jpegs
 from echosearch.server.media.video import PreparedVideo, Sampling, Source, decode_video, prepare_video
 
 DICOM_MASKS = ("region", "off")  # region: black out outside the largest 2D ultrasound region
@@ -35,11 +37,13 @@ def prepare_media(
     image_size: int,
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
     dicom_mask: str = DEFAULT_DICOM_MASK,
+    thumbnails: bool = False,
 ) -> PreparedVideo:
     """Decode, sample and preprocess a video or DICOM file (bytes, or a path read whole when it is DICOM).
 
     `mean`, `std` and `image_size` come from the loaded model (EchoClipModel.mean/std/image_size); frames
-    over `max_frame_pixels` are refused from the declared size before any is decoded.
+    over `max_frame_pixels` are refused from the declared size before any is decoded. With `thumbnails`,
+    also a small JPEG of every sampled frame's model-input crop.
     """
     if is_dicom(source):
         if not isinstance(source, (bytes, bytearray, memoryview)):
@@ -52,7 +56,7 @@ def prepare_media(
                 f"this is a DICOM file but DICOM support is not installed ({exc.name} is missing): "
                 "pip install 'echosearch[dicom]'"
             ) from None
-        return prepare_dicom(
+        prepared = prepare_dicom(
             source,
             sampling,
             channel_order=channel_order,
@@ -62,6 +66,12 @@ def prepare_media(
             max_frame_pixels=max_frame_pixels,
             mask=dicom_mask,
         )
+        if thumbnails:  # the DICOM reader hands back normalised pixels: undo the normalisation exactly
+            crops = crops_from_pixels(prepared.pixels, mean, std)
+            prepared = dataclasses.replace(
+                prepared, thumbnails=tuple(thumbnail_jpegs(crops, channel_order=channel_order))
+            )
+        return prepared
     return prepare_video(
         source,
         sampling,
@@ -70,6 +80,7 @@ def prepare_media(
         std=std,
         image_size=image_size,
         max_frame_pixels=max_frame_pixels,
+        thumbnails=thumbnails,
     )
 
 
@@ -84,6 +95,7 @@ class PrepareOptions:
     image_size: int = 224
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
     dicom_mask: str = DEFAULT_DICOM_MASK
+    thumbnails: bool = False  # also a small JPEG of each sampled frame's crop (media/thumbnails.py)
 
 
 def prepare(source: Source, options: PrepareOptions | None = None) -> PreparedVideo:
@@ -94,8 +106,9 @@ def prepare(source: Source, options: PrepareOptions | None = None) -> PreparedVi
         assert o.mean and o.std, "DICOM is normalised in the worker: pass the model's mean and std"
         return prepare_media(
             source, o.sampling, channel_order=o.channel_order, mean=o.mean, std=o.std, image_size=o.image_size,
-            max_frame_pixels=o.max_frame_pixels, dicom_mask=o.dicom_mask,
+            max_frame_pixels=o.max_frame_pixels, dicom_mask=o.dicom_mask, thumbnails=o.thumbnails,
         )  # fmt: skip
     return decode_video(
-        source, o.sampling, channel_order=o.channel_order, image_size=o.image_size, max_frame_pixels=o.max_frame_pixels
-    )
+        source, o.sampling, channel_order=o.channel_order, image_size=o.image_size, thumbnails=o.thumbnails,
+        max_frame_pixels=o.max_frame_pixels,
+    )  # fmt: skip

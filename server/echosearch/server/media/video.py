@@ -23,6 +23,7 @@ from av.video.reformatter import VideoReformatter
 
 from echosearch.server.errors import InvalidRequestError, InvalidVideoError, TooLargeError
 from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS, check_frame_pixels
+from echosearch.server.media.thumbnails import thumbnail_jpegs
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ class PreparedVideo:
     # Frames in the stream: the decoded count when decoding reached the end, otherwise the number of
     # (non-empty) video packets demuxed without decoding; one packet is one frame for MJPG/H.264.
     total_frames: int
+    # One JPEG of each sampled frame's model-input crop (media/thumbnails.py); None when not asked for.
+    thumbnails: tuple[bytes, ...] | None = None
 
 
 def prepare_video(
@@ -101,15 +104,22 @@ def prepare_video(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     image_size: int,
+    thumbnails: bool = False,
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
 ) -> PreparedVideo:
     """Decode `source` (bytes or path), sample frames and preprocess them; InvalidVideoError if it is not a video.
 
     `mean`, `std` and `image_size` come from the loaded model (EchoClipModel.mean/std/image_size).
+    With `thumbnails`, also a small JPEG of every sampled frame's crop (before normalisation).
     Frames over `max_frame_pixels` are refused from the stream's declared size, before any is decoded.
     """
     decoded = decode_video(
-        source, sampling, channel_order=channel_order, image_size=image_size, max_frame_pixels=max_frame_pixels
+        source,
+        sampling,
+        channel_order=channel_order,
+        image_size=image_size,
+        thumbnails=thumbnails,
+        max_frame_pixels=max_frame_pixels,
     )
     return replace(decoded, pixels=normalise(decoded.pixels, mean, std))
 
@@ -120,6 +130,7 @@ def decode_video(
     *,
     channel_order: str = "rgb",
     image_size: int,
+    thumbnails: bool = False,
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
 ) -> PreparedVideo:
     """prepare_video up to the crop and resize: pixels are (n,3,S,S) uint8, 4x smaller to ship between processes."""
@@ -130,6 +141,7 @@ def decode_video(
     decoded = _decode(source, sampling, n_hint, channel_order, image_size, max_frame_pixels)
     if sampling.mode == "count" and decoded.resample_n is not None:  # stream shorter than its packets: resample
         decoded = _decode(source, sampling, decoded.resample_n, channel_order, image_size, max_frame_pixels)
+    jpegs = tuple(thumbnail_jpegs(decoded.frames_u8, channel_order=channel_order)) if thumbnails else None
     return PreparedVideo(
         decoded.frames_u8,
         decoded.frame_indices,
@@ -138,6 +150,7 @@ def decode_video(
         decoded.width,
         decoded.height,
         decoded.total_frames,
+        jpegs,
     )
 
 

@@ -19,6 +19,8 @@ from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadat
 from echosearch.server.storage import export as catalog_export
 from echosearch.server.storage import migrate as catalog_migrate
 from echosearch.server.storage import rows as catalog_rows
+from echosearch.server.storage import stored_tasks as catalog_stored_tasks
+from echosearch.server.storage import thumbnails as catalog_thumbnails
 from echosearch.server.storage.filters import aware_utc, compile_filter
 from echosearch.server.storage.frame_ids import FRAME_BITS, frame_id_range
 
@@ -246,7 +248,7 @@ class Catalog:
     @staticmethod
     def _insert_rows(cur: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
         """One INSERT per table: a few rows as bound VALUES (cheaper to plan), many through Arrow."""
-        if rows.num_rows <= _VALUES_MAX_ROWS and table != "frames":
+        if rows.num_rows <= _VALUES_MAX_ROWS and table not in ("frames", "frame_thumbnails"):
             marks = "(" + ", ".join("?" * rows.num_columns) + ")"
             params = [value for row in rows.to_pylist() for value in row.values()]
             # `table` is one of our own four table names, never user input
@@ -262,6 +264,9 @@ class Catalog:
             if row is None:
                 raise NotFoundError(f"no video with id {video_id}")
             cur.execute("DELETE FROM frames WHERE frame_id >= ? AND frame_id < ?", list(frame_id_range(video_id)))
+            cur.execute(
+                "DELETE FROM frame_thumbnails WHERE frame_id >= ? AND frame_id < ?", list(frame_id_range(video_id))
+            )
             cur.execute("DELETE FROM video_tags WHERE video_id = ?", [int(video_id)])
             cur.execute("DELETE FROM videos WHERE video_id = ?", [int(video_id)])
             seq = self._next(cur, "seq")
@@ -489,6 +494,30 @@ class Catalog:
         ids = self.select_video_ids(None) if video_ids is None else np.asarray(video_ids, dtype=np.int64)
         for start in range(0, len(ids), max(1, int(batch_videos))):
             yield self.load_embeddings(ids[start : start + batch_videos])
+
+    # ---- thumbnails --------------------------------------------------------------
+    def frame_image(self, video_id: int, frame_index: int) -> bytes | None:
+        """The JPEG thumbnail of one stored frame (by decode index), or None."""
+        return catalog_thumbnails.frame_image(self.cursor(), video_id, frame_index)
+
+    def thumbnails_for(self, frame_ids: Sequence[int]) -> dict[int, bytes]:
+        """frame_id -> JPEG thumbnail, for the given frames that have one."""
+        return catalog_thumbnails.jpegs_for(self.cursor(), frame_ids)
+
+    # ---- stored tasks ------------------------------------------------------------
+    def stored_tasks(self) -> dict[str, str]:
+        """name -> JSON of every stored (server-saved custom) task."""
+        return catalog_stored_tasks.read_all(self.cursor())
+
+    def put_stored_task(self, name: str, spec_json: str) -> None:
+        """Save (or replace) a stored task."""
+        with self.transaction() as cur:
+            catalog_stored_tasks.put(cur, name, spec_json)
+
+    def delete_stored_task(self, name: str) -> None:
+        """Remove a stored task."""
+        with self.transaction() as cur:
+            catalog_stored_tasks.delete(cur, name)
 
     # ---- prompt cache ------------------------------------------------------------
     def get_prompt_embeddings(self, model_identity: str, texts: Sequence[str]) -> dict[str, np.ndarray]:

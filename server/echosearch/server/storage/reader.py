@@ -78,6 +78,18 @@ class CatalogReader:
         """Cached text embeddings of `model_identity` for those `texts` that are cached."""
         return self._catalog.get_prompt_embeddings(model_identity, texts)
 
+    def frame_image(self, video_id: int, frame_index: int) -> bytes | None:
+        """The JPEG thumbnail of one stored frame (by decode index), or None."""
+        return self._catalog.frame_image(video_id, frame_index)
+
+    def thumbnails_for(self, frame_ids: Sequence[int]) -> dict[int, bytes]:
+        """frame_id -> JPEG thumbnail, for the given frames that have one."""
+        return self._catalog.thumbnails_for(frame_ids)
+
+    def stored_tasks(self) -> dict[str, str]:
+        """name -> JSON of every stored task."""
+        return self._catalog.stored_tasks()
+
     def export_parquet(self, path: Path, flt: VideoFilter | None = None) -> int:
         """Write one row per frame to a Parquet file (reads the catalog only); returns rows."""
         return self._catalog.export_parquet(path, flt)

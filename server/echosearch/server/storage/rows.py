@@ -37,6 +37,7 @@ class NewVideo:
     frame_indices: np.ndarray  # int64 (n,)
     timestamps: np.ndarray  # float64 (n,)
     embeddings: np.ndarray  # float32 (n, dim), C-contiguous
+    thumbnails: tuple[bytes, ...] | None = None  # one JPEG per frame, or None
 
     @property
     def dim(self) -> int:
@@ -71,6 +72,9 @@ def validate(
     emb = np.ascontiguousarray(emb, dtype=np.float32)
     if not np.isfinite(emb).all():
         raise InvalidRequestError("frame embeddings contain NaN or infinity")
+    thumbs = frames.thumbnails
+    if thumbs is not None and len(thumbs) != n:
+        raise InvalidRequestError(f"{n} embeddings but {len(thumbs)} thumbnails; give one per frame or none")
     return NewVideo(
         str(sha256),
         str(source_name),
@@ -84,6 +88,7 @@ def validate(
         idx,
         ts,
         emb,
+        None if thumbs is None else tuple(bytes(t) for t in thumbs),
     )
 
 
@@ -110,7 +115,7 @@ def _stored_time(value: datetime | None) -> datetime | None:
 def tables(
     videos: Sequence[NewVideo], video_ids: np.ndarray, seqs: np.ndarray, ingested_at: datetime
 ) -> dict[str, pa.Table]:
-    """Rows for the videos, video_tags, frames and changes tables (columns in schema order)."""
+    """Rows for the videos, video_tags, frames, frame_thumbnails and changes tables (columns in schema order)."""
     naive_now = to_utc_naive(ingested_at)
     counts = np.array([len(v.embeddings) for v in videos], dtype=np.int64)
     md = [v.metadata for v in videos]
@@ -159,6 +164,9 @@ def tables(
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim),
         }
     )
+    thumbs = thumbnail_rows(videos, video_ids)
+    if thumbs is not None:
+        out["frame_thumbnails"] = thumbs
     out["changes"] = pa.table(
         {
             "seq": pa.array(seqs, pa.int64()),
@@ -168,6 +176,18 @@ def tables(
         }
     )
     return out
+
+
+def thumbnail_rows(videos: Sequence[NewVideo], video_ids: np.ndarray) -> pa.Table | None:
+    """Rows of the frame_thumbnails table for the videos that carry thumbnails (None when none does)."""
+    ids, jpegs = [], []
+    for v, vid in zip(videos, video_ids):
+        if v.thumbnails is not None:
+            ids.append(frame_ids_for(int(vid), len(v.thumbnails)))
+            jpegs.extend(v.thumbnails)
+    if not jpegs:
+        return None
+    return pa.table({"frame_id": pa.array(np.concatenate(ids), pa.int64()), "jpeg": pa.array(jpegs, pa.binary())})
 
 
 def records(

@@ -322,6 +322,14 @@ class Store:
         """Cache text embeddings in the catalog (the indexes are not involved, so no index lock)."""
         self.catalog.put_prompt_embeddings(model_identity, embeddings)
 
+    def put_stored_task(self, name: str, spec_json: str) -> None:
+        """Save (or replace) a stored task's definition in the catalog (no index involved)."""
+        self.catalog.put_stored_task(name, spec_json)
+
+    def delete_stored_task(self, name: str) -> None:
+        """Remove a stored task's definition from the catalog."""
+        self.catalog.delete_stored_task(name)
+
     def get_prompt_embeddings(self, model_identity: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Cached text embeddings of `model_identity` for those `texts` that are cached."""
         return self.catalog.get_prompt_embeddings(model_identity, texts)
@@ -463,7 +471,9 @@ class Store:
             else:
                 ranked = self._top_by_max(q, k, cand)
             best = self._best_frames(q, [v for v, _ in ranked], fpv)
-            return [VideoHit(v, s, best.get(v, ())) for v, s in ranked]
+            # Writers commit to the catalog without the search lock, so a video ranked from the index can be
+            # deleted before its frames are read: it then answers as if the search ran after the delete.
+            return [VideoHit(v, s, best.get(v, ())) for v, s in ranked if fpv <= 0 or v in best]
 
     def _top_by_max(self, q: np.ndarray, k: int, cand) -> list[tuple[int, float]]:
         """Over-fetch frames until k distinct videos appear (the first k distinct are the exact top-k)."""
@@ -502,7 +512,9 @@ class Store:
             all_fids.extend(fids.tolist())
         info = self.catalog.frame_info(np.asarray(all_fids, dtype=np.int64))
         return {
-            v: tuple(FrameHit(f, v, int(info[f][0]), float(info[f][1]), s) for f, s in fl) for v, fl in picks.items()
+            v: tuple(FrameHit(f, v, int(info[f][0]), float(info[f][1]), s) for f, s in fl)
+            for v, fl in picks.items()
+            if all(f in info for f, _ in fl)  # absent: deleted between the two reads
         }
 
     def top_videos_by_mean(self, query: np.ndarray, k: int, flt: VideoFilter | None = None) -> list[tuple[int, float]]:

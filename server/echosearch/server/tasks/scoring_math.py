@@ -192,7 +192,10 @@ def score_task(task: Task, frames: np.ndarray, offsets: np.ndarray, text_emb: np
 
 
 def task_scores(task: Task, score: np.ndarray) -> TaskScores:
-    """Wrap per-video scores with the task's value, label and decision."""
+    """Wrap per-video scores with the task's value, label and decision (after a stored task's calibration)."""
+    if task.calibration is not None:  # a stored task's site recalibration (regression only)
+        a, b = task.calibration
+        score = a * score + b
     if task.kind is TaskKind.BINARY:
         value, label = None, None
     else:

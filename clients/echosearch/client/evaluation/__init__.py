@@ -1,0 +1,1 @@
+"""Task evaluation against labels: metrics (numpy only), label files, the report (matplotlib, extra `eval`)."""

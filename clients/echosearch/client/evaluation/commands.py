@@ -1,0 +1,96 @@
+"""The `evaluate`, `delete-task` and `ui` subcommands (their heavy imports happen only when they run)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from echosearch.client.client import Client
+from echosearch.client.params import UsageError
+
+
+def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add `evaluate`, `delete-task` and `ui` to the command line."""
+    p = sub.add_parser("evaluate", parents=[common], help="measure a task against labels: metrics.json, plots, HTML")
+    p.add_argument("task", help="registered task name (see `echosearch tasks`)")
+    p.add_argument("--labels", type=Path, required=True, metavar="CSV", help="labels: a key column and a label column")
+    p.add_argument(
+        "--key",
+        choices=("id", "sha256", "source", "study_id"),
+        default="id",
+        help="what the key column names: video_id (default), sha256, source_name, study_id",
+    )
+    p.add_argument("--label-column", help="the label column (default: label, value or y)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="report folder (created)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument(
+        "--calibrate",
+        metavar="NAME",
+        help="save a site-calibrated copy of the task on the server as stored task NAME "
+        "(binary: the F1-optimal threshold; regression: a linear recalibration a*x+b)",
+    )
+
+    p = sub.add_parser("delete-task", parents=[common], help="delete a stored task (e.g. one saved by --calibrate)")
+    p.add_argument("name")
+
+    p = sub.add_parser("ui", parents=[common], help="the web UI (needs the `ui` extra)")
+    p.add_argument("--host", default="127.0.0.1", help="address the UI binds (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--token-file", type=Path, help="bearer token for the server, first line of this file")
+
+
+def _heavy(extra: str):
+    def fail(exc: ImportError) -> UsageError:
+        return UsageError(
+            f"this command needs the `{extra}` extra ({exc.name} is missing): pip install 'echosearch[{extra}]'"
+        )
+
+    return fail
+
+
+def cmd_evaluate(client: Client, args: argparse.Namespace) -> int:
+    try:
+        from echosearch.client.evaluation.report import write_report
+        from echosearch.client.evaluation.run import evaluate
+    except ImportError as exc:
+        raise _heavy("eval")(exc) from None
+    if args.resamples < 1:
+        raise UsageError("--resamples must be >= 1")
+    ev = evaluate(
+        client,
+        args.task,
+        args.labels,
+        key=args.key,
+        label_column=args.label_column,
+        resamples=args.resamples,
+        seed=args.seed,
+        progress=lambda m: print(m, file=sys.stderr),
+    )
+    index = write_report(ev, args.out)
+    if args.calibrate:
+        from echosearch.client.evaluation.calibrate import calibrate
+
+        stored = calibrate(client, ev, args.calibrate)
+        print(f"saved stored task {stored.name!r} ({stored.description})", file=sys.stderr)
+    if args.json:
+        print(json.dumps(ev.metrics, allow_nan=False))
+    else:
+        print(f"report: {index}")
+    return 0
+
+
+def cmd_delete_task(client: Client, args: argparse.Namespace) -> int:
+    client.delete_task(args.name)
+    print(f"deleted stored task {args.name!r}", file=sys.stderr)
+    return 0
+
+
+def cmd_ui(client: Client, args: argparse.Namespace) -> int:
+    try:
+        from echosearch.ui.app import run
+    except ImportError as exc:
+        raise _heavy("ui")(exc) from None
+    return run(client, args)

@@ -1,0 +1,150 @@
+"""What each page shows, gathered from gRPC calls (no HTML here: templates/ renders it)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from echosearch.client.client import ApiError, Client
+from echosearch.client.types import SearchResult, Task, Video, VideoFilter
+from echosearch.ui.charts import frame_scores_svg, histogram_svg
+
+
+def _metadata(v: Video) -> dict[str, str]:
+    m = v.metadata
+    out = {"study": m.study_id, "patient": m.patient_id, "view": m.view}
+    if m.acquisition_time:
+        out["acquired"] = m.acquisition_time.isoformat(timespec="seconds")
+    out.update(m.tags)
+    return {k: str(val) for k, val in out.items() if val}
+
+
+def result_card(r: SearchResult) -> dict[str, Any]:
+    """One grid cell of a search: best-frame thumbnail inline (one round trip for the whole page)."""
+    best = r.best_frames[0] if r.best_frames else None
+    src = "data:image/jpeg;base64," + base64.b64encode(r.thumbnail).decode() if r.thumbnail else None
+    return {
+        "video_id": r.video.video_id,
+        "name": r.video.source_name,
+        "score": r.score,
+        "frame_index": best.frame_index if best else None,
+        "src": src,
+        "metadata": _metadata(r.video),
+    }
+
+
+def _task_row(client: Client, task: Task, video_id: int) -> dict[str, Any]:
+    try:
+        s = next(iter(client.score(task.name, video_ids=[video_id])), None)
+    except ApiError as exc:  # one failing task must not hide the others
+        return {"task": task, "error": f"{exc.code.name}: {exc.message}"}
+    if s is None:
+        return {"task": task, "error": "no score"}
+    value = s.value if s.value is not None else s.score
+    return {"task": task, "value": value, "label": s.label, "decision": s.decision, "error": None}
+
+
+def video_page(client: Client, video_id: int, text: str) -> dict[str, Any]:
+    """A video: its frame strip (with each frame's similarity to `text`), task scores, metadata, similar videos."""
+    video = client.get_video(video_id)
+    frames = client.get_frames(video_id)
+    similarity: dict[int, float] = {}
+    if text:
+        hits = client.search_by_text(
+            text, k=1, filter=VideoFilter(video_ids=(video_id,)), frames_per_video=min(64, max(1, len(frames)))
+        )
+        if hits:
+            similarity = {h.frame_index: h.score for h in hits[0].best_frames}
+    strip = [
+        {"frame_index": f.frame_index, "timestamp": f.timestamp, "similarity": similarity.get(f.frame_index)}
+        for f in frames
+    ]
+    similar = [result_card(r) for r in client.search_by_video(video_id, k=8, thumbnails=True)]
+    return {
+        "video": video,
+        "metadata": _metadata(video),
+        "q": text,
+        "strip": strip,
+        "strip_chart": frame_scores_svg([s["similarity"] for s in strip]) if similarity else "",
+        "scores": [_task_row(client, t, video_id) for t in client.list_tasks()],
+        "similar": similar,
+    }
+
+
+def screen(client: Client, task_name: str, flt: VideoFilter | None, k: int) -> dict[str, Any]:
+    """A task over a selection: distribution (with the threshold) and the top-k; regression: both extremes.
+
+    Extremes come from the full ScoreVideos stream (it is needed for the histogram anyway); every
+    sampling keeps frame 0, so its thumbnail stands for the video in the grid.
+    """
+    stream = client.score(task_name, filter=flt, batch_size=10_000)
+    rows = list(stream)
+    task = stream.task
+    regression = task is not None and task.kind != "binary"
+    pairs = [(s.video_id, s.value if regression and s.value is not None else s.score) for s in rows]
+    pairs = [(v, x) for v, x in pairs if x is not None and math.isfinite(x)]
+    ranked = sorted(pairs, key=lambda p: -p[1])
+    threshold = task.threshold if task is not None else None
+    hist = histogram_svg(
+        [x for _, x in pairs],
+        marker=threshold,
+        marker_label=f"threshold {threshold:.3f}" if threshold is not None else "",
+    )
+    # Video records for the grid (one ListVideos call by id).
+    shown = ranked[:k] + (ranked[-k:][::-1] if regression else [])
+    ids = sorted({v for v, _ in shown})
+    videos = (
+        {
+            v.video_id: v
+            for v in client.list_videos(VideoFilter(video_ids=tuple(ids)), page_size=max(1, len(ids))).videos
+        }
+        if ids
+        else {}
+    )
+
+    def cards(part: list[tuple[int, float]]) -> list[dict[str, Any]]:
+        return [
+            {
+                "video_id": v,
+                "src": f"/frame/{v}/0.jpg",
+                "name": videos[v].source_name if v in videos else str(v),
+                "score": x,
+                "metadata": _metadata(videos[v]) if v in videos else {},
+            }
+            for v, x in part
+        ]
+
+    return {
+        "task": task,
+        "count": len(pairs),
+        "histogram": hist,
+        "regression": regression,
+        "positives": sum(1 for s in rows if s.decision) if threshold is not None else None,
+        "top": cards(ranked[:k]),
+        "lowest": cards(ranked[::-1][:k]) if regression else [],
+    }
+
+
+def run_evaluation(client: Client, task: str, labels: Path, key: str, folder: Path) -> None:
+    """`evaluate` into `folder` (the same code as the CLI)."""
+    from echosearch.client.evaluation.report import write_report
+    from echosearch.client.evaluation.run import evaluate
+
+    write_report(evaluate(client, task, labels, key=key), folder)
+
+
+def report_page(folder: Path, run_id: str) -> dict[str, Any]:
+    """The rendered evaluation report of one run."""
+    from echosearch.client.evaluation.report import summary_rows
+
+    m = json.loads((folder / "metrics.json").read_text())
+    return {
+        "run_id": run_id,
+        "metrics": m,
+        "rows": summary_rows(m),
+        "plots": m.get("plots", []),
+        "unknown": m["unknown_videos"],
+    }

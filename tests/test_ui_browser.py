@@ -1,0 +1,130 @@
+"""The web UI in a real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium).
+
+Loads the search page, submits a query and checks every result thumbnail renders (naturalWidth > 0),
+opens a video page and an evaluation report; one screenshot per page goes to test-artifacts/ui/.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from servers import start_inprocess
+from synthetic import make_video
+from uihelp import ARTIFACTS, RunningUI, chromium_paths, rendered, start_chromium, stop_chromium
+
+from echosearch.client import Client, VideoMetadata
+
+pytest.importorskip("starlette", reason="the web UI needs the `ui` extra")
+pytest.importorskip("matplotlib", reason="the evaluation report needs the `eval` extra")
+
+pytestmark = pytest.mark.slow  # a browser start and ~20 page loads: about a minute on 2 cores
+
+N_VIDEOS = 6
+PATHS = chromium_paths()
+# The README's screenshots: ECHOSEARCH_UI_TEST_MODEL=random:echoclip (real architecture, random weights).
+MODEL = os.environ.get("ECHOSEARCH_UI_TEST_MODEL", "random:tiny")
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    from echosearch.ui.app import create_app
+
+    tmp = tmp_path_factory.mktemp("ui")
+    running = start_inprocess(tmp / "data", model_spec=MODEL)
+    client = Client(running.address, timeout=60)
+    for s in range(N_VIDEOS):
+        md = VideoMetadata(study_id=f"study-{s}", view=("A4C", "PLAX")[s % 2], tags={"site": "north"})
+        client.ingest(make_video(seed=s, width=160, height=120, frames=40), source_name=f"echo-{s}.avi", metadata=md)
+    if MODEL != "random:tiny":  # a large text tower: encode every task's prompts once, before the page timers run
+        first = client.list_videos(page_size=1).videos[0].video_id
+        for task in client.list_tasks():
+            list(client.score(task.name, video_ids=[first]))
+    web_ui = RunningUI(create_app(client, reports_dir=tmp / "reports"))
+    yield web_ui, client, tmp
+    web_ui.stop()
+    client.close()
+    running.stop(2)
+
+
+@pytest.fixture(scope="module")
+def web():
+    if isinstance(PATHS, str):
+        pytest.skip(PATHS)
+    browser = start_chromium(*PATHS)
+    yield browser
+    stop_chromium(browser)
+
+
+def _wait(web, css: str, count: int, timeout: float = 30.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        widths = rendered(web, css)
+        if (len(widths) >= count and all(widths)) or time.monotonic() > deadline:
+            return widths
+        time.sleep(0.1)
+
+
+def _shot(web, name: str) -> None:
+    """A screenshot of the whole page (the window grows to the page's height, up to 2400 px)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    height = web.execute_script("return document.documentElement.scrollHeight")
+    web.set_window_size(1280, max(700, min(2400, int(height) + 120)))
+    web.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+    web.set_window_size(1280, 900)
+
+
+def test_search_page_renders_result_thumbnails(ui, web):
+    from selenium.webdriver.common.by import By
+
+    web_ui, client, _ = ui
+    web.get(web_ui.url + "/")
+    box = web.find_element(By.NAME, "q")
+    box.send_keys("A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM.")
+    box.submit()
+    widths = _wait(web, "ul.grid img.thumb", N_VIDEOS)
+    assert len(widths) == N_VIDEOS and all(w > 0 for w in widths), widths
+    assert len(web.find_elements(By.CSS_SELECTOR, ".card .score")) == N_VIDEOS
+    _shot(web, "search")
+    # Open the best result's video page: its frame strip renders, the similarity chart is drawn.
+    web.find_element(By.CSS_SELECTOR, ".card a.name").click()
+    widths = _wait(web, "ol.frames img", 20)
+    assert len(widths) == 20 and all(w > 0 for w in widths), widths
+    assert web.find_elements(By.CSS_SELECTOR, "svg.framechart circle")
+    assert "pacemaker" in web.page_source
+    _shot(web, "video")
+
+
+def test_evaluation_page_renders_the_report(ui, web):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    web_ui, client, tmp = ui
+    task = next(t.name for t in client.list_tasks() if t.kind == "binary" and t.threshold is not None)
+    labels = tmp / "labels.csv"
+    labels.write_text("study_id,label\n" + "".join(f"study-{s},{s % 2}\n" for s in range(N_VIDEOS)) + "study-x,1\n")
+    web.get(web_ui.url + "/evaluate")
+    Select(web.find_element(By.NAME, "task")).select_by_value(task)
+    Select(web.find_element(By.NAME, "key")).select_by_value("study_id")
+    web.find_element(By.NAME, "labels").send_keys(str(labels))
+    web.find_element(By.CSS_SELECTOR, "form button").click()
+    widths = _wait(web, "img.plot", 3, timeout=60)
+    assert len(widths) == 3 and all(w > 0 for w in widths), widths  # ROC, PR, histogram
+    assert "roc_auc" in web.page_source and "study-x" in web.page_source
+    _shot(web, "evaluation")
+
+
+def test_screening_and_error_pages(ui, web):
+    from selenium.webdriver.common.by import By
+
+    web_ui, client, _ = ui
+    web.get(web_ui.url + "/screen?task=ejection_fraction&k=3")
+    assert web.find_elements(By.CSS_SELECTOR, "svg.chart rect")
+    widths = _wait(web, "ul.grid img.thumb", 6)  # highest 3 and lowest 3
+    assert len(widths) == 6 and all(widths), widths
+    _shot(web, "screening")
+    web.get(web_ui.url + "/video/424242")
+    body = web.find_element(By.TAG_NAME, "body").text
+    assert "NOT_FOUND" in body and "no video with id 424242" in body and "Traceback" not in body
+    _shot(web, "error")
