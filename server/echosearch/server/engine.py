@@ -291,7 +291,6 @@ class Engine:
             thumbnails=self.thumbnails,
             max_frame_pixels=self.limits.max_frame_pixels,
             dicom_mask=self.dicom_mask,
-            thumbnails=self.thumbnails,
         )
         # Decoded in a worker process (a path is read there, not here); uint8 crops for videos.
         prepared = self.decode_pool.prepare(data, options, name=source_name, should_stop=_caller_gone)
