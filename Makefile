@@ -12,11 +12,15 @@ PYTEST_ARGS ?=
 
 .PHONY: install serve test lint proto proto-check bench clean
 
+# Say what is happening: the first install downloads torch, faiss and duckdb and takes minutes.
 $(STAMP): pyproject.toml
+	@echo "==> setting up $(VENV): echosearch with its server and test extras (torch, faiss, duckdb, ...)."
+	@echo "==> The first time this downloads about 1 GB and takes several minutes; pip lists each package below."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[server,ui,test,dicom]'
+	$(PY) -m pip install --progress-bar off -e '.[server,bulk,ui,test,dicom]'
 	touch $(STAMP)
+	@echo "==> $(VENV) is ready."
 
 install: $(STAMP)
 
@@ -43,6 +47,7 @@ bench: $(STAMP)
 	$(PY) bench/score.py
 	$(PY) bench/api.py
 	$(PY) bench/gpu.py
+	$(PY) bench/bulk.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

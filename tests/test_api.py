@@ -182,6 +182,15 @@ def test_score_builtin_binary_over_all_and_top_k(server, client, stored):
     assert [s.score for s in top] == pytest.approx([s.score for s in ranked], abs=1e-5)
 
 
+def test_score_bottom_k_of_a_regression_task(client, stored):
+    """'The 100 lowest EF' over gRPC: bottom_k ranks a regression task by value, lowest first."""
+    every = list(client.score("ejection_fraction"))
+    lowest = list(client.score("ejection_fraction", bottom_k=2))
+    assert [s.value for s in lowest] == sorted(s.value for s in every)[:2]
+    highest = list(client.score("ejection_fraction", top_k=2))
+    assert [s.value for s in highest] == sorted((s.value for s in every), reverse=True)[:2]
+
+
 def test_score_builtin_regression_for_chosen_ids(server, client, stored):
     ids = [stored[1].video.video_id, stored[3].video.video_id]
     scores = list(client.score("ejection_fraction", video_ids=ids, batch_size=1))
@@ -256,7 +265,7 @@ ERROR_CASES = {
     "regression prompt without placeholder": (INVALID, lambda c: list(c.score(CustomTask(kind="regression", prompts=("EF IS HIGH.",), value_range=(0, 100, 1)))), ("<#>",)),
     "empty custom prompts": (INVALID, lambda c: list(c.score(CustomTask(kind="binary", prompts=()))), ("prompt",)),
     "custom range too large": (grpc.StatusCode.RESOURCE_EXHAUSTED, lambda c: list(c.score(CustomTask(kind="regression", prompts=("EF <#>%.",), value_range=(0, 100000, 1)))), ()),
-    "top k of a regression task": (INVALID, lambda c: list(c.score("ejection_fraction", top_k=3)), ("binary",)),
+    "top k and bottom k together": (INVALID, lambda c: list(c.score("ejection_fraction", top_k=3, bottom_k=3)), ("not both",)),
     "inverted time filter": (INVALID, lambda c: c.search_by_text("heart", filter=VideoFilter(acquired_after=datetime(2025, 1, 1), acquired_before=datetime(2024, 1, 1))), ("swap",)),
     "bad page token": (INVALID, lambda c: c.list_videos(page_token="garbage"), ("page token",)),
     "empty search text": (INVALID, lambda c: c.search_by_text("   "), ("empty",)),

@@ -55,7 +55,7 @@ def test_ingest_folder_then_skip_already_stored(capsys, server, folder):
     assert sorted(r["status"] for r in rows) == ["stored"] * 3 and "3 stored, 0 already stored" in err
     rc, out, err = run(capsys, server, "ingest", str(folder / "a.avi"), str(folder / "sub"))
     assert rc == 0 and out.count("already stored") == 3 and "0 stored, 3 already stored (skipped), 0 failed" in err
-    rc, out, _ = run(capsys, server, "videos", "--filter", "site=east", "--json")
+    rc, out, _ = run(capsys, server, "videos", "--filter", "tag.site=east", "--json")
     videos = json_lines(out)
     assert len(videos) == 3
     assert {v["metadata"]["study_id"] for v in videos} == {"S9"} and videos[0]["metadata"][
@@ -65,7 +65,7 @@ def test_ingest_folder_then_skip_already_stored(capsys, server, folder):
 
 def test_search_score_tasks_info_video_export_delete(capsys, server, folder, tmp_path):
     run(capsys, server, "ingest", str(folder), "--meta", "site=east")
-    rc, out, _ = run(capsys, server, "search", "PACEMAKER LEAD", "-k", "2", "--filter", "site=east")
+    rc, out, _ = run(capsys, server, "search", "PACEMAKER LEAD", "-k", "2", "--filter", "tag.site=east")
     assert rc == 0 and out.splitlines()[0].split()[:2] == ["id", "score"] and len(out.splitlines()) == 3
     rc, out, _ = run(capsys, server, "search", "heart", "--aggregation", "mean", "--json", "--filter", "view=A4C")
     results = json_lines(out)
@@ -105,7 +105,7 @@ def test_search_score_tasks_info_video_export_delete(capsys, server, folder, tmp
     assert rc == 0 and info["model_spec"] == "random:tiny" and info["videos"] >= 3
     vid = scores[0]["video_id"]
     rc, out, _ = run(capsys, server, "video", str(vid), "--embeddings")
-    assert rc == 0 and f"video_id        {vid}" in out and "64-d" in out
+    assert rc == 0 and f"video_id         {vid}" in out and "64-d" in out
     rc, out, _ = run(capsys, server, "video", str(vid), "--json")
     frames = json_lines(out)[0]["sampled_frames"]
     rc, out, _ = run(capsys, server, "export", str(tmp_path / "e.parquet"), "--filter", f"id={vid}")
@@ -186,7 +186,7 @@ def test_params_parsing():
 def test_client_import_is_light():
     code = (
         "import sys, echosearch.client, echosearch.client.cli, echosearch.v1.echosearch_pb2_grpc\n"
-        "heavy = sorted(m for m in ('torch', 'faiss', 'duckdb', 'numpy', 'av', 'echosearch.server') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'faiss', 'duckdb', 'numpy', 'av', 'pyarrow', 'ray', 'echosearch.server') if m in sys.modules)\n"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout

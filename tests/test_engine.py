@@ -130,6 +130,29 @@ def test_binary_decision_is_strictly_above_the_threshold(engine):
     assert next(s for b in engine.score_videos(below, video_ids=[vid]) for s in b).decision is True
 
 
+@pytest.mark.parametrize("task_name", ["ejection_fraction", "pacemaker"])
+def test_score_top_and_bottom_k_equal_a_full_scan_sorted(engine, task_name):
+    """The 3 highest / lowest of a regression task by value (exact), of a binary task by score (mean index)."""
+    task = engine.get_task(task_name)
+    full = [s for batch in engine.score_videos(task) for s in batch]
+    by = (lambda s: s.value) if task.kind.value == "regression" else (lambda s: s.score)
+    for k in (1, 3, 10):
+        top = [s for batch in engine.score_videos(task, top_k=k, batch_size=2) for s in batch]
+        bottom = [s for batch in engine.score_videos(task, bottom_k=k) for s in batch]
+        assert [by(s) for s in top] == pytest.approx([by(s) for s in sorted(full, key=by, reverse=True)[:k]], abs=1e-6)
+        assert [by(s) for s in bottom] == pytest.approx([by(s) for s in sorted(full, key=by)[:k]], abs=1e-6)
+        assert len(top) == len(bottom) == min(k, len(full))
+
+
+def test_score_top_k_of_a_categorical_task_ranks_by_value(engine):
+    task = engine.custom_task(
+        name="size", kind="categorical", prompts=["SMALL.", "MEDIUM.", "LARGE."], values=[0, 1, 2]
+    )
+    full = [s for batch in engine.score_videos(task) for s in batch]
+    top = [s for batch in engine.score_videos(task, top_k=2) for s in batch]
+    assert [s.value for s in top] == sorted((s.value for s in full), reverse=True)[:2]
+
+
 def test_score_selection_batches_and_errors(engine):
     ef = engine.get_task("ejection_fraction")
     batches = list(engine.score_videos(ef, batch_size=3))
@@ -139,8 +162,8 @@ def test_score_selection_batches_and_errors(engine):
     assert sorted(picked) == [1, 3]
     with pytest.raises(NotFoundError, match="999"):
         list(engine.score_videos(ef, video_ids=[1, 999]))
-    with pytest.raises(InvalidRequestError, match="binary"):
-        list(engine.score_videos(ef, top_k=3))
+    with pytest.raises(InvalidRequestError, match="not both"):
+        list(engine.score_videos(ef, top_k=3, bottom_k=3))
     with pytest.raises(NotFoundError):
         engine.get_task("pacemakr")
 

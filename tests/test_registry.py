@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from echosearch.server.errors import NotFoundError
 from echosearch.server.tasks.registry import ENTRY_POINT_GROUP, TaskRegistry, load_registry, tasks_from_object
 from echosearch.server.tasks.scoring_math import score_task
 from echosearch.tasks.spec import Task, TaskKind
@@ -156,3 +157,64 @@ def test_registry_list_sorted_and_rejects_duplicates() -> None:
     assert [x.name for x in TaskRegistry(t).list()] == ["a", "b", "c"]
     with pytest.raises(ValueError):
         TaskRegistry([t[0], t[0]])
+
+
+def test_plugin_prompt_over_the_model_context_is_skipped_like_a_custom_task(install, caplog) -> None:
+    """Issue 12 item 15: the tokenizer would cut it silently, so the task is skipped with the reason."""
+    mod = module_name()
+    long_prompt = "A VERY LONG PROMPT " * 30
+    source = f"""
+        from echosearch.server.tasks.spec import Task
+        tasks = [Task(name="wordy", kind="binary", prompts=({long_prompt!r},)), {VALID.format(name="short")}]
+    """
+    install("acme-tasks", {"acme": f"{mod}:tasks"}, {mod: source})
+    with caplog.at_level(logging.INFO, logger="echosearch.server.tasks.registry"):
+        registry = load_registry(count_tokens=lambda text: len(text.split()) + 2, context_length=77)
+    assert "short" in registry and "wordy" not in registry
+    (problem,) = registry.skipped
+    assert (problem.plugin, problem.distribution, problem.task) == ("acme", "acme-tasks", "wordy")
+    assert "over the model's context of 77" in problem.reason
+    # Issue 12 item 14: NOT_FOUND says why instead of a misleading "did you mean"
+    with pytest.raises(NotFoundError, match="task 'wordy' from plugin 'acme' was skipped at start-up: .*context"):
+        registry.get("wordy")
+    assert "wordy" in load_registry()  # without a tokenizer (no model) the prompt is not judged
+
+
+def test_start_up_summary_counts_only_the_plugins_that_loaded(install, caplog) -> None:
+    mod = module_name()
+    install("broken-plugin", {"broken": f"{mod}:tasks"}, {mod: "import not_a_real_module_xyz\n"})
+    with caplog.at_level(logging.INFO, logger="echosearch.server.tasks.registry"):
+        registry = load_registry()
+    summary = next(r.message for r in caplog.records if r.message.startswith("loaded "))
+    assert summary.startswith("loaded 31 task(s) from 1 plugin(s)") and "1 plugin(s) failed to load" in summary
+    (problem,) = registry.skipped
+    assert problem.plugin == "broken" and problem.task == "" and "not_a_real_module_xyz" in problem.reason
+
+
+def test_clients_see_the_skipped_plugins(install, tmp_path, capsys) -> None:
+    """ListTasks and GetServerInfo carry the skipped plugins; `echosearch tasks` prints them."""
+    from servers import start_inprocess
+
+    from echosearch.client import Client
+    from echosearch.client.cli import main
+
+    broken, wordy = module_name(), module_name()
+    install("broken-plugin", {"broken": f"{broken}:tasks"}, {broken: "import not_a_real_module_xyz\n"})
+    long_prompt = "ECHO " * 100
+    source = f"from echosearch.server.tasks.spec import Task\ntasks = [Task(name='wordy', kind='binary', prompts=({long_prompt!r},))]\n"
+    install("acme-tasks", {"acme": f"{wordy}:tasks"}, {wordy: source})
+    running = start_inprocess(tmp_path / "data")
+    try:
+        with Client(running.address) as client:
+            tasks, skipped = client.list_tasks_and_problems()
+            assert "wordy" not in {t.name for t in tasks}
+            assert {(p.plugin, p.task) for p in skipped} == {("broken", ""), ("acme", "wordy")}
+            assert {p.plugin for p in client.info().skipped_plugins} == {"broken", "acme"}
+            with pytest.raises(Exception, match="from plugin 'acme' was skipped"):
+                list(client.score("wordy"))
+        assert main(["--server", running.address, "tasks"]) == 0
+        err = capsys.readouterr().err
+        assert "skipped: plugin 'broken' (broken-plugin): failed to load" in err
+        assert "skipped: task 'wordy' of plugin 'acme' (acme-tasks):" in err and "context" in err
+    finally:
+        running.stop(2)

@@ -78,6 +78,8 @@ def test_sigterm_during_ingest_loses_no_acknowledged_video(tmp_path):
     token_file.write_text(TOKEN + "\n")
     proc = ServerProcess(data, extra=["--token-file", str(token_file), "--grace", "20"])
     address = proc.wait_ready()
+    # a newcomer's start log: no library chatter that reads as a failure (issue 12 item 13)
+    assert "faiss.loader" not in proc.log and "No potential checkpoint path" not in proc.log, proc.log
     acked: list[int] = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -136,3 +138,5 @@ def test_busy_port_is_one_line_exit_2(tmp_path):
         rc = proc.run_to_exit()
     assert rc == 2 and any(ln.startswith(f"error: cannot listen on 127.0.0.1:{port}") for ln in proc.lines), proc.log
     assert "Traceback" not in proc.log
+    # checked before the model loads, and nothing is left behind
+    assert "loaded model" not in proc.log and not (tmp_path / "data").exists()

@@ -9,24 +9,35 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from echosearch.client import bulk_cli
+from echosearch.client.cli_examples import EXAMPLES, FILTER_HELP
 from echosearch.client.client import DEFAULT_ADDRESS, ApiError, Client
 from echosearch.client.evaluation import commands as evaluation_commands
-from echosearch.client.output import Progress, print_json, print_table
-from echosearch.client.params import UsageError, parse_custom_task, parse_filter, parse_metadata
-from echosearch.client.sniff import file_looks_like_dicom
-from echosearch.client.types import Sampling, Video
+from echosearch.client.ingest_command import (
+    DICOM_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    cmd_ingest,
+    collect_media,
+    collect_videos,
+)
+from echosearch.client.output import Progress, fmt, print_json, print_table
+from echosearch.client.params import UsageError, parse_filter
+from echosearch.client.score_command import cmd_score
+from echosearch.client.types import Video
+from echosearch.client.video_commands import cmd_delete, cmd_tag, video_fields
 
-VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv"})
-DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".dic"})  # DICOM files without these are found by their header
+__all__ = ["DICOM_EXTENSIONS", "VIDEO_EXTENSIONS", "build_parser", "collect_media", "collect_videos", "main"]
+DEFAULT_MODEL = "hf-hub:mkaichristensen/echo-clip"
+DESCRIPTION_WIDTH = 60
 
 
 # ---- argument parsing ------------------------------------------------------------------
@@ -46,13 +57,33 @@ def _common() -> argparse.ArgumentParser:
 
 
 def _filter_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--filter",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="id, study_id, patient_id, view (repeat a key for OR), acquired_after/_before, "
-        "ingested_after/_before (ISO 8601); any other key matches a tag",
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE", help=FILTER_HELP)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (`-k 0` is refused, not silently taken as the default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: give 1 or more")
+    return value
+
+
+def _k_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-k", type=positive_int, default=10, help="how many videos, 1..10000 (default 10)")
+
+
+def _sub(sub: Any, name: str, help: str, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows its defaults and ends with examples."""
+    return sub.add_parser(
+        name,
+        parents=parents,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog=EXAMPLES.get(name),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
@@ -88,23 +119,28 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     common = _common()
     parser = argparse.ArgumentParser(
-        prog="echosearch", description="EchoCLIP embeddings of echo videos: ingest, search, score.", parents=[common]
+        prog="echosearch",
+        description="EchoCLIP embeddings of echo videos: ingest, search, score.",
+        parents=[common],
+        epilog="`echosearch COMMAND --help` shows a command's options and examples.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("serve", help="run the gRPC server")
+    p = _sub(sub, "serve", "run the gRPC server", [])
     p.add_argument(
         "--data", type=Path, default=Path("./echosearch-data"), help="data directory (default ./echosearch-data)"
     )
     p.add_argument(
         "--model",
-        default="hf-hub:mkaichristensen/echo-clip",
-        help="model spec: hf-hub:..., local-dir:PATH, random:tiny",
+        default=DEFAULT_MODEL,
+        help=f"model spec (default {DEFAULT_MODEL}, about 606 MB on first start): hf-hub:REPO, "
+        "local-dir:PATH (offline), random:echoclip (EchoCLIP's architecture with random weights: "
+        "try the service without a download), random:tiny (tests)",
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=50051)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
+    p.add_argument("--port", type=int, default=50051, help="port to listen on (default 50051; 0: any free port)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="(default auto: cuda if present)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="(default fp32)")
     p.add_argument("--index", default="Flat", help="FAISS factory string (Flat, HNSW32, IVF1024,PQ64, ...)")
     p.add_argument("--max-upload-mb", type=int, default=2048, help="largest accepted video in MiB (default 2048)")
     # -- search backend (issue 9): where exact search and task scoring run
@@ -134,7 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--token-file", type=Path, help="require this bearer token (else env ECHOSEARCH_TOKEN; neither: no auth)"
     )
     p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight calls get on SIGTERM (default 30)")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="server log detail on stderr (default INFO)",
+    )
     p.add_argument(
         "--thumbnails",
         choices=("on", "off"),
@@ -174,29 +216,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--compile", action="store_true", help="torch.compile the image tower (off by default)")
 
-    p = sub.add_parser("ingest", parents=[common], help="upload video files and folders (recursive)")
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p = _sub(sub, "ingest", "upload video files and folders (recursive)", [common])
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files and folders (or none with --manifest)")
+    p.add_argument(
+        "--manifest", type=Path, metavar="CSV", help="per-file metadata: path, study_id, patient_id, view, ... columns"
+    )
     p.add_argument("--jobs", "-j", type=int, default=4, help="parallel uploads (default 4)")
     p.add_argument(
         "--meta",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="study_id, patient_id, view, acquisition_time; other keys become tags",
+        help="for every file (wins over --manifest): study_id, patient_id, view, acquisition_time; "
+        "other keys become tags. An already stored file gets this metadata",
     )
     p.add_argument(
         "--sampling", choices=("reference", "all", "every", "count"), help="frames to embed (default: reference 0:40:2)"
     )
-    p.add_argument("--step", type=int, default=0, help="with --sampling every")
-    p.add_argument("--count", type=int, default=0, help="with --sampling count")
-    p.add_argument("--max-frames", type=int, default=0)
-    p.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb")
+    p.add_argument("--step", type=int, default=0, help="with --sampling every: every STEP-th frame")
+    p.add_argument("--count", type=int, default=0, help="with --sampling count: this many frames, evenly spaced")
+    p.add_argument("--max-frames", type=int, default=0, help="at most this many frames per video (default 0: no cap)")
+    p.add_argument(
+        "--channel-order", choices=("rgb", "bgr"), default="rgb", help="colour order of the decoded video (default rgb)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
     # ---- dicom-listen (issue 14) ----
-    p = sub.add_parser(
-        "dicom-listen", parents=[common], help="receive DICOM objects (C-STORE) from a modality or PACS and ingest them"
-    )
+    p = _sub(sub, "dicom-listen", "receive DICOM objects (C-STORE) from a modality or PACS and ingest them", [common])
     p.add_argument("--ae-title", default="ECHOSEARCH", help="this receiver's AE title (default ECHOSEARCH)")
     p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default 0.0.0.0: all interfaces)")
     p.add_argument("--port", type=int, default=11112, help="DICOM port (default 11112)")
@@ -205,29 +251,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--token-file", type=Path, help="file holding the service's bearer token (else --token)")
     p.add_argument("--max-associations", type=int, default=8, help="associations served at once (default 8)")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="INFO", help="receiver log detail on stderr (default INFO)")
 
-    p = sub.add_parser("search", parents=[common], help="videos matching a text")
-    p.add_argument("text")
-    p.add_argument("-k", type=int, default=10)
+    p = _sub(sub, "search", "videos matching a text", [common])
+    p.add_argument("text", help="what to look for, e.g. an EchoCLIP report phrase")
+    _k_arg(p)
     p.add_argument(
-        "--aggregation", choices=("max", "mean"), default="max", help="max: best frame; mean: EchoCLIP binary score"
+        "--aggregation",
+        choices=("max", "mean"),
+        default="max",
+        help="max: best frame; mean: EchoCLIP binary score (default max)",
     )
-    p.add_argument("--frames", type=int, default=1, help="best frames shown per video")
+    p.add_argument("--frames", type=int, default=1, help="best frames shown per video (default 1)")
     _filter_arg(p)
 
-    p = sub.add_parser("similar", parents=[common], help="videos similar to a stored video")
-    p.add_argument("video_id", type=int)
-    p.add_argument("-k", type=int, default=10)
-    p.add_argument("--aggregation", choices=("max", "mean"), default="mean")
+    p = _sub(sub, "similar", "videos similar to a stored video", [common])
+    p.add_argument("video_id", type=int, help="a stored video's id")
+    _k_arg(p)
+    p.add_argument("--aggregation", choices=("max", "mean"), default="mean", help="(default mean)")
     _filter_arg(p)
 
-    p = sub.add_parser("score", parents=[common], help="score a task (or custom prompts) over stored videos")
+    p = _sub(sub, "score", "score a task (or custom prompts) over stored videos", [common])
     p.add_argument("task", nargs="?", help="registered task name (see `echosearch tasks`); omit with --prompt")
-    p.add_argument("--ids", type=int, nargs="+", help="only these video ids")
-    p.add_argument("--top", type=int, help="only the K best videos (binary tasks)")
+    p.add_argument("--ids", type=int, nargs="+", help="only these video ids (unknown ids are reported, exit 1)")
+    p.add_argument(
+        "--top",
+        type=positive_int,
+        metavar="K",
+        help="only the K highest: binary by score, regression and categorical by value",
+    )
+    p.add_argument("--bottom", type=positive_int, metavar="K", help="only the K lowest (e.g. the lowest EF)")
     p.add_argument("--prompt", action="append", default=[], help="custom task prompt (repeat); needs --kind")
-    p.add_argument("--kind", choices=("binary", "regression", "categorical"))
+    p.add_argument(
+        "--kind", choices=("binary", "regression", "categorical"), help="the custom task's kind (with --prompt)"
+    )
     p.add_argument("--range", dest="value_range", metavar="FROM:TO[:STEP]", help="regression values for <#>")
     p.add_argument("--value", type=float, action="append", help="categorical: the value of each --prompt, in order")
     p.add_argument("--label", action="append", default=[], metavar="VALUE=NAME", help="categorical: name of a value")
@@ -235,20 +292,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="custom", help="custom task name")
     _filter_arg(p)
 
-    sub.add_parser("tasks", parents=[common], help="list registered tasks")
-    p = sub.add_parser("videos", parents=[common], help="list stored videos")
+    _sub(sub, "tasks", "list registered tasks (and plugins the server skipped)", [common])
+    p = _sub(sub, "videos", "list stored videos", [common])
     p.add_argument("--limit", type=int, default=0, help="at most this many (default all)")
     _filter_arg(p)
-    p = sub.add_parser("video", parents=[common], help="one stored video")
-    p.add_argument("video_id", type=int)
+    p = _sub(sub, "video", "one stored video", [common])
+    p.add_argument("video_id", type=int, help="a stored video's id")
     p.add_argument("--embeddings", action="store_true", help="also its frames and embeddings")
-    p = sub.add_parser("delete", parents=[common], help="delete stored videos")
+    p = _sub(sub, "tag", "set or remove metadata of stored videos", [common])
     p.add_argument("video_ids", type=int, nargs="+", metavar="ID")
-    p = sub.add_parser("export", parents=[common], help="download embeddings + metadata as Parquet")
-    p.add_argument("out", type=Path, metavar="OUT.parquet")
+    p.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set study_id, patient_id, view, acquisition_time; other keys are tags",
+    )
+    p.add_argument(
+        "--remove",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="clear a field, or remove a tag (tag.KEY, or a bare KEY that is not a field)",
+    )
+    p = _sub(sub, "delete", "delete stored videos", [common])
+    p.add_argument("video_ids", type=int, nargs="+", metavar="ID")
+    p = _sub(sub, "export", "download embeddings + metadata as Parquet", [common])
+    p.add_argument("out", type=Path, metavar="OUT.parquet", help="the file to write (its folder must exist)")
     _filter_arg(p)
-    sub.add_parser("info", parents=[common], help="server version, model, index, counts")
+    _sub(sub, "info", "server version, model, index, counts", [common])
+    bulk_cli.add_parser(sub, common)
     evaluation_commands.add_parsers(sub, common)  # evaluate, ui (issue 11)
+    for name in ("evaluate", "delete-task", "ui"):  # their parsers live with their commands; examples here
+        if name in sub.choices:
+            sub.choices[name].epilog = EXAMPLES[name]
+            sub.choices[name].formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 
@@ -269,84 +347,7 @@ def _video_row(v: Video) -> list[Any]:
     return [v.video_id, v.source_name, v.sampled_frames, m.study_id, m.patient_id, m.view, m.acquisition_time, m.tags]
 
 
-VIDEO_HEADERS = ["id", "name", "frames", "study", "patient", "view", "acquired", "tags"]
-
-
-def collect_media(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """(files to upload, [(skipped file, why)]): files as given; in folders, video extensions, DICOM extensions
-    and any file whose header is DICOM (DICOM files often have no extension); everything else is skipped."""
-    found: list[Path] = []
-    skipped: list[tuple[Path, str]] = []
-    for path in paths:
-        if path.is_dir():
-            for p in sorted(p for p in path.rglob("*") if p.is_file()):
-                suffix = p.suffix.lower()
-                if suffix in VIDEO_EXTENSIONS or suffix in DICOM_EXTENSIONS or file_looks_like_dicom(p):
-                    found.append(p)
-                elif p.stat().st_size == 0:
-                    skipped.append((p, "empty file (0 bytes)"))
-                else:
-                    skipped.append((p, f"not a video ({suffix or 'no extension'}) and no DICOM header"))
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise UsageError(f"{path}: no such file or folder")
-    return list(dict.fromkeys(found)), skipped
-
-
-def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
-    files, skipped_files = collect_media(args.paths)
-    for path, why in skipped_files:
-        print(f"skipped: {path}: {why}", file=sys.stderr)
-        if args.json:
-            print_json({"path": str(path), "status": "skipped", "error": why})
-    if not files:
-        raise UsageError(
-            "no video or DICOM files found (looked for "
-            + ", ".join(sorted(VIDEO_EXTENSIONS | DICOM_EXTENSIONS))
-            + " and files with a DICOM header)"
-        )
-    metadata = parse_metadata(args.meta)
-    sampling = Sampling(args.sampling, args.step, args.count, args.max_frames) if args.sampling else None
-    progress = Progress(len(files), "ingest", enabled=False if args.no_progress else None)
-    rows, failed, stored = [], 0, 0
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {
-            pool.submit(client.ingest, f, metadata=metadata, sampling=sampling, channel_order=args.channel_order): f
-            for f in files
-        }
-        for fut in as_completed(futures):
-            path = futures[fut]
-            try:
-                r = fut.result()
-            except ApiError as exc:
-                failed += 1
-                row = {"path": str(path), "status": "failed", "error": f"{exc.code.name}: {exc.message}"}
-                print(f"error: {path}: {exc.code.name}: {exc.message}", file=sys.stderr)
-            else:
-                stored += not r.already_stored
-                status = "already stored" if r.already_stored else "stored"
-                row = {
-                    "path": str(path),
-                    "status": status,
-                    "video_id": r.video.video_id,
-                    "frames": r.video.sampled_frames,
-                }
-            if args.json:
-                print_json(row)
-            rows.append(row)
-            progress.advance(path.name)
-    progress.close()
-    if not args.json:
-        rows.sort(key=lambda r: r["path"])
-        print_table(
-            ["id", "status", "frames", "path"],
-            [[r.get("video_id"), r["status"], r.get("frames"), r["path"]] for r in rows],
-        )
-    skipped = len(rows) - stored - failed
-    not_media = f", {len(skipped_files)} not video or DICOM (skipped)" if skipped_files else ""
-    print(f"{stored} stored, {skipped} already stored (skipped), {failed} failed{not_media}", file=sys.stderr)
-    return 1 if failed else 0
+VIDEO_HEADERS = ["id", "source", "frames", "study", "patient", "view", "acquired", "tags"]
 
 
 def _print_results(results: list[Any], args: argparse.Namespace) -> None:
@@ -360,7 +361,7 @@ def _print_results(results: list[Any], args: argparse.Namespace) -> None:
         rows.append(
             [r.video.video_id, r.score, r.video.source_name, r.video.metadata.study_id, r.video.metadata.view, best]
         )
-    print_table(["id", "score", "name", "study", "view", "best frames"], rows)
+    print_table(["id", "score", "source", "study", "view", "best frames"], rows)
 
 
 def cmd_search(client: Client, args: argparse.Namespace) -> int:
@@ -385,37 +386,13 @@ def cmd_similar(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_score(client: Client, args: argparse.Namespace) -> int:
-    if args.prompt and args.task:
-        raise UsageError("give a task name or --prompt options, not both")
-    if args.prompt:
-        task: Any = parse_custom_task(
-            args.name, args.kind, args.prompt, args.value_range, args.value, args.label, args.threshold
-        )
-    elif args.task:
-        task = args.task
-    else:
-        raise UsageError("say which task: a name from `echosearch tasks`, or --prompt ... --kind ...")
-    stream = client.score(task, video_ids=args.ids, filter=parse_filter(args.filter), top_k=args.top)
-    rows = []
-    for batch in stream.batches():
-        for s in batch:
-            if args.json:
-                print_json(s)
-            else:
-                rows.append([s.video_id, s.score, s.value, s.label, s.decision])
-    if not args.json:
-        if stream.task is not None:
-            print(f"task {stream.task.name} ({stream.task.kind})", file=sys.stderr)
-        print_table(["id", "score", "value", "label", "decision"], rows)
-    return 0
-
-
 def cmd_tasks(client: Client, args: argparse.Namespace) -> int:
-    tasks = client.list_tasks()
+    tasks, skipped = client.list_tasks_and_problems()
     if args.json:
         for t in tasks:
             print_json(t)
+        for p in skipped:
+            print_json({"skipped": p})
         return 0
     rows = []
     for t in tasks:
@@ -424,9 +401,18 @@ def cmd_tasks(client: Client, args: argparse.Namespace) -> int:
             answer = "values {:g}..{:g} step {:g}".format(*t.value_range)
         elif t.labels:
             answer = ", ".join(t.labels.values())
-        rows.append([t.name, t.kind, len(t.prompts), answer, t.source])
-    print_table(["name", "kind", "prompts", "answer", "source"], rows)
+        rows.append([t.name, t.kind, len(t.prompts), answer, t.source, _truncate(t.description, DESCRIPTION_WIDTH)])
+    print_table(["name", "kind", "prompts", "answer", "source", "description"], rows)
+    for p in skipped:
+        what = f"task {p.task!r} of plugin {p.plugin!r}" if p.task else f"plugin {p.plugin!r}"
+        where = f" ({p.distribution})" if p.distribution else ""
+        print(f"skipped: {what}{where}: {p.reason}", file=sys.stderr)
     return 0
+
+
+def _truncate(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
 
 
 def cmd_videos(client: Client, args: argparse.Namespace) -> int:
@@ -449,8 +435,8 @@ def cmd_video(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         print_json({"video": video, "frames": frames} if args.embeddings else video)
         return 0
-    for key, value in video.__dict__.items():
-        print(f"{key:15} {value}")
+    for key, value in video_fields(video):
+        print(f"{key:16} {fmt(value)}")
     if frames:
         print_table(
             ["frame_id", "index", "time_s", "embedding"],
@@ -459,15 +445,17 @@ def cmd_video(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_delete(client: Client, args: argparse.Namespace) -> int:
-    for vid in args.video_ids:
-        client.delete_video(vid)
-        print_json({"deleted": vid}) if args.json else print(f"deleted {vid}")
-    return 0
-
-
 def cmd_export(client: Client, args: argparse.Namespace) -> int:
-    rows = client.export(args.out, parse_filter(args.filter))
+    bar = Progress(0, "export", unit="B")
+
+    def progress(received: int, total: int) -> None:
+        bar.total = total
+        bar.update(received)
+
+    if bar.enabled:
+        bar.message("export: the server is writing the Parquet file ...")
+    rows = client.export(args.out, parse_filter(args.filter), on_progress=progress if bar.enabled else None)
+    bar.close()
     print_json({"path": str(args.out), "rows": rows}) if args.json else print(f"wrote {rows} frame rows to {args.out}")
     return 0
 
@@ -478,9 +466,11 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
         print_json(info)
     else:
         for key, value in info.__dict__.items():
-            if key == "encoder":
-                continue
-            print(f"{key:17} {value}")
+            if key not in ("skipped_plugins", "encoder"):
+                print(f"{key:17} {value}")
+        for p in info.skipped_plugins:
+            what = f"task {p.task!r} of plugin {p.plugin!r}" if p.task else f"plugin {p.plugin!r}"
+            print(f"{'skipped':17} {what}: {p.reason}")
         if info.encoder is not None:  # the ingest path, one "encoder.<field>" line each
             for key, value in info.encoder.__dict__.items():
                 shown = f"{value:.2f}" if isinstance(value, float) else value
@@ -488,11 +478,22 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import logging
+def _server_log_handler(level: str) -> logging.Handler:
+    """stderr, without open_clip's INFO chatter on the root logger ("No potential checkpoint path found" reads as
+    a failure; model.py logs what was loaded) unless --log-level DEBUG."""
+    handler = logging.StreamHandler(sys.stderr)
+    if level != "DEBUG":
+        handler.addFilter(lambda r: r.levelno >= logging.WARNING or "open_clip" not in r.pathname)
+    return handler
 
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    # faiss logs which CPU build it picked at INFO, as "No module named 'faiss.swigfaiss_avx512'": not a failure.
+    logging.getLogger("faiss.loader").setLevel(logging.DEBUG if args.log_level == "DEBUG" else logging.WARNING)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        handlers=[_server_log_handler(args.log_level)],
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Imported here: the server stack (torch, faiss, duckdb) is not part of a client install.
     try:
@@ -575,6 +576,7 @@ def cmd_dicom_listen(args: argparse.Namespace) -> int:
 COMMANDS = {
     "ingest": cmd_ingest, "search": cmd_search, "similar": cmd_similar, "score": cmd_score, "tasks": cmd_tasks,
     "videos": cmd_videos, "video": cmd_video, "delete": cmd_delete, "export": cmd_export, "info": cmd_info,
+    "tag": cmd_tag,
     "evaluate": evaluation_commands.cmd_evaluate, "ui": evaluation_commands.cmd_ui,
     "delete-task": evaluation_commands.cmd_delete_task,
 }  # fmt: skip
@@ -587,6 +589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return cmd_serve(args)
+        if args.command == "bulk":
+            return bulk_cli.run(args, _connect)
         if args.command == "dicom-listen":
             return cmd_dicom_listen(args)
         with _connect(args) as client:

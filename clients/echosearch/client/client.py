@@ -21,7 +21,9 @@ import grpc
 from echosearch.client.types import (
     CustomTask,
     Frame,
+    ImportResult,
     IngestResult,
+    PluginProblem,
     Sampling,
     SearchResult,
     ServerInfo,
@@ -132,8 +134,13 @@ class Client:
         metadata: VideoMetadata | None = None,
         sampling: Sampling | None = None,
         channel_order: str = "rgb",
+        on_progress: Callable[[int], None] | None = None,
     ) -> IngestResult:
-        """Upload a video file (path or bytes) in chunks; returns the stored video (`already_stored` when it was)."""
+        """Upload a video file (path or bytes) in chunks; returns the stored video (`already_stored` when it was).
+
+        Metadata given for content that is already stored is written onto it (`metadata_updated`).
+        `on_progress(sent)` is called with the bytes sent so far after each chunk (from 0 again on a retry).
+        """
         if channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"channel order must be 'rgb' or 'bgr', not {channel_order!r}")
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -156,14 +163,43 @@ class Client:
 
         def requests() -> Iterator[pb.IngestVideoRequest]:
             yield pb.IngestVideoRequest(header=header)
+            sent = 0
+            if on_progress is not None:
+                on_progress(0)
             for chunk in open_chunks():
                 yield pb.IngestVideoRequest(chunk=chunk)
+                sent += len(chunk)
+                if on_progress is not None:
+                    on_progress(sent)
 
         # Ingest is idempotent by content hash, so a retry after UNAVAILABLE cannot duplicate a video.
         reply = self._retrying(
             lambda: self._stub.IngestVideo(requests(), timeout=self.long_timeout, metadata=self._metadata)
         )
         return IngestResult.from_proto(reply)
+
+    # ---- bulk import -------------------------------------------------------------------
+
+    def import_shard(self, path: str | Path, *, force: bool = False) -> ImportResult:
+        """Stream one `bulk embed` Parquet shard to the server; returns what it committed (one transaction).
+
+        Idempotent (by shard and video sha256), so it is retried on UNAVAILABLE; a shard committed
+        before is acknowledged from its hash without sending it again unless `force`.
+        """
+        shard = Path(path)
+        header = pb.ImportEmbeddingsHeader(
+            shard_name=shard.name, size_bytes=shard.stat().st_size, sha256=_file_sha256(shard), force=force
+        )
+
+        def requests() -> Iterator[pb.ImportEmbeddingsRequest]:
+            yield pb.ImportEmbeddingsRequest(header=header)
+            for chunk in _file_chunks(shard, self.chunk_bytes):
+                yield pb.ImportEmbeddingsRequest(chunk=chunk)
+
+        reply = self._retrying(
+            lambda: self._stub.ImportEmbeddings(requests(), timeout=self.long_timeout, metadata=self._metadata)
+        )
+        return ImportResult.from_proto(reply)
 
     # ---- videos -----------------------------------------------------------------------
 
@@ -193,6 +229,16 @@ class Client:
             token = page.next_page_token
             if not token:
                 return
+
+    def update_video_metadata(
+        self, video_id: int, metadata: VideoMetadata | None = None, remove: Sequence[str] = ()
+    ) -> tuple[Video, bool]:
+        """Set fields/tags and remove fields or tag keys of a stored video; returns (the video now, whether it changed)."""
+        request = pb.UpdateVideoMetadataRequest(
+            video_id=video_id, set=(metadata or VideoMetadata()).to_proto(), remove=list(remove)
+        )
+        reply = self._unary(self._stub.UpdateVideoMetadata, request)  # idempotent: the same request, the same result
+        return Video.from_proto(reply.video), reply.changed
 
     def delete_video(self, video_id: int) -> None:
         """Remove a video (NOT_FOUND when unknown). Not retried: a lost reply would turn into NOT_FOUND."""
@@ -249,7 +295,12 @@ class Client:
 
     def list_tasks(self) -> list[Task]:
         """Every registered task, sorted by name."""
-        return [Task.from_proto(t) for t in self._unary(self._stub.ListTasks, pb.ListTasksRequest()).tasks]
+        return self.list_tasks_and_problems()[0]
+
+    def list_tasks_and_problems(self) -> tuple[list[Task], list[PluginProblem]]:
+        """Every registered task, and the plugins and tasks the server skipped at start-up with the reasons."""
+        reply = self._unary(self._stub.ListTasks, pb.ListTasksRequest())
+        return [Task.from_proto(t) for t in reply.tasks], [PluginProblem.from_proto(p) for p in reply.skipped]
 
     def score(
         self,
@@ -259,10 +310,18 @@ class Client:
         filter: VideoFilter | None = None,
         top_k: int | None = None,
         batch_size: int = 0,
+        bottom_k: int | None = None,
     ) -> ScoreStream:
-        """Score a task (registered name or CustomTask) over ids / a filter / everything, or its top_k (binary)."""
+        """Score a task (registered name or CustomTask) over ids / a filter / everything.
+
+        top_k / bottom_k: only the k highest / lowest (binary: by score; regression, categorical: by value).
+        """
         request = pb.ScoreVideosRequest(
-            video_ids=list(video_ids or ()), filter=_filter(filter), top_k=top_k or 0, batch_size=batch_size
+            video_ids=list(video_ids or ()),
+            filter=_filter(filter),
+            top_k=top_k or 0,
+            bottom_k=bottom_k or 0,
+            batch_size=batch_size,
         )
         if isinstance(task, CustomTask):
             request.custom_task.CopyFrom(task.to_proto())
@@ -272,21 +331,38 @@ class Client:
 
     # ---- export and info ---------------------------------------------------------------
 
-    def export(self, path: str | Path, filter: VideoFilter | None = None) -> int:
-        """Download frame embeddings + metadata as a Parquet file at `path` (written atomically); returns rows."""
+    def export(
+        self,
+        path: str | Path,
+        filter: VideoFilter | None = None,
+        *,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Download frame embeddings + metadata as a Parquet file at `path` (written atomically); returns rows.
+
+        `on_progress(received_bytes, total_bytes)` is called after each chunk. A missing folder is a
+        FileNotFoundError that says so, raised before anything is asked of the server.
+        """
         path = Path(path)
+        folder = path.parent
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
+            raise FileNotFoundError(f"cannot write {path}: the folder {folder} {what}; create it first")
         tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
         request = pb.ExportEmbeddingsRequest(filter=_filter(filter))
 
         def attempt() -> int:
-            rows = 0
+            rows = total = received = 0
             with tmp.open("wb") as f:
                 for n, msg in enumerate(
                     self._stub.ExportEmbeddings(request, timeout=self.long_timeout, metadata=self._metadata)
                 ):
                     if n == 0:
-                        rows = msg.rows
+                        rows, total = msg.rows, msg.total_bytes
                     f.write(msg.chunk)
+                    received += len(msg.chunk)
+                    if on_progress is not None:
+                        on_progress(received, total)
             return rows
 
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import threading
 import time
@@ -61,33 +62,130 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out: Text
     out.flush()
 
 
-class Progress:
-    """A one-line progress bar on stderr, redrawn in place on a terminal; silent otherwise. Thread-safe."""
+PROGRESS_ENV = "ECHOSEARCH_PROGRESS"  # "1" draws progress even when stderr is not a terminal, "0" never
+_REDRAW_EVERY_S = 0.1
 
-    def __init__(self, total: int, label: str = "", out: TextIO | None = None, enabled: bool | None = None) -> None:
+
+def progress_wanted(out: TextIO, enabled: bool | None = None) -> bool:
+    """Whether to draw progress on `out`: as told, else ECHOSEARCH_PROGRESS=1/0, else only on a terminal."""
+    if enabled is not None:
+        return enabled
+    forced = os.environ.get(PROGRESS_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    return bool(getattr(out, "isatty", lambda: False)())
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def duration(seconds: float) -> str:
+    """75 -> '1:15', 3700 -> '1:01:40'."""
+    s = max(0, int(round(seconds)))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class Progress:
+    """A one-line progress bar on stderr with rate and ETA, redrawn in place; thread-safe.
+
+    Drawn on a terminal only (or as ECHOSEARCH_PROGRESS says), so `--json` output and logs stay clean.
+    `unit="B"` counts bytes. `message()` prints a line above the bar (errors never land inside it).
+    """
+
+    def __init__(
+        self,
+        total: float,
+        label: str = "",
+        out: TextIO | None = None,
+        enabled: bool | None = None,
+        unit: str = "",
+    ) -> None:
         self.total = total
         self.label = label
-        self.done = 0
+        self.unit = unit
+        self.done = 0.0
+        self.detail = ""
         self.out = out or sys.stderr
-        self.enabled = self.out.isatty() if enabled is None else enabled
+        self.enabled = progress_wanted(self.out, enabled)
         self._lock = threading.Lock()
         self._started = time.monotonic()
+        self._drawn_at = 0.0
+        self._width = 0
 
-    def advance(self, note: str = "") -> None:
-        """Count one item done and redraw."""
+    def _amount(self, n: float) -> str:
+        return human_bytes(n) if self.unit == "B" else f"{n:.0f}"
+
+    def line(self) -> str:
+        """The bar as text: label, bar, done/total, rate, ETA, detail."""
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        frac = min(self.done / self.total, 1.0) if self.total else 1.0
+        rate = self.done / elapsed
+        eta = f"ETA {duration((self.total - self.done) / rate)}" if rate > 0 and self.done < self.total else ""
+        if self.done >= self.total and self.total:
+            eta = f"in {duration(elapsed)}"
+        speed = f"{human_bytes(rate)}/s" if self.unit == "B" else f"{rate:.1f}/s"
+        parts = [
+            self.label,
+            f"[{'#' * int(30 * frac):<30}]",
+            f"{self._amount(self.done)}/{self._amount(self.total)}",
+            speed,
+            eta,
+            self.detail,
+        ]
+        return " ".join(p for p in parts if p)
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self._drawn_at < _REDRAW_EVERY_S):
+            return
+        self._drawn_at = now
+        text = self.line()[:160]
+        self.out.write("\r" + text.ljust(self._width))
+        self._width = len(text)
+        self.out.flush()
+
+    def start(self) -> None:
+        """Draw the bar at once (before the first item finishes)."""
         with self._lock:
-            self.done += 1
-            if not self.enabled:
-                return
-            frac = self.done / self.total if self.total else 1.0
-            bar = "#" * int(30 * frac)
-            rate = self.done / max(time.monotonic() - self._started, 1e-9)
-            line = f"\r{self.label} [{bar:<30}] {self.done}/{self.total} {rate:.1f}/s {note[:40]}"
-            self.out.write(line.ljust(100))
+            self._draw(force=True)
+
+    def update(self, done: float | None = None, detail: str | None = None) -> None:
+        """Set the amount done and/or the detail text, and redraw (at most ~10 times a second)."""
+        with self._lock:
+            if done is not None:
+                self.done = done
+            if detail is not None:
+                self.detail = detail
+            self._draw(force=done is not None and done >= self.total)
+
+    def advance(self, n: float = 1, detail: str | None = None) -> None:
+        """Count `n` more done and redraw."""
+        with self._lock:
+            self.done += n
+            if detail is not None:
+                self.detail = detail
+            self._draw(force=self.done >= self.total)
+
+    def message(self, text: str) -> None:
+        """Print a line of its own above the bar (or just the line when no bar is drawn)."""
+        with self._lock:
+            if self.enabled and self._width:
+                self.out.write("\r" + " " * self._width + "\r")
+            self.out.write(text + "\n")
+            if self.enabled and self._width:
+                self._draw(force=True)
             self.out.flush()
 
     def close(self) -> None:
-        """End the bar's line."""
-        if self.enabled:
-            self.out.write("\n")
-            self.out.flush()
+        """Draw the final state and end the bar's line."""
+        with self._lock:
+            if self.enabled:
+                self._draw(force=True)
+                self.out.write("\n")
+                self.out.flush()

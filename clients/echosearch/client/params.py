@@ -58,25 +58,37 @@ def parse_metadata(pairs: list[str]) -> VideoMetadata:
     return VideoMetadata(tags=tags, **fields)  # type: ignore[arg-type]
 
 
-def parse_filter(pairs: list[str]) -> VideoFilter | None:
-    """--filter key=value, repeatable. A key given twice matches either value; unknown keys are tags (tag.KEY also works)."""
+TAG_PREFIX = "tag."
+
+
+def parse_filter(pairs: list[str], option: str = "--filter") -> VideoFilter | None:
+    """--filter key=value, repeatable: a key given twice matches either value; tags are `tag.KEY=VALUE`.
+
+    A bare key that is not one of FILTER_KEYS is refused (UsageError listing the known keys): a misspelled
+    `veiw=A4C` would otherwise silently match nothing. `option` names the option in error messages.
+    """
     if not pairs:
         return None
     sets: dict[str, list[str]] = {"id": [], "study_id": [], "patient_id": [], "view": []}
     times: dict[str, datetime] = {}
     tags: dict[str, str] = {}
     for text in pairs:
-        key, value = split_pair(text, "--filter")
+        key, value = split_pair(text, option)
         if key in sets:
             sets[key].append(value)
         elif key in FILTER_KEYS:
-            times[key] = parse_time(value, f"--filter {key}")
+            times[key] = parse_time(value, f"{option} {key}")
+        elif key.startswith(TAG_PREFIX) and len(key) > len(TAG_PREFIX):
+            tags[key[len(TAG_PREFIX) :]] = value
         else:
-            tags[key.removeprefix("tag.")] = value
+            raise UsageError(
+                f"{option} {key}={value}: unknown key {key!r}; the keys are {', '.join(FILTER_KEYS)}, "
+                f"and tags are matched with tag.KEY=VALUE (e.g. tag.{key.removeprefix(TAG_PREFIX) or 'site'}={value})"
+            )
     try:
         ids = tuple(int(v) for v in sets["id"])
     except ValueError:
-        raise UsageError(f"--filter id takes integer video ids, not {sets['id']}") from None
+        raise UsageError(f"{option} id takes integer video ids, not {sets['id']}") from None
     return VideoFilter(
         video_ids=ids,
         study_ids=tuple(sets["study_id"]),
@@ -111,9 +123,9 @@ def parse_custom_task(
         rng = (numbers[0], numbers[1], numbers[2] if len(numbers) == 3 else 1.0)
     label_map: dict[float, str] = {}
     for text in labels:
-        key, name = split_pair(text, "--label")
+        key, label = split_pair(text, "--label")
         try:
-            label_map[float(key)] = name
+            label_map[float(key)] = label
         except ValueError:
             raise UsageError(f"--label takes VALUE=NAME with a numeric value, not {text!r}") from None
     return CustomTask(

@@ -131,10 +131,34 @@ class IngestResult:
     decode_seconds: float
     encode_seconds: float
     store_seconds: float
+    metadata_updated: bool = False  # already stored, and the upload's differing metadata was written
 
     @classmethod
     def from_proto(cls, r: pb.IngestVideoResponse) -> IngestResult:
-        return cls(Video.from_proto(r.video), r.already_stored, r.decode_seconds, r.encode_seconds, r.store_seconds)
+        return cls(
+            Video.from_proto(r.video),
+            r.already_stored,
+            r.decode_seconds,
+            r.encode_seconds,
+            r.store_seconds,
+            r.metadata_updated,
+        )
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What the server committed for one bulk shard (`already_imported`: committed by an earlier load)."""
+
+    shard_name: str
+    already_imported: bool
+    videos_added: int
+    videos_already_stored: int
+    frames_added: int
+    seconds: float
+
+    @classmethod
+    def from_proto(cls, r: pb.ImportEmbeddingsResponse) -> ImportResult:
+        return cls(r.shard_name, r.already_imported, r.videos_added, r.videos_already_stored, r.frames_added, r.seconds)
 
 
 @dataclass(frozen=True)
@@ -170,6 +194,20 @@ class Task:
             value_range,
             (t.calibration.a, t.calibration.b) if t.HasField("calibration") else None,
         )
+
+
+@dataclass(frozen=True)
+class PluginProblem:
+    """A plugin or task the server skipped at start-up, and why."""
+
+    plugin: str
+    distribution: str
+    task: str
+    reason: str
+
+    @classmethod
+    def from_proto(cls, p: pb.PluginProblem) -> PluginProblem:
+        return cls(p.plugin, p.distribution, p.task, p.reason)
 
 
 @dataclass(frozen=True)
@@ -237,6 +275,7 @@ class ServerInfo:
     frames: int
     tasks: int
     max_upload_bytes: int
+    skipped_plugins: tuple[PluginProblem, ...] = ()
     # where search and scoring run: faiss-cpu, faiss-gpu, torch-cuda (or torch-cpu)
     search_backend: str = ""
     search_device: str = ""
@@ -259,6 +298,7 @@ class ServerInfo:
             i.frames,
             i.tasks,
             i.max_upload_bytes,
+            tuple(PluginProblem.from_proto(p) for p in i.skipped_plugins),
             search_backend=i.search.backend,
             search_device=i.search.device,
             search_precision=i.search.precision,

@@ -40,6 +40,11 @@ class TaskKind(str, Enum):
     CATEGORICAL = "categorical"
 
 
+def kind_name(kind: TaskKind) -> str:
+    """A kind as messages name it, in both forms: "binary (TASK_KIND_BINARY)" (the proto's enum name)."""
+    return f"{kind.value} (TASK_KIND_{kind.value.upper()})"
+
+
 @dataclass(frozen=True)
 class ValueRange:
     """An inclusive numeric range ``start, start+step, ..., <= stop`` (JSON: from/to/step)."""
@@ -188,7 +193,9 @@ def validate_task(
             raise InvalidRequestError(f"{where}: prompt {i} is empty")
     if task.threshold is not None:
         if task.kind is not TaskKind.BINARY:
-            raise InvalidRequestError(f"{where}: a threshold applies to binary tasks only, not {task.kind.value}")
+            raise InvalidRequestError(
+                f"{where}: a threshold applies to binary tasks only (TASK_KIND_BINARY), not {kind_name(task.kind)}"
+            )
         if not (-1.0 <= task.threshold <= 1.0):
             raise InvalidRequestError(
                 f"{where}: threshold {task.threshold} is outside [-1, 1], the range of a cosine score"
@@ -284,7 +291,7 @@ def custom_task(
     try:
         kind = TaskKind(kind.lower() if isinstance(kind, str) else kind)
     except ValueError:
-        choices = ", ".join(k.value for k in TaskKind)
+        choices = ", ".join(kind_name(k) for k in TaskKind)
         raise InvalidRequestError(f"unknown task kind {kind!r}; use one of {choices}") from None
     if isinstance(prompts, str):
         raise InvalidRequestError("prompts must be a list of strings, not one string")

@@ -209,18 +209,20 @@ class IngestVideoRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[IngestVideoHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class IngestVideoResponse(_message.Message):
-    __slots__ = ("video", "already_stored", "decode_seconds", "encode_seconds", "store_seconds")
+    __slots__ = ("video", "already_stored", "decode_seconds", "encode_seconds", "store_seconds", "metadata_updated")
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     ALREADY_STORED_FIELD_NUMBER: _ClassVar[int]
     DECODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ENCODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     STORE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_UPDATED_FIELD_NUMBER: _ClassVar[int]
     video: Video
     already_stored: bool
     decode_seconds: float
     encode_seconds: float
     store_seconds: float
-    def __init__(self, video: _Optional[_Union[Video, _Mapping]] = ..., already_stored: _Optional[bool] = ..., decode_seconds: _Optional[float] = ..., encode_seconds: _Optional[float] = ..., store_seconds: _Optional[float] = ...) -> None: ...
+    metadata_updated: bool
+    def __init__(self, video: _Optional[_Union[Video, _Mapping]] = ..., already_stored: _Optional[bool] = ..., decode_seconds: _Optional[float] = ..., encode_seconds: _Optional[float] = ..., store_seconds: _Optional[float] = ..., metadata_updated: _Optional[bool] = ...) -> None: ...
 
 class GetVideoRequest(_message.Message):
     __slots__ = ("video_id", "include_embeddings")
@@ -257,6 +259,24 @@ class ListVideosResponse(_message.Message):
     next_page_token: str
     total_size: int
     def __init__(self, videos: _Optional[_Iterable[_Union[Video, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
+
+class UpdateVideoMetadataRequest(_message.Message):
+    __slots__ = ("video_id", "set", "remove")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    SET_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_FIELD_NUMBER: _ClassVar[int]
+    video_id: int
+    set: VideoMetadata
+    remove: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, video_id: _Optional[int] = ..., set: _Optional[_Union[VideoMetadata, _Mapping]] = ..., remove: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateVideoMetadataResponse(_message.Message):
+    __slots__ = ("video", "changed")
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    video: Video
+    changed: bool
+    def __init__(self, video: _Optional[_Union[Video, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
 
 class DeleteVideoRequest(_message.Message):
     __slots__ = ("video_id",)
@@ -387,26 +407,42 @@ class ListTasksRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListTasksResponse(_message.Message):
-    __slots__ = ("tasks",)
+    __slots__ = ("tasks", "skipped")
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[Task]
-    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
+    skipped: _containers.RepeatedCompositeFieldContainer[PluginProblem]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., skipped: _Optional[_Iterable[_Union[PluginProblem, _Mapping]]] = ...) -> None: ...
+
+class PluginProblem(_message.Message):
+    __slots__ = ("plugin", "distribution", "task", "reason")
+    PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    plugin: str
+    distribution: str
+    task: str
+    reason: str
+    def __init__(self, plugin: _Optional[str] = ..., distribution: _Optional[str] = ..., task: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ScoreVideosRequest(_message.Message):
-    __slots__ = ("task_name", "custom_task", "video_ids", "filter", "top_k", "batch_size")
+    __slots__ = ("task_name", "custom_task", "video_ids", "filter", "top_k", "batch_size", "bottom_k")
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     CUSTOM_TASK_FIELD_NUMBER: _ClassVar[int]
     VIDEO_IDS_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BOTTOM_K_FIELD_NUMBER: _ClassVar[int]
     task_name: str
     custom_task: CustomTask
     video_ids: _containers.RepeatedScalarFieldContainer[int]
     filter: VideoFilter
     top_k: int
     batch_size: int
-    def __init__(self, task_name: _Optional[str] = ..., custom_task: _Optional[_Union[CustomTask, _Mapping]] = ..., video_ids: _Optional[_Iterable[int]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., top_k: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    bottom_k: int
+    def __init__(self, task_name: _Optional[str] = ..., custom_task: _Optional[_Union[CustomTask, _Mapping]] = ..., video_ids: _Optional[_Iterable[int]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., top_k: _Optional[int] = ..., batch_size: _Optional[int] = ..., bottom_k: _Optional[int] = ...) -> None: ...
 
 class ScoreVideosResponse(_message.Message):
     __slots__ = ("scores", "task")
@@ -451,7 +487,7 @@ class GetServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetServerInfoResponse(_message.Message):
-    __slots__ = ("version", "model_spec", "model_identity", "device", "precision", "embed_dim", "index_factory", "index_on_gpu", "videos", "frames", "tasks", "max_upload_bytes", "search", "encoder")
+    __slots__ = ("version", "model_spec", "model_identity", "device", "precision", "embed_dim", "index_factory", "index_on_gpu", "videos", "frames", "tasks", "max_upload_bytes", "skipped_plugins", "search", "encoder")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_SPEC_FIELD_NUMBER: _ClassVar[int]
     MODEL_IDENTITY_FIELD_NUMBER: _ClassVar[int]
@@ -464,6 +500,7 @@ class GetServerInfoResponse(_message.Message):
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     MAX_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_PLUGINS_FIELD_NUMBER: _ClassVar[int]
     SEARCH_FIELD_NUMBER: _ClassVar[int]
     ENCODER_FIELD_NUMBER: _ClassVar[int]
     version: str
@@ -478,9 +515,10 @@ class GetServerInfoResponse(_message.Message):
     frames: int
     tasks: int
     max_upload_bytes: int
+    skipped_plugins: _containers.RepeatedCompositeFieldContainer[PluginProblem]
     search: SearchBackendInfo
     encoder: EncoderInfo
-    def __init__(self, version: _Optional[str] = ..., model_spec: _Optional[str] = ..., model_identity: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., embed_dim: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_on_gpu: _Optional[bool] = ..., videos: _Optional[int] = ..., frames: _Optional[int] = ..., tasks: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., search: _Optional[_Union[SearchBackendInfo, _Mapping]] = ..., encoder: _Optional[_Union[EncoderInfo, _Mapping]] = ...) -> None: ...
+    def __init__(self, version: _Optional[str] = ..., model_spec: _Optional[str] = ..., model_identity: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., embed_dim: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_on_gpu: _Optional[bool] = ..., videos: _Optional[int] = ..., frames: _Optional[int] = ..., tasks: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., skipped_plugins: _Optional[_Iterable[_Union[PluginProblem, _Mapping]]] = ..., search: _Optional[_Union[SearchBackendInfo, _Mapping]] = ..., encoder: _Optional[_Union[EncoderInfo, _Mapping]] = ...) -> None: ...
 
 class SearchBackendInfo(_message.Message):
     __slots__ = ("backend", "device", "precision", "memory_bytes", "memory_cap_bytes")
@@ -579,3 +617,39 @@ class DeleteTaskRequest(_message.Message):
 class DeleteTaskResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ImportEmbeddingsHeader(_message.Message):
+    __slots__ = ("shard_name", "size_bytes", "sha256", "force")
+    SHARD_NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    shard_name: str
+    size_bytes: int
+    sha256: str
+    force: bool
+    def __init__(self, shard_name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class ImportEmbeddingsRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: ImportEmbeddingsHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[ImportEmbeddingsHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class ImportEmbeddingsResponse(_message.Message):
+    __slots__ = ("shard_name", "already_imported", "videos_added", "videos_already_stored", "frames_added", "seconds")
+    SHARD_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_IMPORTED_FIELD_NUMBER: _ClassVar[int]
+    VIDEOS_ADDED_FIELD_NUMBER: _ClassVar[int]
+    VIDEOS_ALREADY_STORED_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_ADDED_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    shard_name: str
+    already_imported: bool
+    videos_added: int
+    videos_already_stored: int
+    frames_added: int
+    seconds: float
+    def __init__(self, shard_name: _Optional[str] = ..., already_imported: _Optional[bool] = ..., videos_added: _Optional[int] = ..., videos_already_stored: _Optional[int] = ..., frames_added: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...

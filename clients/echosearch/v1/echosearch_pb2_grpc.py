@@ -85,6 +85,11 @@ class EchoSearchServiceStub:
                 request_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoRequest.SerializeToString,
                 response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoResponse.FromString,
                 _registered_method=True)
+        self.UpdateVideoMetadata = channel.unary_unary(
+                '/echosearch.v1.EchoSearchService/UpdateVideoMetadata',
+                request_serializer=echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataRequest.SerializeToString,
+                response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataResponse.FromString,
+                _registered_method=True)
         self.GetFrameImage = channel.unary_unary(
                 '/echosearch.v1.EchoSearchService/GetFrameImage',
                 request_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetFrameImageRequest.SerializeToString,
@@ -100,6 +105,11 @@ class EchoSearchServiceStub:
                 request_serializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskRequest.SerializeToString,
                 response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskResponse.FromString,
                 _registered_method=True)
+        self.ImportEmbeddings = channel.stream_unary(
+                '/echosearch.v1.EchoSearchService/ImportEmbeddings',
+                request_serializer=echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsRequest.SerializeToString,
+                response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsResponse.FromString,
+                _registered_method=True)
 
 
 class EchoSearchServiceServicer:
@@ -111,7 +121,8 @@ class EchoSearchServiceServicer:
         then the file's bytes in order as `chunk` messages (about 1 MiB each is a
         good size). Idempotent: the same bytes are stored once (by SHA-256), and a
         repeated upload returns the stored video with `already_stored` set, so a
-        failed call may simply be retried.
+        failed call may simply be retried. A repeated upload whose metadata differs
+        from the stored metadata writes its set fields and tags (`metadata_updated`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,6 +193,14 @@ class EchoSearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateVideoMetadata(self, request, context):
+        """Changes a stored video's metadata: sets the given fields and tags, removes
+        the named ones. Recorded in the change log like every write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetFrameImage(self, request, context):
         """---- frame thumbnails (issue 11) ----
         The JPEG thumbnail of one stored frame: the model's 224x224 input crop,
@@ -208,6 +227,20 @@ class EchoSearchServiceServicer:
     def DeleteTask(self, request, context):
         """Removes a stored task. NOT_FOUND when no stored task has that name;
         FAILED_PRECONDITION for a built-in or plugin task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportEmbeddings(self, request_iterator, context):
+        """Bulk import (issue 10): one Parquet shard written by `echosearch bulk embed`,
+        streamed as an ImportEmbeddingsHeader, then the file's bytes as `chunk`
+        messages. The shard's new videos are committed in ONE transaction and added
+        to the index in bulk; the reply acknowledges exactly what was committed.
+        Idempotent by video sha256 and by shard sha256, so a killed load re-run
+        ends complete without duplicates. FAILED_PRECONDITION: the shard was made by
+        another model. INVALID_ARGUMENT: a wrong width, NaN, or a malformed shard
+        (the message names the shard and row).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -266,6 +299,11 @@ def add_EchoSearchServiceServicer_to_server(servicer, server):
                     request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoRequest.FromString,
                     response_serializer=echosearch_dot_v1_dot_echosearch__pb2.GetServerInfoResponse.SerializeToString,
             ),
+            'UpdateVideoMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateVideoMetadata,
+                    request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataRequest.FromString,
+                    response_serializer=echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataResponse.SerializeToString,
+            ),
             'GetFrameImage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFrameImage,
                     request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.GetFrameImageRequest.FromString,
@@ -280,6 +318,11 @@ def add_EchoSearchServiceServicer_to_server(servicer, server):
                     servicer.DeleteTask,
                     request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskRequest.FromString,
                     response_serializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskResponse.SerializeToString,
+            ),
+            'ImportEmbeddings': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportEmbeddings,
+                    request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsRequest.FromString,
+                    response_serializer=echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -564,6 +607,33 @@ class EchoSearchService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateVideoMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echosearch.v1.EchoSearchService/UpdateVideoMetadata',
+            echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataRequest.SerializeToString,
+            echosearch_dot_v1_dot_echosearch__pb2.UpdateVideoMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetFrameImage(request,
             target,
             options=(),
@@ -634,6 +704,33 @@ class EchoSearchService:
             '/echosearch.v1.EchoSearchService/DeleteTask',
             echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskRequest.SerializeToString,
             echosearch_dot_v1_dot_echosearch__pb2.DeleteTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportEmbeddings(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/echosearch.v1.EchoSearchService/ImportEmbeddings',
+            echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsRequest.SerializeToString,
+            echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,7 @@ STATUS_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (errors.StoreVersionError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.ModelLoadError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.DataDirError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
 # Trailing metadata on a RESOURCE_EXHAUSTED that a retry may cure (a concurrency cap, not a size limit).
@@ -208,7 +209,10 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             existing = self.engine.stored_video(sha256)
             if existing is not None:
                 watch.finish()
-                return pb.IngestVideoResponse(video=convert.video_to_proto(existing), already_stored=True)
+                record, updated = self.engine.update_stored_on_reingest(existing, metadata)
+                return pb.IngestVideoResponse(
+                    video=convert.video_to_proto(record), already_stored=True, metadata_updated=updated
+                )
 
         body = receive_body(
             _chunks(requests),
@@ -257,7 +261,70 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             decode_seconds=outcome.decode_seconds,
             encode_seconds=outcome.encode_seconds,
             store_seconds=outcome.store_seconds,
+            metadata_updated=outcome.metadata_updated,
         )
+
+    # ---- bulk import (issue 10) ---------------------------------------------------------
+
+    @_rpc
+    def ImportEmbeddings(
+        self, request_iterator: Iterable[pb.ImportEmbeddingsRequest], context: grpc.ServicerContext
+    ) -> pb.ImportEmbeddingsResponse:
+        # A shard is an upload: the same slots, idle timeout, size limit and spool as IngestVideo.
+        with self._upload_slots.hold(), self._idle_watchdog.watch(context.cancel) as watch:
+            try:
+                return self._import(iter(request_iterator), context, watch)
+            except grpc.RpcError:
+                raise _Cancelled() from None
+
+    def _import(
+        self, requests: Iterator[pb.ImportEmbeddingsRequest], context: grpc.ServicerContext, watch: Any
+    ) -> pb.ImportEmbeddingsResponse:
+        first = next(requests, None)
+        if first is None or first.WhichOneof("payload") != "header":
+            raise errors.InvalidRequestError(
+                "the first ImportEmbeddings message must be a header (shard name, size, sha256); the shard's bytes follow as chunks"
+            )
+        watch.touch()
+        header = first.header
+        name = header.shard_name or "shard"
+        digest = normalise_sha256(header.sha256)
+        if len(digest) != 64:
+            raise errors.InvalidRequestError(f"{name}: the header needs the shard file's hex sha256 (64 characters)")
+        self.engine.check_upload_size(name, header.size_bytes)
+        if not header.force:
+            done = self.engine.imported_shard(name, digest)
+            if done is not None:  # committed before: acknowledge without reading the body
+                watch.finish()
+                return _import_reply(done)
+        spool_dir = self.engine.data_dir / SPOOL_DIR
+        body = receive_body(
+            _shard_chunks(requests),
+            name=name,
+            check_size=lambda size: self.engine.check_upload_size(name, size, partial=True),
+            min_chunk_bytes=self.limits.min_chunk_bytes,
+            spool_dir=spool_dir,
+            watch=watch,
+        )
+        try:
+            _check_active(context)
+            if header.size_bytes and body.size != header.size_bytes:
+                raise errors.InvalidRequestError(
+                    f"{name}: received {body.size} bytes but the header announced {header.size_bytes}; send the shard again"
+                )
+            if body.sha256 != digest:
+                raise errors.InvalidRequestError(
+                    f"{name}: the received bytes do not match the header's sha256; send the shard again"
+                )
+            if body.path is None:  # a small shard stayed in memory; DuckDB reads Parquet from a file
+                spool_dir.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="shard-", suffix=".part", delete=False) as f:
+                    f.write(body.data or b"")
+                body.path = Path(f.name)
+            outcome = self.engine.import_shard(body.path, name=name, shard_sha256=digest)
+        finally:
+            body.discard()
+        return _import_reply(outcome)
 
     # ---- videos -----------------------------------------------------------------------
 
@@ -279,6 +346,15 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
         if kept < len(videos):  # the page ends early by bytes; the next one starts after the last video sent
             videos, token = videos[:kept], self.engine.page_token_after(videos[kept - 1].video_id)
         return pb.ListVideosResponse(videos=videos, next_page_token=token, total_size=total)
+
+    @_rpc
+    def UpdateVideoMetadata(
+        self, request: pb.UpdateVideoMetadataRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateVideoMetadataResponse:
+        record, changed = self.engine.update_video_metadata(
+            request.video_id, convert.metadata_from_proto(request.set), list(request.remove)
+        )
+        return pb.UpdateVideoMetadataResponse(video=convert.video_to_proto(record), changed=changed)
 
     @_rpc
     def DeleteVideo(self, request: pb.DeleteVideoRequest, context: grpc.ServicerContext) -> pb.DeleteVideoResponse:
@@ -325,7 +401,10 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
 
     @_rpc
     def ListTasks(self, request: pb.ListTasksRequest, context: grpc.ServicerContext) -> pb.ListTasksResponse:
-        return pb.ListTasksResponse(tasks=[convert.task_to_proto(t) for t in self.engine.list_tasks()])
+        return pb.ListTasksResponse(
+            tasks=[convert.task_to_proto(t) for t in self.engine.list_tasks()],
+            skipped=convert.plugin_problems_to_proto(self.engine.skipped_plugins()),
+        )
 
     @_rpc
     def ScoreVideos(
@@ -346,6 +425,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             flt=self._filter(request),
             video_ids=list(request.video_ids) or None,
             top_k=request.top_k or None,
+            bottom_k=request.bottom_k or None,
             batch_size=request.batch_size or DEFAULT_SCORE_BATCH,
         )
         task_msg: pb.Task | None = convert.task_to_proto(task)
@@ -400,6 +480,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             frames=info.frames,
             tasks=info.tasks,
             max_upload_bytes=self.engine.max_upload_bytes,
+            skipped_plugins=convert.plugin_problems_to_proto(self.engine.skipped_plugins()),
             search=pb.SearchBackendInfo(
                 backend=info.search.backend,
                 device=info.search.device,
@@ -438,6 +519,24 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
     def DeleteTask(self, request: pb.DeleteTaskRequest, context: grpc.ServicerContext) -> pb.DeleteTaskResponse:
         self.engine.delete_task(request.name)
         return pb.DeleteTaskResponse()
+
+
+def _shard_chunks(requests: Iterator[pb.ImportEmbeddingsRequest]) -> Iterator[bytes]:
+    for msg in requests:
+        if msg.WhichOneof("payload") != "chunk":
+            raise errors.InvalidRequestError("only the first ImportEmbeddings message may be a header")
+        yield msg.chunk
+
+
+def _import_reply(outcome: Any) -> pb.ImportEmbeddingsResponse:
+    return pb.ImportEmbeddingsResponse(
+        shard_name=outcome.shard_name,
+        already_imported=outcome.already_imported,
+        videos_added=outcome.videos_added,
+        videos_already_stored=outcome.videos_already_stored,
+        frames_added=outcome.frames_added,
+        seconds=outcome.seconds,
+    )
 
 
 def _fit_bytes(items: list[Any], budget: int, size: Callable[[Any], int]) -> int:

@@ -17,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from echosearch.server.errors import InvalidRequestError
 from echosearch.server.media.video import Sampling
 from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoMetadata, VideoRecord
+from echosearch.server.tasks.registry import PluginProblem
 from echosearch.tasks.spec import Task, ValueRange
 from echosearch.v1 import echosearch_pb2 as pb
 
@@ -83,7 +84,9 @@ def metadata_from_proto(msg: pb.VideoMetadata) -> VideoMetadata:
 def sampling_from_proto(msg: pb.Sampling) -> Sampling:
     """Sampling options; zero fields take the server's defaults."""
     if msg.mode not in SAMPLING_MODES and msg.mode != pb.SAMPLING_MODE_UNSPECIFIED:
-        raise InvalidRequestError(f"unknown sampling mode {msg.mode}; use one of {sorted(SAMPLING_MODES.values())}")
+        raise InvalidRequestError(
+            f"unknown sampling mode {msg.mode}; use one of {_both(SAMPLING_MODES, 'SamplingMode')}"
+        )
     kwargs: dict[str, object] = {}
     if msg.mode != pb.SAMPLING_MODE_UNSPECIFIED:
         kwargs["mode"] = SAMPLING_MODES[msg.mode]
@@ -96,12 +99,20 @@ def sampling_from_proto(msg: pb.Sampling) -> Sampling:
     return Sampling(**kwargs)  # type: ignore[arg-type]
 
 
+def _both(names: dict[int, str], enum: str) -> str:
+    """An enum's values as error messages name them: the proto's name and the word, "TASK_KIND_BINARY (binary), ..."."""
+    values = pb.DESCRIPTOR.enum_types_by_name[enum].values_by_number
+    return ", ".join(f"{values[number].name} ({word})" for number, word in names.items())
+
+
 def channel_order_from_proto(value: int) -> str:
     """ "rgb" or "bgr"."""
     try:
         return CHANNEL_ORDERS[value]
     except KeyError:
-        raise InvalidRequestError(f"unknown channel order {value}; use RGB or BGR") from None
+        raise InvalidRequestError(
+            f"unknown channel order {value}; use CHANNEL_ORDER_RGB (rgb) or CHANNEL_ORDER_BGR (bgr)"
+        ) from None
 
 
 def aggregation_from_proto(value: int, default: str) -> str:
@@ -111,7 +122,7 @@ def aggregation_from_proto(value: int, default: str) -> str:
     try:
         return AGGREGATIONS[value]
     except KeyError:
-        raise InvalidRequestError(f"unknown aggregation {value}; use MAX or MEAN") from None
+        raise InvalidRequestError(f"unknown aggregation {value}; use {_both(AGGREGATIONS, 'Aggregation')}") from None
 
 
 def _range(msg: pb.TimeRange, what: str) -> tuple[datetime | None, datetime | None]:
@@ -149,7 +160,7 @@ def filter_from_proto(msg: pb.VideoFilter | None) -> VideoFilter | None:
 def custom_task_args(msg: pb.CustomTask) -> dict[str, object]:
     """Keyword arguments for Engine.custom_task from an inline task."""
     if msg.kind not in TASK_KINDS:
-        raise InvalidRequestError("custom task needs a kind: BINARY, REGRESSION or CATEGORICAL")
+        raise InvalidRequestError(f"custom task needs a kind: {_both(TASK_KINDS, 'TaskKind')}")
     kind = TASK_KINDS[msg.kind]
     values: object = None
     if msg.HasField("value_range"):
@@ -220,6 +231,13 @@ def hits_to_proto(hits: Iterable[FrameHit]) -> list[pb.FrameHit]:
             score=float(h.score),
         )
         for h in hits
+    ]
+
+
+def plugin_problems_to_proto(problems: Iterable[PluginProblem]) -> list[pb.PluginProblem]:
+    """The plugins and tasks the registry skipped, as ListTasks and GetServerInfo report them."""
+    return [
+        pb.PluginProblem(plugin=p.plugin, distribution=p.distribution, task=p.task, reason=p.reason) for p in problems
     ]
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from echosearch.server import cancellation
+from echosearch.server.bulk.importing import ImportOutcome, import_shard, previously_imported
 from echosearch.server.dicom.phi import DEFAULT_PHI_MODE, policy_for_store
 from echosearch.server.encoder import DEFAULT_BATCH_WAIT_MS, BatchingEncoder, EncoderStats
 from echosearch.server.errors import (
@@ -44,12 +45,13 @@ from echosearch.server.lru import LRUCache
 from echosearch.server.media.decode_pool import DEFAULT_TIME_LIMIT_S, DecodePool, DecodePoolStats
 from echosearch.server.media.prepare import DEFAULT_DICOM_MASK, DICOM_MASKS, PrepareOptions, is_dicom
 from echosearch.server.media.video import Sampling
+from echosearch.server.metadata_update import MetadataChange, metadata_change, reingest_change
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoMetadata, VideoRecord
 from echosearch.server.storage.disk_errors import disk_errors
 from echosearch.server.storage.store import Store
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
-from echosearch.server.tasks.registry import load_registry
+from echosearch.server.tasks.registry import PluginProblem, load_registry
 from echosearch.server.tasks.scoring_service import MAX_K, TaskScorer, VideoScore
 from echosearch.server.tasks.stored import StoredTasks
 from echosearch.tasks.spec import Task, custom_task, validate_task
@@ -70,6 +72,7 @@ class IngestOutcome:
     decode_seconds: float
     encode_seconds: float
     store_seconds: float
+    metadata_updated: bool = False  # already stored, and the upload's differing metadata was written
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,8 @@ class Engine:
                 f"was started with {self.model.identity!r}; start it with that model's --model spec, "
                 "or use another --data directory for the new model"
             )
-        self.registry = load_registry()
+        # Plugin prompts are checked against this model's context, the same rule as for custom tasks.
+        self.registry = load_registry(count_tokens=self.model.count_tokens, context_length=self.model.context_length)
         self.stored_tasks = StoredTasks(self.store, self.registry, self._check_task)
         self.encoder = BatchingEncoder(
             self.model, batch_frames=batch_frames, batch_wait_ms=batch_wait_ms, compile=compile
@@ -279,7 +283,8 @@ class Engine:
             sha256 = hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else _hash_file(data)
         existing = self.reader.find_by_sha256(sha256)
         if existing is not None:
-            return IngestOutcome(existing, True, 0.0, 0.0, 0.0)
+            record, updated = self.update_stored_on_reingest(existing, metadata)
+            return IngestOutcome(record, True, 0.0, 0.0, 0.0, updated)
 
         started = time.perf_counter()
         options = PrepareOptions(
@@ -335,6 +340,27 @@ class Engine:
             )
         return IngestOutcome(record, not created, decoded - started, encoded - decoded, stored - encoded)
 
+    def update_stored_on_reingest(self, stored: VideoRecord, metadata: VideoMetadata) -> tuple[VideoRecord, bool]:
+        """Stored content uploaded again with metadata: write the metadata's set fields and tags when they differ."""
+        change = reingest_change(stored.metadata, metadata)
+        if change is None:
+            return stored, False
+        record, changed = self.update_video_metadata_change(stored.video_id, change)
+        return record, changed
+
+    def update_video_metadata(
+        self, video_id: int, metadata: VideoMetadata, remove: Sequence[str] = ()
+    ) -> tuple[VideoRecord, bool]:
+        """Set fields and tags, clear fields or remove tags (`remove`: field names, tag.KEY or KEY); logged."""
+        return self.update_video_metadata_change(int(video_id), metadata_change(metadata, remove))
+
+    def update_video_metadata_change(self, video_id: int, change: MetadataChange) -> tuple[VideoRecord, bool]:
+        self.limits.check_metadata(f"video {video_id}", change.set)  # the same caps as an ingest's metadata
+        record, changed = self.store.update_metadata(int(video_id), change)
+        if changed:
+            log.info("updated metadata of video %d", video_id)
+        return record, changed
+
     def stored_video(self, sha256: str) -> VideoRecord | None:
         """The stored video with this content hash (hex SHA-256), if any."""
         return self.reader.find_by_sha256(sha256.strip().lower())
@@ -360,6 +386,18 @@ class Engine:
             return path.stat().st_size
         except OSError as exc:
             raise InvalidRequestError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+    # ---- bulk import (issue 10) ---------------------------------------------------------
+
+    def imported_shard(self, name: str, shard_sha256: str) -> ImportOutcome | None:
+        """The recorded outcome when a shard with this content hash was imported before."""
+        return previously_imported(self.store, name, shard_sha256.strip().lower())
+
+    def import_shard(self, path: Path, *, name: str, shard_sha256: str) -> ImportOutcome:
+        """Import one `bulk embed` Parquet shard: one transaction, bulk index add; idempotent by sha256."""
+        return import_shard(
+            self.store, self.model, Path(path), name=name, shard_sha256=shard_sha256.lower(), limits=self.limits
+        )
 
     # ---- videos ----------------------------------------------------------------------
 
@@ -504,6 +542,10 @@ class Engine:
         """Every registered and stored task, sorted by name."""
         return sorted(self.registry.list() + self.stored_tasks.list(), key=lambda t: t.name)
 
+    def skipped_plugins(self) -> list[PluginProblem]:
+        """Plugins and plugin tasks skipped at start-up, with the reasons (clients see them, not only the log)."""
+        return list(self.registry.skipped)
+
     def get_task(self, name: str) -> Task:
         """A registered or stored task by name (NotFoundError naming close matches)."""
         stored = self.stored_tasks.get(name)
@@ -567,12 +609,15 @@ class Engine:
         video_ids: Sequence[int] | None = None,
         top_k: int | None = None,
         batch_size: int = 1024,
+        bottom_k: int | None = None,
     ) -> Iterator[list[VideoScore]]:
         """Score a task over a selection from stored embeddings only, batch by batch (see tasks/scoring_service.py).
 
-        `top_k` (binary tasks only) returns the k best videos through the exact video-mean index.
+        `top_k` / `bottom_k`: only the k highest / lowest (binary by score, regression and categorical by value).
         """
-        return self.scorer.score_videos(task, flt=flt, video_ids=video_ids, top_k=top_k, batch_size=batch_size)
+        return self.scorer.score_videos(
+            task, flt=flt, video_ids=video_ids, top_k=top_k, bottom_k=bottom_k, batch_size=batch_size
+        )
 
     # ---- export ----------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ class RequestCancelledError(EchoSearchError):
 __all__ = [
     "AlreadyExistsError",
     "BusyError",
+    "DataDirError",
     "DiskFullError",
     "EchoSearchError",
     "InvalidRequestError",
@@ -52,3 +53,7 @@ __all__ = [
 
 class DeadlineExceededError(EchoSearchError):
     """A bounded step (decoding one upload) ran past its time limit and was stopped."""
+
+
+class DataDirError(EchoSearchError):
+    """The data directory cannot be used: not a folder, not writable, or in use by another process (serve only)."""

@@ -12,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import socket
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,12 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 CPU_CALL_FRAMES = 16  # rows of every CPU forward pass (zero-padded); on ConvNeXt-B 16 ran about as fast per frame as 32, 8 about 20 % slower
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 CONFIG_FILE = "open_clip_config.json"
+PROBE_TIMEOUT_S = 5.0
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+TRY_WITHOUT_DOWNLOAD = (
+    "To try the service without the download: --model random:echoclip "
+    "(EchoCLIP's architecture with random weights; `make serve MODEL=random:echoclip`)"
+)
 
 
 @dataclass(frozen=True)
@@ -235,13 +244,31 @@ def _resolve_device(device: str) -> torch.device:
 
 
 def _download_hub(repo_id: str) -> Path:
-    """Fetch config + weights of a hub repo into the HF cache; the folder holding both."""
+    """Config + weights of a hub repo from the HF cache, downloading what is missing; the folder holding both.
+
+    A cached repo needs no network. Otherwise the hub is probed once first, so a machine without network
+    fails in seconds with one clear message instead of minutes of retries.
+    """
     if not repo_id:
         raise ModelLoadError("empty hub repo in spec; use e.g. hf-hub:mkaichristensen/echo-clip")
-    try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
 
+    _one_log_line_per_message()
+    cached = _cached_hub_folder(repo_id)
+    if cached is not None:
+        return cached
+    offline_help = (
+        f"Without network access, download the repo once elsewhere (e.g. `hf download {repo_id} --local-dir DIR`), "
+        f"copy DIR here and use the model spec local-dir:DIR. {TRY_WITHOUT_DOWNLOAD}"
+    )
+    if constants.HF_HUB_OFFLINE:
+        raise ModelLoadError(f"hf-hub:{repo_id} is not in the local cache and HF_HUB_OFFLINE is set. {offline_help}")
+    unreachable = _unreachable(constants.ENDPOINT)
+    if unreachable:
+        raise ModelLoadError(f"cannot download hf-hub:{repo_id}: {unreachable}. {offline_help}")
+    try:
+        log.info("downloading hf-hub:%s (about 606 MB for EchoCLIP; cached after) ...", repo_id)
         config = Path(hf_hub_download(repo_id, CONFIG_FILE))
         for name in WEIGHT_FILES:
             try:
@@ -253,11 +280,46 @@ def _download_hub(repo_id: str) -> Path:
             raise FileNotFoundError(f"no weights file ({' or '.join(WEIGHT_FILES)}) in the repo")
     except Exception as exc:  # any network / auth / cache failure gets the same actionable message
         raise ModelLoadError(
-            f"could not download hf-hub:{repo_id} ({type(exc).__name__}: {exc}). Without network access, "
-            f"download the repo once elsewhere (e.g. `huggingface-cli download {repo_id} --local-dir DIR`), "
-            f"copy DIR here and use the model spec local-dir:DIR"
+            f"could not download hf-hub:{repo_id} ({type(exc).__name__}: {exc}). {offline_help}"
         ) from exc
     return config.parent
+
+
+def _cached_hub_folder(repo_id: str) -> Path | None:
+    """The cached snapshot folder holding the config and a weights file, or None (no network used)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    config = try_to_load_from_cache(repo_id, CONFIG_FILE)
+    if not isinstance(config, str):
+        return None
+    for name in WEIGHT_FILES:
+        if isinstance(try_to_load_from_cache(repo_id, name), str):
+            return Path(config).parent
+    return None
+
+
+def _unreachable(endpoint: str) -> str:
+    """Why the hub endpoint cannot be reached ("" when it can, or when a proxy decides): one quick TCP probe."""
+    if any(os.environ.get(v) for v in PROXY_VARIABLES):
+        return ""  # the proxy may reach what this machine cannot; let the download try
+    url = urllib.parse.urlsplit(endpoint)
+    host = url.hostname or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+            return ""
+    except socket.gaierror as exc:
+        return f"{host} cannot be resolved ({exc.strerror or exc}); this machine seems to have no network"
+    except OSError as exc:
+        return f"{host}:{port} is not reachable ({exc.strerror or exc})"
+
+
+def _one_log_line_per_message() -> None:
+    """huggingface_hub logs through a handler of its own and to the root logger: every retry twice. Keep root's."""
+    hub = logging.getLogger("huggingface_hub")
+    if logging.getLogger().handlers:
+        for handler in list(hub.handlers):
+            hub.removeHandler(handler)
 
 
 def _load_dir(folder: Path, spec: str) -> _Loaded:

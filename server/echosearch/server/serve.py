@@ -22,6 +22,8 @@ from echosearch.server.api import EchoSearchServicer
 from echosearch.server.engine import Engine
 from echosearch.server.errors import EchoSearchError
 from echosearch.server.limits import Limits
+from echosearch.server.model import load_model
+from echosearch.server.preflight import check_data_dir
 from echosearch.server.upload import clean_spool
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
@@ -121,8 +123,19 @@ class RunningServer:
             log.info("index saved, engine closed")
 
 
-def start_server(
-    engine: Engine,
+@dataclass
+class BoundServer:
+    """A gRPC server holding its port, not yet serving: `serve` binds first, so a busy port fails in a second."""
+
+    server: grpc.Server
+    host: str
+    port: int
+    tls: bool
+    auth: bool
+    workers: int = 16
+
+
+def bind_server(
     *,
     host: str = "127.0.0.1",
     port: int = 50051,
@@ -130,9 +143,8 @@ def start_server(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     token: str | None = None,
-) -> RunningServer:
-    """Build and start a server over `engine`; port 0 picks a free port (see .port)."""
-    clean_spool(engine.data_dir)  # upload spool files of a server that crashed
+) -> BoundServer:
+    """A server bound to host:port (OSError when busy; ValueError for half a TLS pair); port 0 picks a free port."""
     interceptors = [BearerTokenInterceptor(token)] if token else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
@@ -143,12 +155,6 @@ def start_server(
             ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, not share it
         ],
     )
-    servicer = EchoSearchServicer(engine, workers=max_workers)
-    pb_grpc.add_EchoSearchServiceServicer_to_server(servicer, server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-
     address = f"{host}:{port}"
     if (tls_cert is None) != (tls_key is None):
         raise ValueError("TLS needs both --tls-cert and --tls-key")
@@ -162,11 +168,37 @@ def start_server(
         raise OSError(f"cannot listen on {address}: {exc}") from None
     if bound == 0:
         raise OSError(f"cannot listen on {address} (in use, or not an address of this machine)")
+    return BoundServer(server, host, bound, tls_cert is not None, token is not None, max_workers)
+
+
+def start_server(
+    engine: Engine,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 50051,
+    max_workers: int = 16,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    token: str | None = None,
+    bound: BoundServer | None = None,
+) -> RunningServer:
+    """Start serving `engine` on `bound` (or on a server bound here to host:port); port 0 picks a free port."""
+    if bound is None:
+        bound = bind_server(
+            host=host, port=port, max_workers=max_workers, tls_cert=tls_cert, tls_key=tls_key, token=token
+        )
+    clean_spool(engine.data_dir)  # upload spool files of a server that crashed
+    server = bound.server
+    servicer = EchoSearchServicer(engine, workers=bound.workers)
+    pb_grpc.add_EchoSearchServiceServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(
-        server, servicer, health_servicer, engine, f"{host}:{bound}", bound, tls_cert is not None, token is not None
+        server, servicer, health_servicer, engine, f"{bound.host}:{bound.port}", bound.port, bound.tls, bound.auth
     )
 
 
@@ -213,8 +245,27 @@ def read_token(token_file: Path | None) -> str | None:
 
 
 def serve(opts: ServeOptions) -> int:
-    """Run until SIGTERM/SIGINT, then drain, save the index and return 0; 2 when the server cannot start."""
+    """Run until SIGTERM/SIGINT, then drain, save the index and return 0; 2 when the server cannot start.
+
+    The cheap checks come first — the port, then the data directory (a folder, writable, not in use, bound to
+    this model) — so a start that cannot succeed fails before a model is downloaded or loaded, and the data
+    directory is created only once the model has loaded.
+    """
     try:
+        bound = bind_server(
+            host=opts.host,
+            port=opts.port,
+            max_workers=opts.workers,
+            tls_cert=opts.tls_cert,
+            tls_key=opts.tls_key,
+            token=opts.token,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        check_data_dir(opts.data_dir, opts.model)
+        model = load_model(opts.model, device=opts.device, precision=opts.precision)
         engine = Engine(
             data_dir=opts.data_dir,
             model_spec=opts.model,
@@ -229,6 +280,7 @@ def serve(opts: ServeOptions) -> int:
             limits=opts.limits,
             phi=opts.phi,
             dicom_mask=opts.dicom_mask,
+            model=model,
             batch_frames=opts.batch_frames,
             batch_wait_ms=opts.batch_wait_ms,
             decode_workers=opts.decode_workers,
@@ -236,26 +288,15 @@ def serve(opts: ServeOptions) -> int:
             compile=opts.compile,
         )
     except EchoSearchError as exc:
+        bound.server.stop(None)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        bound.server.stop(None)
         log.debug("engine start failed", exc_info=True)
         print(f"error: cannot open {opts.data_dir}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    try:
-        running = start_server(
-            engine,
-            host=opts.host,
-            port=opts.port,
-            max_workers=opts.workers,
-            tls_cert=opts.tls_cert,
-            tls_key=opts.tls_key,
-            token=opts.token,
-        )
-    except (OSError, ValueError) as exc:
-        engine.close()
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    running = start_server(engine, bound=bound)
 
     stop = threading.Event()
 

@@ -38,7 +38,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
 
     p = sub.add_parser("ui", parents=[common], help="the web UI (needs the `ui` extra)")
     p.add_argument("--host", default="127.0.0.1", help="address the UI binds (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=8080, help="port the UI listens on (default 8080)")
     p.add_argument("--token-file", type=Path, help="bearer token for the server, first line of this file")
 
 

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,16 @@ import numpy as np
 import pyarrow as pa
 
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError
+from echosearch.server.metadata_update import MetadataChange
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
 from echosearch.server.storage import export as catalog_export
 from echosearch.server.storage import migrate as catalog_migrate
 from echosearch.server.storage import rows as catalog_rows
 from echosearch.server.storage import stored_tasks as catalog_stored_tasks
 from echosearch.server.storage import thumbnails as catalog_thumbnails
-from echosearch.server.storage.filters import aware_utc, compile_filter
+from echosearch.server.storage.filters import aware_utc, compile_filter, to_utc_naive
 from echosearch.server.storage.frame_ids import FRAME_BITS, frame_id_range
+from echosearch.server.storage.video_batch import VideoBatch
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,16 @@ _VIDEO_COLUMNS = (
     "video_id, sha256, source_name, size_bytes, fps, total_frames, sampled_frames, width, height, "
     "ingested_at, model_identity, study_id, patient_id, view, acquisition_time, seq"
 )
+
+
+@dataclass(frozen=True)
+class ImportedBatch:
+    """What a bulk import committed: which videos were new (keep), their new ids and seqs, frames added."""
+
+    keep: np.ndarray  # bool (V,)
+    video_ids: np.ndarray  # int64 (new videos,)
+    seqs: np.ndarray  # int64 (new videos,)
+    frames_added: int
 
 
 def _vectors(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
@@ -245,6 +258,61 @@ class Catalog:
                 out.append((known.get(v.sha256) or created[v.sha256], False))
         return out
 
+    def import_batch(self, batch: VideoBatch, *, shard_sha256: str) -> ImportedBatch:
+        """Insert a bulk batch's new videos and record the shard, in ONE transaction; idempotent by sha256."""
+        batch.validate()
+        with self._write_lock:
+            cur = self.cursor()
+            # Embeddings do not compress; DuckDB's trying costs ~2x the insert. Only while this batch writes.
+            cur.execute("SET force_compression = 'uncompressed'")
+            try:
+                with self.transaction() as cur:
+                    done = self._import_in_txn(cur, batch, shard_sha256)
+            finally:
+                cur.execute("RESET force_compression")
+            self._binding = (batch.model_identity, batch.dim)
+        return done
+
+    def _import_in_txn(self, cur: duckdb.DuckDBPyConnection, batch: VideoBatch, shard_sha256: str) -> ImportedBatch:
+        self._bind_in_txn(cur, batch.model_identity, batch.dim)
+        cur.register("_incoming", pa.table({"sha256": pa.array(batch.sha256, pa.string())}))
+        try:
+            known = {r[0] for r in cur.execute("SELECT sha256 FROM videos JOIN _incoming USING (sha256)").fetchall()}
+        finally:
+            cur.unregister("_incoming")
+        keep = np.array([s not in known for s in batch.sha256], dtype=bool)
+        m = int(keep.sum())
+        vids = seqs = np.empty(0, np.int64)
+        if m:
+            ends = dict(
+                cur.execute(
+                    "UPDATE counters SET value = value + ? WHERE name IN ('seq', 'video_id') RETURNING name, value",
+                    [m],
+                ).fetchall()
+            )
+            seqs = np.arange(ends["seq"] - m + 1, ends["seq"] + 1, dtype=np.int64)
+            vids = np.arange(ends["video_id"] - m + 1, ends["video_id"] + 1, dtype=np.int64)
+            for table, rows in batch.tables(keep, vids, seqs, datetime.now(UTC)).items():
+                self._insert_rows(cur, table, rows)
+        frames = int(batch.counts[keep].sum())
+        cur.execute(
+            "INSERT INTO imported_shards VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [shard_sha256, batch.label, m, len(keep) - m, frames, datetime.now(UTC).replace(tzinfo=None)],
+        )
+        return ImportedBatch(keep, vids, seqs, frames)
+
+    def imported_shard(self, shard_sha256: str) -> tuple[int, int, int] | None:
+        """(videos added, videos already stored, frames added) of a shard committed before, else None."""
+        rows = (
+            self.cursor()
+            .execute(
+                "SELECT videos_added, videos_known, frames_added FROM imported_shards WHERE shard_sha256 = ?",
+                [shard_sha256],
+            )
+            .fetchall()
+        )
+        return tuple(rows[0]) if rows else None
+
     @staticmethod
     def _insert_rows(cur: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
         """One INSERT per table: a few rows as bound VALUES (cheaper to plan), many through Arrow."""
@@ -271,6 +339,30 @@ class Catalog:
             cur.execute("DELETE FROM videos WHERE video_id = ?", [int(video_id)])
             seq = self._next(cur, "seq")
             cur.execute("INSERT INTO changes VALUES (?, 'delete', ?, ?)", [seq, int(video_id), row[0]])
+
+    def update_metadata(self, video_id: int, change: MetadataChange) -> tuple[VideoRecord, bool]:
+        """Apply a metadata change in one transaction, logged as op 'metadata'; (the video now, whether it changed)."""
+        with self.transaction() as cur:
+            found = self._find(cur, "v.video_id = ?", [int(video_id)])
+            if not found:
+                raise NotFoundError(f"no video with id {video_id}")
+            before = found[0].metadata
+            after = change.apply(before)
+            if after == before:
+                return found[0], False
+            when = None if after.acquisition_time is None else to_utc_naive(after.acquisition_time)
+            cur.execute(
+                "UPDATE videos SET study_id = ?, patient_id = ?, view = ?, acquisition_time = ? WHERE video_id = ?",
+                [after.study_id, after.patient_id, after.view, when, int(video_id)],
+            )
+            cur.execute("DELETE FROM video_tags WHERE video_id = ?", [int(video_id)])
+            for key, value in after.tags.items():
+                cur.execute("INSERT INTO video_tags VALUES (?, ?, ?)", [int(video_id), key, value])
+            seq = self._next(cur, "seq")
+            cur.execute("INSERT INTO changes VALUES (?, 'metadata', ?, 0)", [seq, int(video_id)])
+            cur.execute("INSERT INTO metadata_changes VALUES (?, ?)", [seq, change.describe(before, after)])
+            record = self._find(cur, "v.video_id = ?", [int(video_id)])[0]
+        return record, True
 
     def delete_videos(self, video_ids: Sequence[int]) -> list[tuple[int, int]]:
         """Delete many videos in ONE transaction (all or nothing; NotFoundError names the first absent
@@ -397,11 +489,12 @@ class Catalog:
         return self.cursor().execute("SELECT value FROM counters WHERE name = 'seq'").fetchall()[0][0]
 
     def changes_since(self, seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(seq, is_delete, video_id, n_frames) of every write after `seq`, in order."""
+        """(seq, is_delete, video_id, n_frames) of every add and delete after `seq`, in order (what indexes replay)."""
         res = (
             self.cursor()
             .execute(
-                "SELECT seq, op = 'delete' AS is_delete, video_id, n_frames FROM changes WHERE seq > ? ORDER BY seq",
+                "SELECT seq, op = 'delete' AS is_delete, video_id, n_frames FROM changes "
+                "WHERE seq > ? AND op IN ('add', 'delete') ORDER BY seq",
                 [int(seq)],
             )
             .fetchnumpy()

@@ -17,16 +17,18 @@ from typing import Any
 import numpy as np
 
 from echosearch.server.errors import InvalidRequestError
+from echosearch.server.metadata_update import MetadataChange
 from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoHit, VideoMetadata, VideoRecord
 from echosearch.server.storage import search_backend
 from echosearch.server.storage import snapshots as persist
-from echosearch.server.storage.catalog import Catalog
+from echosearch.server.storage.catalog import Catalog, ImportedBatch
 from echosearch.server.storage.disk_errors import disk_errors
 from echosearch.server.storage.frame_ids import FRAME_BITS, frame_ids_for, video_of_frames
 from echosearch.server.storage.index import VectorIndex, gpu_count
 from echosearch.server.storage.positions import ranges_to_rows
 from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.rwlock import ReadWriteLock
+from echosearch.server.storage.video_batch import VideoBatch
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,11 @@ CANDIDATE_CACHE_MAX_VIDEOS = 2_000_000  # videos held across all cached candidat
 def _means(offsets: np.ndarray, emb: np.ndarray) -> np.ndarray:
     """Per-video mean frame vector (not re-normalised) for a concatenated batch."""
     counts = np.diff(offsets)
-    sums = np.add.reduceat(emb.astype(np.float64), offsets[:-1], axis=0) if len(counts) else np.empty((0, emb.shape[1]))
+    # Per-video float64 sums: the same values as reduceat over a float64 copy, ~6x faster (reduceat
+    # along axis 0 is slow) and without a float64 copy of every frame (a bulk batch is gigabytes).
+    sums = np.empty((len(counts), emb.shape[1]), dtype=np.float64)
+    for i, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:])):
+        emb[lo:hi].sum(axis=0, dtype=np.float64, out=sums[i])
     return (sums / counts[:, None]).astype(np.float32)
 
 
@@ -251,17 +257,51 @@ class Store:
         new = [(rec, f) for (rec, created), f in zip(results, frames) if created]
         if not new:
             return
+        embs = [np.ascontiguousarray(f.embeddings, dtype=np.float32) for _, f in new]
+        offsets = np.zeros(len(embs) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in embs], out=offsets[1:])
+        vids = np.array([rec.video_id for rec, _ in new], dtype=np.int64)
+        self._index_committed(vids, offsets, lambda: np.concatenate(embs) if len(embs) > 1 else embs[0], new[0][0].seq)
+
+    def _index_committed(self, vids: np.ndarray, offsets: np.ndarray, embeddings, first_seq: int) -> None:
+        """Add videos just committed from seq `first_seq` on (one seq each) to both indexes; caller holds the lock."""
         if self._frames is None:
             self._new_indexes(self.catalog.embed_dim)
-        if new[0][0].seq != self._index_seq + 1:
+        if first_seq != self._index_seq + 1:
             self._catch_up()  # someone else wrote to the catalog; replay in order
         else:
-            embs = [np.ascontiguousarray(f.embeddings, dtype=np.float32) for _, f in new]
-            offsets = np.zeros(len(embs) + 1, dtype=np.int64)
-            np.cumsum([len(e) for e in embs], out=offsets[1:])
-            vids = np.array([rec.video_id for rec, _ in new], dtype=np.int64)
-            self._add_batch(vids, offsets, np.concatenate(embs) if len(embs) > 1 else embs[0])
-            self._index_seq = new[-1][0].seq
+            self._add_batch(vids, offsets, embeddings())
+            self._index_seq = first_seq + len(vids) - 1
+
+    def import_batch(self, batch: VideoBatch, *, shard_sha256: str) -> ImportedBatch:
+        """Commit a bulk batch's new videos (ONE catalog transaction), then add them to both indexes at once.
+
+        Idempotent by sha256. The index is not saved here: a bulk load would rewrite it per batch; it is
+        saved at close or with the next `save_every`, and a crash replays the catalog (the truth) instead.
+        """
+        with self._writes, disk_errors(self.data_dir):
+            done = self.catalog.import_batch(batch, shard_sha256=shard_sha256)
+            if len(done.video_ids):
+                counts = batch.counts[done.keep]
+                offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+                np.cumsum(counts, out=offsets[1:])
+                rows = batch.frame_rows(done.keep)
+                with self._lock.write():
+                    self._index_committed(done.video_ids, offsets, lambda: batch.embeddings[rows], int(done.seqs[0]))
+            return done
+
+    def update_metadata(self, video_id: int, change: MetadataChange) -> tuple[VideoRecord, bool]:
+        """Change a video's metadata in the catalog (logged); the indexes hold no metadata, so they stay as they are."""
+        with self._lock.write():
+            current = self._index_seq == self.catalog.last_seq()
+            record, changed = self.catalog.update_metadata(int(video_id), change)
+            if changed and current:
+                # Nothing for the indexes to replay: keep them current so the next ingest takes the fast path.
+                self._index_seq = self.catalog.last_seq()
+            if changed:
+                with self._cand_cache_lock:
+                    self._cand_cache.clear()  # filtered candidate sets depend on metadata
+            return record, changed
 
     def delete_video(self, video_id: int) -> None:
         """Delete from the catalog (NotFoundError when absent), then tombstone it in both indexes.

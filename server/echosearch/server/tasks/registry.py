@@ -13,6 +13,10 @@ skipped; an invalid task is skipped on its own, its siblings still load.
 Name clashes are resolved deterministically, with a warning: the built-in
 distribution (``echosearch``) wins; otherwise the first in order of
 (distribution name, entry-point name, position in the plugin's list).
+
+Given the model's tokenizer (``count_tokens``, ``context_length``), every plugin prompt is checked against
+the model's context, the same rule as for a task in a request: a task with a prompt the tokenizer would cut
+is skipped. What was skipped is kept (``TaskRegistry.skipped``) for clients to see, not only in the log.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import dataclasses
 import difflib
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
 from echosearch.server.errors import EchoSearchError, NotFoundError
-from echosearch.tasks.spec import Task, validate_task
+from echosearch.tasks.spec import DEFAULT_CONTEXT_LENGTH, Task, validate_task
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +38,41 @@ ENTRY_POINT_GROUP = "echosearch.tasks"
 BUILTIN_DISTRIBUTION = "echosearch"
 
 
+@dataclass(frozen=True)
+class PluginProblem:
+    """A plugin (task empty) or one of its tasks that was skipped, or a name clash that was resolved."""
+
+    plugin: str  # entry-point name
+    distribution: str
+    task: str
+    reason: str
+    message: str  # the whole sentence, as logged
+
+
 class TaskRegistry:
     """The tasks the service knows, by name."""
 
-    def __init__(self, tasks: Iterable[Task] = (), problems: Iterable[str] = ()) -> None:
+    def __init__(
+        self, tasks: Iterable[Task] = (), problems: Iterable[str] = (), skipped: Iterable[PluginProblem] = ()
+    ) -> None:
         self._tasks: dict[str, Task] = {}
         for task in tasks:
             if task.name in self._tasks:
                 raise ValueError(f"duplicate task name {task.name!r}")
             self._tasks[task.name] = task
-        self.problems: list[str] = list(problems)  # what load_registry skipped or overrode, for diagnostics
+        self.skipped: list[PluginProblem] = list(skipped)  # what load_registry skipped or overrode
+        self.problems: list[str] = list(problems) + [p.message for p in self.skipped]  # the same, as sentences
 
     def get(self, name: str) -> Task:
-        """The task called ``name``; NotFoundError naming close matches otherwise."""
+        """The task called ``name``; NotFoundError saying why a plugin's task was skipped, or naming close matches."""
         try:
             return self._tasks[name]
         except KeyError:
+            why = next((p for p in self.skipped if p.task == name and name not in self._tasks), None)
+            if why is not None:
+                raise NotFoundError(
+                    f"task {name!r} from plugin {why.plugin!r} was skipped at start-up: {why.reason}"
+                ) from None
             close = difflib.get_close_matches(name, self._tasks, n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else f"; {len(self._tasks)} tasks are registered"
             raise NotFoundError(f"no task named {name!r}{hint}") from None
@@ -84,41 +108,70 @@ def tasks_from_object(obj: object) -> list[object]:
     return list(obj)
 
 
-def load_registry(group: str = ENTRY_POINT_GROUP) -> TaskRegistry:
-    """Discover and validate every task declared in ``group``; bad plugins are skipped with a warning."""
+def load_registry(
+    group: str = ENTRY_POINT_GROUP,
+    *,
+    count_tokens: Callable[[str], int] | None = None,
+    context_length: int = DEFAULT_CONTEXT_LENGTH,
+) -> TaskRegistry:
+    """Discover and validate every task declared in ``group``; bad plugins and tasks are skipped with a warning.
+
+    With ``count_tokens`` (the model's tokenizer), a task whose prompt exceeds ``context_length`` is skipped.
+    """
     eps = sorted(
         entry_points(group=group),
         key=lambda ep: (_normalise(_dist_name(ep)) != BUILTIN_DISTRIBUTION, _normalise(_dist_name(ep)), ep.name),
     )
     chosen: dict[str, Task] = {}
-    problems: list[str] = []
+    skipped: list[PluginProblem] = []
+    loaded_plugins = 0
 
-    def skip(message: str) -> None:
+    def skip(ep: EntryPoint, task: str, reason: str, message: str) -> None:
         log.warning("%s", message)
-        problems.append(message)
+        skipped.append(PluginProblem(ep.name, _dist_name(ep), task, reason, message))
 
     for ep in eps:
         origin = f"{_dist_name(ep) or '?'}:{ep.name}"
         try:
             declared = tasks_from_object(ep.load())
         except Exception as e:  # a plugin must never take the service down
-            skip(f"task plugin {ep.name!r} ({origin}, {ep.value}) failed to load and is skipped: {e!r}")
+            skip(
+                ep,
+                "",
+                f"failed to load: {e!r}",
+                f"task plugin {ep.name!r} ({origin}, {ep.value}) failed to load and is skipped: {e!r}",
+            )
             continue
+        loaded_plugins += 1
         for i, item in enumerate(declared):
             if not isinstance(item, Task):
-                skip(f"task plugin {ep.name!r} ({origin}): item {i} is a {type(item).__name__}, not a Task; skipped")
+                reason = f"item {i} is a {type(item).__name__}, not a Task"
+                skip(ep, "", reason, f"task plugin {ep.name!r} ({origin}): {reason}; skipped")
                 continue
             try:
-                task = validate_task(dataclasses.replace(item, source=origin))
+                task = validate_task(
+                    dataclasses.replace(item, source=origin), count_tokens=count_tokens, context_length=context_length
+                )
             except EchoSearchError as e:
-                skip(f"task plugin {ep.name!r} ({origin}): invalid task skipped: {e}")
+                skip(ep, str(item.name), str(e), f"task plugin {ep.name!r} ({origin}): invalid task skipped: {e}")
                 continue
             if task.name in chosen:
+                reason = f"the name is taken by {chosen[task.name].source}"
                 skip(
+                    ep,
+                    task.name,
+                    reason,
                     f"task name {task.name!r} is declared by both {chosen[task.name].source} and {origin}; "
-                    f"keeping {chosen[task.name].source}"
+                    f"keeping {chosen[task.name].source}",
                 )
                 continue
             chosen[task.name] = task
-    log.info("loaded %d task(s) from %d plugin(s) in %r", len(chosen), len(eps), group)
-    return TaskRegistry(chosen.values(), problems)
+    failed = len(eps) - loaded_plugins
+    log.info(
+        "loaded %d task(s) from %d plugin(s) in %r%s",
+        len(chosen),
+        loaded_plugins,
+        group,
+        f"; {failed} plugin(s) failed to load (see the warnings above)" if failed else "",
+    )
+    return TaskRegistry(chosen.values(), skipped=skipped)

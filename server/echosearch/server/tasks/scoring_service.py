@@ -6,9 +6,11 @@ never the model except through the prompt cache, and streams its answer.
 
 from __future__ import annotations
 
+import heapq
 import logging
+import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -60,17 +62,36 @@ class TaskScorer:
         video_ids: Sequence[int] | None = None,
         top_k: int | None = None,
         batch_size: int = 1024,
+        bottom_k: int | None = None,
     ) -> Iterator[list[VideoScore]]:
-        """Score a task over a selection; `top_k` (binary tasks only) goes through the exact video-mean index."""
+        """Score a task over a selection, or only its `top_k` highest / `bottom_k` lowest videos (exact).
+
+        Binary tasks rank by score through the video-mean index; regression and categorical tasks (and
+        tasks with their own aggregation) by value, ties by score: every selected video is scored, then
+        partially sorted.
+        """
         if not 1 <= batch_size <= 100_000:
             raise InvalidRequestError(f"batch size must be between 1 and 100000, not {batch_size}")
-        if top_k is not None:
-            self._check_top_k(task, top_k)
+        if top_k is not None and bottom_k is not None:
+            raise InvalidRequestError("ask for top k or bottom k, not both")
+        k, lowest = (bottom_k, True) if bottom_k is not None else (top_k, False)
+        if k is not None and not 1 <= k <= MAX_K:
+            raise InvalidRequestError(f"{'bottom' if lowest else 'top'} k must be between 1 and {MAX_K}, not {k}")
         flt = self._with_ids(flt, video_ids)
         text_emb = self.task_embeddings(task)
-        if top_k is not None:
-            yield from self._score_top(task, text_emb, flt, top_k, batch_size)
+        if k is not None and task.kind == TaskKind.BINARY and task.aggregate is None:
+            yield from self._score_top(task, text_emb, flt, k, batch_size, lowest=lowest)
             return
+        if k is not None:
+            ranked = self._rank_exact(task, text_emb, flt, k, lowest, batch_size)
+            for start in range(0, len(ranked), batch_size):
+                yield ranked[start : start + batch_size]
+            return
+        yield from self._score_all(task, text_emb, flt, batch_size)
+
+    def _score_all(
+        self, task: Task, text_emb: np.ndarray, flt: VideoFilter | None, batch_size: int
+    ) -> Iterator[list[VideoScore]]:
         ids = self.catalog.select_video_ids(flt)
         total, done, last_log = len(ids), 0, time.monotonic()
         for batch_ids, scores in self._batches(task, text_emb, ids, batch_size):
@@ -107,29 +128,47 @@ class TaskScorer:
             raise NotFoundError(f"{len(missing)} video id(s) not stored: {shown}")
         return replace(flt or VideoFilter(), video_ids=ids)
 
-    @staticmethod
-    def _check_top_k(task: Task, top_k: int) -> None:
-        if task.kind != TaskKind.BINARY:
-            raise InvalidRequestError(
-                f"top-k needs a binary task; {task.name!r} is {task.kind.value} — score a selection instead"
-            )
-        if task.aggregate is not None:
-            raise InvalidRequestError(
-                f"task {task.name!r} has its own aggregation, so top-k through the mean index is not exact"
-            )
-        if not 1 <= top_k <= MAX_K:
-            raise InvalidRequestError(f"top k must be between 1 and {MAX_K}, not {top_k}")
+    def _rank_exact(
+        self, task: Task, text_emb: np.ndarray, flt: VideoFilter | None, k: int, lowest: bool, batch_size: int
+    ) -> list[VideoScore]:
+        """Score every selected video, keeping the k highest (lowest) by value then score; NaN ranks last."""
+        kept: list[VideoScore] = []
+        pick = heapq.nsmallest if lowest else heapq.nlargest
+        key = _rank_key(lowest)
+        for batch in self._score_all(task, text_emb, flt, batch_size):
+            kept = pick(k, kept + batch, key=key)
+        return kept
 
     def _score_top(
-        self, task: Task, text_emb: np.ndarray, flt: VideoFilter | None, top_k: int, batch_size: int
+        self,
+        task: Task,
+        text_emb: np.ndarray,
+        flt: VideoFilter | None,
+        top_k: int,
+        batch_size: int,
+        *,
+        lowest: bool = False,
     ) -> Iterator[list[VideoScore]]:
         query = mean_prompt_embedding(task, text_emb)
-        ranked = self.store.top_videos_by_mean(query, top_k, flt)
+        # The lowest mean cosines are the highest of the negated query: the same exact index search.
+        ranked = self.store.top_videos_by_mean(-query if lowest else query, top_k, flt)
         ids = np.array([vid for vid, _ in ranked], dtype=np.int64)
         # Re-score the winners from their frames so the reply carries the numbers a full scan gives.
         for start in range(0, len(ids), batch_size):
             batch_ids, offsets, frames = self.catalog.load_embeddings(ids[start : start + batch_size])
-            yield sorted(_score_batch(task, text_emb, batch_ids, offsets, frames), key=lambda s: -s.score)
+            scored = _score_batch(task, text_emb, batch_ids, offsets, frames)
+            yield sorted(scored, key=lambda s: s.score if lowest else -s.score)
+
+
+def _rank_key(lowest: bool) -> Callable[[VideoScore], tuple[float, float, int]]:
+    """Order by value (regression, categorical) or score (binary), then score, then id; NaN last either way."""
+    worst = math.inf if lowest else -math.inf
+
+    def finite(x: float | None) -> float:
+        return worst if x is None or math.isnan(x) else x
+
+    sign = 1 if lowest else -1  # ties: the smaller id first in both directions
+    return lambda s: (finite(s.value if s.value is not None else s.score), finite(s.score), sign * s.video_id)
 
 
 def _score_batch(

@@ -1,0 +1,186 @@
+"""Bulk benchmark (issue 10): `bulk embed` on local Ray vs in-process Engine.ingest; `bulk load` vs Store.add_videos.
+
+    .venv/bin/python bench/bulk.py [--models random:tiny,random:echoclip] [--load-frames 1000000]
+
+(a) embed: the same synthetic files (320x240 MJPG, 48 frames) through `run_embed` on a local Ray (already
+    started: a cluster is started once per job) and through `Engine.ingest` one by one in this process, each
+    at two sizes; the ratio of marginal frames/s (what an archive sees: the fixed start-up of Ray's actors,
+    printed too, cancels out).
+(b) load: synthetic shards (dim 512, 20 frames per video) streamed by the real client to a real server
+    (`ImportEmbeddings`, one transaction per shard), vs `Store.add_videos` in process (1000 videos per
+    transaction, the path bench/api.py fills with), both into an empty store; ratio of frames/s, and
+    the absolute seconds of the 1M-frame load. Targets: (a) >= 0.8x, (b) >= 5x and <= 30 s.
+No timed assertions; measured side by side in one run (the machine is shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # synthetic, servers
+
+from echosearch.server.bulk.shards import EmbeddedVideo, shard_paths, shard_table, write_shard  # noqa: E402
+from echosearch.server.records import FrameEmbeddings, VideoMetadata  # noqa: E402
+
+
+def bench_embed(model: str, sizes: tuple[int, int], folder: Path, cpus: int) -> dict[str, float]:
+    """Both paths at two sizes: marginal frames/s (the fixed start-up cost cancels) and Ray's fixed cost."""
+    import ray
+    from synthetic import make_video
+
+    from echosearch.server.bulk.embed import EmbedOptions, run_embed
+    from echosearch.server.engine import Engine
+
+    src = folder / "videos"
+    src.mkdir(parents=True, exist_ok=True)
+    for i in range(max(sizes)):
+        make_video(320, 240, 48, seed=i, path=src / f"clip{i:04d}.avi")
+    files = sorted(src.iterdir())
+    if not ray.is_initialized():
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    engine_s, ray_s, frames = [], [], []
+    with Engine(data_dir=folder / "engine-warm", model_spec=model, device="cpu") as engine:
+        engine.ingest(files[0], source_name="warm-up")  # the in-process model is loaded once, before timing
+        model_obj = engine.model
+    for n in sizes:
+        with Engine(data_dir=folder / f"engine-{n}", model_spec=model, device="cpu", model=model_obj) as engine:
+            t0 = time.perf_counter()
+            frames.append(sum(engine.ingest(f, source_name=f.name).video.sampled_frames for f in files[:n]))
+            engine_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        opts = EmbedOptions(sources=[str(f) for f in files[:n]], out_dir=folder / f"shards-{n}", model_spec=model)
+        summary = run_embed(opts)
+        ray_s.append(time.perf_counter() - t0)
+        assert summary.frames == frames[-1] and summary.failed == 0, summary.line()
+    extra = frames[1] - frames[0]
+    inproc, bulk = extra / (engine_s[1] - engine_s[0]), extra / (ray_s[1] - ray_s[0])
+    return {"inproc": inproc, "bulk": bulk, "frames": extra, "fixed": ray_s[0] - frames[0] / bulk}
+
+
+def synthetic_videos(start: int, count: int, fpv: int, dim: int, rng: np.random.Generator) -> list[EmbeddedVideo]:
+    emb = rng.standard_normal((count * fpv, dim), dtype=np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    return [
+        EmbeddedVideo(
+            sha256=f"{start + i:064x}", source_uri=f"s3://archive/{start + i}.avi", size_bytes=1 << 20,
+            total_frames=2 * fpv, fps=30.0, width=800, height=600, frame_indices=np.arange(0, 2 * fpv, 2),
+            timestamps=np.arange(fpv) / 15.0, embeddings=emb[i * fpv : (i + 1) * fpv],
+            metadata=VideoMetadata(study_id=f"S{(start + i) // 4}", view="A4C"),
+        )
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def bench_add_videos(frames: int, dim: int, fpv: int, folder: Path) -> float:
+    """frames/s of Store.add_videos, 1000 videos per transaction, into an empty store."""
+    from echosearch.server.storage.store import Store
+
+    rng = np.random.default_rng(1)
+    store = Store(folder / "add_videos")
+    store.catalog.bind_model("bench", dim)
+    elapsed = 0.0
+    for start in range(0, frames // fpv, 1000):
+        videos = synthetic_videos(start, min(1000, frames // fpv - start), fpv, dim, rng)
+        items = [
+            dict(
+                sha256=v.sha256, source_name=v.source_uri, size_bytes=v.size_bytes, fps=v.fps,
+                total_frames=v.total_frames, width=v.width, height=v.height, model_identity="bench",
+                metadata=v.metadata, frames=FrameEmbeddings(v.frame_indices, v.timestamps, v.embeddings),
+            )
+            for v in videos
+        ]  # fmt: skip
+        t0 = time.perf_counter()
+        store.add_videos(items)
+        elapsed += time.perf_counter() - t0
+    store.close()
+    return (frames // fpv * fpv) / elapsed
+
+
+def bench_load(frames: int, dim: int, fpv: int, shard_frames: int, folder: Path, jobs: int) -> tuple[float, int]:
+    """(seconds, frames) of `bulk load` of synthetic shards into a fresh in-process server."""
+    from echosearch.client.client import Client
+    from echosearch.server.engine import Engine
+    from echosearch.server.serve import start_server
+
+    # random:echoclip: the real architecture's 512-wide embeddings (its weights do not matter to a load)
+    engine = Engine(data_dir=folder / "server", model_spec="random:echoclip", device="cpu")
+    server = start_server(engine, host="127.0.0.1", port=0, max_workers=8)
+    try:
+        engine = server.engine
+        identity, dim = engine.model.identity, engine.model.embed_dim
+        shards = folder / "load-shards"
+        rng = np.random.default_rng(2)
+        per_shard = shard_frames // fpv
+        for start in range(0, frames // fpv, per_shard):
+            write_shard(shards, shard_table(synthetic_videos(start, per_shard, fpv, dim, rng), identity, dim))
+        paths = shard_paths(shards)
+        with Client(server.address) as client, ThreadPoolExecutor(jobs) as pool:
+            t0 = time.perf_counter()
+            results = list(pool.map(client.import_shard, paths))
+            seconds = time.perf_counter() - t0
+        loaded = sum(r.frames_added for r in results)
+        print(f"bulk load: {loaded} frames in {seconds:.1f}s", flush=True)
+        assert loaded == engine.store.catalog.count_frames() == engine.store.frame_index.ntotal
+        return seconds, loaded
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="random:tiny,random:echoclip")
+    parser.add_argument("--videos", default="20:80,2:6", help="two sizes (SMALL:LARGE videos) per model for (a)")
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
+    parser.add_argument("--load-frames", type=int, default=1_000_000)
+    parser.add_argument("--baseline-frames", type=int, default=200_000, help="frames for the add_videos baseline")
+    parser.add_argument("--shard-frames", type=int, default=250_000)
+    parser.add_argument("--jobs", type=int, default=2, help="shards in flight during the load")
+    parser.add_argument("--skip-embed", action="store_true")
+    parser.add_argument("--skip-load", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="echosearch-bulk-bench-") as tmp:
+        if not args.skip_embed:
+            for model, spec in zip(args.models.split(","), args.videos.split(",")):
+                sizes = tuple(int(v) for v in spec.split(":"))
+                r = bench_embed(model, sizes, Path(tmp) / model.replace(":", "-"), args.cpus)
+                rows.append(
+                    (f"embed {model}: bulk embed (local Ray, {args.cpus} CPUs) vs Engine.ingest, marginal rate "
+                     f"from {sizes[0]} to {sizes[1]} videos ({r['frames']} frames); Ray's fixed start {r['fixed']:.0f} s",
+                     f"{r['bulk']:.1f} vs {r['inproc']:.1f} frames/s", f"{r['bulk'] / r['inproc']:.2f}x", ">= 0.8x")
+                )  # fmt: skip
+                shutil.rmtree(Path(tmp) / model.replace(":", "-"), ignore_errors=True)
+                print(rows[-1], flush=True)
+        if not args.skip_load:
+            dim, fpv = 512, 20
+            base = bench_add_videos(args.baseline_frames, dim, fpv, Path(tmp))
+            print(f"add_videos: {base:.0f} frames/s", flush=True)
+            shutil.rmtree(Path(tmp) / "add_videos", ignore_errors=True)
+            seconds, loaded = bench_load(args.load_frames, dim, fpv, args.shard_frames, Path(tmp), args.jobs)
+            rate = loaded / seconds
+            rows.append(
+                (f"bulk load of {loaded:,} frames (dim 512, shards of {args.shard_frames:,}) vs Store.add_videos "
+                 f"({args.baseline_frames:,} frames, 1000 videos/transaction)", f"{rate:,.0f} vs {base:,.0f} frames/s",
+                 f"{rate / base:.1f}x", ">= 5x")
+            )  # fmt: skip
+            rows.append((f"bulk load of {loaded:,} frames, absolute", f"{seconds:.1f} s", "", "<= 30 s"))
+    print("| measure | measured | ratio | target |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

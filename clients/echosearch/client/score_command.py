@@ -1,0 +1,123 @@
+"""`echosearch score`: a task over stored videos, as a table a person can read or as JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+from echosearch.client.client import Client
+from echosearch.client.output import Progress, print_json, print_table
+from echosearch.client.params import UsageError, parse_custom_task, parse_filter
+from echosearch.client.types import CustomTask, Task, VideoFilter, VideoScore
+
+
+def candidate_count(task: Task | CustomTask) -> int:
+    """How many texts the server embeds for a task (a regression template once per value)."""
+    if task.kind == "regression" and task.value_range is not None:
+        start, stop, step = task.value_range
+        values = math.floor((stop - start) / step + 1e-9) + 1 if step > 0 and stop >= start else 0
+        return len(task.prompts) * values
+    return len(task.prompts)
+
+
+def columns(task: Task | None) -> tuple[list[str], Any]:
+    """The headers and a row builder that show only what applies to the task's kind."""
+    kind = task.kind if task is not None else ""
+    if kind == "binary":
+        if task is not None and task.threshold is not None:
+            return ["id", "score", f"decision (score > {task.threshold:g})", "source"], lambda s, n: [
+                s.video_id, s.score, s.decision, n,
+            ]  # fmt: skip
+        return ["id", "score", "source"], lambda s, n: [s.video_id, s.score, n]
+    if kind == "regression":
+        return ["id", "value", "source"], lambda s, n: [s.video_id, s.value, n]
+    if kind == "categorical":
+        return ["id", "label", "value", "source"], lambda s, n: [s.video_id, s.label, s.value, n]
+    return ["id", "score", "value", "label", "decision", "source"], lambda s, n: [
+        s.video_id, s.score, s.value, s.label, s.decision, n,
+    ]  # fmt: skip
+
+
+def describe(task: Task) -> str:
+    """The line above the table: the task, its kind and (binary) its threshold."""
+    extra = f", threshold {task.threshold:g}" if task.kind == "binary" and task.threshold is not None else ""
+    return f"task {task.name} ({task.kind}{extra})"
+
+
+def _registered(client: Client, name: str) -> Task | None:
+    return next((t for t in client.list_tasks() if t.name == name), None)
+
+
+def _known_ids(client: Client, ids: list[int]) -> tuple[list[int], list[int]]:
+    """(stored, not stored) among `ids`, in the order given."""
+    stored = {v.video_id for v in client.iter_videos(VideoFilter(video_ids=tuple(ids)))}
+    return [i for i in ids if i in stored], [i for i in ids if i not in stored]
+
+
+def _names(client: Client, scores: list[VideoScore]) -> dict[int, str]:
+    if not scores:
+        return {}
+    videos = client.iter_videos(VideoFilter(video_ids=tuple(s.video_id for s in scores)))
+    return {v.video_id: v.source_name for v in videos}
+
+
+def cmd_score(client: Client, args: argparse.Namespace) -> int:
+    if args.prompt and args.task:
+        raise UsageError("give a task name or --prompt options, not both")
+    if args.top and args.bottom:
+        raise UsageError("give --top or --bottom, not both")
+    flt = parse_filter(args.filter)
+    if args.prompt:
+        task: Any = parse_custom_task(
+            args.name, args.kind, args.prompt, args.value_range, args.value, args.label, args.threshold
+        )
+        known_task: Task | CustomTask | None = task
+    elif args.task:
+        task = args.task
+        known_task = None
+    else:
+        raise UsageError("say which task: a name from `echosearch tasks`, or --prompt ... --kind ...")
+
+    ids, missing = (args.ids, []) if not args.ids else _known_ids(client, list(dict.fromkeys(args.ids)))
+    for vid in missing:
+        print(f"error: video {vid}: not found (not scored)", file=sys.stderr)
+    if args.ids and not ids:
+        return 1
+
+    bar = Progress(0, "score")
+    if bar.enabled:
+        if known_task is None:
+            known_task = _registered(client, task)  # an unknown name fails below with the server's message
+        if args.ids:
+            bar.total = len(ids)
+        elif not (args.top or args.bottom):
+            bar.total = client.list_videos(flt, page_size=1).total
+        if known_task is not None:
+            n = candidate_count(known_task)
+            bar.message(f"scoring {known_task.name}: encoding up to {n} prompts on first use (cached after) ...")
+        if args.top or args.bottom:
+            bar.message("ranking the selection; the results come at the end ...")
+            bar.enabled = False  # the k results arrive at once: a count of them is no progress
+        bar.start()
+
+    stream = client.score(task, video_ids=ids or None, filter=flt, top_k=args.top, bottom_k=args.bottom)
+    scores: list[VideoScore] = []
+    for batch in stream.batches():
+        if args.json:
+            for s in batch:
+                print_json(s)
+        else:
+            scores.extend(batch)
+        bar.advance(len(batch))
+    bar.close()
+    if not args.json:
+        headers, row = columns(stream.task)
+        if stream.task is not None:
+            print(describe(stream.task), file=sys.stderr)
+        names: dict[int, str] = {}
+        for start in range(0, len(scores), 1000):
+            names.update(_names(client, scores[start : start + 1000]))
+        print_table(headers, [row(s, names.get(s.video_id)) for s in scores])
+    return 1 if missing else 0

@@ -1,0 +1,335 @@
+"""`echosearch bulk embed`: video files or URIs -> Parquet shards of frame embeddings, on Ray Data.
+
+The pipeline: a CPU actor pool reads each file (any pyarrow filesystem), hashes it, and decodes and
+preprocesses it with the server's own `prepare_media` (videos and DICOM); an encoder actor pool (one model per actor,
+one GPU each where the cluster has GPUs) embeds frames batched across videos; the driver writes shards
+(whole videos, about `shard_frames` rows each) atomically and `failures.parquet`. Reruns skip every
+file whose sha256 is already in a shard of the output folder (or in `skip_sha256`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from echosearch.server.bulk.shards import EmbeddedVideo, shard_table, stored_sha256, write_failures, write_shard
+from echosearch.server.errors import InvalidRequestError
+from echosearch.server.media.video import Sampling
+from echosearch.server.records import VideoMetadata
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv"})
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".dic"})  # folders are listed by extension (no header sniffing)
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | DICOM_EXTENSIONS
+DECODED = pa.schema(
+    [
+        ("uri", pa.string()),
+        ("sha256", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("status", pa.string()),  # "ok" | "skipped" | "failed"
+        ("error", pa.string()),
+        ("fps", pa.float64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("total_frames", pa.int64()),
+        ("frame_index", pa.list_(pa.int64())),
+        ("timestamp", pa.list_(pa.float64())),
+        ("pixels", pa.large_binary()),  # float32 (n,3,S,S) CLIP-normalised; after encoding: float32 (n,dim)
+    ]
+)
+
+
+@dataclass
+class EmbedOptions:
+    """What `bulk embed` runs: sources, output folder, model, sampling and the Ray cluster to use."""
+
+    sources: Sequence[str]
+    out_dir: Path
+    model_spec: str
+    metadata: Mapping[str, VideoMetadata] = field(default_factory=dict)  # by source URI / absolute path
+    sampling: Sampling = Sampling()
+    channel_order: str = "rgb"
+    precision: str = "fp32"
+    ray_address: str | None = None  # None: start a local Ray on this machine's cores
+    num_gpus: int | None = None  # None: every GPU the cluster has (0 on a CPU-only cluster)
+    decode_concurrency: int | None = None
+    encode_concurrency: int | None = None
+    encode_batch_videos: int = 8
+    shard_frames: int = 250_000  # > 2 DuckDB row groups: the import writes them straight to the file, not via the WAL
+    skip_sha256: frozenset[str] = frozenset()  # e.g. what a server already stores (--skip-stored)
+
+
+@dataclass(frozen=True)
+class EmbedSummary:
+    """What a run did."""
+
+    files: int
+    embedded: int
+    skipped: int
+    failed: int
+    frames: int
+    shards: tuple[Path, ...]
+    seconds: float
+
+    def line(self) -> str:
+        """The one-line summary the CLI prints."""
+        rate = self.frames / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"{self.files} files: {self.embedded} embedded, {self.skipped} skipped (already embedded), "
+            f"{self.failed} failed; {self.frames} frames in {len(self.shards)} new shards, "
+            f"{self.seconds:.1f}s ({rate:.1f} frames/s)"
+        )
+
+
+# ---- sources -----------------------------------------------------------------------------------
+
+
+def list_sources(sources: Iterable[str]) -> list[str]:
+    """Files as given, folders searched recursively for video extensions; local paths absolute, URIs as URIs."""
+    found: list[str] = []
+    for source in sources:
+        text = str(source)
+        if "://" in text:
+            fs, path = pafs.FileSystem.from_uri(text)
+            scheme = text.split("://", 1)[0]
+            info = fs.get_file_info(path)
+            if info.type == pafs.FileType.Directory:
+                infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+                found.extend(
+                    f"{scheme}://{i.path}"
+                    for i in sorted(infos, key=lambda i: i.path)
+                    if i.type == pafs.FileType.File and Path(i.path).suffix.lower() in MEDIA_EXTENSIONS
+                )
+            elif info.type == pafs.FileType.File:
+                found.append(text)
+            else:
+                raise FileNotFoundError(f"{text}: no such file or folder")
+            continue
+        path = Path(text).expanduser().resolve()
+        if path.is_dir():
+            found.extend(
+                str(p) for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS
+            )
+        elif path.is_file():
+            found.append(str(path))
+        else:
+            raise FileNotFoundError(f"{text}: no such file or folder")
+    return list(dict.fromkeys(found))
+
+
+def read_source(uri: str) -> bytes:
+    """A file's bytes from a local path or any URI pyarrow's filesystems read (s3://, gs://, hdfs://, file://)."""
+    if "://" not in uri:
+        return Path(uri).read_bytes()
+    fs, path = pafs.FileSystem.from_uri(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+# ---- the Ray stages ------------------------------------------------------------------------------
+
+
+class DecodeStage:
+    """CPU actor: read, hash, skip known content, decode + preprocess with the server's media entry point."""
+
+    def __init__(
+        self, skip: frozenset[str], sampling: Sampling, channel_order: str, preprocess: dict[str, Any]
+    ) -> None:
+        self.skip = skip
+        self.sampling, self.channel_order, self.preprocess = sampling, channel_order, preprocess
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return pa.Table.from_pylist([self._one(uri) for uri in batch.column("uri").to_pylist()], schema=DECODED)
+
+    def _one(self, uri: str) -> dict[str, Any]:
+        from echosearch.server.media.prepare import prepare_media
+
+        row: dict[str, Any] = {"uri": uri, "status": "failed"}
+        try:
+            data = read_source(uri)
+        except Exception as exc:  # unreadable: a permission, a vanished object, a network error
+            return {**row, "error": f"cannot read: {exc}"}
+        row["sha256"], row["size_bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+        if row["sha256"] in self.skip:
+            return {**row, "status": "skipped"}
+        try:
+            prepared = prepare_media(data, self.sampling, channel_order=self.channel_order, **self.preprocess)
+        except Exception as exc:  # a bad file is a failure to record, never a reason to stop the run
+            return {**row, "error": str(exc) or type(exc).__name__}
+        return {
+            **row,
+            "status": "ok",
+            "fps": float(prepared.fps),
+            "width": int(prepared.width),
+            "height": int(prepared.height),
+            "total_frames": int(prepared.total_frames),
+            "frame_index": prepared.frame_indices.tolist(),
+            "timestamp": prepared.timestamps.tolist(),
+            "pixels": prepared.pixels.numpy().tobytes(),
+        }
+
+
+class EncodeStage:
+    """Encoder actor: one model; embeds the frames of a whole batch of videos at once."""
+
+    def __init__(self, model_spec: str, device: str, precision: str, threads: int) -> None:
+        import torch
+
+        from echosearch.server.model import load_model
+
+        if device == "cpu":
+            torch.set_num_threads(max(1, threads))
+        self.model = load_model(model_spec, device=device, precision=precision)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import torch
+
+        status = batch.column("status").to_pylist()
+        ok = [i for i, s in enumerate(status) if s == "ok"]
+        if not ok:
+            return batch
+        size = self.model.image_size
+        pixels = batch.column("pixels").to_pylist()
+        arrays = [np.frombuffer(pixels[i], dtype=np.float32).reshape(-1, 3, size, size) for i in ok]
+        embeddings = self.model.encode_frames(torch.from_numpy(np.concatenate(arrays)))
+        bounds = np.cumsum([0] + [len(a) for a in arrays])
+        out: list[bytes | None] = [None] * batch.num_rows
+        for j, i in enumerate(ok):
+            out[i] = embeddings[bounds[j] : bounds[j + 1]].tobytes()
+        return batch.set_column(batch.schema.get_field_index("pixels"), "pixels", pa.array(out, pa.large_binary()))
+
+
+# ---- the driver ----------------------------------------------------------------------------------
+
+
+def _start_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False)
+
+
+def run_embed(opts: EmbedOptions) -> EmbedSummary:
+    """Embed every source into shards under opts.out_dir; bad files go to failures.parquet and the run goes on."""
+    import ray
+    import ray.data
+
+    from echosearch.server.model import load_model
+
+    started = time.perf_counter()
+    opts.sampling.validate()
+    if opts.channel_order not in ("rgb", "bgr"):
+        raise InvalidRequestError(f"channel order must be 'rgb' or 'bgr', not {opts.channel_order!r}")
+    uris = list_sources(opts.sources)
+    out_dir = Path(opts.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    known = stored_sha256(out_dir) | set(opts.skip_sha256)
+    # The driver loads the model once too: its identity and preprocessing go into every shard.
+    probe = load_model(opts.model_spec, device="cpu", precision="fp32")
+    identity, dim = probe.identity, probe.embed_dim
+    preprocess = {"mean": probe.mean, "std": probe.std, "image_size": probe.image_size}
+    del probe
+    summary = EmbedSummary(len(uris), 0, 0, 0, 0, (), 0.0)
+    if not uris:
+        return summary
+
+    _start_ray(opts.ray_address)
+    resources = ray.cluster_resources()
+    cpus = max(1, int(resources.get("CPU", os.cpu_count() or 1)))
+    gpus = int(resources.get("GPU", 0)) if opts.num_gpus is None else int(opts.num_gpus)
+    encoders = opts.encode_concurrency or (gpus if gpus > 0 else 1)
+    decoders = opts.decode_concurrency or max(1, cpus - (0 if gpus else encoders))
+    device = "cuda" if gpus > 0 else "cpu"
+    log.info(
+        "bulk embed: %d files (%d already embedded or stored), %d decode actors, %d %s encode actors, model %s",
+        len(uris), len(known), decoders, encoders, device.upper(), identity,
+    )  # fmt: skip
+    # Ray Data restarts a dead actor and retries its batch (max_restarts = max_task_retries = -1 by default):
+    # a killed worker loses nothing.
+    ds = ray.data.from_items([{"uri": u} for u in uris], override_num_blocks=min(len(uris), 4 * decoders))
+    ds = ds.map_batches(
+        DecodeStage,
+        fn_constructor_args=(frozenset(known), opts.sampling, opts.channel_order, preprocess),
+        batch_size=1,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=decoders),
+        num_cpus=1,
+    )
+    encode_resources = {"num_gpus": 1} if gpus > 0 else {"num_cpus": 1}
+    ds = ds.map_batches(
+        EncodeStage,
+        fn_constructor_args=(opts.model_spec, device, opts.precision, max(1, cpus // encoders)),
+        batch_size=opts.encode_batch_videos,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=encoders),
+        **encode_resources,
+    )
+    return _write(ds, out_dir, opts, identity, dim, known, len(uris), started)
+
+
+def _write(
+    ds: Any, out_dir: Path, opts: EmbedOptions, identity: str, dim: int, known: set[str], files: int, started: float
+) -> EmbedSummary:
+    """Drain the dataset into shards of whole videos; collect failures; count what happened."""
+    pending: list[EmbeddedVideo] = []
+    pending_frames = embedded = skipped = frames = 0
+    failures: list[tuple[str, str | None, str]] = []
+    shards: list[Path] = []
+    seen = set(known)
+
+    def flush() -> None:
+        nonlocal pending, pending_frames
+        if pending:
+            shards.append(write_shard(out_dir, shard_table(pending, identity, dim)))
+            log.info("wrote %s: %d videos, %d frames", shards[-1].name, len(pending), pending_frames)
+        pending, pending_frames = [], 0
+
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for row in batch.to_pylist():
+            if row["status"] == "failed":
+                failures.append((row["uri"], row["sha256"], row["error"]))
+                log.warning("failed: %s: %s", row["uri"], row["error"])
+                continue
+            if row["status"] == "skipped" or row["sha256"] in seen:
+                skipped += 1
+                continue
+            seen.add(row["sha256"])
+            emb = np.frombuffer(row["pixels"], dtype=np.float32).reshape(-1, dim)
+            pending.append(
+                EmbeddedVideo(
+                    sha256=row["sha256"],
+                    source_uri=row["uri"],
+                    size_bytes=row["size_bytes"],
+                    total_frames=row["total_frames"],
+                    fps=row["fps"],
+                    width=row["width"],
+                    height=row["height"],
+                    frame_indices=np.asarray(row["frame_index"], np.int64),
+                    timestamps=np.asarray(row["timestamp"], np.float64),
+                    embeddings=emb,
+                    metadata=opts.metadata.get(row["uri"], VideoMetadata()),
+                )
+            )
+            embedded += 1
+            frames += len(emb)
+            pending_frames += len(emb)
+            if pending_frames >= opts.shard_frames:
+                flush()
+    flush()
+    write_failures(out_dir, failures)
+    return EmbedSummary(files, embedded, skipped, len(failures), frames, tuple(shards), time.perf_counter() - started)

@@ -1,0 +1,141 @@
+"""A columnar batch of new videos (a bulk import): checked once, laid out as one Arrow table per catalog table.
+
+The per-video path (rows.py) builds Python objects per video; at a million frames that overhead is the
+cost, so a batch keeps every frame of every video in one array and computes ids and offsets in numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pyarrow as pa
+
+from echosearch.server.errors import InvalidRequestError, TooLargeError
+from echosearch.server.records import VideoMetadata
+from echosearch.server.storage.filters import to_utc_naive
+from echosearch.server.storage.frame_ids import FRAME_BITS, MAX_FRAMES_PER_VIDEO
+
+
+@dataclass(frozen=True)
+class VideoBatch:
+    """Videos to insert together: per-video lists/arrays (length V) and their frames concatenated (length F)."""
+
+    label: str  # names the batch in errors ("shard part-3.parquet")
+    model_identity: str
+    sha256: list[str]
+    source_name: list[str]
+    size_bytes: np.ndarray  # int64 (V,)
+    fps: np.ndarray  # float64 (V,)
+    total_frames: np.ndarray  # int64 (V,)
+    width: np.ndarray  # int32 (V,)
+    height: np.ndarray  # int32 (V,)
+    metadata: list[VideoMetadata]
+    offsets: np.ndarray  # int64 (V+1,): video i's frames are rows offsets[i]:offsets[i+1]
+    frame_indices: np.ndarray  # int64 (F,)
+    timestamps: np.ndarray  # float64 (F,)
+    embeddings: np.ndarray  # float32 (F, dim)
+
+    @property
+    def dim(self) -> int:
+        """Embedding width."""
+        return int(self.embeddings.shape[1])
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Frames per video."""
+        return np.diff(self.offsets)
+
+    def validate(self) -> None:
+        """InvalidRequestError/TooLargeError naming the batch and the first bad row."""
+        v, f = len(self.sha256), len(self.embeddings)
+        if self.embeddings.ndim != 2 or self.embeddings.dtype != np.float32:
+            raise InvalidRequestError(f"{self.label}: embeddings must be a float32 (frames, dim) array")
+        if len(self.offsets) != v + 1 or self.offsets[0] != 0 or self.offsets[-1] != f:
+            raise InvalidRequestError(f"{self.label}: frame offsets do not cover the {f} frame rows")
+        if len(self.frame_indices) != f or len(self.timestamps) != f:
+            raise InvalidRequestError(f"{self.label}: {f} embeddings but other frame columns differ in length")
+        counts = self.counts
+        if (counts <= 0).any():
+            raise InvalidRequestError(f"{self.label} video {int(np.flatnonzero(counts <= 0)[0])}: no frames")
+        if (counts > MAX_FRAMES_PER_VIDEO).any():
+            i = int(np.flatnonzero(counts > MAX_FRAMES_PER_VIDEO)[0])
+            raise TooLargeError(f"{self.label} row {int(self.offsets[i])}: a video with {int(counts[i])} frames")
+        # A float64 row sum is finite exactly when every value is (float32 values cannot overflow it), and
+        # costs one pass instead of a (frames x dim) boolean array.
+        finite = np.isfinite(self.embeddings.sum(axis=1, dtype=np.float64))
+        if not finite.all():
+            row = int(np.flatnonzero(~finite)[0])
+            raise InvalidRequestError(f"{self.label} row {row}: embedding contains NaN or infinity")
+        if len(set(self.sha256)) != v:
+            raise InvalidRequestError(f"{self.label}: the same video (sha256) appears twice")
+
+    def tables(self, keep: np.ndarray, video_ids: np.ndarray, seqs: np.ndarray, now: datetime) -> dict[str, pa.Table]:
+        """Rows of the videos with keep[i] (new ones) for the videos, video_tags, frames and changes tables."""
+        idx = np.flatnonzero(keep)
+        counts = self.counts[idx].astype(np.int64)
+        md = [self.metadata[i] for i in idx]
+        ts = pa.timestamp("us")
+        out = {
+            "videos": pa.table(
+                {
+                    "video_id": pa.array(video_ids, pa.int64()),
+                    "sha256": pa.array([self.sha256[i] for i in idx], pa.string()),
+                    "source_name": pa.array([self.source_name[i] for i in idx], pa.string()),
+                    "size_bytes": pa.array(self.size_bytes[idx], pa.int64()),
+                    "fps": pa.array(self.fps[idx], pa.float64()),
+                    "total_frames": pa.array(self.total_frames[idx], pa.int64()),
+                    "sampled_frames": pa.array(counts, pa.int32()),
+                    "width": pa.array(self.width[idx], pa.int32()),
+                    "height": pa.array(self.height[idx], pa.int32()),
+                    "ingested_at": pa.array([to_utc_naive(now)] * len(idx), ts),
+                    "model_identity": pa.array([self.model_identity] * len(idx), pa.string()),
+                    "study_id": pa.array([_str(m.study_id) for m in md], pa.string()),
+                    "patient_id": pa.array([_str(m.patient_id) for m in md], pa.string()),
+                    "view": pa.array([_str(m.view) for m in md], pa.string()),
+                    "acquisition_time": pa.array([_time(m.acquisition_time) for m in md], ts),
+                    "seq": pa.array(seqs, pa.int64()),
+                }
+            )
+        }
+        tags = [(int(vid), str(k), str(val)) for vid, m in zip(video_ids, md) for k, val in m.tags.items()]
+        if tags:
+            vid_col, key_col, val_col = zip(*tags)
+            out["video_tags"] = pa.table({"video_id": pa.array(vid_col, pa.int64()), "key": key_col, "value": val_col})
+        rows = self.frame_rows(keep)
+        video_of_row = np.repeat(np.asarray(video_ids, np.int64), counts)
+        position = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+        emb = self.embeddings[rows]  # a view when every video is kept
+        out["frames"] = pa.table(
+            {
+                "frame_id": (video_of_row << FRAME_BITS) + position,
+                "video_id": video_of_row,
+                "frame_index": self.frame_indices[rows],
+                "timestamp": self.timestamps[rows],
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), self.dim),
+            }
+        )
+        out["changes"] = pa.table(
+            {
+                "seq": pa.array(seqs, pa.int64()),
+                "op": pa.array(["add"] * len(idx)),
+                "video_id": pa.array(video_ids, pa.int64()),
+                "n_frames": pa.array(counts, pa.int32()),
+            }
+        )
+        return out
+
+    def frame_rows(self, keep: np.ndarray) -> np.ndarray | slice:
+        """Indices of the frame rows of the kept videos (a full slice when every video is kept)."""
+        if keep.all():
+            return slice(None)
+        return np.repeat(keep, self.counts).nonzero()[0]
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _time(value: datetime | None) -> datetime | None:
+    return None if value is None else to_utc_naive(value)

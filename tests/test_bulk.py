@@ -1,0 +1,255 @@
+"""Bulk ingest (issue 10): `bulk embed` on a local Ray (2 CPUs, random:tiny), `bulk load` into a real server.
+
+One Ray start serves every test here (session fixture); the embed run is shared by the tests that read it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from servers import ROOT, TEST_MODEL, ServerProcess, start_inprocess
+from synthetic import make_video
+
+from echosearch.client.client import ApiError, Client
+from echosearch.server.bulk.shards import EmbeddedVideo, shard_paths, shard_table, write_shard
+from echosearch.server.records import VideoMetadata
+from echosearch.server.storage.store import Store
+
+ray = pytest.importorskip("ray", reason="the bulk extra (ray[data]) is not installed")
+
+N_GOOD = 5
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray for the whole session: 2 CPUs, no dashboard."""
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five small videos of different sizes and lengths, one corrupt file, and a manifest for two of them."""
+    folder = tmp_path_factory.mktemp("videos")
+    for i in range(N_GOOD):
+        make_video(96 + 16 * i, 80 + 8 * i, 24 + 5 * i, seed=i, path=folder / f"clip{i}.avi")
+    (folder / "broken.avi").write_bytes(b"RIFF" + b"\x00" * 200)
+    (folder / "manifest.csv").write_text(
+        "path,study_id,view,site\nclip0.avi,S-0,A4C,north\nclip3.avi,S-3,PLAX,south\n", encoding="utf-8"
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def embedded(local_ray, videos: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`echosearch bulk embed` over the folder, once: (summary, shard folder)."""
+    from echosearch.client.cli import main
+
+    out = tmp_path_factory.mktemp("shards")
+    rc = main(
+        [
+            "bulk",
+            "embed",
+            str(videos),
+            "--out",
+            str(out),
+            "--model",
+            TEST_MODEL,
+            "--manifest",
+            str(videos / "manifest.csv"),
+        ]
+    )
+    assert rc == 1  # one file failed; the others went on
+    return out
+
+
+def _stored(client: Client) -> dict[str, tuple]:
+    """sha256 -> (video, frame indices, embeddings) of everything a server stores."""
+    out = {}
+    for v in client.iter_videos():
+        frames = client.get_frames(v.video_id)
+        out[v.sha256] = (
+            v,
+            np.array([f.frame_index for f in frames]),
+            np.array([f.embedding for f in frames], dtype=np.float32),
+        )
+    return out
+
+
+def test_bulk_embed_and_load_equal_online_ingest(embedded: Path, videos: Path, tmp_path: Path) -> None:
+    shards = shard_paths(embedded)
+    assert shards
+    bulk = start_inprocess(tmp_path / "bulk")
+    online = start_inprocess(tmp_path / "online")
+    try:
+        with Client(bulk.address) as c:
+            results = [c.import_shard(s) for s in shards]
+            assert sum(r.videos_added for r in results) == N_GOOD
+            assert not any(r.already_imported for r in results)
+            from_bulk = _stored(c)
+            # the search index holds the imported frames: a stored video finds itself first
+            some = next(iter(from_bulk.values()))[0]
+            assert c.search_by_video(some.video_id, k=N_GOOD)  # others come back; itself is excluded
+        with Client(online.address) as c:
+            for i in range(N_GOOD):
+                c.ingest(videos / f"clip{i}.avi")
+            from_online = _stored(c)
+    finally:
+        bulk.stop()
+        online.stop()
+    assert set(from_bulk) == set(from_online) and len(from_bulk) == N_GOOD
+    for sha, (video, idx, emb) in from_online.items():
+        b_video, b_idx, b_emb = from_bulk[sha]
+        np.testing.assert_array_equal(b_idx, idx)
+        cos = (b_emb * emb).sum(1) / np.linalg.norm(b_emb, axis=1) / np.linalg.norm(emb, axis=1)
+        assert cos.min() >= 0.9999
+        for attr in ("source_name", "size_bytes", "fps", "total_frames", "width", "height", "model_identity"):
+            assert getattr(b_video, attr) == getattr(video, attr), attr
+    by_name = {v.source_name: v for v, _, _ in from_bulk.values()}
+    assert by_name["clip0.avi"].metadata.study_id == "S-0" and by_name["clip0.avi"].metadata.view == "A4C"
+    assert by_name["clip3.avi"].metadata.tags == {"site": "south"}
+    assert by_name["clip1.avi"].metadata.study_id is None
+
+
+def test_corrupt_file_lands_in_failures(embedded: Path, videos: Path) -> None:
+    failures = pq.read_table(embedded / "failures.parquet").to_pylist()
+    assert [f["source_uri"] for f in failures] == [str((videos / "broken.avi").resolve())]
+    assert failures[0]["sha256"] and "not a readable video" in failures[0]["error"]
+
+
+def test_rerun_skips_everything(embedded: Path, videos: Path) -> None:
+    from echosearch.server.bulk.embed import EmbedOptions, run_embed
+
+    before = shard_paths(embedded)
+    summary = run_embed(EmbedOptions(sources=[str(videos)], out_dir=embedded, model_spec=TEST_MODEL))
+    assert (summary.embedded, summary.skipped, summary.failed, summary.shards) == (0, N_GOOD, 1, ())
+    assert shard_paths(embedded) == before
+
+
+# ---- shards checked at load (no Ray needed) ------------------------------------------------------
+
+
+def _synthetic_shards(folder: Path, identity: str, dim: int, *, shards: int, videos: int, frames: int = 20) -> None:
+    rng = np.random.default_rng(7)
+    for s in range(shards):
+        batch = []
+        for v in range(videos):
+            emb = rng.standard_normal((frames, dim)).astype(np.float32)
+            emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+            batch.append(
+                EmbeddedVideo(
+                    sha256=f"{s:08x}{v:056x}", source_uri=f"s3://archive/{s}/{v}.avi", size_bytes=1000 + v,
+                    total_frames=2 * frames, fps=30.0, width=640, height=480,
+                    frame_indices=np.arange(0, 2 * frames, 2), timestamps=np.arange(frames) / 15.0, embeddings=emb,
+                    metadata=VideoMetadata(study_id=f"S{s}", tags={"shard": str(s)}),
+                )
+            )  # fmt: skip
+        write_shard(folder, shard_table(batch, identity, dim))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    srv = start_inprocess(tmp_path_factory.mktemp("server"))
+    yield srv
+    srv.stop()
+
+
+def _model(address: str) -> tuple[str, int]:
+    with Client(address) as c:
+        info = c.info()
+    return info.model_identity, info.embed_dim
+
+
+def test_shard_of_another_model_is_refused(server, tmp_path: Path) -> None:
+    _, dim = _model(server.address)
+    _synthetic_shards(tmp_path, "random:echoclip@sha256:0123456789abcdef", dim, shards=1, videos=2)
+    with Client(server.address) as c, pytest.raises(ApiError) as err:
+        c.import_shard(shard_paths(tmp_path)[0])
+    assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert shard_paths(tmp_path)[0].name in err.value.message and "random:echoclip" in err.value.message
+
+
+def test_wrong_width_and_nan_are_refused_naming_shard_and_row(server, tmp_path: Path) -> None:
+    identity, dim = _model(server.address)
+    _synthetic_shards(tmp_path / "wide", identity, dim + 1, shards=1, videos=1)
+    _synthetic_shards(tmp_path / "nan", identity, dim, shards=1, videos=3)
+    nan = shard_paths(tmp_path / "nan")[0]
+    table = pq.read_table(nan)
+    emb = table.column("embedding").combine_chunks().flatten().to_numpy().reshape(-1, dim).copy()
+    emb[47, 3] = np.nan
+    col = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim)
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("embedding"), table.schema.field("embedding"), col), nan
+    )
+    with Client(server.address) as c:
+        for path, expected in ((shard_paths(tmp_path / "wide")[0], "wide"), (nan, "row 47")):
+            with pytest.raises(ApiError) as err:
+                c.import_shard(path)
+            assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert path.name in err.value.message and expected in err.value.message
+        assert c.info().videos == 0  # nothing of a refused shard was committed
+
+
+@pytest.mark.slow
+def test_load_killed_midway_then_rerun_equals_clean_load(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    shards = tmp_path / "shards"
+    first = ServerProcess(tmp_path / "killed")
+    address = first.wait_ready()
+    identity, dim = _model(address)
+    _synthetic_shards(shards, identity, dim, shards=8, videos=150)
+
+    def load(address: str) -> list[str]:
+        return [sys.executable, "-m", "echosearch.client.cli", "--server", address, "--json", "bulk", "load", str(shards), "-j", "1"]  # fmt: skip
+
+    proc = subprocess.Popen(load(address), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    acked = [json.loads(proc.stdout.readline())]  # the first shard is committed and acknowledged...
+    proc.send_signal(signal.SIGKILL)  # ...then the load dies mid-way, and the server with it
+    proc.wait()
+    first.terminate(signal.SIGKILL)
+    assert acked[0]["status"] == "imported"
+
+    from echosearch.client.cli import main
+
+    again = start_inprocess(tmp_path / "killed")  # restarted on the same data: the index catches up from the catalog
+    try:
+        capsys.readouterr()
+        assert main(load(again.address)[3:]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert {r["shard"] for r in rows if r["status"] == "already imported"} >= {acked[0]["shard"]}
+        assert any(r["status"] == "imported" for r in rows)  # the load really was cut short
+    finally:
+        again.stop()
+    clean = start_inprocess(tmp_path / "clean")
+    try:
+        with Client(clean.address) as c:
+            for s in shard_paths(shards):
+                c.import_shard(s)
+    finally:
+        clean.stop()
+    resumed, reference = Store(tmp_path / "killed"), Store(tmp_path / "clean")
+    try:
+        assert resumed.catalog.count_videos() == reference.catalog.count_videos() == 8 * 150
+        assert resumed.catalog.count_frames() == reference.catalog.count_frames() == 8 * 150 * 20
+        assert resumed.frame_index.ntotal == resumed.catalog.count_frames()  # the index caught up, no duplicates
+        sample = [f"{s:08x}{v:056x}" for s in (0, 4, 7) for v in (0, 149)]
+        for sha in sample:
+            a, b = resumed.catalog.find_by_sha256(sha), reference.catalog.find_by_sha256(sha)
+            fa, fb = resumed.catalog.get_frames(a.video_id), reference.catalog.get_frames(b.video_id)
+            np.testing.assert_array_equal(fa.embeddings, fb.embeddings)
+            np.testing.assert_array_equal(fa.frame_indices, fb.frame_indices)
+            assert a.metadata == b.metadata and a.source_name == b.source_name == f"{int(sha[-8:], 16)}.avi"
+    finally:
+        resumed.close()
+        reference.close()

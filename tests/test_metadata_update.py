@@ -1,0 +1,120 @@
+"""Metadata of stored videos can change (issue 12, item 1): UpdateVideoMetadata, `echosearch tag`, re-ingest."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+from servers import start_inprocess
+from synthetic import make_video
+
+from echosearch.client import ApiError, Client, VideoFilter, VideoMetadata
+from echosearch.client.cli import main
+from echosearch.server.engine import Engine
+from echosearch.server.records import VideoMetadata as VideoMeta
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    running = start_inprocess(tmp_path_factory.mktemp("meta-data"))
+    yield running
+    running.stop(2)
+
+
+@pytest.fixture
+def client(server):
+    with Client(server.address) as c:
+        yield c
+
+
+def metadata_log(server) -> list[tuple[int, dict]]:
+    rows = (
+        server.engine.store.catalog.cursor()
+        .execute(
+            "SELECT c.video_id, m.detail FROM changes c JOIN metadata_changes m USING (seq) "
+            "WHERE c.op = 'metadata' ORDER BY seq"
+        )
+        .fetchall()
+    )
+    return [(vid, json.loads(detail)) for vid, detail in rows]
+
+
+def test_update_sets_and_removes_fields_and_tags_and_logs_each_change(server, client, tmp_path):
+    vid = client.ingest(
+        make_video(seed=81), source_name="u.avi", metadata=VideoMetadata(view="A4C", tags={"a": "1"})
+    ).video.video_id
+    before = len(metadata_log(server))
+    video, changed = client.update_video_metadata(
+        vid, VideoMetadata(study_id="S1", tags={"site": "north"}), ["view", "tag.a"]
+    )
+    m = video.metadata
+    assert changed and (m.study_id, m.view, m.tags) == ("S1", None, {"site": "north"})
+    assert client.get_video(vid).metadata == m
+    log = metadata_log(server)[before:]
+    assert log == [(vid, {"set": {"study_id": "S1", "tag.site": "north"}, "removed": ["view", "tag.a"]})]
+    _, changed = client.update_video_metadata(vid, VideoMetadata(study_id="S1"))
+    assert not changed and len(metadata_log(server)) == before + 1  # no change, no log row
+
+    # a filtered search sees the change at once (the store's filtered-candidate cache is not stale)
+    assert vid in [
+        r.video.video_id for r in client.search_by_text("heart", k=50, filter=VideoFilter(study_ids=("S1",)))
+    ]
+    client.update_video_metadata(vid, VideoMetadata(study_id="S2"))
+    assert vid not in [
+        r.video.video_id for r in client.search_by_text("heart", k=50, filter=VideoFilter(study_ids=("S1",)))
+    ]
+    client.update_video_metadata(vid, VideoMetadata(study_id="S1"))
+    with pytest.raises(ApiError) as exc:
+        client.update_video_metadata(987654, VideoMetadata(view="A4C"))
+    assert exc.value.code == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(ApiError, match="both set and removed"):
+        client.update_video_metadata(vid, VideoMetadata(view="A4C"), ["view"])
+    with pytest.raises(ApiError, match="nothing to change"):
+        client.update_video_metadata(vid, VideoMetadata())
+
+
+def test_reingest_with_new_metadata_updates_it_and_says_so(server, capsys, tmp_path):
+    path = tmp_path / "clip.avi"
+    make_video(seed=82, path=path)
+    assert main(["--server", server.address, "ingest", str(path), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["--server", server.address, "ingest", str(path), "--meta", "view=PLAX", "--json"]) == 0
+    out, err = capsys.readouterr()
+    row = json.loads(out)
+    assert row["status"] == "updated metadata" and "1 already stored with their metadata updated" in err
+    assert main(["--server", server.address, "videos", "--filter", "view=PLAX", "--json"]) == 0
+    assert [json.loads(line)["video_id"] for line in capsys.readouterr().out.splitlines()] == [row["video_id"]]
+    assert metadata_log(server)[-1] == (row["video_id"], {"set": {"view": "PLAX"}, "removed": []})
+    # the same metadata again: nothing to change
+    assert main(["--server", server.address, "ingest", str(path), "--meta", "view=PLAX", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "already stored"
+
+
+def test_tag_command_reports_each_id(server, client, capsys):
+    vid = client.ingest(make_video(seed=83), source_name="t.avi").video.video_id
+    rc = main(["--server", server.address, "tag", str(vid), "987655", "--meta", "view=A2C", "--meta", "site=x"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and f"updated {vid}" in out and "987655: not found" in err
+    assert client.get_video(vid).metadata.tags == {"site": "x"}
+    assert main(["--server", server.address, "tag", str(vid), "--remove", "site", "--remove", "view"]) == 0
+    m = client.get_video(vid).metadata
+    assert m.view is None and m.tags == {}
+    assert main(["--server", server.address, "tag", str(vid)]) == 2
+
+
+def test_metadata_changes_are_not_replayed_into_the_index(tmp_path):
+    engine = Engine(data_dir=tmp_path, model_spec="random:tiny", device="cpu")
+    try:
+        out = engine.ingest(make_video(seed=84), source_name="r.avi")
+        engine.store.save()
+        engine.update_video_metadata(out.video.video_id, VideoMeta(view="A4C"))
+    finally:
+        engine.close()
+    reopened = Engine(data_dir=tmp_path, model_spec="random:tiny", device="cpu")
+    try:
+        stats = reopened.store.stats()
+        assert stats["index_vectors"] == stats["frames"] == out.video.sampled_frames
+        assert reopened.reader.get_video(out.video.video_id).metadata.view == "A4C"
+    finally:
+        reopened.close()
