@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/store.py
 	$(PY) bench/score.py
 	$(PY) bench/api.py
+	$(PY) bench/gpu.py
 	$(PY) bench/bulk.py
 
 clean:

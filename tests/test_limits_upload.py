@@ -162,8 +162,6 @@ def test_large_upload_is_spooled_to_a_file_and_removed(stub, server, monkeypatch
 def test_an_ingest_finished_after_the_caller_left_is_stored_and_logged_so(stub, server, monkeypatch, caplog):
     import time as _time
 
-    from echosearch.server import engine as engine_module
-
     real = server.engine.ingest
 
     def slow_after(source, **kw):
@@ -183,13 +181,13 @@ def test_an_ingest_finished_after_the_caller_left_is_stored_and_logged_so(stub, 
     assert server.engine.stored_video(hashlib.sha256(data).hexdigest()) is not None
     monkeypatch.undo()
 
-    real_prepare = engine_module.prepare_media
+    real_prepare = server.engine.decode_pool.prepare
 
     def slow_decode(*a, **kw):
         _time.sleep(2.0)  # the caller's deadline passes before encoding
         return real_prepare(*a, **kw)
 
-    monkeypatch.setattr(engine_module, "prepare_media", slow_decode)
+    monkeypatch.setattr(server.engine.decode_pool, "prepare", slow_decode)
     data = make_video(seed=32)
     caplog.clear()
     with caplog.at_level("INFO"):

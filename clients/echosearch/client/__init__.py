@@ -9,6 +9,7 @@ with Client("127.0.0.1:50051") as es:
 from echosearch.client.client import ApiError, Client, ScoreStream
 from echosearch.client.types import (
     CustomTask,
+    EncoderInfo,
     Frame,
     FrameHit,
     IngestResult,
@@ -33,6 +34,7 @@ __all__ = [
     "Sampling",
     "ScoreStream",
     "SearchResult",
+    "EncoderInfo",
     "ServerInfo",
     "Task",
     "Video",

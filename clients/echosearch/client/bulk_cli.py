@@ -169,7 +169,7 @@ def _load(client: Client, args: argparse.Namespace) -> int:
                 )
             if args.json:
                 print_json(rows[-1])
-            progress.advance(path.name)
+            progress.advance(detail=path.name)
     progress.close()
     if not args.json:
         print_table(

@@ -197,6 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
         default="region",
         help="black out DICOM pixels outside the largest 2D ultrasound region (default region), or off",
     )
+    g = p.add_argument_group("ingest path (batching encoder, decode workers)")
+    g.add_argument(
+        "--batch-frames",
+        type=int,
+        default=None,
+        help="most frames per model batch, across uploads (default 256 on CUDA, 32 on CPU)",
+    )
+    g.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest a batch waits to fill, in ms (default 5)")
+    g.add_argument(
+        "--decode-workers",
+        type=int,
+        default=None,
+        help="decode worker processes (default min(cores - 1, 8), at least 1)",
+    )
+    g.add_argument(
+        "--decode-timeout", type=float, default=120.0, help="seconds one video may take to decode (default 120)"
+    )
+    g.add_argument("--compile", action="store_true", help="torch.compile the image tower (off by default)")
 
     p = _sub(sub, "ingest", "upload video files and folders (recursive)", [common])
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files and folders (or none with --manifest)")
@@ -448,11 +466,15 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
         print_json(info)
     else:
         for key, value in info.__dict__.items():
-            if key != "skipped_plugins":
+            if key not in ("skipped_plugins", "encoder"):
                 print(f"{key:17} {value}")
         for p in info.skipped_plugins:
             what = f"task {p.task!r} of plugin {p.plugin!r}" if p.task else f"plugin {p.plugin!r}"
             print(f"{'skipped':17} {what}: {p.reason}")
+        if info.encoder is not None:  # the ingest path, one "encoder.<field>" line each
+            for key, value in info.encoder.__dict__.items():
+                shown = f"{value:.2f}" if isinstance(value, float) else value
+                print(f"encoder.{key:24} {shown}")
     return 0
 
 
@@ -484,6 +506,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token = read_token(args.token_file)
     except (OSError, ValueError) as exc:
         raise UsageError(f"--token-file: {exc}") from None
+    for flag, value, low in (
+        ("--batch-frames", args.batch_frames, 1),
+        ("--batch-wait-ms", args.batch_wait_ms, 0),
+        ("--decode-workers", args.decode_workers, 1),
+    ):
+        if value is not None and value < low:
+            raise UsageError(f"{flag} must be >= {low}, not {value}")
+    if args.decode_timeout <= 0:
+        raise UsageError(f"--decode-timeout must be > 0 seconds, not {args.decode_timeout}")
     from echosearch.server.limits import Limits
 
     try:
@@ -497,6 +528,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         index_factory=args.index, max_upload_mb=args.max_upload_mb, workers=args.workers, tls_cert=args.tls_cert,
         tls_key=args.tls_key, token=token, grace=args.grace, phi=args.phi, dicom_mask=args.dicom_mask,
         search_device=args.search_device, gpu_memory_gb=args.gpu_memory_gb, search_precision=args.search_precision,
+        batch_frames=args.batch_frames, batch_wait_ms=args.batch_wait_ms, decode_workers=args.decode_workers,
+        decode_timeout_s=args.decode_timeout, compile=args.compile,
     )  # fmt: skip
     opts = dataclasses.replace(opts, thumbnails=args.thumbnails == "on")
     return serve(opts)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -232,6 +232,34 @@ class VideoScore:
 
 
 @dataclass(frozen=True)
+class EncoderInfo:
+    """The server's ingest path: batching encoder statistics and the decode-worker pool."""
+
+    device: str
+    precision: str
+    compiled: bool
+    batch_frames: int
+    batch_wait_ms: float
+    batches: int
+    frames: int
+    mean_frames_per_batch: float
+    queue_wait_p50_ms: float
+    queue_wait_p99_ms: float
+    retried_batches: int
+    text_batches: int
+    queued_frames: int
+    decode_workers: int
+    decode_worker_restarts: int
+    decode_crashes: int
+    decode_timeouts: int
+    decode_timeout_s: float
+
+    @classmethod
+    def from_proto(cls, e: pb.EncoderInfo) -> EncoderInfo:
+        return cls(*(getattr(e, f.name) for f in fields(cls)))
+
+
+@dataclass(frozen=True)
 class ServerInfo:
     """What the server says about itself."""
 
@@ -253,6 +281,7 @@ class ServerInfo:
     search_device: str = ""
     search_precision: str = ""
     search_memory_bytes: int = 0
+    encoder: EncoderInfo | None = None  # None from servers without the batching encoder
 
     @classmethod
     def from_proto(cls, i: pb.GetServerInfoResponse) -> ServerInfo:
@@ -274,6 +303,7 @@ class ServerInfo:
             search_device=i.search.device,
             search_precision=i.search.precision,
             search_memory_bytes=i.search.memory_bytes,
+            encoder=EncoderInfo.from_proto(i.encoder) if i.HasField("encoder") else None,
         )
 
 

@@ -487,7 +487,7 @@ class GetServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetServerInfoResponse(_message.Message):
-    __slots__ = ("version", "model_spec", "model_identity", "device", "precision", "embed_dim", "index_factory", "index_on_gpu", "videos", "frames", "tasks", "max_upload_bytes", "skipped_plugins", "search")
+    __slots__ = ("version", "model_spec", "model_identity", "device", "precision", "embed_dim", "index_factory", "index_on_gpu", "videos", "frames", "tasks", "max_upload_bytes", "skipped_plugins", "search", "encoder")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_SPEC_FIELD_NUMBER: _ClassVar[int]
     MODEL_IDENTITY_FIELD_NUMBER: _ClassVar[int]
@@ -502,6 +502,7 @@ class GetServerInfoResponse(_message.Message):
     MAX_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_PLUGINS_FIELD_NUMBER: _ClassVar[int]
     SEARCH_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
     version: str
     model_spec: str
     model_identity: str
@@ -516,7 +517,8 @@ class GetServerInfoResponse(_message.Message):
     max_upload_bytes: int
     skipped_plugins: _containers.RepeatedCompositeFieldContainer[PluginProblem]
     search: SearchBackendInfo
-    def __init__(self, version: _Optional[str] = ..., model_spec: _Optional[str] = ..., model_identity: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., embed_dim: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_on_gpu: _Optional[bool] = ..., videos: _Optional[int] = ..., frames: _Optional[int] = ..., tasks: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., skipped_plugins: _Optional[_Iterable[_Union[PluginProblem, _Mapping]]] = ..., search: _Optional[_Union[SearchBackendInfo, _Mapping]] = ...) -> None: ...
+    encoder: EncoderInfo
+    def __init__(self, version: _Optional[str] = ..., model_spec: _Optional[str] = ..., model_identity: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., embed_dim: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_on_gpu: _Optional[bool] = ..., videos: _Optional[int] = ..., frames: _Optional[int] = ..., tasks: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., skipped_plugins: _Optional[_Iterable[_Union[PluginProblem, _Mapping]]] = ..., search: _Optional[_Union[SearchBackendInfo, _Mapping]] = ..., encoder: _Optional[_Union[EncoderInfo, _Mapping]] = ...) -> None: ...
 
 class SearchBackendInfo(_message.Message):
     __slots__ = ("backend", "device", "precision", "memory_bytes", "memory_cap_bytes")
@@ -531,6 +533,46 @@ class SearchBackendInfo(_message.Message):
     memory_bytes: int
     memory_cap_bytes: int
     def __init__(self, backend: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., memory_cap_bytes: _Optional[int] = ...) -> None: ...
+
+class EncoderInfo(_message.Message):
+    __slots__ = ("device", "precision", "compiled", "batch_frames", "batch_wait_ms", "batches", "frames", "mean_frames_per_batch", "queue_wait_p50_ms", "queue_wait_p99_ms", "retried_batches", "text_batches", "queued_frames", "decode_workers", "decode_worker_restarts", "decode_crashes", "decode_timeouts", "decode_timeout_s")
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    COMPILED_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    BATCH_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FRAMES_PER_BATCH_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_WAIT_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_WAIT_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    RETRIED_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    TEXT_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    DECODE_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    DECODE_WORKER_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    DECODE_CRASHES_FIELD_NUMBER: _ClassVar[int]
+    DECODE_TIMEOUTS_FIELD_NUMBER: _ClassVar[int]
+    DECODE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    device: str
+    precision: str
+    compiled: bool
+    batch_frames: int
+    batch_wait_ms: float
+    batches: int
+    frames: int
+    mean_frames_per_batch: float
+    queue_wait_p50_ms: float
+    queue_wait_p99_ms: float
+    retried_batches: int
+    text_batches: int
+    queued_frames: int
+    decode_workers: int
+    decode_worker_restarts: int
+    decode_crashes: int
+    decode_timeouts: int
+    decode_timeout_s: float
+    def __init__(self, device: _Optional[str] = ..., precision: _Optional[str] = ..., compiled: _Optional[bool] = ..., batch_frames: _Optional[int] = ..., batch_wait_ms: _Optional[float] = ..., batches: _Optional[int] = ..., frames: _Optional[int] = ..., mean_frames_per_batch: _Optional[float] = ..., queue_wait_p50_ms: _Optional[float] = ..., queue_wait_p99_ms: _Optional[float] = ..., retried_batches: _Optional[int] = ..., text_batches: _Optional[int] = ..., queued_frames: _Optional[int] = ..., decode_workers: _Optional[int] = ..., decode_worker_restarts: _Optional[int] = ..., decode_crashes: _Optional[int] = ..., decode_timeouts: _Optional[int] = ..., decode_timeout_s: _Optional[float] = ...) -> None: ...
 
 class GetFrameImageRequest(_message.Message):
     __slots__ = ("video_id", "frame_index")

@@ -43,6 +43,7 @@ STATUS_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (errors.ModelMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.StoreVersionError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.ModelLoadError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (errors.DataDirError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
@@ -487,6 +488,7 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
                 memory_bytes=info.search.memory_bytes,
                 memory_cap_bytes=info.search.memory_cap_bytes,
             ),
+            encoder=convert.encoder_info_to_proto(info.encoder, info.decode, self.engine.decode_pool.time_limit_s),
         )
 
     # ---- frame thumbnails (issue 11) ------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -19,6 +20,10 @@ from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, Vi
 from echosearch.server.tasks.registry import PluginProblem
 from echosearch.tasks.spec import Task, ValueRange
 from echosearch.v1 import echosearch_pb2 as pb
+
+if TYPE_CHECKING:  # annotations only: convert does not import the encoder (torch) or the pool
+    from echosearch.server.encoder import EncoderStats
+    from echosearch.server.media.decode_pool import DecodePoolStats
 
 SAMPLING_MODES = {
     pb.SAMPLING_MODE_REFERENCE: "reference",
@@ -258,3 +263,31 @@ def task_to_proto(task: Task) -> pb.Task:
     if task.calibration is not None:
         msg.calibration.CopyFrom(pb.LinearCalibration(a=task.calibration[0], b=task.calibration[1]))
     return msg
+
+
+def encoder_info_to_proto(
+    encoder: EncoderStats | None, decode: DecodePoolStats | None, decode_timeout_s: float
+) -> pb.EncoderInfo | None:
+    """The ingest-path block of GetServerInfo: the batching encoder's statistics and the decode pool's."""
+    if encoder is None or decode is None:
+        return None
+    return pb.EncoderInfo(
+        device=encoder.device,
+        precision=encoder.precision,
+        compiled=encoder.compiled,
+        batch_frames=encoder.batch_frames,
+        batch_wait_ms=encoder.batch_wait_ms,
+        batches=encoder.batches,
+        frames=encoder.frames,
+        mean_frames_per_batch=encoder.mean_frames_per_batch,
+        queue_wait_p50_ms=encoder.queue_wait_p50_ms,
+        queue_wait_p99_ms=encoder.queue_wait_p99_ms,
+        retried_batches=encoder.retried_batches,
+        text_batches=encoder.text_batches,
+        queued_frames=encoder.queued_frames,
+        decode_workers=decode.workers,
+        decode_worker_restarts=decode.restarts,
+        decode_crashes=decode.crashes,
+        decode_timeouts=decode.timeouts,
+        decode_timeout_s=decode_timeout_s,
+    )

@@ -1,8 +1,9 @@
 """The use cases — ingest, search, score, delete, export — composed from model, video, store and tasks.
 
-Thread-safety: gRPC calls arrive on many threads. Decoding runs in the caller's
-thread (so concurrent ingests decode in parallel); the model encodes one batch
-at a time (`_encode_frames` / `_encode_texts`, the seam for a batching encoder).
+Thread-safety: gRPC calls arrive on many threads. Decoding runs in worker
+processes (media/decode_pool.py: FFmpeg outside the server, a time limit per
+video); the batching encoder (encoder.py) owns the model in one worker thread and
+encodes the frames of concurrent ingests in shared batches, texts first.
 The engine holds no write lock: the Store is the only write path and owns its
 locking, so a search never waits on a decode or an encode. Reads go through the
 Store's read-only catalog view (`store.reader`).
@@ -19,9 +20,8 @@ import dataclasses
 import hashlib
 import json
 import logging
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -32,10 +32,18 @@ import torch
 from echosearch.server import cancellation
 from echosearch.server.bulk.importing import ImportOutcome, import_shard, previously_imported
 from echosearch.server.dicom.phi import DEFAULT_PHI_MODE, policy_for_store
-from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError, TooLargeError
+from echosearch.server.encoder import DEFAULT_BATCH_WAIT_MS, BatchingEncoder, EncoderStats
+from echosearch.server.errors import (
+    InvalidRequestError,
+    ModelMismatchError,
+    NotFoundError,
+    RequestCancelledError,
+    TooLargeError,
+)
 from echosearch.server.limits import Limits
 from echosearch.server.lru import LRUCache
-from echosearch.server.media.prepare import DEFAULT_DICOM_MASK, DICOM_MASKS, is_dicom, prepare_media
+from echosearch.server.media.decode_pool import DEFAULT_TIME_LIMIT_S, DecodePool, DecodePoolStats
+from echosearch.server.media.prepare import DEFAULT_DICOM_MASK, DICOM_MASKS, PrepareOptions, is_dicom
 from echosearch.server.media.video import Sampling
 from echosearch.server.metadata_update import MetadataChange, metadata_change, reingest_change
 from echosearch.server.model import EchoClipModel, load_model
@@ -93,6 +101,8 @@ class ServerInfo:
     frames: int
     tasks: int
     search: SearchBackendInfo
+    encoder: EncoderStats | None = None
+    decode: DecodePoolStats | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,12 @@ class Engine:
         limits: Limits | None = None,
         phi: str = DEFAULT_PHI_MODE,
         dicom_mask: str = DEFAULT_DICOM_MASK,
+        batch_frames: int | None = None,
+        batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+        compile: bool = False,
+        decode_workers: int | None = None,
+        decode_timeout_s: float = DEFAULT_TIME_LIMIT_S,
+        decode_pool: DecodePool | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.thumbnails = bool(thumbnails)  # keep a JPEG of each embedded frame's model-input crop
@@ -166,7 +182,10 @@ class Engine:
         # Plugin prompts are checked against this model's context, the same rule as for custom tasks.
         self.registry = load_registry(count_tokens=self.model.count_tokens, context_length=self.model.context_length)
         self.stored_tasks = StoredTasks(self.store, self.registry, self._check_task)
-        self._encode_lock = threading.Lock()  # the model runs one batch at a time
+        self.encoder = BatchingEncoder(
+            self.model, batch_frames=batch_frames, batch_wait_ms=batch_wait_ms, compile=compile
+        )
+        self.decode_pool = decode_pool or DecodePool(decode_workers, time_limit_s=decode_timeout_s)
         self._query_cache: LRUCache[str, np.ndarray] = LRUCache(_QUERY_CACHE_SIZE)
         self.prompts = PromptEmbeddingCache(self._encode_texts, self.model.identity, self.store)
         self.scorer = TaskScorer(self.store, self.prompts)
@@ -183,7 +202,9 @@ class Engine:
     # ---- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
-        """Save the index and close the catalog; safe to call twice."""
+        """Stop the decode workers and the encoder, save the index and close the catalog; safe to call twice."""
+        self.decode_pool.close()
+        self.encoder.close()
         self.store.close()
 
     def __enter__(self) -> Engine:
@@ -207,18 +228,18 @@ class Engine:
             frames=self.reader.count_frames(),
             tasks=len(self.registry) + len(self.stored_tasks.list()),
             search=SearchBackendInfo(**self.store.search_backend_info()),
+            encoder=self.encoder.stats(),
+            decode=self.decode_pool.stats(),
         )
 
     # ---- encoding --------------------------------------------------------------------
 
-    # The two calls into the model: the one place a batching encoder will plug in.
-    def _encode_frames(self, pixels: torch.Tensor) -> np.ndarray:
-        with self._encode_lock:
-            return self.model.encode_frames(pixels)
+    # The two calls into the model, both through the batching encoder.
+    def _encode_frames(self, pixels: torch.Tensor, should_stop: Callable[[], bool] | None = None) -> np.ndarray:
+        return self.encoder.encode_frames(pixels, should_stop=should_stop)
 
     def _encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        with self._encode_lock:
-            return self.model.encode_texts(list(texts))
+        return self.encoder.encode_texts(list(texts))
 
     def _embed_query(self, text: str) -> np.ndarray:
         """A search text's embedding; recent ones are kept in memory (searches repeat)."""
@@ -266,8 +287,7 @@ class Engine:
             return IngestOutcome(record, True, 0.0, 0.0, 0.0, updated)
 
         started = time.perf_counter()
-        prepared = prepare_media(
-            data,
+        options = PrepareOptions(
             sampling,
             channel_order=channel_order,
             mean=self.model.mean,
@@ -277,13 +297,16 @@ class Engine:
             max_frame_pixels=self.limits.max_frame_pixels,
             dicom_mask=self.dicom_mask,
         )
+        # Decoded in a worker process (a path is read there, not here); uint8 crops for videos.
+        prepared = self.decode_pool.prepare(data, options, name=source_name, should_stop=_caller_gone)
         if is_dicom(data):  # decoded, so pydicom is there: the header's study, time, UIDs; PatientID via the policy
             from echosearch.server.dicom.metadata import dicom_metadata, merge_metadata
 
             metadata = merge_metadata(dicom_metadata(data, self.phi_policy), metadata)
         decoded = time.perf_counter()
         cancellation.check()  # nobody waits for this video any more: do not encode it (once encoded, it is stored)
-        embeddings = self._encode_frames(prepared.pixels)
+        # A caller that goes away while its frames are queued takes them out of the encoder's queue.
+        embeddings = self._encode_frames(prepared.pixels, _caller_gone)
         encoded = time.perf_counter()
         frames = FrameEmbeddings(
             frame_indices=np.asarray(prepared.frame_indices, dtype=np.int64),
@@ -610,6 +633,15 @@ class Engine:
             rows = self.reader.export_parquet(Path(path), flt)
         log.info("exported %d frame rows to %s", rows, path)
         return rows
+
+
+def _caller_gone() -> bool:
+    """Whether the request this thread serves was cancelled or passed its deadline (see cancellation.py)."""
+    try:
+        cancellation.check()
+    except RequestCancelledError:
+        return True
+    return False
 
 
 def _encode_page_token(after_id: int) -> str:

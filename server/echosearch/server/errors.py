@@ -47,7 +47,12 @@ __all__ = [
     "RequestCancelledError",
     "StoreVersionError",
     "TooLargeError",
+    "DeadlineExceededError",
 ]
+
+
+class DeadlineExceededError(EchoSearchError):
+    """A bounded step (decoding one upload) ran past its time limit and was stopped."""
 
 
 class DataDirError(EchoSearchError):

@@ -226,6 +226,12 @@ class ServeOptions:
     limits: Limits = field(default_factory=Limits)  # per-request caps (the --max-*/--upload-* flags)
     phi: str = "hash"  # DICOM PatientID: hash | keep | drop (docs/dicom.md)
     dicom_mask: str = "region"  # DICOM pixels outside the largest 2D ultrasound region: region (blacked out) | off
+    # The ingest path (issue 9): batching encoder and decode worker processes.
+    batch_frames: int | None = None  # None: 256 on CUDA, 32 on CPU
+    batch_wait_ms: float = 5.0
+    decode_workers: int | None = None  # None: min(cores - 1, 8)
+    decode_timeout_s: float = 120.0
+    compile: bool = False
 
 
 def read_token(token_file: Path | None) -> str | None:
@@ -275,6 +281,11 @@ def serve(opts: ServeOptions) -> int:
             phi=opts.phi,
             dicom_mask=opts.dicom_mask,
             model=model,
+            batch_frames=opts.batch_frames,
+            batch_wait_ms=opts.batch_wait_ms,
+            decode_workers=opts.decode_workers,
+            decode_timeout_s=opts.decode_timeout_s,
+            compile=opts.compile,
         )
     except EchoSearchError as exc:
         bound.server.stop(None)

@@ -1,17 +1,19 @@
 """The one media entry point: sniff the bytes, route them to the DICOM or the video decoder, same PreparedVideo out.
 
-Ingest (and the decode process pool) call `prepare_media`; nothing else needs to know which decoder ran.
+The decode process pool's workers call `prepare` (uint8 video crops: 4x less to ship between processes);
+in-process callers use `prepare_media`. Nothing else needs to know which decoder ran.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from echosearch.client.sniff import HEAD_BYTES, looks_like_dicom
 from echosearch.server.errors import InvalidVideoError
 from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS
 from echosearch.server.media.thumbnails import crops_from_pixels, thumbnail_jpegs
-from echosearch.server.media.video import PreparedVideo, Sampling, Source, prepare_video
+from echosearch.server.media.video import PreparedVideo, Sampling, Source, decode_video, prepare_video
 
 DICOM_MASKS = ("region", "off")  # region: black out outside the largest 2D ultrasound region
 DEFAULT_DICOM_MASK = "region"  # why: docs/dicom.md, "Masking outside the scan region"
@@ -80,3 +82,33 @@ def prepare_media(
         max_frame_pixels=max_frame_pixels,
         thumbnails=thumbnails,
     )
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """How the decode workers turn an upload into model input: which frames, channel order, the model's preprocessing."""
+
+    sampling: Sampling = Sampling()
+    channel_order: str = "rgb"
+    mean: tuple[float, ...] = ()  # the model's; needed where pixels are normalised in the worker (DICOM)
+    std: tuple[float, ...] = ()
+    image_size: int = 224
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
+    dicom_mask: str = DEFAULT_DICOM_MASK
+    thumbnails: bool = False  # also a small JPEG of each sampled frame's crop (media/thumbnails.py)
+
+
+def prepare(source: Source, options: PrepareOptions | None = None) -> PreparedVideo:
+    """What a decode worker runs: a video as (n,3,S,S) uint8 crops (normalised later, on the model's device),
+    a DICOM file through prepare_media (normalised float pixels; the encoder takes either)."""
+    o = options or PrepareOptions()
+    if is_dicom(source):
+        assert o.mean and o.std, "DICOM is normalised in the worker: pass the model's mean and std"
+        return prepare_media(
+            source, o.sampling, channel_order=o.channel_order, mean=o.mean, std=o.std, image_size=o.image_size,
+            max_frame_pixels=o.max_frame_pixels, dicom_mask=o.dicom_mask, thumbnails=o.thumbnails,
+        )  # fmt: skip
+    return decode_video(
+        source, o.sampling, channel_order=o.channel_order, image_size=o.image_size, thumbnails=o.thumbnails,
+        max_frame_pixels=o.max_frame_pixels,
+    )  # fmt: skip

@@ -12,7 +12,7 @@ import io
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -83,7 +83,7 @@ class Sampling:
 class PreparedVideo:
     """Sampled frames ready for EchoClipModel.encode_frames, with where they came from."""
 
-    pixels: torch.Tensor  # (n,3,S,S) float32, CLIP-normalised
+    pixels: torch.Tensor  # (n,3,S,S) float32 CLIP-normalised (prepare_video), or uint8 (decode_video)
     frame_indices: np.ndarray  # int64 (n,): index in decode (presentation) order
     timestamps: np.ndarray  # float64 (n,): seconds from the start of the stream
     fps: float
@@ -113,6 +113,27 @@ def prepare_video(
     With `thumbnails`, also a small JPEG of every sampled frame's crop (before normalisation).
     Frames over `max_frame_pixels` are refused from the stream's declared size, before any is decoded.
     """
+    decoded = decode_video(
+        source,
+        sampling,
+        channel_order=channel_order,
+        image_size=image_size,
+        thumbnails=thumbnails,
+        max_frame_pixels=max_frame_pixels,
+    )
+    return replace(decoded, pixels=normalise(decoded.pixels, mean, std))
+
+
+def decode_video(
+    source: Source,
+    sampling: Sampling = Sampling(),
+    *,
+    channel_order: str = "rgb",
+    image_size: int,
+    thumbnails: bool = False,
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
+) -> PreparedVideo:
+    """prepare_video up to the crop and resize: pixels are (n,3,S,S) uint8, 4x smaller to ship between processes."""
     assert channel_order in ("rgb", "bgr"), channel_order  # the engine validated the request
     n_hint = None
     if sampling.mode == "count":
@@ -121,9 +142,8 @@ def prepare_video(
     if sampling.mode == "count" and decoded.resample_n is not None:  # stream shorter than its packets: resample
         decoded = _decode(source, sampling, decoded.resample_n, channel_order, image_size, max_frame_pixels)
     jpegs = tuple(thumbnail_jpegs(decoded.frames_u8, channel_order=channel_order)) if thumbnails else None
-    pixels = normalise(decoded.frames_u8, mean, std)
     return PreparedVideo(
-        pixels,
+        decoded.frames_u8,
         decoded.frame_indices,
         decoded.timestamps,
         decoded.fps,
