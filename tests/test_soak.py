@@ -1,5 +1,5 @@
 """Issue 13: a bounded soak. Eight clients mix good, malformed and oversized ingests with search, score,
-export and delete against one server for 50 s; then nothing was INTERNAL, memory stayed bounded,
+export and delete against one server for 60 s; then nothing was INTERNAL, memory stayed bounded,
 every acknowledged video is there, the index matches the catalog, and searches stayed responsive.
 """
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
 
 CLIENTS = 8
-SOAK_SECONDS = float(os.environ.get("ECHOSEARCH_SOAK_SECONDS", "50"))  # CI budget; the issue asked for 60
+SOAK_SECONDS = float(os.environ.get("ECHOSEARCH_SOAK_SECONDS", "60"))  # as the issue asks; shorten locally with the variable
 VIDEOS_PER_CLIENT = 6
 # Stated bounds (docs/api.md, "Soak test"): measured +210-320 MiB RSS after the load (a plateau that
 # swings 230-380 MiB under load: concurrent decodes, encodes and exports; no upward trend) and a search
