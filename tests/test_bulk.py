@@ -76,7 +76,7 @@ def embedded(local_ray, videos: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 def _stored(client: Client) -> dict[str, tuple]:
-    """sha256 -> (video, frame indices, embeddings) of everything a server stores."""
+    """sha256 -> (video, frame indices, embeddings, frame JPEGs) of everything a server stores."""
     out = {}
     for v in client.iter_videos():
         frames = client.get_frames(v.video_id)
@@ -84,6 +84,7 @@ def _stored(client: Client) -> dict[str, tuple]:
             v,
             np.array([f.frame_index for f in frames]),
             np.array([f.embedding for f in frames], dtype=np.float32),
+            [client.frame_image(v.video_id, f.frame_index) for f in frames],
         )
     return out
 
@@ -110,14 +111,17 @@ def test_bulk_embed_and_load_equal_online_ingest(embedded: Path, videos: Path, t
         bulk.stop()
         online.stop()
     assert set(from_bulk) == set(from_online) and len(from_bulk) == N_GOOD
-    for sha, (video, idx, emb) in from_online.items():
-        b_video, b_idx, b_emb = from_bulk[sha]
+    for sha, (video, idx, emb, jpegs) in from_online.items():
+        b_video, b_idx, b_emb, b_jpegs = from_bulk[sha]
         np.testing.assert_array_equal(b_idx, idx)
+        # the same prepare_media crops through the same thumbnail_jpegs: the very same JPEG bytes
+        assert len(b_jpegs) == len(jpegs) and all(j[:2] == b"\xff\xd8" for j in b_jpegs)
+        assert b_jpegs == jpegs
         cos = (b_emb * emb).sum(1) / np.linalg.norm(b_emb, axis=1) / np.linalg.norm(emb, axis=1)
         assert cos.min() >= 0.9999
         for attr in ("source_name", "size_bytes", "fps", "total_frames", "width", "height", "model_identity"):
             assert getattr(b_video, attr) == getattr(video, attr), attr
-    by_name = {v.source_name: v for v, _, _ in from_bulk.values()}
+    by_name = {v.source_name: v for v, _, _, _ in from_bulk.values()}
     assert by_name["clip0.avi"].metadata.study_id == "S-0" and by_name["clip0.avi"].metadata.view == "A4C"
     assert by_name["clip3.avi"].metadata.tags == {"site": "south"}
     assert by_name["clip1.avi"].metadata.study_id is None
@@ -200,6 +204,34 @@ def test_wrong_width_and_nan_are_refused_naming_shard_and_row(server, tmp_path: 
             assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
             assert path.name in err.value.message and expected in err.value.message
         assert c.info().videos == 0  # nothing of a refused shard was committed
+
+
+def test_shard_thumbnails_load_where_present(server, tmp_path: Path) -> None:
+    """Non-null thumbnails are stored with their frames; null ones (or a whole null column) leave none."""
+    identity, dim = _model(server.address)
+    rng = np.random.default_rng(3)
+
+    def video(n: int, jpegs: bool) -> EmbeddedVideo:
+        emb = rng.standard_normal((4, dim)).astype(np.float32)
+        thumbs = tuple(b"\xff\xd8thumb-%d-%d" % (n, i) for i in range(4)) if jpegs else None
+        return EmbeddedVideo(
+            sha256=f"{n:064x}", source_uri=f"/archive/t{n}.avi", size_bytes=10, total_frames=8, fps=30.0, width=64,
+            height=64, frame_indices=np.arange(0, 8, 2), timestamps=np.arange(4) / 15.0, embeddings=emb,
+            thumbnails=thumbs,
+        )  # fmt: skip
+
+    write_shard(tmp_path / "a", shard_table([video(1, False), video(2, False)], identity, dim))  # all-null column
+    # a mixed shard with a video the server already stores: only the new videos' thumbnails go in
+    write_shard(tmp_path / "b", shard_table([video(1, True), video(3, True), video(4, False)], identity, dim))
+    with Client(server.address) as c:
+        c.import_shard(shard_paths(tmp_path / "a")[0])
+        assert c.import_shard(shard_paths(tmp_path / "b")[0]).videos_added == 2
+        stored = {v.sha256: v.video_id for v in c.iter_videos()}
+        assert [c.frame_image(stored[f"{3:064x}"], i) for i in (0, 2, 4, 6)] == list(video(3, True).thumbnails)
+        for n in (1, 2, 4):
+            with pytest.raises(ApiError) as err:
+                c.frame_image(stored[f"{n:064x}"], 0)
+            assert err.value.code == grpc.StatusCode.NOT_FOUND
 
 
 @pytest.mark.slow

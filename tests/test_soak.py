@@ -28,7 +28,9 @@ pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
 
 CLIENTS = 8
-SOAK_SECONDS = float(os.environ.get("ECHOSEARCH_SOAK_SECONDS", "60"))  # as the issue asks; shorten locally with the variable
+SOAK_SECONDS = float(
+    os.environ.get("ECHOSEARCH_SOAK_SECONDS", "60")
+)  # as the issue asks; shorten locally with the variable
 VIDEOS_PER_CLIENT = 6
 # Stated bounds (docs/api.md, "Soak test"): measured +210-320 MiB RSS after the load (a plateau that
 # swings 230-380 MiB under load: concurrent decodes, encodes and exports; no upward trend) and a search

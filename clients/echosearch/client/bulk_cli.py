@@ -60,6 +60,12 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument(
         "--channel-order", choices=("rgb", "bgr"), default="rgb", help="bgr reproduces the published code (default rgb)"
     )
+    p.add_argument(
+        "--thumbnails",
+        choices=("on", "off"),
+        default="on",
+        help="put a small JPEG of each frame's model-input crop in the shards, as `serve --thumbnails` (default on)",
+    )
 
     p = steps.add_parser("load", parents=[common], help="stream a folder of shards into the running server")
     p.add_argument("dir", type=Path, metavar="DIR")
@@ -116,6 +122,7 @@ def _embed(args: argparse.Namespace, connect: Callable[[argparse.Namespace], Cli
         encode_concurrency=args.encode_concurrency,
         shard_frames=args.shard_frames,
         skip_sha256=skip,
+        thumbnails=args.thumbnails == "on",
     )
     try:
         summary = run_embed(opts)

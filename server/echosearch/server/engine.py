@@ -396,7 +396,13 @@ class Engine:
     def import_shard(self, path: Path, *, name: str, shard_sha256: str) -> ImportOutcome:
         """Import one `bulk embed` Parquet shard: one transaction, bulk index add; idempotent by sha256."""
         return import_shard(
-            self.store, self.model, Path(path), name=name, shard_sha256=shard_sha256.lower(), limits=self.limits
+            self.store,
+            self.model,
+            Path(path),
+            name=name,
+            shard_sha256=shard_sha256.lower(),
+            limits=self.limits,
+            thumbnails=self.thumbnails,
         )
 
     # ---- videos ----------------------------------------------------------------------

@@ -46,6 +46,7 @@ DECODED = pa.schema(
         ("frame_index", pa.list_(pa.int64())),
         ("timestamp", pa.list_(pa.float64())),
         ("pixels", pa.large_binary()),  # float32 (n,3,S,S) CLIP-normalised; after encoding: float32 (n,dim)
+        ("thumbnail", pa.list_(pa.binary())),  # one JPEG of each frame's model-input crop; null with thumbnails off
     ]
 )
 
@@ -68,6 +69,7 @@ class EmbedOptions:
     encode_batch_videos: int = 8
     shard_frames: int = 250_000  # > 2 DuckDB row groups: the import writes them straight to the file, not via the WAL
     skip_sha256: frozenset[str] = frozenset()  # e.g. what a server already stores (--skip-stored)
+    thumbnails: bool = True  # a JPEG of each frame's model-input crop in the shard, as `serve --thumbnails on` keeps
 
 
 @dataclass(frozen=True)
@@ -144,10 +146,16 @@ class DecodeStage:
     """CPU actor: read, hash, skip known content, decode + preprocess with the server's media entry point."""
 
     def __init__(
-        self, skip: frozenset[str], sampling: Sampling, channel_order: str, preprocess: dict[str, Any]
+        self,
+        skip: frozenset[str],
+        sampling: Sampling,
+        channel_order: str,
+        preprocess: dict[str, Any],
+        thumbnails: bool = True,
     ) -> None:
         self.skip = skip
         self.sampling, self.channel_order, self.preprocess = sampling, channel_order, preprocess
+        self.thumbnails = thumbnails
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return pa.Table.from_pylist([self._one(uri) for uri in batch.column("uri").to_pylist()], schema=DECODED)
@@ -164,7 +172,10 @@ class DecodeStage:
         if row["sha256"] in self.skip:
             return {**row, "status": "skipped"}
         try:
-            prepared = prepare_media(data, self.sampling, channel_order=self.channel_order, **self.preprocess)
+            # The online ingest's own call: the same crops, so the same thumbnail JPEGs.
+            prepared = prepare_media(
+                data, self.sampling, channel_order=self.channel_order, thumbnails=self.thumbnails, **self.preprocess
+            )
         except Exception as exc:  # a bad file is a failure to record, never a reason to stop the run
             return {**row, "error": str(exc) or type(exc).__name__}
         return {
@@ -177,6 +188,7 @@ class DecodeStage:
             "frame_index": prepared.frame_indices.tolist(),
             "timestamp": prepared.timestamps.tolist(),
             "pixels": prepared.pixels.numpy().tobytes(),
+            "thumbnail": list(prepared.thumbnails) if prepared.thumbnails is not None else None,
         }
 
 
@@ -264,7 +276,7 @@ def run_embed(opts: EmbedOptions) -> EmbedSummary:
     ds = ray.data.from_items([{"uri": u} for u in uris], override_num_blocks=min(len(uris), 4 * decoders))
     ds = ds.map_batches(
         DecodeStage,
-        fn_constructor_args=(frozenset(known), opts.sampling, opts.channel_order, preprocess),
+        fn_constructor_args=(frozenset(known), opts.sampling, opts.channel_order, preprocess, opts.thumbnails),
         batch_size=1,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=decoders),
@@ -322,6 +334,7 @@ def _write(
                     frame_indices=np.asarray(row["frame_index"], np.int64),
                     timestamps=np.asarray(row["timestamp"], np.float64),
                     embeddings=emb,
+                    thumbnails=tuple(row["thumbnail"]) if row["thumbnail"] is not None else None,
                     metadata=opts.metadata.get(row["uri"], VideoMetadata()),
                 )
             )

@@ -42,13 +42,15 @@ def import_shard(
     name: str,
     shard_sha256: str,
     limits: Limits | None = None,
+    thumbnails: bool = True,
 ) -> ImportOutcome:
     """Check a shard against the serving model, then commit its new videos and index them in bulk.
 
     The shard is read and checked before the Store's write lock is taken: other writers wait only for the commit.
+    `thumbnails` False (a server with --thumbnails off) leaves the shard's thumbnail JPEGs out.
     """
     started = time.perf_counter()
-    batch = read_shard(path, name, model_identity=model.identity, dim=model.embed_dim)
+    batch = read_shard(path, name, model_identity=model.identity, dim=model.embed_dim, thumbnails=thumbnails)
     if limits is not None:  # the caps an IngestVideo header meets, per video of the shard
         counts = batch.counts
         for i, metadata in enumerate(batch.metadata):

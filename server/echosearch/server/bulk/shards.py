@@ -59,7 +59,7 @@ def shard_schema(dim: int, model_identity: str) -> pa.Schema:
         pa.field("timestamp", pa.float64(), nullable=False),
         pa.field("embedding", pa.list_(pa.float32(), int(dim)), nullable=False),
         pa.field("model_identity", pa.string(), nullable=False),
-        # JPEG of the model's input crop (<= 112 px), reserved for the UI's thumbnails; null until filled.
+        # JPEG of the model's input crop (<= 112 px, media/thumbnails.py); null when embedded with --thumbnails off.
         pa.field("thumbnail", pa.binary()),
     ]
     meta = {META_VERSION: SHARD_VERSION.encode(), META_MODEL: model_identity.encode(), META_DIM: str(dim).encode()}
@@ -80,6 +80,7 @@ class EmbeddedVideo:
     frame_indices: np.ndarray  # int64 (n,)
     timestamps: np.ndarray  # float64 (n,)
     embeddings: np.ndarray  # float32 (n, dim)
+    thumbnails: tuple[bytes, ...] | None = None  # one JPEG per frame, or None (not made)
     metadata: VideoMetadata = VideoMetadata()
 
 
@@ -109,9 +110,20 @@ def shard_table(videos: Sequence[EmbeddedVideo], model_identity: str, dim: int) 
         "timestamp": pa.array(np.concatenate([v.timestamps for v in videos]).astype(np.float64)),
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim),
         "model_identity": pa.array([model_identity] * int(counts.sum()), pa.string()),
-        "thumbnail": pa.nulls(int(counts.sum()), pa.binary()),
+        "thumbnail": _thumbnail_column(videos),
     }
     return pa.table(columns, schema=shard_schema(dim, model_identity))
+
+
+def _thumbnail_column(videos: Sequence[EmbeddedVideo]) -> pa.Array:
+    """Every frame's JPEG, null for the frames of videos embedded without thumbnails."""
+    jpegs: list[bytes | None] = []
+    for v in videos:
+        n = len(v.embeddings)
+        if v.thumbnails is not None and len(v.thumbnails) != n:
+            raise ValueError(f"{v.source_uri}: {n} embeddings but {len(v.thumbnails)} thumbnails")
+        jpegs.extend(v.thumbnails if v.thumbnails is not None else [None] * n)
+    return pa.array(jpegs, pa.binary())
 
 
 def write_shard(out_dir: Path, table: pa.Table) -> Path:
@@ -167,8 +179,11 @@ def shard_identity(path: Path) -> tuple[str, int]:
     return meta[META_MODEL].decode(), int(meta[META_DIM])
 
 
-def read_shard(path: Path, name: str, *, model_identity: str, dim: int) -> VideoBatch:
-    """Read and check a shard for import; ModelMismatchError / InvalidRequestError name the shard and row."""
+def read_shard(path: Path, name: str, *, model_identity: str, dim: int, thumbnails: bool = True) -> VideoBatch:
+    """Read and check a shard for import; ModelMismatchError / InvalidRequestError name the shard and row.
+
+    With `thumbnails`, the shard's non-null thumbnail JPEGs come along (a shard without the column has none).
+    """
     identity, shard_dim = shard_identity(path)
     if identity != model_identity:
         raise ModelMismatchError(
@@ -221,7 +236,20 @@ def read_shard(path: Path, name: str, *, model_identity: str, dim: int) -> Video
         frame_indices=table.column("frame_index").to_numpy().astype(np.int64, copy=False),
         timestamps=table.column("timestamp").to_numpy().astype(np.float64, copy=False),
         embeddings=emb,
+        thumbnails=_thumbnails_of(table, name) if thumbnails else None,
     )
+
+
+def _thumbnails_of(table: pa.Table, name: str) -> pa.Array | None:
+    """The shard's thumbnail column as one binary array, or None when it has no thumbnail at all."""
+    if "thumbnail" not in table.column_names:
+        return None
+    col = table.column("thumbnail")
+    if col.null_count == len(col):
+        return None
+    if not (pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type)):
+        raise InvalidRequestError(f"shard {name}: the thumbnail column is {col.type}, not binary JPEGs")
+    return col.combine_chunks().cast(pa.binary())
 
 
 def source_name(uri: str) -> str:

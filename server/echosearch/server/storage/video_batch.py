@@ -36,6 +36,7 @@ class VideoBatch:
     frame_indices: np.ndarray  # int64 (F,)
     timestamps: np.ndarray  # float64 (F,)
     embeddings: np.ndarray  # float32 (F, dim)
+    thumbnails: pa.Array | None = None  # binary (F,): each frame's JPEG, null for frames without one; None: none
 
     @property
     def dim(self) -> int:
@@ -56,6 +57,8 @@ class VideoBatch:
             raise InvalidRequestError(f"{self.label}: frame offsets do not cover the {f} frame rows")
         if len(self.frame_indices) != f or len(self.timestamps) != f:
             raise InvalidRequestError(f"{self.label}: {f} embeddings but other frame columns differ in length")
+        if self.thumbnails is not None and len(self.thumbnails) != f:
+            raise InvalidRequestError(f"{self.label}: {f} embeddings but {len(self.thumbnails)} thumbnails")
         counts = self.counts
         if (counts <= 0).any():
             raise InvalidRequestError(f"{self.label} video {int(np.flatnonzero(counts <= 0)[0])}: no frames")
@@ -72,7 +75,8 @@ class VideoBatch:
             raise InvalidRequestError(f"{self.label}: the same video (sha256) appears twice")
 
     def tables(self, keep: np.ndarray, video_ids: np.ndarray, seqs: np.ndarray, now: datetime) -> dict[str, pa.Table]:
-        """Rows of the videos with keep[i] (new ones) for the videos, video_tags, frames and changes tables."""
+        """Rows of the videos with keep[i] (new ones) for the videos, video_tags, frames, frame_thumbnails (when
+        any kept frame has one) and changes tables."""
         idx = np.flatnonzero(keep)
         counts = self.counts[idx].astype(np.int64)
         md = [self.metadata[i] for i in idx]
@@ -107,15 +111,19 @@ class VideoBatch:
         video_of_row = np.repeat(np.asarray(video_ids, np.int64), counts)
         position = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
         emb = self.embeddings[rows]  # a view when every video is kept
+        frame_id = (video_of_row << FRAME_BITS) + position
         out["frames"] = pa.table(
             {
-                "frame_id": (video_of_row << FRAME_BITS) + position,
+                "frame_id": frame_id,
                 "video_id": video_of_row,
                 "frame_index": self.frame_indices[rows],
                 "timestamp": self.timestamps[rows],
                 "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), self.dim),
             }
         )
+        thumbs = self._thumbnail_rows(rows, frame_id)
+        if thumbs is not None:
+            out["frame_thumbnails"] = thumbs
         out["changes"] = pa.table(
             {
                 "seq": pa.array(seqs, pa.int64()),
@@ -125,6 +133,19 @@ class VideoBatch:
             }
         )
         return out
+
+    def _thumbnail_rows(self, rows: np.ndarray | slice, frame_id: np.ndarray) -> pa.Table | None:
+        """frame_thumbnails rows of the kept frames that carry a JPEG (None when none does)."""
+        if self.thumbnails is None:
+            return None
+        jpegs = self.thumbnails if isinstance(rows, slice) else self.thumbnails.take(pa.array(rows))
+        present = jpegs.is_valid()
+        if jpegs.null_count:
+            if jpegs.null_count == len(jpegs):
+                return None
+            jpegs = jpegs.filter(present)
+            frame_id = frame_id[np.asarray(present.to_numpy(zero_copy_only=False), dtype=bool)]
+        return pa.table({"frame_id": pa.array(frame_id, pa.int64()), "jpeg": jpegs})
 
     def frame_rows(self, keep: np.ndarray) -> np.ndarray | slice:
         """Indices of the frame rows of the kept videos (a full slice when every video is kept)."""
