@@ -64,7 +64,7 @@ def test_ingest_folder_then_skip_already_stored(capsys, server, folder):
 
 
 def test_search_score_tasks_info_video_export_delete(capsys, server, folder, tmp_path):
-    run(capsys, server, "ingest", str(folder), "--meta", "site=east")
+    run(capsys, server, "ingest", str(folder), "--meta", "site=east", "--meta", "view=A4C")  # also alone (-k)
     rc, out, _ = run(capsys, server, "search", "PACEMAKER LEAD", "-k", "2", "--filter", "tag.site=east")
     assert rc == 0 and out.splitlines()[0].split()[:2] == ["id", "score"] and len(out.splitlines()) == 3
     rc, out, _ = run(capsys, server, "search", "heart", "--aggregation", "mean", "--json", "--filter", "view=A4C")

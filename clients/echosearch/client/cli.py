@@ -465,16 +465,16 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         print_json(info)
     else:
-        for key, value in info.__dict__.items():
-            if key not in ("skipped_plugins", "encoder"):
-                print(f"{key:17} {value}")
+        rows = [(key, value) for key, value in info.__dict__.items() if key not in ("skipped_plugins", "encoder")]
         for p in info.skipped_plugins:
             what = f"task {p.task!r} of plugin {p.plugin!r}" if p.task else f"plugin {p.plugin!r}"
-            print(f"{'skipped':17} {what}: {p.reason}")
+            rows.append(("skipped", f"{what}: {p.reason}"))
         if info.encoder is not None:  # the ingest path, one "encoder.<field>" line each
             for key, value in info.encoder.__dict__.items():
-                shown = f"{value:.2f}" if isinstance(value, float) else value
-                print(f"encoder.{key:24} {shown}")
+                rows.append((f"encoder.{key}", f"{value:.2f}" if isinstance(value, float) else value))
+        width = max(len(key) for key, _ in rows)  # one column for every line, whatever blocks the server sends
+        for key, value in rows:
+            print(f"{key:{width}} {value}")
     return 0
 
 
