@@ -14,7 +14,8 @@ PYTEST_ARGS ?=
 
 # Say what is happening: the first install downloads torch, faiss and duckdb and takes minutes.
 $(STAMP): pyproject.toml
-	@echo "==> setting up $(VENV): echosearch with its server and test extras (torch, faiss, duckdb, ...)."
+	@echo "==> setting up $(VENV): echosearch with its server, bulk, ui, dicom and test extras"
+	@echo "==> (torch, faiss, duckdb, ray, pydicom, starlette, ...)."
 	@echo "==> The first time this downloads about 1 GB and takes several minutes; pip lists each package below."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
