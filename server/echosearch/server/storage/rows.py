@@ -112,37 +112,48 @@ def _stored_time(value: datetime | None) -> datetime | None:
     return None if value is None else to_utc_naive(value)
 
 
-def tables(
-    videos: Sequence[NewVideo], video_ids: np.ndarray, seqs: np.ndarray, ingested_at: datetime
+def video_and_tag_tables(
+    video_ids: Sequence[int] | np.ndarray,
+    *,
+    sha256: Sequence[str],
+    source_name: Sequence[str],
+    size_bytes: Sequence[int] | np.ndarray,
+    fps: Sequence[float] | np.ndarray,
+    total_frames: Sequence[int] | np.ndarray,
+    sampled_frames: Sequence[int] | np.ndarray,
+    width: Sequence[int] | np.ndarray,
+    height: Sequence[int] | np.ndarray,
+    ingested_at: datetime,
+    model_identity: Sequence[str],
+    metadata: Sequence[VideoMetadata],
+    seqs: Sequence[int] | np.ndarray,
 ) -> dict[str, pa.Table]:
-    """Rows for the videos, video_tags, frames, frame_thumbnails and changes tables (columns in schema order)."""
-    naive_now = to_utc_naive(ingested_at)
-    counts = np.array([len(v.embeddings) for v in videos], dtype=np.int64)
-    md = [v.metadata for v in videos]
+    """Rows of the videos and video_tags tables (columns in schema order): the one place their layout is written,
+    for single ingests and bulk imports alike."""
     ts_type = pa.timestamp("us")
     out = {
         "videos": pa.table(
             {
                 "video_id": pa.array(video_ids, pa.int64()),
-                "sha256": [v.sha256 for v in videos],
-                "source_name": [v.source_name for v in videos],
-                "size_bytes": pa.array([v.size_bytes for v in videos], pa.int64()),
-                "fps": pa.array([v.fps for v in videos], pa.float64()),
-                "total_frames": pa.array([v.total_frames for v in videos], pa.int64()),
-                "sampled_frames": pa.array(counts, pa.int32()),
-                "width": pa.array([v.width for v in videos], pa.int32()),
-                "height": pa.array([v.height for v in videos], pa.int32()),
-                "ingested_at": pa.array([naive_now] * len(videos), ts_type),
-                "model_identity": [v.model_identity for v in videos],
-                "study_id": pa.array([_opt_str(m.study_id) for m in md], pa.string()),
-                "patient_id": pa.array([_opt_str(m.patient_id) for m in md], pa.string()),
-                "view": pa.array([_opt_str(m.view) for m in md], pa.string()),
-                "acquisition_time": pa.array([_stored_time(m.acquisition_time) for m in md], ts_type),
+                "sha256": pa.array(sha256, pa.string()),
+                "source_name": pa.array(source_name, pa.string()),
+                "size_bytes": pa.array(size_bytes, pa.int64()),
+                "fps": pa.array(fps, pa.float64()),
+                "total_frames": pa.array(total_frames, pa.int64()),
+                "sampled_frames": pa.array(sampled_frames, pa.int32()),
+                "width": pa.array(width, pa.int32()),
+                "height": pa.array(height, pa.int32()),
+                "ingested_at": pa.array([to_utc_naive(ingested_at)] * len(sha256), ts_type),
+                "model_identity": pa.array(model_identity, pa.string()),
+                "study_id": pa.array([_opt_str(m.study_id) for m in metadata], pa.string()),
+                "patient_id": pa.array([_opt_str(m.patient_id) for m in metadata], pa.string()),
+                "view": pa.array([_opt_str(m.view) for m in metadata], pa.string()),
+                "acquisition_time": pa.array([_stored_time(m.acquisition_time) for m in metadata], ts_type),
                 "seq": pa.array(seqs, pa.int64()),
             }
         )
     }
-    tag_rows = [(int(vid), str(k), str(val)) for vid, m in zip(video_ids, md) for k, val in m.tags.items()]
+    tag_rows = [(int(vid), str(k), str(val)) for vid, m in zip(video_ids, metadata) for k, val in m.tags.items()]
     if tag_rows:
         vid_col, key_col, val_col = zip(*tag_rows)
         out["video_tags"] = pa.table(
@@ -152,6 +163,29 @@ def tables(
                 "value": pa.array(val_col, pa.string()),
             }
         )
+    return out
+
+
+def tables(
+    videos: Sequence[NewVideo], video_ids: np.ndarray, seqs: np.ndarray, ingested_at: datetime
+) -> dict[str, pa.Table]:
+    """Rows for the videos, video_tags, frames, frame_thumbnails and changes tables (columns in schema order)."""
+    counts = np.array([len(v.embeddings) for v in videos], dtype=np.int64)
+    out = video_and_tag_tables(
+        video_ids,
+        sha256=[v.sha256 for v in videos],
+        source_name=[v.source_name for v in videos],
+        size_bytes=[v.size_bytes for v in videos],
+        fps=[v.fps for v in videos],
+        total_frames=[v.total_frames for v in videos],
+        sampled_frames=counts,
+        width=[v.width for v in videos],
+        height=[v.height for v in videos],
+        ingested_at=ingested_at,
+        model_identity=[v.model_identity for v in videos],
+        metadata=[v.metadata for v in videos],
+        seqs=seqs,
+    )
     dim = videos[0].dim
     emb = np.concatenate([v.embeddings for v in videos]) if len(videos) > 1 else videos[0].embeddings
     out["frames"] = pa.table(

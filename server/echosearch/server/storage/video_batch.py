@@ -14,8 +14,8 @@ import pyarrow as pa
 
 from echosearch.server.errors import InvalidRequestError, TooLargeError
 from echosearch.server.records import VideoMetadata
-from echosearch.server.storage.filters import to_utc_naive
 from echosearch.server.storage.frame_ids import FRAME_BITS, MAX_FRAMES_PER_VIDEO
+from echosearch.server.storage.rows import video_and_tag_tables
 
 
 @dataclass(frozen=True)
@@ -79,34 +79,21 @@ class VideoBatch:
         any kept frame has one) and changes tables."""
         idx = np.flatnonzero(keep)
         counts = self.counts[idx].astype(np.int64)
-        md = [self.metadata[i] for i in idx]
-        ts = pa.timestamp("us")
-        out = {
-            "videos": pa.table(
-                {
-                    "video_id": pa.array(video_ids, pa.int64()),
-                    "sha256": pa.array([self.sha256[i] for i in idx], pa.string()),
-                    "source_name": pa.array([self.source_name[i] for i in idx], pa.string()),
-                    "size_bytes": pa.array(self.size_bytes[idx], pa.int64()),
-                    "fps": pa.array(self.fps[idx], pa.float64()),
-                    "total_frames": pa.array(self.total_frames[idx], pa.int64()),
-                    "sampled_frames": pa.array(counts, pa.int32()),
-                    "width": pa.array(self.width[idx], pa.int32()),
-                    "height": pa.array(self.height[idx], pa.int32()),
-                    "ingested_at": pa.array([to_utc_naive(now)] * len(idx), ts),
-                    "model_identity": pa.array([self.model_identity] * len(idx), pa.string()),
-                    "study_id": pa.array([_str(m.study_id) for m in md], pa.string()),
-                    "patient_id": pa.array([_str(m.patient_id) for m in md], pa.string()),
-                    "view": pa.array([_str(m.view) for m in md], pa.string()),
-                    "acquisition_time": pa.array([_time(m.acquisition_time) for m in md], ts),
-                    "seq": pa.array(seqs, pa.int64()),
-                }
-            )
-        }
-        tags = [(int(vid), str(k), str(val)) for vid, m in zip(video_ids, md) for k, val in m.tags.items()]
-        if tags:
-            vid_col, key_col, val_col = zip(*tags)
-            out["video_tags"] = pa.table({"video_id": pa.array(vid_col, pa.int64()), "key": key_col, "value": val_col})
+        out = video_and_tag_tables(
+            video_ids,
+            sha256=[self.sha256[i] for i in idx],
+            source_name=[self.source_name[i] for i in idx],
+            size_bytes=self.size_bytes[idx],
+            fps=self.fps[idx],
+            total_frames=self.total_frames[idx],
+            sampled_frames=counts,
+            width=self.width[idx],
+            height=self.height[idx],
+            ingested_at=now,
+            model_identity=[self.model_identity] * len(idx),
+            metadata=[self.metadata[i] for i in idx],
+            seqs=seqs,
+        )
         rows = self.frame_rows(keep)
         video_of_row = np.repeat(np.asarray(video_ids, np.int64), counts)
         position = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -152,11 +139,3 @@ class VideoBatch:
         if keep.all():
             return slice(None)
         return np.repeat(keep, self.counts).nonzero()[0]
-
-
-def _str(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _time(value: datetime | None) -> datetime | None:
-    return None if value is None else to_utc_naive(value)
