@@ -179,6 +179,18 @@ class Catalog:
             0
         ][0]
 
+    @staticmethod
+    def _reserve_ids(cur: duckdb.DuckDBPyConnection, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """Reserve the next `m` change seqs and video ids: both counters in one statement (per-statement overhead
+        dominates a small ingest). Returns (seqs, video_ids), ascending."""
+        ends = dict(
+            cur.execute(
+                "UPDATE counters SET value = value + ? WHERE name IN ('seq', 'video_id') RETURNING name, value", [m]
+            ).fetchall()
+        )
+        seqs = np.arange(ends["seq"] - m + 1, ends["seq"] + 1, dtype=np.int64)
+        return seqs, np.arange(ends["video_id"] - m + 1, ends["video_id"] + 1, dtype=np.int64)
+
     def add_video(
         self,
         *,
@@ -234,16 +246,7 @@ class Catalog:
                         fresh.append(v)
                 created: dict[str, VideoRecord] = {}
                 if fresh:
-                    m = len(fresh)
-                    # both counters in one statement: per-statement overhead dominates a small ingest
-                    ends = dict(
-                        cur.execute(
-                            "UPDATE counters SET value = value + ? WHERE name IN ('seq', 'video_id') RETURNING name, value",
-                            [m],
-                        ).fetchall()
-                    )
-                    seqs = np.arange(ends["seq"] - m + 1, ends["seq"] + 1, dtype=np.int64)
-                    vids = np.arange(ends["video_id"] - m + 1, ends["video_id"] + 1, dtype=np.int64)
+                    seqs, vids = self._reserve_ids(cur, len(fresh))
                     now = datetime.now(UTC)
                     for table, rows in catalog_rows.tables(fresh, vids, seqs, now).items():
                         self._insert_rows(cur, table, rows)
@@ -284,14 +287,7 @@ class Catalog:
         m = int(keep.sum())
         vids = seqs = np.empty(0, np.int64)
         if m:
-            ends = dict(
-                cur.execute(
-                    "UPDATE counters SET value = value + ? WHERE name IN ('seq', 'video_id') RETURNING name, value",
-                    [m],
-                ).fetchall()
-            )
-            seqs = np.arange(ends["seq"] - m + 1, ends["seq"] + 1, dtype=np.int64)
-            vids = np.arange(ends["video_id"] - m + 1, ends["video_id"] + 1, dtype=np.int64)
+            seqs, vids = self._reserve_ids(cur, m)
             for table, rows in batch.tables(keep, vids, seqs, datetime.now(UTC)).items():
                 self._insert_rows(cur, table, rows)
         frames = int(batch.counts[keep].sum())

@@ -112,7 +112,7 @@ def _stored_time(value: datetime | None) -> datetime | None:
     return None if value is None else to_utc_naive(value)
 
 
-def video_and_tag_tables(
+def new_video_rows(
     video_ids: Sequence[int] | np.ndarray,
     *,
     sha256: Sequence[str],
@@ -128,8 +128,8 @@ def video_and_tag_tables(
     metadata: Sequence[VideoMetadata],
     seqs: Sequence[int] | np.ndarray,
 ) -> dict[str, pa.Table]:
-    """Rows of the videos and video_tags tables (columns in schema order): the one place their layout is written,
-    for single ingests and bulk imports alike."""
+    """Rows of the videos, video_tags and changes ("add") tables for new videos (columns in schema order): the one
+    place their layout is written, for single ingests and bulk imports alike."""
     ts_type = pa.timestamp("us")
     out = {
         "videos": pa.table(
@@ -163,6 +163,14 @@ def video_and_tag_tables(
                 "value": pa.array(val_col, pa.string()),
             }
         )
+    out["changes"] = pa.table(
+        {
+            "seq": pa.array(seqs, pa.int64()),
+            "op": pa.array(["add"] * len(sha256)),
+            "video_id": pa.array(video_ids, pa.int64()),
+            "n_frames": pa.array(sampled_frames, pa.int32()),
+        }
+    )
     return out
 
 
@@ -171,7 +179,7 @@ def tables(
 ) -> dict[str, pa.Table]:
     """Rows for the videos, video_tags, frames, frame_thumbnails and changes tables (columns in schema order)."""
     counts = np.array([len(v.embeddings) for v in videos], dtype=np.int64)
-    out = video_and_tag_tables(
+    out = new_video_rows(
         video_ids,
         sha256=[v.sha256 for v in videos],
         source_name=[v.source_name for v in videos],
@@ -201,14 +209,6 @@ def tables(
     thumbs = thumbnail_rows(videos, video_ids)
     if thumbs is not None:
         out["frame_thumbnails"] = thumbs
-    out["changes"] = pa.table(
-        {
-            "seq": pa.array(seqs, pa.int64()),
-            "op": pa.array(["add"] * len(videos)),
-            "video_id": pa.array(video_ids, pa.int64()),
-            "n_frames": pa.array(counts, pa.int32()),
-        }
-    )
     return out
 
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 from echosearch.server.errors import InvalidRequestError, TooLargeError
 from echosearch.server.records import VideoMetadata
 from echosearch.server.storage.frame_ids import FRAME_BITS, MAX_FRAMES_PER_VIDEO
-from echosearch.server.storage.rows import video_and_tag_tables
+from echosearch.server.storage.rows import new_video_rows
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class VideoBatch:
         any kept frame has one) and changes tables."""
         idx = np.flatnonzero(keep)
         counts = self.counts[idx].astype(np.int64)
-        out = video_and_tag_tables(
+        out = new_video_rows(
             video_ids,
             sha256=[self.sha256[i] for i in idx],
             source_name=[self.source_name[i] for i in idx],
@@ -111,14 +111,6 @@ class VideoBatch:
         thumbs = self._thumbnail_rows(rows, frame_id)
         if thumbs is not None:
             out["frame_thumbnails"] = thumbs
-        out["changes"] = pa.table(
-            {
-                "seq": pa.array(seqs, pa.int64()),
-                "op": pa.array(["add"] * len(idx)),
-                "video_id": pa.array(video_ids, pa.int64()),
-                "n_frames": pa.array(counts, pa.int32()),
-            }
-        )
         return out
 
     def _thumbnail_rows(self, rows: np.ndarray | slice, frame_id: np.ndarray) -> pa.Table | None:
