@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from echosearch.client.cli import LIMIT_FLAGS, build_parser
+from echosearch.client.cli import build_parser
+from echosearch.client.serve_command import LIMIT_FLAGS
 from echosearch.server.limits import Limits
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
