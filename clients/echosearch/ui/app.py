@@ -3,7 +3,8 @@
 Every page is rendered on the server from gRPC calls; the only assets are the package's own
 CSS and inline SVG, so it works offline. Errors from the service are shown as their gRPC status
 and message; anything else is logged here and shown as a one-line internal error, never a trace.
-The endpoints are module-level (endpoints.py) and share the client and the templates through `app.state`.
+The endpoints are module-level (endpoints.py) and share the client, the templates and the
+settings through `app.state`; guard.py checks every request before they see it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp
 
 from echosearch.client.client import ApiError, Client
 from echosearch.ui import endpoints
+from echosearch.ui.guard import Guard
+from echosearch.ui.settings import UISettings
 
-__all__ = ["create_app", "run"]
+__all__ = ["EchoSearchUI", "create_app", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +49,18 @@ EXCEPTION_HANDLERS = {
 }
 
 
-def create_app(client: Client, *, reports_dir: Path | None = None) -> Starlette:
+class EchoSearchUI(Starlette):
+    """Starlette with the guard outside its error middleware, so even a 500 page carries the security headers."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return Guard(super().build_middleware_stack(), self.state.settings)
+
+
+def create_app(client: Client, *, reports_dir: Path | None = None, settings: UISettings | None = None) -> EchoSearchUI:
     """The UI application over `client`; evaluation reports are written under `reports_dir`."""
-    app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    app = EchoSearchUI(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
     app.state.client = client
+    app.state.settings = settings or UISettings()
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.reports = Path(reports_dir or tempfile.mkdtemp(prefix="echosearch-ui-reports-"))
     app.state.reports.mkdir(parents=True, exist_ok=True)
@@ -61,7 +73,8 @@ def run(client: Client, args: argparse.Namespace) -> int:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(client)
+    settings = UISettings.from_args(args)
+    app = create_app(client, settings=settings)
     log.info("echosearch UI on http://%s:%d/ (server %s)", args.host, args.port, client.address)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

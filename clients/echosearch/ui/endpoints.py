@@ -1,7 +1,7 @@
 """The UI's pages and error pages, as module-level Starlette endpoints.
 
 What they share lives on `request.app.state` (set by app.create_app): `client` (the gRPC Client),
-`templates`, `reports` (the evaluation reports' folder) and `server_line` (the footer).
+`templates`, `settings`, `reports` (the evaluation reports' folder) and `server_line` (the footer).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import re
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 from starlette.concurrency import run_in_threadpool
@@ -115,7 +116,7 @@ def screen(request: Request) -> Response:
 
 
 async def evaluate_form(request: Request) -> Response:
-    """GET: the form. POST: save the labels, evaluate, show the report."""
+    """GET: the form. POST (same-origin only, see guard.py): save the labels, evaluate, show the report."""
     state = request.app.state
     if request.method == "GET":
         tasks = await run_in_threadpool(state.client.list_tasks)
@@ -162,7 +163,15 @@ def report_file(request: Request) -> Response:
 
 
 def _error_page(request: Request, code: str, message: str, status: int) -> Response:
-    return render(request, "error.html", {"code": code, "message": message}, status)
+    return render(request, "error.html", {"code": code, "message": message, "back": _back(request)}, status)
+
+
+def _back(request: Request) -> str | None:
+    """The page the user came from, when it is one of the UI's own (the Back link; no script needed)."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if not referer.path.startswith("/") or referer.netloc.lower() != request.headers.get("host", "").lower():
+        return None
+    return referer.path + (f"?{referer.query}" if referer.query else "")
 
 
 def api_error(request: Request, exc: Exception) -> Response:
