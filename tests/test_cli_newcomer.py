@@ -10,7 +10,7 @@ import pytest
 from servers import start_inprocess
 from synthetic import make_video
 
-from echosearch.client import cli
+from echosearch.client import Client
 from echosearch.client.cli import build_parser, main
 from echosearch.client.output import Progress
 from echosearch.client.params import UsageError, parse_custom_task, parse_filter
@@ -207,14 +207,14 @@ def test_score_ids_scores_the_known_and_lists_the_unknown(capsys, server, tree):
 def test_interrupted_ingest_lists_what_was_stored(capsys, server, tmp_path, monkeypatch):
     for n in range(3):
         make_video(seed=60 + n, path=tmp_path / f"v{n}.avi")
-    real_ingest = cli.Client.ingest
+    real_ingest = Client.ingest
 
     def ingest(self, source, **kw):
         if str(source).endswith("v2.avi"):
             raise KeyboardInterrupt  # as if Ctrl-C arrived while this one was uploading
         return real_ingest(self, source, **kw)
 
-    monkeypatch.setattr(cli.Client, "ingest", ingest)
+    monkeypatch.setattr(Client, "ingest", ingest)
     rc, out, err = run(capsys, server, "ingest", str(tmp_path), "--jobs", "1")
     assert rc == 130 and "error: interrupted" in err
     assert "v0.avi" in out and "v1.avi" in out and out.count("stored") == 2

@@ -2,6 +2,7 @@
 
 Loads the search page, submits a query and checks every result thumbnail renders (naturalWidth > 0),
 opens a video page and an evaluation report; one screenshot per page goes to test-artifacts/ui/.
+Every page renders under the UI's Content-Security-Policy: Chromium reports no refusal on its console.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 import pytest
 from servers import start_inprocess
 from synthetic import make_video
-from uihelp import ARTIFACTS, RunningUI, chromium_paths, rendered, start_chromium, stop_chromium
+from uihelp import ARTIFACTS, RunningUI, chromium_paths, csp_violations, rendered, start_chromium, stop_chromium
 
 from echosearch.client import Client, VideoMetadata
 
@@ -94,6 +95,7 @@ def test_search_page_renders_result_thumbnails(ui, web):
     assert web.find_elements(By.CSS_SELECTOR, "svg.framechart circle")
     assert "pacemaker" in web.page_source
     _shot(web, "video")
+    assert csp_violations(web) == []
 
 
 def test_evaluation_page_renders_the_report(ui, web):
@@ -113,6 +115,7 @@ def test_evaluation_page_renders_the_report(ui, web):
     assert len(widths) == 3 and all(w > 0 for w in widths), widths  # ROC, PR, histogram
     assert "roc_auc" in web.page_source and "study-x" in web.page_source
     _shot(web, "evaluation")
+    assert csp_violations(web) == []
 
 
 def test_screening_and_error_pages(ui, web):
@@ -128,3 +131,4 @@ def test_screening_and_error_pages(ui, web):
     body = web.find_element(By.TAG_NAME, "body").text
     assert "NOT_FOUND" in body and "no video with id 424242" in body and "Traceback" not in body
     _shot(web, "error")
+    assert csp_violations(web) == []

@@ -18,14 +18,20 @@ CHROMIUM_FLAGS = (
 )  # fmt: skip
 
 
-class RunningUI:
-    """The Starlette app under uvicorn in a daemon thread on 127.0.0.1:<free port>."""
+def free_socket() -> socket.socket:
+    """A socket bound to 127.0.0.1:<free port>, for an app that must know its port before it starts."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
-    def __init__(self, app) -> None:
+
+class RunningUI:
+    """The Starlette app under uvicorn in a daemon thread on 127.0.0.1:<free port> (or on `sock`)."""
+
+    def __init__(self, app, sock: socket.socket | None = None) -> None:
         import uvicorn
 
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock = sock or free_socket()
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
@@ -66,6 +72,7 @@ def start_chromium(browser: str, driver: str):
         options.add_argument(flag)
     profile = tempfile.mkdtemp(prefix="echosearch-chromium-")
     options.add_argument(f"--user-data-dir={profile}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console messages, for csp_violations
     web = webdriver.Chrome(service=Service(executable_path=driver), options=options)
     web.set_page_load_timeout(180)
     web._echosearch_profile = profile  # removed by stop_chromium
@@ -86,3 +93,8 @@ def rendered(web, css: str) -> list[int]:
     return web.execute_script(
         "return Array.from(document.querySelectorAll(arguments[0])).map(i => i.complete ? i.naturalWidth : 0)", css
     )
+
+
+def csp_violations(web) -> list[str]:
+    """The console messages since the last call in which Chromium refused something under the page's CSP."""
+    return [e["message"] for e in web.get_log("browser") if "Content Security Policy" in e["message"]]

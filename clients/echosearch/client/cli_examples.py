@@ -69,7 +69,8 @@ examples:
     "ui": """\
 examples:
   echosearch ui                          # http://127.0.0.1:8080 for the server at ECHOSEARCH_SERVER
-  echosearch ui --port 8081 --token-file /etc/echosearch/token""",
+  echosearch ui --port 8081 --token-file /etc/echosearch/token
+  echosearch ui --host 0.0.0.0 --allowed-host echo.example.org   # other machines, at http://echo.example.org:8080""",
     "info": """\
 examples:
   echosearch info --json""",

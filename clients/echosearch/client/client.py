@@ -7,17 +7,15 @@ A Client is thread-safe: share one across threads (one HTTP/2 channel).
 
 from __future__ import annotations
 
-import hashlib
 import os
-import random
-import time
 from collections.abc import Callable, Iterator, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 
+from echosearch.client.failures import ApiError, backoff, retryable
+from echosearch.client.score_stream import ScoreStream
 from echosearch.client.types import (
     CustomTask,
     Frame,
@@ -32,8 +30,8 @@ from echosearch.client.types import (
     VideoFilter,
     VideoMetadata,
     VideoPage,
-    VideoScore,
 )
+from echosearch.client.uploads import UploadSource, file_chunks, file_sha256
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
 
@@ -42,21 +40,6 @@ CHUNK_BYTES = 1 << 20  # 1 MiB: well under gRPC's 4 MiB message default, large e
 AGGREGATIONS = {"max": pb.AGGREGATION_MAX, "mean": pb.AGGREGATION_MEAN}
 CHANNEL_ORDERS = {"rgb": pb.CHANNEL_ORDER_RGB, "bgr": pb.CHANNEL_ORDER_BGR}
 T = TypeVar("T")
-
-
-class ApiError(Exception):
-    """A failed call: `code` is the grpc.StatusCode, `message` the server's explanation."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(f"{code.name}: {message}")
-        self.code = code
-        self.message = message
-
-    @classmethod
-    def from_rpc_error(cls, err: grpc.RpcError) -> ApiError:
-        code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
-        details = err.details() if hasattr(err, "details") else str(err)
-        return cls(code or grpc.StatusCode.UNKNOWN, details or "")
 
 
 class Client:
@@ -114,9 +97,9 @@ class Client:
             try:
                 return attempt()
             except grpc.RpcError as err:
-                if not idempotent or not _retryable(err) or n == self.retries:
+                if not idempotent or not retryable(err) or n == self.retries:
                     raise ApiError.from_rpc_error(err) from None
-            time.sleep(min(0.2 * 2**n, 5.0) * random.uniform(0.5, 1.0))
+            backoff(n)
         raise AssertionError("unreachable")
 
     def _unary(self, method: Callable[..., T], request: Any, *, idempotent: bool = True) -> T:
@@ -143,22 +126,14 @@ class Client:
         """
         if channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"channel order must be 'rgb' or 'bgr', not {channel_order!r}")
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            data = bytes(source)
-            size, digest, name = len(data), hashlib.sha256(data).hexdigest(), source_name or "upload"
-            step = self.chunk_bytes
-            open_chunks: Callable[[], Iterator[bytes]] = partial(_bytes_chunks, data, step)
-        else:
-            path = Path(source)
-            size, digest, name = path.stat().st_size, _file_sha256(path), source_name or path.name
-            open_chunks = partial(_file_chunks, path, self.chunk_bytes)
+        upload = UploadSource.of(source, source_name, self.chunk_bytes)
         header = pb.IngestVideoHeader(
-            source_name=name,
+            source_name=upload.name,
             metadata=(metadata or VideoMetadata()).to_proto(),
             sampling=sampling.to_proto() if sampling is not None else None,
             channel_order=CHANNEL_ORDERS[channel_order],
-            size_bytes=size,
-            sha256=digest,
+            size_bytes=upload.size,
+            sha256=upload.sha256,
         )
 
         def requests() -> Iterator[pb.IngestVideoRequest]:
@@ -166,7 +141,7 @@ class Client:
             sent = 0
             if on_progress is not None:
                 on_progress(0)
-            for chunk in open_chunks():
+            for chunk in upload.chunks():
                 yield pb.IngestVideoRequest(chunk=chunk)
                 sent += len(chunk)
                 if on_progress is not None:
@@ -188,12 +163,12 @@ class Client:
         """
         shard = Path(path)
         header = pb.ImportEmbeddingsHeader(
-            shard_name=shard.name, size_bytes=shard.stat().st_size, sha256=_file_sha256(shard), force=force
+            shard_name=shard.name, size_bytes=shard.stat().st_size, sha256=file_sha256(shard), force=force
         )
 
         def requests() -> Iterator[pb.ImportEmbeddingsRequest]:
             yield pb.ImportEmbeddingsRequest(header=header)
-            for chunk in _file_chunks(shard, self.chunk_bytes):
+            for chunk in file_chunks(shard, self.chunk_bytes):
                 yield pb.ImportEmbeddingsRequest(chunk=chunk)
 
         reply = self._retrying(
@@ -327,7 +302,9 @@ class Client:
             request.custom_task.CopyFrom(task.to_proto())
         else:
             request.task_name = task
-        return ScoreStream(self, request)
+        return ScoreStream(
+            lambda: self._stub.ScoreVideos(request, timeout=self.long_timeout, metadata=self._metadata), self.retries
+        )
 
     # ---- export and info ---------------------------------------------------------------
 
@@ -400,43 +377,6 @@ class Client:
         return ServerInfo.from_proto(self._unary(self._stub.GetServerInfo, pb.GetServerInfoRequest()))
 
 
-class ScoreStream:
-    """Iterates VideoScore results as the server streams them; `.task` is the task as scored (after the first batch)."""
-
-    def __init__(self, client: Client, request: pb.ScoreVideosRequest) -> None:
-        self._client = client
-        self._request = request
-        self._call: Any = None
-        self.task: Task | None = None
-
-    def batches(self) -> Iterator[list[VideoScore]]:
-        """The results batch by batch (a retry on UNAVAILABLE happens only before the first batch arrives)."""
-        client = self._client
-        started = False
-        for n in range(client.retries + 1):
-            self._call = client._stub.ScoreVideos(self._request, timeout=client.long_timeout, metadata=client._metadata)
-            try:
-                for msg in self._call:
-                    started = True
-                    if msg.HasField("task"):
-                        self.task = Task.from_proto(msg.task)
-                    yield [VideoScore.from_proto(s) for s in msg.scores]
-                return
-            except grpc.RpcError as err:
-                if started or err.code() != grpc.StatusCode.UNAVAILABLE or n == client.retries:
-                    raise ApiError.from_rpc_error(err) from None
-            time.sleep(min(0.2 * 2**n, 5.0) * random.uniform(0.5, 1.0))
-
-    def __iter__(self) -> Iterator[VideoScore]:
-        for batch in self.batches():
-            yield from batch
-
-    def cancel(self) -> None:
-        """Stop the server's scoring early."""
-        if self._call is not None:
-            self._call.cancel()
-
-
 def _filter(flt: VideoFilter | None) -> pb.VideoFilter | None:
     return flt.to_proto() if flt is not None else None
 
@@ -446,31 +386,3 @@ def _aggregation(name: str) -> int:
         return AGGREGATIONS[name]
     except KeyError:
         raise ValueError(f"aggregation must be 'max' or 'mean', not {name!r}") from None
-
-
-def _bytes_chunks(data: bytes, size: int) -> Iterator[bytes]:
-    for start in range(0, len(data), size):
-        yield data[start : start + size]
-
-
-def _file_chunks(path: Path, size: int) -> Iterator[bytes]:
-    with path.open("rb") as f:
-        while chunk := f.read(size):
-            yield chunk
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    for chunk in _file_chunks(path, 1 << 20):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _retryable(err: grpc.RpcError) -> bool:
-    """UNAVAILABLE, or RESOURCE_EXHAUSTED that the server marked as busy (all upload slots taken), not too large."""
-    if err.code() == grpc.StatusCode.UNAVAILABLE:
-        return True
-    if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return False
-    trailing = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
-    return any(key == "echosearch-busy" for key, _ in trailing or ())

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from echosearch.client.cli_args import subcommand
 from echosearch.client.client import ApiError, Client
 from echosearch.client.manifest import ManifestError, location_key, merge, read_manifest
 from echosearch.client.output import Progress, print_json, print_table
@@ -21,6 +22,34 @@ from echosearch.client.types import Sampling, VideoMetadata
 
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv"})
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".dic"})  # DICOM files without these are found by their header
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """`ingest`."""
+    p = subcommand(sub, "ingest", "upload video files and folders (recursive)", [common])
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files and folders (or none with --manifest)")
+    p.add_argument(
+        "--manifest", type=Path, metavar="CSV", help="per-file metadata: path, study_id, patient_id, view, ... columns"
+    )
+    p.add_argument("--jobs", "-j", type=int, default=4, help="parallel uploads (default 4)")
+    p.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="for every file (wins over --manifest): study_id, patient_id, view, acquisition_time; "
+        "other keys become tags. An already stored file gets this metadata",
+    )
+    p.add_argument(
+        "--sampling", choices=("reference", "all", "every", "count"), help="frames to embed (default: reference 0:40:2)"
+    )
+    p.add_argument("--step", type=int, default=0, help="with --sampling every: every STEP-th frame")
+    p.add_argument("--count", type=int, default=0, help="with --sampling count: this many frames, evenly spaced")
+    p.add_argument("--max-frames", type=int, default=0, help="at most this many frames per video (default 0: no cap)")
+    p.add_argument(
+        "--channel-order", choices=("rgb", "bgr"), default="rgb", help="colour order of the decoded video (default rgb)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 @dataclass(frozen=True)

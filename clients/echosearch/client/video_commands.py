@@ -1,17 +1,55 @@
-"""`echosearch tag` and `delete`: every id given is tried and reported; and a video's fields for people."""
+"""`echosearch videos`, `video`, `tag`, `delete` and `export`: stored videos listed, shown, changed, removed, downloaded.
+
+`tag` and `delete` try and report every id given.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import grpc
 
+from echosearch.client.cli_args import filter_arg, subcommand
 from echosearch.client.client import ApiError, Client
-from echosearch.client.output import print_json
-from echosearch.client.params import UsageError, parse_metadata
+from echosearch.client.output import Progress, fmt, print_json, print_table
+from echosearch.client.params import UsageError, parse_filter, parse_metadata
 from echosearch.client.types import Video
+
+VIDEO_HEADERS = ["id", "source", "frames", "study", "patient", "view", "acquired", "tags"]
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """`videos`, `video`, `tag`, `delete` and `export`."""
+    p = subcommand(sub, "videos", "list stored videos", [common])
+    p.add_argument("--limit", type=int, default=0, help="at most this many (default all)")
+    filter_arg(p)
+    p = subcommand(sub, "video", "one stored video", [common])
+    p.add_argument("video_id", type=int, help="a stored video's id")
+    p.add_argument("--embeddings", action="store_true", help="also its frames and embeddings")
+    p = subcommand(sub, "tag", "set or remove metadata of stored videos", [common])
+    p.add_argument("video_ids", type=int, nargs="+", metavar="ID")
+    p.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set study_id, patient_id, view, acquisition_time; other keys are tags",
+    )
+    p.add_argument(
+        "--remove",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="clear a field, or remove a tag (tag.KEY, or a bare KEY that is not a field)",
+    )
+    p = subcommand(sub, "delete", "delete stored videos", [common])
+    p.add_argument("video_ids", type=int, nargs="+", metavar="ID")
+    p = subcommand(sub, "export", "download embeddings + metadata as Parquet", [common])
+    p.add_argument("out", type=Path, metavar="OUT.parquet", help="the file to write (its folder must exist)")
+    filter_arg(p)
 
 
 def video_fields(video: Video) -> list[tuple[str, Any]]:
@@ -21,6 +59,41 @@ def video_fields(video: Video) -> list[tuple[str, Any]]:
     fields += [("study_id", m.study_id), ("patient_id", m.patient_id), ("view", m.view)]
     fields += [("acquisition_time", m.acquisition_time), ("tags", m.tags)]
     return fields
+
+
+def _video_row(v: Video) -> list[Any]:
+    m = v.metadata
+    return [v.video_id, v.source_name, v.sampled_frames, m.study_id, m.patient_id, m.view, m.acquisition_time, m.tags]
+
+
+def cmd_videos(client: Client, args: argparse.Namespace) -> int:
+    rows = []
+    for n, v in enumerate(client.iter_videos(parse_filter(args.filter))):
+        if args.limit and n >= args.limit:
+            break
+        if args.json:
+            print_json(v)
+        else:
+            rows.append(_video_row(v))
+    if not args.json:
+        print_table(VIDEO_HEADERS, rows)
+    return 0
+
+
+def cmd_video(client: Client, args: argparse.Namespace) -> int:
+    video = client.get_video(args.video_id)
+    frames = client.get_frames(args.video_id) if args.embeddings else []
+    if args.json:
+        print_json({"video": video, "frames": frames} if args.embeddings else video)
+        return 0
+    for key, value in video_fields(video):
+        print(f"{key:16} {fmt(value)}")
+    if frames:
+        print_table(
+            ["frame_id", "index", "time_s", "embedding"],
+            [[f.frame_id, f.frame_index, f.timestamp, f"{len(f.embedding)}-d"] for f in frames],
+        )
+    return 0
 
 
 def cmd_tag(client: Client, args: argparse.Namespace) -> int:
@@ -66,3 +139,18 @@ def cmd_delete(client: Client, args: argparse.Namespace) -> int:
         else:
             _report(args, vid, "deleted")
     return 1 if failed else 0
+
+
+def cmd_export(client: Client, args: argparse.Namespace) -> int:
+    bar = Progress(0, "export", unit="B")
+
+    def progress(received: int, total: int) -> None:
+        bar.total = total
+        bar.update(received)
+
+    if bar.enabled:
+        bar.message("export: the server is writing the Parquet file ...")
+    rows = client.export(args.out, parse_filter(args.filter), on_progress=progress if bar.enabled else None)
+    bar.close()
+    print_json({"path": str(args.out), "rows": rows}) if args.json else print(f"wrote {rows} frame rows to {args.out}")
+    return 0

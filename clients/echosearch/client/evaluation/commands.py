@@ -1,4 +1,4 @@
-"""The `evaluate`, `delete-task` and `ui` subcommands (their heavy imports happen only when they run)."""
+"""The `evaluate` subcommand (its heavy imports happen only when it runs)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,21 @@ import json
 import sys
 from pathlib import Path
 
+from echosearch.client.cli_args import missing_extra
+from echosearch.client.cli_examples import EXAMPLES
 from echosearch.client.client import Client
 from echosearch.client.params import UsageError
 
 
-def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Add `evaluate`, `delete-task` and `ui` to the command line."""
-    p = sub.add_parser("evaluate", parents=[common], help="measure a task against labels: metrics.json, plots, HTML")
+def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add `evaluate` to the command line."""
+    p = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="measure a task against labels: metrics.json, plots, HTML",
+        epilog=EXAMPLES["evaluate"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("task", help="registered task name (see `echosearch tasks`)")
     p.add_argument("--labels", type=Path, required=True, metavar="CSV", help="labels: a key column and a label column")
     p.add_argument(
@@ -33,30 +41,13 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         "(binary: the F1-optimal threshold; regression: a linear recalibration a*x+b)",
     )
 
-    p = sub.add_parser("delete-task", parents=[common], help="delete a stored task (e.g. one saved by --calibrate)")
-    p.add_argument("name")
-
-    p = sub.add_parser("ui", parents=[common], help="the web UI (needs the `ui` extra)")
-    p.add_argument("--host", default="127.0.0.1", help="address the UI binds (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8080, help="port the UI listens on (default 8080)")
-    p.add_argument("--token-file", type=Path, help="bearer token for the server, first line of this file")
-
-
-def _heavy(extra: str):
-    def fail(exc: ImportError) -> UsageError:
-        return UsageError(
-            f"this command needs the `{extra}` extra ({exc.name} is missing): pip install 'echosearch[{extra}]'"
-        )
-
-    return fail
-
 
 def cmd_evaluate(client: Client, args: argparse.Namespace) -> int:
     try:
         from echosearch.client.evaluation.report import write_report
         from echosearch.client.evaluation.run import evaluate
     except ImportError as exc:
-        raise _heavy("eval")(exc) from None
+        raise missing_extra("eval", exc) from None
     if args.resamples < 1:
         raise UsageError("--resamples must be >= 1")
     ev = evaluate(
@@ -80,17 +71,3 @@ def cmd_evaluate(client: Client, args: argparse.Namespace) -> int:
     else:
         print(f"report: {index}")
     return 0
-
-
-def cmd_delete_task(client: Client, args: argparse.Namespace) -> int:
-    client.delete_task(args.name)
-    print(f"deleted stored task {args.name!r}", file=sys.stderr)
-    return 0
-
-
-def cmd_ui(client: Client, args: argparse.Namespace) -> int:
-    try:
-        from echosearch.ui.app import run
-    except ImportError as exc:
-        raise _heavy("ui")(exc) from None
-    return run(client, args)

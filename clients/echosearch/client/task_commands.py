@@ -1,4 +1,7 @@
-"""`echosearch score`: a task over stored videos, as a table a person can read or as JSON lines."""
+"""`echosearch score`, `tasks` and `delete-task`: a task over stored videos, the tasks there are, removing a stored one.
+
+Scores come as a table a person can read or as JSON lines.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,52 @@ import math
 import sys
 from typing import Any
 
+from echosearch.client.cli_args import filter_arg, positive_int, subcommand
+from echosearch.client.cli_examples import EXAMPLES
 from echosearch.client.client import Client
 from echosearch.client.output import Progress, print_json, print_table
 from echosearch.client.params import UsageError, parse_custom_task, parse_filter
 from echosearch.client.types import CustomTask, Task, VideoFilter, VideoScore
+
+DESCRIPTION_WIDTH = 60
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """`score` and `tasks`."""
+    p = subcommand(sub, "score", "score a task (or custom prompts) over stored videos", [common])
+    p.add_argument("task", nargs="?", help="registered task name (see `echosearch tasks`); omit with --prompt")
+    p.add_argument("--ids", type=int, nargs="+", help="only these video ids (unknown ids are reported, exit 1)")
+    p.add_argument(
+        "--top",
+        type=positive_int,
+        metavar="K",
+        help="only the K highest: binary by score, regression and categorical by value",
+    )
+    p.add_argument("--bottom", type=positive_int, metavar="K", help="only the K lowest (e.g. the lowest EF)")
+    p.add_argument("--prompt", action="append", default=[], help="custom task prompt (repeat); needs --kind")
+    p.add_argument(
+        "--kind", choices=("binary", "regression", "categorical"), help="the custom task's kind (with --prompt)"
+    )
+    p.add_argument("--range", dest="value_range", metavar="FROM:TO[:STEP]", help="regression values for <#>")
+    p.add_argument("--value", type=float, action="append", help="categorical: the value of each --prompt, in order")
+    p.add_argument("--label", action="append", default=[], metavar="VALUE=NAME", help="categorical: name of a value")
+    p.add_argument("--threshold", type=float, help="binary: decision threshold")
+    p.add_argument("--name", default="custom", help="custom task name")
+    filter_arg(p)
+
+    subcommand(sub, "tasks", "list registered tasks (and plugins the server skipped)", [common])
+
+
+def add_delete_task_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """`delete-task` (listed after `evaluate`, whose --calibrate makes the tasks it deletes)."""
+    p = sub.add_parser(
+        "delete-task",
+        parents=[common],
+        help="delete a stored task (e.g. one saved by --calibrate)",
+        epilog=EXAMPLES["delete-task"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("name")
 
 
 def candidate_count(task: Task | CustomTask) -> int:
@@ -121,3 +166,38 @@ def cmd_score(client: Client, args: argparse.Namespace) -> int:
             names.update(_names(client, scores[start : start + 1000]))
         print_table(headers, [row(s, names.get(s.video_id)) for s in scores])
     return 1 if missing else 0
+
+
+def cmd_tasks(client: Client, args: argparse.Namespace) -> int:
+    tasks, skipped = client.list_tasks_and_problems()
+    if args.json:
+        for t in tasks:
+            print_json(t)
+        for p in skipped:
+            print_json({"skipped": p})
+        return 0
+    rows = []
+    for t in tasks:
+        answer = f"threshold {t.threshold}" if t.threshold is not None else ""
+        if t.value_range:
+            answer = "values {:g}..{:g} step {:g}".format(*t.value_range)
+        elif t.labels:
+            answer = ", ".join(t.labels.values())
+        rows.append([t.name, t.kind, len(t.prompts), answer, t.source, _truncate(t.description, DESCRIPTION_WIDTH)])
+    print_table(["name", "kind", "prompts", "answer", "source", "description"], rows)
+    for p in skipped:
+        what = f"task {p.task!r} of plugin {p.plugin!r}" if p.task else f"plugin {p.plugin!r}"
+        where = f" ({p.distribution})" if p.distribution else ""
+        print(f"skipped: {what}{where}: {p.reason}", file=sys.stderr)
+    return 0
+
+
+def _truncate(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
+
+
+def cmd_delete_task(client: Client, args: argparse.Namespace) -> int:
+    client.delete_task(args.name)
+    print(f"deleted stored task {args.name!r}", file=sys.stderr)
+    return 0

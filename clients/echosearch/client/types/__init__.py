@@ -1,0 +1,31 @@
+"""Plain, immutable Python records the client returns (built from echosearch.v1 messages; no numpy needed).
+
+One module per kind of record: `videos` (a video, its metadata, frames, filters, sampling),
+`results` (what a search, an ingest, an import or a score returned), `tasks`, `info`.
+Import them from here: `from echosearch.client.types import Video, SearchResult, Task`.
+"""
+
+from echosearch.client.types.info import EncoderInfo, ServerInfo
+from echosearch.client.types.results import FrameHit, ImportResult, IngestResult, SearchResult, VideoScore
+from echosearch.client.types.tasks import KIND_NAMES, CustomTask, PluginProblem, Task
+from echosearch.client.types.videos import Frame, Sampling, Video, VideoFilter, VideoMetadata, VideoPage
+
+__all__ = [
+    "KIND_NAMES",
+    "CustomTask",
+    "EncoderInfo",
+    "Frame",
+    "FrameHit",
+    "ImportResult",
+    "IngestResult",
+    "PluginProblem",
+    "Sampling",
+    "SearchResult",
+    "ServerInfo",
+    "Task",
+    "Video",
+    "VideoFilter",
+    "VideoMetadata",
+    "VideoPage",
+    "VideoScore",
+]

@@ -1,0 +1,93 @@
+"""What a call did: search hits, ingest and bulk-import outcomes, a video's score on a task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from echosearch.client.types.videos import Video
+from echosearch.v1 import echosearch_pb2 as pb
+
+
+@dataclass(frozen=True)
+class FrameHit:
+    """A frame that matched a query."""
+
+    frame_id: int
+    frame_index: int
+    timestamp: float
+    score: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A video found by a search, with its best frames."""
+
+    video: Video
+    score: float
+    best_frames: tuple[FrameHit, ...]
+    thumbnail: bytes | None = None  # the best frame's JPEG, when asked for (include_thumbnails)
+
+    @classmethod
+    def from_proto(cls, r: pb.SearchResult) -> SearchResult:
+        hits = tuple(FrameHit(h.frame_id, h.frame_index, h.timestamp_seconds, h.score) for h in r.best_frames)
+        return cls(Video.from_proto(r.video), r.score, hits, r.thumbnail or None)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What an upload did."""
+
+    video: Video
+    already_stored: bool
+    decode_seconds: float
+    encode_seconds: float
+    store_seconds: float
+    metadata_updated: bool = False  # already stored, and the upload's differing metadata was written
+
+    @classmethod
+    def from_proto(cls, r: pb.IngestVideoResponse) -> IngestResult:
+        return cls(
+            Video.from_proto(r.video),
+            r.already_stored,
+            r.decode_seconds,
+            r.encode_seconds,
+            r.store_seconds,
+            r.metadata_updated,
+        )
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What the server committed for one bulk shard (`already_imported`: committed by an earlier load)."""
+
+    shard_name: str
+    already_imported: bool
+    videos_added: int
+    videos_already_stored: int
+    frames_added: int
+    seconds: float
+
+    @classmethod
+    def from_proto(cls, r: pb.ImportEmbeddingsResponse) -> ImportResult:
+        return cls(r.shard_name, r.already_imported, r.videos_added, r.videos_already_stored, r.frames_added, r.seconds)
+
+
+@dataclass(frozen=True)
+class VideoScore:
+    """One video's result for a task: score, value/label (regression, categorical), decision (thresholded binary)."""
+
+    video_id: int
+    score: float
+    value: float | None
+    label: str | None
+    decision: bool | None
+
+    @classmethod
+    def from_proto(cls, s: pb.VideoScore) -> VideoScore:
+        return cls(
+            s.video_id,
+            s.score,
+            s.value if s.HasField("value") else None,
+            s.label or None,
+            s.decision if s.HasField("decision") else None,
+        )
