@@ -321,20 +321,8 @@ class Catalog:
             cur.from_arrow(rows).insert_into(table)
 
     def delete_video(self, video_id: int) -> None:
-        """Delete a video, its frames and tags; log the delete so indexes can replay it."""
-        with self.transaction() as cur:
-            rows = cur.execute("SELECT sampled_frames FROM videos WHERE video_id = ?", [int(video_id)]).fetchall()
-            row = rows[0] if rows else None
-            if row is None:
-                raise NotFoundError(f"no video with id {video_id}")
-            cur.execute("DELETE FROM frames WHERE frame_id >= ? AND frame_id < ?", list(frame_id_range(video_id)))
-            cur.execute(
-                "DELETE FROM frame_thumbnails WHERE frame_id >= ? AND frame_id < ?", list(frame_id_range(video_id))
-            )
-            cur.execute("DELETE FROM video_tags WHERE video_id = ?", [int(video_id)])
-            cur.execute("DELETE FROM videos WHERE video_id = ?", [int(video_id)])
-            seq = self._next(cur, "seq")
-            cur.execute("INSERT INTO changes VALUES (?, 'delete', ?, ?)", [seq, int(video_id), row[0]])
+        """Delete a video, its frames, thumbnails and tags; log the delete so indexes can replay it."""
+        self.delete_videos([video_id])
 
     def update_metadata(self, video_id: int, change: MetadataChange) -> tuple[VideoRecord, bool]:
         """Apply a metadata change in one transaction, logged as op 'metadata'; (the video now, whether it changed)."""
@@ -361,8 +349,9 @@ class Catalog:
         return record, True
 
     def delete_videos(self, video_ids: Sequence[int]) -> list[tuple[int, int]]:
-        """Delete many videos in ONE transaction (all or nothing; NotFoundError names the first absent
-        id); one change-log entry each. Returns (video_id, sampled_frames) in the given order."""
+        """Delete videos with their frames, thumbnails and tags in ONE transaction (all or nothing; NotFoundError
+        names the first absent id); one change-log entry each. Returns (video_id, sampled_frames) in the given
+        order. The one delete path: `delete_video` is this with one id."""
         ids = [int(v) for v in dict.fromkeys(int(v) for v in video_ids)]
         if not ids:
             return []
@@ -379,6 +368,10 @@ class Catalog:
             cur.register("_doomed", pa.table({"video_id": np.asarray(ids, np.int64)}))
             try:
                 cur.execute("DELETE FROM frames WHERE video_id IN (SELECT video_id FROM _doomed)")
+                # a video's frame ids (and so its thumbnails' keys) are the ones whose high bits are its id
+                cur.execute(
+                    "DELETE FROM frame_thumbnails WHERE frame_id >> ? IN (SELECT video_id FROM _doomed)", [FRAME_BITS]
+                )
                 cur.execute("DELETE FROM video_tags WHERE video_id IN (SELECT video_id FROM _doomed)")
                 cur.execute("DELETE FROM videos WHERE video_id IN (SELECT video_id FROM _doomed)")
             finally:

@@ -304,26 +304,15 @@ class Store:
             return record, changed
 
     def delete_video(self, video_id: int) -> None:
-        """Delete from the catalog (NotFoundError when absent), then tombstone it in both indexes.
-
-        Searches keep running during the catalog transaction (they may still see the video until
-        it returns); the index update itself is a tombstone, so they wait microseconds for it.
-        """
-        with self._writes:
-            n = self.catalog.get_video(video_id).sampled_frames
-            with disk_errors(self.data_dir):
-                self.catalog.delete_video(video_id)
-            seq = self.catalog.last_seq()  # read before taking the index lock: searches never wait on DuckDB
-            with self._lock.write():
-                if self._frames is not None:
-                    self._remove_videos([(int(video_id), n)])
-                self._index_seq = seq
-            self._after_write()
+        """Delete one video (NotFoundError when absent): `delete_videos` with one id."""
+        self.delete_videos([int(video_id)])
 
     def delete_videos(self, video_ids: Sequence[int]) -> int:
-        """Delete many videos in one catalog transaction (all or nothing), then tombstone them all.
+        """Delete videos in one catalog transaction (all or nothing; NotFoundError names an absent id), then
+        tombstone them all in one index pass. Returns the count. The one delete path, for one video and many.
 
-        For bulk deletes: one transaction and one index pass instead of one each. Returns the count.
+        Searches keep running during the catalog transaction (they may still see the videos until
+        it returns); the index update itself is a tombstone, so they wait microseconds for it.
         """
         with self._writes:
             with disk_errors(self.data_dir):
