@@ -22,13 +22,13 @@ from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, Vi
 from echosearch.server.storage import search_backend
 from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog, ImportedBatch
+from echosearch.server.storage.catalog.video_batch import VideoBatch
 from echosearch.server.storage.disk_errors import disk_errors
 from echosearch.server.storage.frame_ids import FRAME_BITS, frame_ids_for, video_of_frames
 from echosearch.server.storage.index import VectorIndex, gpu_count
 from echosearch.server.storage.positions import ranges_to_rows
 from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.rwlock import ReadWriteLock
-from echosearch.server.storage.video_batch import VideoBatch
 
 log = logging.getLogger(__name__)
 

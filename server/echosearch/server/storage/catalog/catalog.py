@@ -18,14 +18,14 @@ import pyarrow as pa
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError
 from echosearch.server.metadata_update import MetadataChange
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata, VideoRecord
-from echosearch.server.storage import export as catalog_export
-from echosearch.server.storage import migrate as catalog_migrate
-from echosearch.server.storage import rows as catalog_rows
-from echosearch.server.storage import stored_tasks as catalog_stored_tasks
-from echosearch.server.storage import thumbnails as catalog_thumbnails
+from echosearch.server.storage.catalog import export as catalog_export
+from echosearch.server.storage.catalog import migrate as catalog_migrate
+from echosearch.server.storage.catalog import rows as catalog_rows
+from echosearch.server.storage.catalog import stored_task_table as catalog_stored_tasks
+from echosearch.server.storage.catalog import thumbnail_table as catalog_thumbnails
+from echosearch.server.storage.catalog.video_batch import VideoBatch
 from echosearch.server.storage.filters import aware_utc, compile_filter, to_utc_naive
 from echosearch.server.storage.frame_ids import FRAME_BITS, frame_id_range
-from echosearch.server.storage.video_batch import VideoBatch
 
 log = logging.getLogger(__name__)
 
