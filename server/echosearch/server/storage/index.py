@@ -226,6 +226,14 @@ class VectorIndex:
         ]
         return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
 
+    def exact_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ids, vectors) of the live rows when the index stores them as given (Flat), else None."""
+        flat = self._flat
+        if flat is None:
+            return None
+        alive = self._rows.alive
+        return self._rows.ids[alive], flat_search.flat_vectors(flat)[alive]
+
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         """Stored vectors for `ids` (approximate for compressed indexes such as PQ)."""
         return (
