@@ -24,8 +24,9 @@ from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog, ImportedBatch
 from echosearch.server.storage.catalog.video_batch import VideoBatch
 from echosearch.server.storage.disk_errors import disk_errors
+from echosearch.server.storage.faiss_gpu import gpu_count
 from echosearch.server.storage.frame_ids import FRAME_BITS, frame_ids_for, video_of_frames
-from echosearch.server.storage.index import VectorIndex, gpu_count
+from echosearch.server.storage.index import VectorIndex
 from echosearch.server.storage.positions import ranges_to_rows
 from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.rwlock import ReadWriteLock
