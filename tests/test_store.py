@@ -264,7 +264,7 @@ def test_index_size_mismatch_after_opening_rebuilds(tmp_path: Path, caplog) -> N
     for i in range(3):
         add(store, i, rng, n=3)
     store.frame_index.add(np.array([10**12], dtype=np.int64), unit(rng, 1))  # a stray vector in the snapshot
-    store._saved_seq = -1
+    store._indexes.saved_seq = -1
     store.close()
     with caplog.at_level("WARNING"):
         store = Store(tmp_path, save_every=0)

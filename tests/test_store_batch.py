@@ -131,8 +131,8 @@ def test_searches_run_together_and_writes_wait_for_them(tmp_path: Path) -> None:
     release = threading.Event()
     passed: list[int] = []
 
-    def search_meeting_the_other(q, k, subset=None):
-        out = real_search(q, k, subset)
+    def search_meeting_the_other(q, k, subset=None, *, ranges=None):
+        out = real_search(q, k, subset, ranges=ranges)
         both_inside.wait()  # breaks (BrokenBarrierError) if searches were serialised
         passed.append(1)
         release.wait(10)
