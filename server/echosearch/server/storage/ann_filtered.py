@@ -19,7 +19,7 @@ SELECTOR_CACHE_ENTRIES = 4
 
 
 def plan(cost: CostModel, n_candidates: int, ntotal: int, unfiltered_s: list[float], *, exact: bool) -> str:
-    """ "exact" or "index": how to answer a search restricted to `n_candidates` of `ntotal` vectors.
+    """How to answer a search restricted to `n_candidates` of `ntotal` vectors: "exact" or "index".
 
     Exact (only where the stored codes are the original vectors) whenever it is expected to cost no more than
     the index's own filtered search or an unfiltered search of this index (`unfiltered_s`: recent seconds per
