@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from echosearch.server.engine import Engine  # noqa: E402
 from echosearch.server.model import load_model  # noqa: E402
-from echosearch.server.storage import thumbnails as stored_thumbnails  # noqa: E402
+from echosearch.server.storage.catalog import thumbnail_table  # noqa: E402
 
 EXAMPLE = ROOT.parent / "shared" / "data" / "example_video.avi"
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
                         out = engines[on].ingest(clip, source_name=f"v{i}.avi")
                         seconds[on] += time.perf_counter() - start
                         frames[on] += out.video.sampled_frames
-            n, total = stored_thumbnails.count(engines[True].store.catalog.cursor())
+            n, total = thumbnail_table.count(engines[True].store.catalog.cursor())
         finally:
             for engine in engines.values():
                 engine.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import cv2
 import numpy as np
 
 from echosearch.server.records import FrameEmbeddings, VideoMetadata
@@ -17,9 +18,19 @@ def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def frames(rng: np.random.Generator, n: int, dim: int = DIM) -> FrameEmbeddings:
+def jpeg(seed: int) -> bytes:
+    """A real JPEG of noise pixels: its bytes are unique to `seed`, so a search for them finds only this one."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
+
+
+def frames(
+    rng: np.random.Generator, n: int, dim: int = DIM, thumbnails: tuple[bytes, ...] | None = None
+) -> FrameEmbeddings:
     idx = np.arange(n, dtype=np.int64) * 2
-    return FrameEmbeddings(idx, idx / 30.0, unit(rng, n, dim))
+    return FrameEmbeddings(idx, idx / 30.0, unit(rng, n, dim), thumbnails=thumbnails)
 
 
 def metadata(i: int) -> VideoMetadata:

@@ -14,7 +14,7 @@ from storehelp import DIM, MODEL, add
 from echosearch.server.errors import ModelMismatchError, NotFoundError, StoreVersionError
 from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata
 from echosearch.server.storage.catalog import Catalog
-from echosearch.server.storage.migrate import migrations
+from echosearch.server.storage.catalog.migrate import migrations
 
 
 @pytest.fixture

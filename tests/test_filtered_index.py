@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from echosearch.server.storage.frame_ids import frame_ids_for
 from echosearch.server.storage.index import COMPACT_FRACTION, VectorIndex
+from echosearch.server.storage.snapshots import read_index, write_index
 
 DIM = 16
 
@@ -87,8 +88,8 @@ def test_deletes_tombstone_then_compact_and_persist(tmp_path: Path):
     for v in vids[:10]:
         removed += idx.remove(fids[(fids >> 20) == v])
     assert idx._index.ntotal == stored and idx.ntotal == stored - removed  # tombstoned, not moved
-    idx.write(str(tmp_path / "f.faiss"))
-    back = VectorIndex.read(str(tmp_path / "f.faiss"), "Flat", use_gpu=False, tombstones=idx.tombstones())
+    write_index(idx, tmp_path / "f.faiss")
+    back = read_index(tmp_path / "f.faiss", "Flat", use_gpu=False, tombstones=idx.tombstones())
     assert set(back.ids().tolist()) == set(idx.ids().tolist())
     for v in vids[10:40]:
         idx.remove(fids[(fids >> 20) == v])

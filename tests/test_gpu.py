@@ -55,7 +55,8 @@ def test_cuda_embeddings_match_cpu(spec: str, precision: str, floor: float) -> N
 
 def test_faiss_gpu_index_matches_cpu() -> None:
     faiss = pytest.importorskip("faiss")
-    from echosearch.server.storage.index import VectorIndex, gpu_count
+    from echosearch.server.storage.faiss_gpu import gpu_count
+    from echosearch.server.storage.index import VectorIndex
 
     if gpu_count() == 0:
         pytest.skip("this FAISS build sees no GPU (faiss-cpu, or no CUDA device)")

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 from storehelp import unit
 
-from echosearch.server.storage.index import VectorIndex, gpu_count, min_train_size
+from echosearch.server.storage.faiss_gpu import gpu_count
+from echosearch.server.storage.index import VectorIndex
+from echosearch.server.storage.index_params import min_train_size
+from echosearch.server.storage.snapshots import read_index, write_index
 
 DIM = 16
 
@@ -66,8 +69,8 @@ def test_ann_exact_until_trained_then_switches(factory: str, tmp_path: Path) -> 
     assert np.mean([e in g for e, g in zip(exact[:, 0], got)]) >= 0.8  # approximate, but finds the neighbour
     # removal works on the trained index and the snapshot round-trips
     assert idx.remove(ids[:50]) == 50
-    idx.write(str(tmp_path / "i.faiss"))
-    back = VectorIndex.read(str(tmp_path / "i.faiss"), factory, use_gpu=False, nprobe=16)
+    write_index(idx, tmp_path / "i.faiss")
+    back = read_index(tmp_path / "i.faiss", factory, use_gpu=False, nprobe=16)
     assert not back.exact_fallback and set(back.ids().tolist()) == set(ids[50:].tolist())
     np.testing.assert_array_equal(back.search(q, 5)[1], idx.search(q, 5)[1])
 
@@ -82,8 +85,8 @@ def test_hnsw_tombstones_and_persistence(tmp_path: Path) -> None:
     assert idx.remove(ids[:5]) == 5 and idx.ntotal == 395
     got = idx.search(q, 3)[1]
     assert not np.isin(got, ids[:5]).any()
-    idx.write(str(tmp_path / "h.faiss"))
-    back = VectorIndex.read(str(tmp_path / "h.faiss"), "HNSW32", use_gpu=False, tombstones=idx.tombstones())
+    write_index(idx, tmp_path / "h.faiss")
+    back = read_index(tmp_path / "h.faiss", "HNSW32", use_gpu=False, tombstones=idx.tombstones())
     assert back.ntotal == 395 and not np.isin(back.search(q, 3)[1], ids[:5]).any()
 
 

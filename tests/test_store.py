@@ -264,7 +264,7 @@ def test_index_size_mismatch_after_opening_rebuilds(tmp_path: Path, caplog) -> N
     for i in range(3):
         add(store, i, rng, n=3)
     store.frame_index.add(np.array([10**12], dtype=np.int64), unit(rng, 1))  # a stray vector in the snapshot
-    store._saved_seq = -1
+    store._indexes.saved_seq = -1
     store.close()
     with caplog.at_level("WARNING"):
         store = Store(tmp_path, save_every=0)
@@ -279,18 +279,18 @@ def test_full_disk_at_close_leaves_no_temp_file_and_loses_nothing(tmp_path: Path
     """Issue 13 item 11: a snapshot that cannot be written is cleaned up; the catalog still has everything."""
     import errno
 
-    from echosearch.server.storage.index import VectorIndex
+    from echosearch.server.storage import snapshots
 
     rng = np.random.default_rng(14)
     store = Store(tmp_path, save_every=0)
     for i in range(3):
         add(store, i, rng, n=2)
 
-    def full_disk(self, path: str) -> None:
+    def full_disk(index, path) -> None:
         Path(path).write_bytes(b"")  # what a full disk leaves: a 0-byte file
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(VectorIndex, "write", full_disk)
+    monkeypatch.setattr(snapshots, "write_index", full_disk)
     with caplog.at_level("ERROR"):
         store.close()  # no traceback out of close
     assert "could not save the index snapshot" in caplog.text

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from storehelp import DIM, MODEL, add, frames, metadata
+from storehelp import DIM, MODEL, add, frames, metadata, unit
 
 from echosearch.server.errors import InvalidRequestError
 from echosearch.server.records import FrameEmbeddings
 from echosearch.server.storage.catalog import Catalog
+from echosearch.server.storage.catalog.video_batch import VideoBatch
 from echosearch.server.storage.store import Store
 
 
@@ -131,8 +132,8 @@ def test_searches_run_together_and_writes_wait_for_them(tmp_path: Path) -> None:
     release = threading.Event()
     passed: list[int] = []
 
-    def search_meeting_the_other(q, k, subset=None):
-        out = real_search(q, k, subset)
+    def search_meeting_the_other(q, k, subset=None, *, ranges=None):
+        out = real_search(q, k, subset, ranges=ranges)
         both_inside.wait()  # breaks (BrokenBarrierError) if searches were serialised
         passed.append(1)
         release.wait(10)
@@ -175,3 +176,42 @@ def test_searches_run_together_and_writes_wait_for_them(tmp_path: Path) -> None:
     expect = {i: int(store.catalog.get_frames(int(vids[i])).frame_ids[2]) for i in (5, 11)}
     assert results == expect
     store.close()
+
+
+def _video_batch(first: int, n_videos: int, rng: np.random.Generator, frames_each: int = 3) -> VideoBatch:
+    counts = np.full(n_videos, frames_each, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    n = int(offsets[-1])
+    return VideoBatch(
+        label=f"shard {first}",
+        model_identity=MODEL,
+        sha256=[f"{i:064x}" for i in range(first, first + n_videos)],
+        source_name=[f"video{i}.avi" for i in range(first, first + n_videos)],
+        size_bytes=np.full(n_videos, 1000, np.int64),
+        fps=np.full(n_videos, 30.0),
+        total_frames=np.full(n_videos, 40, np.int64),
+        width=np.full(n_videos, 112, np.int32),
+        height=np.full(n_videos, 112, np.int32),
+        metadata=[metadata(i) for i in range(first, first + n_videos)],
+        offsets=offsets,
+        frame_indices=np.tile(np.arange(frames_each, dtype=np.int64) * 2, n_videos),
+        timestamps=np.tile(np.arange(frames_each) / 15.0, n_videos),
+        embeddings=unit(rng, n),
+    )
+
+
+def test_imported_shards_are_read_through_the_reader(tmp_path: Path) -> None:
+    """Bulk imports record their shard; the layers above the store look it up through the read-only reader."""
+    store = Store(tmp_path / "s", search_device="cpu", save_every=0)
+    try:
+        rng = np.random.default_rng(8)
+        assert store.reader.imported_shard("a" * 64) is None
+        done = store.import_batch(_video_batch(0, 4, rng), shard_sha256="a" * 64)
+        assert done.frames_added == 12 and done.video_ids.tolist() == [1, 2, 3, 4]
+        assert store.reader.imported_shard("a" * 64) == (4, 0, 12)
+        store.import_batch(_video_batch(2, 4, rng), shard_sha256="b" * 64)  # videos 2 and 3 are stored already
+        assert store.reader.imported_shard("b" * 64) == (2, 2, 6)
+        assert store.frame_index.ntotal == store.reader.count_frames() == 18
+        assert not any(hasattr(store.reader, w) for w in ("import_batch", "add_video", "delete_videos", "catalog"))
+    finally:
+        store.close()

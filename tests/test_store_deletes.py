@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
-from storehelp import add, unit
+from storehelp import add, frames, jpeg, unit
 
 from echosearch.server.errors import NotFoundError
 from echosearch.server.records import VideoFilter
@@ -68,15 +69,15 @@ def test_tombstones_survive_a_snapshot(store: Store, tmp_path: Path):
 
 def test_searches_do_not_wait_for_the_delete_transaction(store: Store):
     """A slow catalog delete (here 1.5 s) holds no lock that searches need."""
-    real = store.catalog.delete_video
+    real = store.catalog.delete_videos
     entered = threading.Event()
 
-    def slow_delete(video_id: int) -> None:
+    def slow_delete(video_ids):
         entered.set()
         time.sleep(1.5)
-        real(video_id)
+        return real(video_ids)
 
-    store.catalog.delete_video = slow_delete
+    store.catalog.delete_videos = slow_delete
     victim = int(store.catalog.select_video_ids(None)[5])
     th = threading.Thread(target=store.delete_video, args=(victim,))
     th.start()
@@ -105,3 +106,50 @@ def test_filter_candidates_follow_writes(store: Store):
     assert found() == before | {rec.video_id}
     store.delete_video(rec.video_id)
     assert found() == before
+
+
+def _stored_jpegs(store: Store, jpegs: list[bytes]) -> int:
+    """How many frame_thumbnails rows hold any of these exact JPEG bytes, whatever their frame id."""
+    cur = store.catalog.cursor()
+    return sum(cur.execute("SELECT count(*) FROM frame_thumbnails WHERE jpeg = ?", [j]).fetchall()[0][0] for j in jpegs)
+
+
+@pytest.mark.parametrize("how", ["delete_video", "delete_videos"])
+def test_a_deleted_video_leaves_no_thumbnail(tmp_path: Path, how: str):
+    """Issue 21 R15: deleting one video or many removes their frame thumbnails too (one delete path)."""
+    store = Store(tmp_path / "s", search_device="cpu", save_every=0)
+    try:
+        rng, batch = np.random.default_rng(6), _Collect()
+        for i in range(5):
+            batch.items.append(_thumbnailed(i, rng))
+        recs = [rec for rec, _ in store.add_videos(batch.items)]
+        jpegs = {rec.video_id: list(item["frames"].thumbnails) for rec, item in zip(recs, batch.items)}
+        doomed, kept = [recs[1].video_id, recs[3].video_id], [recs[0].video_id, recs[2].video_id, recs[4].video_id]
+        assert all(_stored_jpegs(store, jpegs[v]) == 3 for v in doomed)  # the search can find them
+        if how == "delete_video":
+            for v in doomed:
+                store.delete_video(v)
+        else:
+            assert store.delete_videos(doomed) == 2
+        assert [_stored_jpegs(store, jpegs[v]) for v in doomed] == [0, 0]
+        lo, hi = doomed[0] << 20, (doomed[-1] + 1) << 20
+        rows = store.catalog.cursor().execute(
+            "SELECT frame_id FROM frame_thumbnails WHERE frame_id >= ? AND frame_id < ?", [lo, hi]
+        )
+        assert sorted(r[0] >> 20 for r in rows.fetchall()) == [recs[2].video_id] * 3  # only the kept one between
+        assert [_stored_jpegs(store, jpegs[v]) for v in kept] == [3, 3, 3]
+        exported = tmp_path / "all.parquet"
+        store.reader.export_parquet(exported)
+        out = set(pq.read_table(exported, columns=["thumbnail"]).column("thumbnail").to_pylist())
+        assert out == {j for v in kept for j in jpegs[v]}
+    finally:
+        store.close()
+
+
+def _thumbnailed(i: int, rng: np.random.Generator) -> dict:
+    """add_video keywords of synthetic video i with 3 frames, each with its own JPEG thumbnail."""
+    collect = _Collect()
+    add(collect, i, rng, n=3)
+    item = collect.items[0]
+    item["frames"] = frames(rng, 3, thumbnails=tuple(jpeg(10 * i + k) for k in range(3)))
+    return item

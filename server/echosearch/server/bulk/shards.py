@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError
 from echosearch.server.records import VideoMetadata
-from echosearch.server.storage.video_batch import VideoBatch
+from echosearch.server.storage.catalog.video_batch import VideoBatch
 
 log = logging.getLogger(__name__)
 

@@ -1,2 +1,3 @@
-"""Storage: the DuckDB catalog (the source of truth), its rows, migrations, filters and export; the FAISS
-index (a cache) with its snapshots; and the Store that keeps the two consistent behind one readers-writer lock."""
+"""Storage: the DuckDB catalog (catalog/, the source of truth), the FAISS indexes (a cache, with their snapshots)
+and the torch matrix behind one SearchBackend Protocol, and the Store that keeps them consistent as the only
+writer. Layers above read through `Store.reader` (a CatalogReader) and write through named Store methods."""

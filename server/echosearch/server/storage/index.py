@@ -1,87 +1,38 @@
-"""FAISS wrappers: an inner-product index over (id, vector) pairs, chosen by factory string.
+"""VectorIndex: a FAISS inner-product index over (id, vector) pairs, chosen by factory string.
 
 Ids are caller-chosen int64 (catalog frame ids or video ids). An index whose
 factory needs training (IVF, PQ) stays exact (flat) until enough vectors exist,
 then trains on what it holds and switches over. With GPUs present a GPU mirror
-answers unfiltered searches; the CPU index stays the mutable master (adds go to
-both, a removal re-clones the mirror lazily), so saving needs no GPU→CPU copy.
+(faiss_gpu.py) answers unfiltered searches; this CPU index stays the mutable master.
 
 Removal: IVF indexes remove ids at once (their hashtable direct map makes that O(removed)).
 Indexes under an id map (Flat, HNSW, PQ...) would shift the whole store per removal, so rows are
 tombstoned instead and compacted in one pass once more than COMPACT_FRACTION of them are dead
-(HNSW cannot remove at all: its tombstones stay). Filtered searches: see `search`.
+(HNSW cannot remove at all: its tombstones stay). Restricted searches: exact on Flat (flat_search.py),
+planned on ANN indexes (ann_filtered.py). Parameters by factory: index_params.py; files: snapshots.py.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import re
-import threading
 import time
-from collections import OrderedDict
 
 import faiss
 import numpy as np
 
-from echosearch.server.storage import flat_search
+from echosearch.server.storage import ann_filtered, flat_search
+from echosearch.server.storage.faiss_gpu import GpuMirror, can_overfetch, gpu_count, live_top_k
+from echosearch.server.storage.index_params import (
+    default_efsearch,
+    default_nprobe,
+    min_train_size,
+    search_parameters,
+)
 from echosearch.server.storage.positions import CostModel, RowMap
 
 log = logging.getLogger(__name__)
 
 COMPACT_FRACTION = 0.2  # compact an id-mapped index once this share of its rows is tombstoned
-GPU_MAX_K = 2048  # FAISS GPU's largest k
-GPU_OVERFETCH_MAX = 1024  # up to this many tombstones, the GPU mirror over-fetches instead of stepping aside
-
-TRAIN_POINTS_PER_CENTROID = 39  # FAISS warns below this many training points per k-means centroid
-
-
-def gpu_count() -> int:
-    """Visible FAISS GPUs (0 on faiss-cpu builds)."""
-    get = getattr(faiss, "get_num_gpus", None)
-    return int(get()) if get else 0
-
-
-def min_train_size(factory: str) -> int:
-    """Vectors needed before `factory` is trained: k-means needs ~39 points per centroid."""
-    need = 0
-    for m in re.finditer(r"IVF(\d+)", factory):
-        need = max(need, int(m.group(1)) * TRAIN_POINTS_PER_CENTROID)
-    for m in re.finditer(r"PQ\d+(?:x(\d+))?", factory):
-        need = max(need, (1 << int(m.group(1) or 8)) * TRAIN_POINTS_PER_CENTROID)
-    if re.search(r"SQ\d|LSH|RaBitQ", factory):
-        need = max(need, 1000)
-    return need
-
-
-# FAISS's default of 16 gives poor recall at 512-d. At 1M clustered frames (bench/store.py, HNSW32,
-# efConstruction 40) efSearch 128 gave recall@10 0.76 for frame queries and 0.65 for text-like ones;
-# 512 gave 0.85 / 0.83 at still ~55-65x Flat speed (1024: 0.89 / 0.87 at ~22-25x). HNSW stays short
-# of IVF there; IVF4096,Flat is the index to choose at that size.
-DEFAULT_EFSEARCH = 512
-
-
-def default_nprobe(factory: str) -> int | None:
-    """nprobe used when none is given: 2·√nlist of the IVF lists (None for non-IVF factories).
-
-    FAISS's own default is 1 list, far too few. At 1M clustered frames (bench/store.py,
-    1 query thread): IVF1024 with nprobe 64 (= 2·√1024) gave recall@10 0.998 for frame queries
-    and 0.93 for text-like ones at 13x Flat speed. IVF4096 with nprobe 128 (= 2·√4096) gave 1.000
-    for both at 20-22x (nprobe 32 already 1.000 at ~75x, so 128 leaves a recall margin for data
-    harder than the synthetic set); the older nlist/16 rule (256) sat at the 10x edge. That margin
-    rests on the data having fewer clusters (2,000) than lists: with 8,000 centres IVF4096/128 gave
-    0.99 frame but only 0.76 text-like recall at 18x (IVF1024/64: 0.68 at 11x).
-    """
-    m = re.search(r"IVF(\d+)", factory)
-    if not m:
-        return None
-    nlist = int(m.group(1))
-    return max(1, min(nlist, round(2 * math.sqrt(nlist))))
-
-
-def default_efsearch(factory: str) -> int | None:
-    """efSearch used for HNSW factories when none is given."""
-    return DEFAULT_EFSEARCH if "HNSW" in factory else None
 
 
 def _as_matrix(x: np.ndarray, dim: int) -> np.ndarray:
@@ -113,16 +64,14 @@ class VectorIndex:
         self.efsearch = default_efsearch(factory) if efsearch is None else efsearch
         self.min_train = min_train_size(factory)
         self._want_gpu = gpu_count() > 0 if use_gpu is None else bool(use_gpu)
-        self._gpu: faiss.Index | None = None
-        self._gpu_dirty = True
-        self._gpu_lock = threading.Lock()  # concurrent searches may race to build the mirror
+        self._gpu = GpuMirror()
         self.auto_compact = True  # compact inside remove(); the store turns this off and compacts off-lock
         self._rows: RowMap | None = None  # id-mapped indexes: row -> id and tombstones
         self._dead_sel: tuple | None = None  # cached exclusion selector for tombstoned ids
-        self._sel_cache: OrderedDict[int, faiss.IDSelector] = OrderedDict()  # recent candidate selectors
+        self._selectors = ann_filtered.SelectorCache()  # recent candidate selectors
         # filtered searches: measured seconds per row of each strategy (see search)
         self.flat_cost = CostModel(flat_search.STRATEGY_PRIORS)
-        self.ann_cost = CostModel({"index": 0.05, "exact": 1.0})
+        self.ann_cost = CostModel(ann_filtered.STRATEGY_PRIORS)
         self._unfiltered_s: list[float] = []  # recent unfiltered search times per query (ANN indexes)
         if _loaded is not None:
             self._index = _loaded
@@ -226,6 +175,14 @@ class VectorIndex:
         ]
         return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
 
+    def exact_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ids, vectors) of the live rows when the index stores them as given (Flat), else None."""
+        flat = self._flat
+        if flat is None:
+            return None
+        alive = self._rows.alive
+        return self._rows.ids[alive], flat_search.flat_vectors(flat)[alive]
+
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         """Stored vectors for `ids` (approximate for compressed indexes such as PQ)."""
         return (
@@ -245,11 +202,7 @@ class VectorIndex:
             return
         self._index.add_with_ids(x, ids)
         (self._rows if self._rows is not None else self._known).append(ids)
-        if self._gpu is not None and not self._gpu_dirty:
-            if self._idmapped:
-                self._gpu.add(x)  # positions stay aligned with the CPU id map
-            else:
-                self._gpu.add_with_ids(x, ids)
+        self._gpu.follow_add(x, ids, self._idmapped)
         if self.exact_fallback and self._index.ntotal >= self.min_train:
             self._train_and_switch()
 
@@ -268,7 +221,7 @@ class VectorIndex:
         # IDSelectorArray: the IVF hashtable direct map only accepts that kind
         removed = int(self._index.remove_ids(faiss.IDSelectorArray(ids)))
         if removed:
-            self._gpu_dirty = True
+            self._gpu.mark_stale()
             self._known.kill(self._known.rows_of(ids))
             if self._known.dead > COMPACT_FRACTION * self._known.n:
                 self._known = self._known.compacted()
@@ -298,7 +251,8 @@ class VectorIndex:
             return
         dropped = self._rows.dead if self._rows is not None else 0
         self._index, self._rows = prepared
-        self._dead_sel, self._gpu, self._gpu_dirty = None, None, True
+        self._dead_sel = None
+        self._gpu.drop()
         self._known = None
         self._configure()
         log.info("compacted %s index: %d tombstoned rows dropped", self.factory, dropped)
@@ -320,27 +274,13 @@ class VectorIndex:
         self._index, self.exact_fallback = index, False
         self._track_ids()
         self._dead_sel = None
-        self._gpu, self._gpu_dirty = None, True
+        self._gpu.drop()
         self._configure()
         log.info("%s trained; %d vectors moved from the exact fallback", self.factory, n)
 
     # ---- search ------------------------------------------------------------------
     def _gpu_mirror(self) -> faiss.Index | None:
-        if not self.on_gpu:
-            return None
-        with self._gpu_lock:
-            return self._gpu_mirror_locked()
-
-    def _gpu_mirror_locked(self) -> faiss.Index:
-        if self._gpu is None or self._gpu_dirty:
-            self._gpu = faiss.index_cpu_to_all_gpus(self._inner())
-            self._gpu_dirty = False
-            if self.nprobe:
-                try:
-                    faiss.GpuParameterSpace().set_index_parameter(self._gpu, "nprobe", int(self.nprobe))
-                except Exception:
-                    pass
-        return self._gpu
+        return self._gpu.get(self._inner(), self.nprobe) if self.on_gpu else None
 
     def search(
         self,
@@ -381,20 +321,14 @@ class VectorIndex:
     def _search_all(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         n_dead = self._rows.dead if self._rows is not None else 0
         dead = n_dead > 0
-        if n_dead <= GPU_OVERFETCH_MAX and k + n_dead <= GPU_MAX_K:
+        if can_overfetch(k, n_dead):
             gpu = self._gpu_mirror()
             if gpu is not None:
-                # tombstoned rows are still in the GPU clone: fetch that many more, then drop them
-                scores, rows = gpu.search(q, k + n_dead)
                 if not self._idmapped:
-                    return scores, rows.astype(np.int64)
-                rows = rows.astype(np.int64)
-                if dead:
-                    live = (rows >= 0) & self._rows.alive[np.clip(rows, 0, None)]
-                    order = np.argsort(~live, axis=1, kind="stable")[:, :k]  # live hits first, in score order
-                    scores = np.where(np.take_along_axis(live, order, 1), np.take_along_axis(scores, order, 1), -np.inf)
-                    rows = np.where(np.take_along_axis(live, order, 1), np.take_along_axis(rows, order, 1), -1)
-                return scores.astype(np.float32), self._row_ids(rows)
+                    scores, ids = gpu.search(q, k)
+                    return scores, ids.astype(np.int64)
+                scores, rows = live_top_k(gpu, q, k, self._rows.alive, n_dead)
+                return scores, self._row_ids(rows)
         if not dead:
             t0 = time.perf_counter()
             scores, ids = self._index.search(q, k)
@@ -409,19 +343,6 @@ class VectorIndex:
         scores, ids = self._index.search(q, k, params=self._params(self._dead_selector()))
         return scores, ids.astype(np.int64)
 
-    def _candidate_selector(self, ranges: tuple[np.ndarray, np.ndarray], cand: np.ndarray) -> faiss.IDSelector:
-        """An IDSelectorBatch over `cand`, reused while the same ranges come back (a cohort searched again)."""
-        key = hash((np.asarray(ranges[0]).tobytes(), np.asarray(ranges[1]).tobytes()))
-        sel = self._sel_cache.get(key)
-        if sel is None:
-            sel = faiss.IDSelectorBatch(cand)  # absent ids in it are harmless, so no invalidation
-            self._sel_cache[key] = sel
-            while len(self._sel_cache) > 4:
-                self._sel_cache.popitem(last=False)
-        else:
-            self._sel_cache.move_to_end(key)
-        return sel
-
     def _dead_selector(self) -> faiss.IDSelector:
         if self._dead_sel is None:
             batch = faiss.IDSelectorBatch(self._rows.dead_ids())
@@ -429,12 +350,7 @@ class VectorIndex:
         return self._dead_sel[0]
 
     def _params(self, sel: faiss.IDSelector) -> faiss.SearchParameters:
-        inner = self._inner()
-        if faiss.try_extract_index_ivf(inner) is not None:
-            return faiss.SearchParametersIVF(sel=sel, nprobe=int(self.nprobe or faiss.extract_index_ivf(inner).nprobe))
-        if hasattr(inner, "hnsw"):
-            return faiss.SearchParametersHNSW(sel=sel, efSearch=int(self.efsearch or inner.hnsw.efSearch))
-        return faiss.SearchParameters(sel=sel)
+        return search_parameters(self._inner(), sel, self.nprobe, self.efsearch)
 
     def _search_ann_filtered(
         self, q: np.ndarray, k: int, ranges: tuple[np.ndarray, np.ndarray]
@@ -447,65 +363,33 @@ class VectorIndex:
             rows, cand = None, self._known.ids[self._known.rows_in_ranges(*ranges)]
         if len(cand) == 0:
             return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
-        how = "exact" if self.exact_storage else "index"
-        if how == "exact":
-            # Exact whenever it is expected to cost no more than the index's own filtered search or an
-            # unfiltered search of this index (so a filter never makes a query slower than none, and small
-            # candidate sets are answered exactly); otherwise the index's selector, at its recall.
-            cheapest = self.ann_cost.cheapest({"exact": len(cand), "index": int(self._index.ntotal)})
-            exact_s = self.ann_cost.per_row["exact"] * len(cand)
-            if cheapest == "index" and not (self._unfiltered_s and exact_s <= float(np.median(self._unfiltered_s))):
-                how = "index"
+        how = ann_filtered.plan(
+            self.ann_cost, len(cand), int(self._index.ntotal), self._unfiltered_s, exact=self.exact_storage
+        )
         t0 = time.perf_counter()
         if how == "exact":
             vectors = self._inner().reconstruct_batch(rows) if rows is not None else self._index.reconstruct_batch(cand)
-            scores = q @ vectors.T
-            top = flat_search.topk_desc(scores, k)
-            out = np.take_along_axis(scores, top, axis=1), cand[top]
+            out = ann_filtered.exact_top_k(vectors, cand, q, k)
         else:
-            sel = self._candidate_selector(ranges, cand)
+            sel = self._selectors.get(ranges, cand)
             if self._rows is not None and self._rows.dead:
                 sel = faiss.IDSelectorAnd(sel, self._dead_selector())
-            kk = min(k, len(cand))
-            params = self._params(sel)
-            scores, ids = self._index.search(q, kk, params=params)
-            # IVF: the probed lists may hold fewer than k candidates; probe wider rather than answer short
-            while (ids < 0).any() and isinstance(params, faiss.SearchParametersIVF):
-                nlist = faiss.extract_index_ivf(self._inner()).nlist
-                if params.nprobe >= nlist:
-                    break
-                params.nprobe = min(nlist, params.nprobe * 4)
-                scores, ids = self._index.search(q, kk, params=params)
-            out = scores, ids.astype(np.int64)
+            out = ann_filtered.selector_top_k(self._index, self._params(sel), q, min(k, len(cand)))
         per_query = (time.perf_counter() - t0) / len(q)  # costs are per query: batches vary in size
         self.ann_cost.learn(how, per_query, len(cand) if how == "exact" else int(self._index.ntotal))
         return out
 
-    # ---- persistence ---------------------------------------------------------------
-    def write(self, path: str) -> None:
-        """Write the CPU master index to `path` (not atomic by itself; the store renames)."""
-        faiss.write_index(self._index, str(path))
+    # ---- persistence (storage/snapshots.py writes and reads the files) ----------------
+    @property
+    def master(self) -> faiss.Index:
+        """The CPU master FAISS index: what a snapshot writes (its tombstones are saved beside it)."""
+        return self._index
 
     def tombstones(self) -> np.ndarray:
         """Ids tombstoned but still stored (saved beside the index)."""
         return np.empty(0, np.int64) if self._rows is None else self._rows.dead_ids()
 
-    @classmethod
-    def read(
-        cls,
-        path: str,
-        factory: str,
-        *,
-        use_gpu: bool | None = None,
-        nprobe: int | None = None,
-        efsearch: int | None = None,
-        tombstones: np.ndarray | None = None,
-    ) -> VectorIndex:
-        """Load an index written by `write`."""
-        loaded = faiss.read_index(str(path))  # already downcast; re-wrapping would free it early
-        if not isinstance(loaded, faiss.IndexIDMap2) and faiss.try_extract_index_ivf(loaded) is None:
-            raise ValueError(f"{path} is not an id-carrying FAISS index")
-        out = cls(loaded.d, factory, use_gpu=use_gpu, nprobe=nprobe, efsearch=efsearch, _loaded=loaded)
-        if tombstones is not None and len(tombstones) and out._rows is not None:
-            out._rows.kill(out._rows.rows_of(tombstones))  # catalog ids are never reused
-        return out
+    def restore_tombstones(self, ids: np.ndarray) -> None:
+        """Tombstone `ids` of an index just read back (catalog ids are never reused, so they stay dead)."""
+        if len(ids) and self._rows is not None:
+            self._rows.kill(self._rows.rows_of(ids))

@@ -1,4 +1,5 @@
-"""CatalogReader: the read-only face of the catalog that Store hands to the engine and the scoring service.
+"""CatalogReader: the read-only face of the catalog that Store hands to the layers above it (the use cases, the
+scoring service, stored tasks, bulk imports).
 
 Writes go through Store alone (it keeps the indexes in step); holders of a reader cannot write.
 """
@@ -73,6 +74,10 @@ class CatalogReader:
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """load_embeddings over `video_ids`, `batch_videos` at a time."""
         return self._catalog.iter_embedding_batches(video_ids, batch_videos)
+
+    def imported_shard(self, shard_sha256: str) -> tuple[int, int, int] | None:
+        """(videos added, videos already stored, frames added) of a bulk shard committed before, else None."""
+        return self._catalog.imported_shard(shard_sha256)
 
     def get_prompt_embeddings(self, model_identity: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Cached text embeddings of `model_identity` for those `texts` that are cached."""

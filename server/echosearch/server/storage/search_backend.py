@@ -1,4 +1,5 @@
-"""Which engine answers searches (`--search-device`), and the torch-resident mirror of both indexes.
+"""Which engine answers searches (`--search-device`): the one interface both engines implement
+(`SearchBackend`), the choice (`resolve`), and the router the store searches through.
 
 - FAISS sees GPUs (a faiss-gpu build): today's FAISS GPU mirror, backend "faiss-gpu".
 - Otherwise, with a CUDA device visible to torch: the frame matrix and the video-mean matrix are
@@ -6,26 +7,72 @@
 - Otherwise, or past `--gpu-memory-gb`, or when the device runs out of memory: the CPU FAISS
   index, backend "faiss-cpu", with one WARNING when a GPU had been asked for or was in use.
 The FAISS CPU index stays the master either way (snapshots, restarts); the mirror is a cache of
-it, rebuilt at start, so it never has to be saved. "torch-cpu" puts the mirror on CPU torch:
-the configuration CI tests, since it runs the GPU code path without a GPU.
+it (resident_mirror.py), rebuilt at start, so it never has to be saved. "torch-cpu" puts the mirror
+on CPU torch: the configuration CI tests, since it runs the GPU code path without a GPU.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from echosearch.server.storage.catalog import Catalog
-from echosearch.server.storage.flat_search import flat_vectors
-from echosearch.server.storage.frame_ids import FRAME_BITS, frame_ids_for
+from echosearch.server.storage.frame_ids import FRAME_BITS
 from echosearch.server.storage.index import VectorIndex
+from echosearch.server.storage.resident_mirror import ResidentMirror
 
 log = logging.getLogger(__name__)
 
 SEARCH_DEVICES = ("auto", "cpu", "cuda", "torch-cpu")
-FREE_MEMORY_SHARE = 0.9  # never plan to fill more than this share of the device's free memory
+
+
+@runtime_checkable
+class SearchBackend(Protocol):
+    """Inner-product top-k over id-tagged vectors, with tombstoned removal and restricted searches.
+
+    Implemented by the FAISS index (`index.VectorIndex`, the master: snapshots, restarts) and the torch
+    matrix (`matrix_index.MatrixIndex`, the resident mirror); the router asks either the same way, and
+    tests/test_search_congruence.py holds the two to the same answers.
+    """
+
+    dim: int
+
+    @property
+    def ntotal(self) -> int:
+        """Live vectors (tombstoned ones excluded)."""
+        ...
+
+    @property
+    def on_gpu(self) -> bool:
+        """True when searches run on a GPU."""
+        ...
+
+    def ids(self) -> np.ndarray:
+        """Every live id, in insertion order."""
+        ...
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add (n, dim) float32 vectors under `ids`, none of them present already."""
+        ...
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove `ids` (absent ones are skipped); returns how many were live."""
+        ...
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        subset: np.ndarray | None = None,
+        *,
+        ranges: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) per query, best first; restricted to `subset` ids or to ids in the half-open
+        `ranges` (lo, hi) when given. min(k, live candidates) columns; id -1 pads."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -60,65 +107,6 @@ def resolve(search_device: str, faiss_gpus: int) -> Backend:
     if search_device == "cuda":
         log.warning("--search-device cuda, but no CUDA device is visible: searching on the CPU FAISS index")
     return Backend("faiss-cpu", "cpu", False)
-
-
-class ResidentMirror:
-    """Frame and video-mean matrices resident on one torch device, mirroring the FAISS master."""
-
-    def __init__(self, dim: int, device: str, *, dtype: str = "fp16", memory_cap_bytes: int | None = None) -> None:
-        import torch
-
-        from echosearch.server.storage.matrix_index import MatrixIndex
-
-        self.device = torch.device(device)
-        if self.device.type == "cpu":
-            tdtype = torch.float32  # CPU: fp32 always (exact, and fast CPU half GEMMs are rare)
-        else:
-            tdtype = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-        cap = memory_cap_bytes
-        if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            cap = int(free * FREE_MEMORY_SHARE) if cap is None else min(cap, int(free * FREE_MEMORY_SHARE))
-        self.cap = cap
-        # one budget for both matrices: each may use what the other leaves of it
-        self.frames = MatrixIndex(dim, device=self.device, dtype=tdtype, max_bytes=cap)
-        self.means = MatrixIndex(
-            dim,
-            device=self.device,
-            dtype=tdtype,
-            max_bytes=None if cap is None else lambda: cap - self.frames.memory_bytes(),
-        )
-        if cap is not None:
-            self.frames.max_bytes = lambda: cap - self.means.memory_bytes()
-
-    @property
-    def dtype_name(self) -> str:
-        return str(self.frames.dtype).removeprefix("torch.")
-
-    def memory_bytes(self) -> int:
-        """Device bytes the two matrices hold."""
-        return self.frames.memory_bytes() + self.means.memory_bytes()
-
-    def load(self, frames: VectorIndex, means: VectorIndex, catalog: Catalog) -> None:
-        """Fill both matrices from the FAISS master (Flat) or, for other factories, from the catalog."""
-        flat = frames._flat
-        if flat is not None:
-            rows = frames._rows
-            self.frames.add(rows.ids[rows.alive], flat_vectors(flat)[rows.alive])
-        else:
-            for vids, offsets, emb in catalog.iter_embedding_batches(means.ids()):
-                counts = np.diff(offsets)
-                self.frames.add(np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(vids, counts)]), emb)
-        mrows = means._rows
-        self.means.add(mrows.ids[mrows.alive], flat_vectors(means._flat)[mrows.alive])
-
-    def add(self, frame_ids: np.ndarray, frames: np.ndarray, video_ids: np.ndarray, means: np.ndarray) -> None:
-        self.frames.add(frame_ids, frames)
-        self.means.add(video_ids, means)
-
-    def remove_videos(self, frame_ids: np.ndarray, video_ids: np.ndarray) -> None:
-        self.frames.remove(frame_ids)
-        self.means.remove(video_ids)
 
 
 class SearchRouter:
@@ -193,15 +181,29 @@ class SearchRouter:
         except ImportError:
             pass
 
-    def search(self, master: VectorIndex, which: str, q: np.ndarray, k: int, **kw) -> tuple[np.ndarray, np.ndarray]:
-        """Search the mirror's `which` matrix ("frames"/"means") when there is one, else the FAISS index."""
+    def backend_for(self, master: SearchBackend, which: str) -> SearchBackend:
+        """What answers `which` ("frames" or "means"): the mirror's matrix when there is one, else `master`."""
         mirror = self.mirror
-        if mirror is not None:
+        return master if mirror is None else getattr(mirror, which)
+
+    def search(
+        self,
+        master: SearchBackend,
+        which: str,
+        q: np.ndarray,
+        k: int,
+        subset: np.ndarray | None = None,
+        *,
+        ranges: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of `which` from `backend_for`; a mirror out of device memory hands this query to `master`."""
+        backend = self.backend_for(master, which)
+        if backend is not master:
             try:
-                return getattr(mirror, which).search(q, k, **kw)
+                return backend.search(q, k, subset, ranges=ranges)
             except MemoryError as exc:
                 log.warning("resident search ran out of device memory (%s); this query used the CPU index", exc)
-        return master.search(q, k, **kw)
+        return master.search(q, k, subset, ranges=ranges)
 
     def score(self, video_ids: np.ndarray, score):
         """`score(frames_of, rows, offsets)` over the mirror's frames of `video_ids`; None without a mirror."""

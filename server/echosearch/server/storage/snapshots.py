@@ -17,6 +17,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from echosearch.server.storage.index import VectorIndex
@@ -63,6 +64,30 @@ def _commit(tmp: Path, final: Path) -> dict:
     return {"file": final.name, "size": final.stat().st_size, "crc32": _crc32(final)}
 
 
+def write_index(index: VectorIndex, path: Path | str) -> None:
+    """Write the CPU master index to `path` (not atomic by itself: `save` writes a temporary name and renames)."""
+    faiss.write_index(index.master, str(path))
+
+
+def read_index(
+    path: Path | str,
+    factory: str,
+    *,
+    use_gpu: bool | None = None,
+    nprobe: int | None = None,
+    efsearch: int | None = None,
+    tombstones: np.ndarray | None = None,
+) -> VectorIndex:
+    """Load an index written by `write_index`, with the tombstones saved beside it."""
+    loaded = faiss.read_index(str(path))  # already downcast; re-wrapping would free it early
+    if not isinstance(loaded, faiss.IndexIDMap2) and faiss.try_extract_index_ivf(loaded) is None:
+        raise ValueError(f"{path} is not an id-carrying FAISS index")
+    out = VectorIndex(loaded.d, factory, use_gpu=use_gpu, nprobe=nprobe, efsearch=efsearch, _loaded=loaded)
+    if tombstones is not None:
+        out.restore_tombstones(tombstones)
+    return out
+
+
 def remove_temp_files(folder: Path) -> None:
     """Delete half-written `*.tmp` files (a save that failed, e.g. on a full disk, or a crash mid-save)."""
     if not folder.is_dir():
@@ -91,10 +116,10 @@ def _save(folder: Path, frames: VectorIndex, means: VectorIndex, seq: int) -> No
         "exact_fallback": frames.exact_fallback,
     }
     tmp = folder / f"frames-{seq}.faiss.tmp"
-    frames.write(str(tmp))
+    write_index(frames, tmp)
     manifest["frames"] = _commit(tmp, folder / f"frames-{seq}.faiss")
     tmp = folder / f"means-{seq}.faiss.tmp"
-    means.write(str(tmp))
+    write_index(means, tmp)
     manifest["means"] = _commit(tmp, folder / f"means-{seq}.faiss")
     for name, index, key in (("frames", frames, "tombstones"), ("means", means, "mean_tombstones")):
         tomb = index.tombstones()
@@ -143,12 +168,12 @@ def load(folder: Path, factory: str, dim: int, **kwargs) -> Loaded | None:
         tomb = None
         if "tombstones" in manifest:
             tomb = np.load(_verified(folder, manifest["tombstones"]))
-        frames = VectorIndex.read(str(_verified(folder, manifest["frames"])), factory, tombstones=tomb, **kwargs)
+        frames = read_index(_verified(folder, manifest["frames"]), factory, tombstones=tomb, **kwargs)
         kwargs = {k: v for k, v in kwargs.items() if k == "use_gpu"}
         mean_tomb = None
         if "mean_tombstones" in manifest:
             mean_tomb = np.load(_verified(folder, manifest["mean_tombstones"]))
-        means = VectorIndex.read(str(_verified(folder, manifest["means"])), "Flat", tombstones=mean_tomb, **kwargs)
+        means = read_index(_verified(folder, manifest["means"]), "Flat", tombstones=mean_tomb, **kwargs)
         if frames.dim != dim or means.dim != dim:
             raise ValueError("snapshot vectors have the wrong width")
         return Loaded(frames, means, int(manifest["seq"]))

@@ -14,8 +14,8 @@ import pyarrow as pa
 
 from echosearch.server.errors import InvalidRequestError, TooLargeError
 from echosearch.server.records import VideoMetadata
+from echosearch.server.storage.catalog.rows import new_video_rows
 from echosearch.server.storage.frame_ids import FRAME_BITS, MAX_FRAMES_PER_VIDEO
-from echosearch.server.storage.rows import new_video_rows
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 def migrations() -> list[tuple[int, str]]:
     """(version, sql) of every bundled migration, ascending."""
     found = []
-    for entry in resources.files("echosearch.server.storage").joinpath("migrations").iterdir():
+    for entry in resources.files("echosearch.server.storage.catalog").joinpath("migrations").iterdir():
         m = _MIGRATION_NAME.match(entry.name)
         if m:
             found.append((int(m.group(1)), entry.read_text(encoding="utf-8")))

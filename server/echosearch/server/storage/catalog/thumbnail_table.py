@@ -1,4 +1,4 @@
-"""Reads of the frame_thumbnails table (written with the frames, in storage/rows.py)."""
+"""Reads of the frame_thumbnails table (written with the frames, in catalog/rows.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,64 @@
+"""FAISS index parameters by factory string: when an index can be trained, its nprobe/efSearch defaults, and the
+search parameters that restrict a search to a selector."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import faiss
+
+TRAIN_POINTS_PER_CENTROID = 39  # FAISS warns below this many training points per k-means centroid
+
+
+def min_train_size(factory: str) -> int:
+    """Vectors needed before `factory` is trained: k-means needs ~39 points per centroid."""
+    need = 0
+    for m in re.finditer(r"IVF(\d+)", factory):
+        need = max(need, int(m.group(1)) * TRAIN_POINTS_PER_CENTROID)
+    for m in re.finditer(r"PQ\d+(?:x(\d+))?", factory):
+        need = max(need, (1 << int(m.group(1) or 8)) * TRAIN_POINTS_PER_CENTROID)
+    if re.search(r"SQ\d|LSH|RaBitQ", factory):
+        need = max(need, 1000)
+    return need
+
+
+# FAISS's default of 16 gives poor recall at 512-d. At 1M clustered frames (bench/store.py, HNSW32,
+# efConstruction 40) efSearch 128 gave recall@10 0.76 for frame queries and 0.65 for text-like ones;
+# 512 gave 0.85 / 0.83 at still ~55-65x Flat speed (1024: 0.89 / 0.87 at ~22-25x). HNSW stays short
+# of IVF there; IVF4096,Flat is the index to choose at that size.
+DEFAULT_EFSEARCH = 512
+
+
+def default_nprobe(factory: str) -> int | None:
+    """nprobe used when none is given: 2·√nlist of the IVF lists (None for non-IVF factories).
+
+    FAISS's own default is 1 list, far too few. At 1M clustered frames (bench/store.py,
+    1 query thread): IVF1024 with nprobe 64 (= 2·√1024) gave recall@10 0.998 for frame queries
+    and 0.93 for text-like ones at 13x Flat speed. IVF4096 with nprobe 128 (= 2·√4096) gave 1.000
+    for both at 20-22x (nprobe 32 already 1.000 at ~75x, so 128 leaves a recall margin for data
+    harder than the synthetic set); the older nlist/16 rule (256) sat at the 10x edge. That margin
+    rests on the data having fewer clusters (2,000) than lists: with 8,000 centres IVF4096/128 gave
+    0.99 frame but only 0.76 text-like recall at 18x (IVF1024/64: 0.68 at 11x).
+    """
+    m = re.search(r"IVF(\d+)", factory)
+    if not m:
+        return None
+    nlist = int(m.group(1))
+    return max(1, min(nlist, round(2 * math.sqrt(nlist))))
+
+
+def default_efsearch(factory: str) -> int | None:
+    """efSearch used for HNSW factories when none is given."""
+    return DEFAULT_EFSEARCH if "HNSW" in factory else None
+
+
+def search_parameters(
+    inner: faiss.Index, sel: faiss.IDSelector, nprobe: int | None, efsearch: int | None
+) -> faiss.SearchParameters:
+    """Search parameters of the right kind for `inner` (IVF, HNSW or other) that restrict it to `sel`."""
+    if faiss.try_extract_index_ivf(inner) is not None:
+        return faiss.SearchParametersIVF(sel=sel, nprobe=int(nprobe or faiss.extract_index_ivf(inner).nprobe))
+    if hasattr(inner, "hnsw"):
+        return faiss.SearchParametersHNSW(sel=sel, efSearch=int(efsearch or inner.hnsw.efSearch))
+    return faiss.SearchParameters(sel=sel)
