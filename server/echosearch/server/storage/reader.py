@@ -86,6 +86,10 @@ class CatalogReader:
         """frame_id -> JPEG thumbnail, for the given frames that have one."""
         return self._catalog.thumbnails_for(frame_ids)
 
+    def imported_shard(self, shard_sha256: str) -> tuple[int, int, int] | None:
+        """(videos added, videos already stored, frames added) when a bulk shard with this hash was imported."""
+        return self._catalog.imported_shard(shard_sha256)
+
     def stored_tasks(self) -> dict[str, str]:
         """name -> JSON of every stored task."""
         return self._catalog.stored_tasks()

@@ -17,14 +17,22 @@ from typing import Any
 import numpy as np
 
 from echosearch.server.errors import InvalidRequestError
-from echosearch.server.metadata_update import MetadataChange
-from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoHit, VideoMetadata, VideoRecord
+from echosearch.server.records import (
+    FrameEmbeddings,
+    FrameHit,
+    MetadataChange,
+    NewVideo,
+    VideoFilter,
+    VideoHit,
+    VideoRecord,
+)
 from echosearch.server.storage import search_backend
 from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog, ImportedBatch
 from echosearch.server.storage.disk_errors import disk_errors
 from echosearch.server.storage.frame_ids import FRAME_BITS, frame_ids_for, video_of_frames
 from echosearch.server.storage.index import VectorIndex, gpu_count
+from echosearch.server.storage.options import StorageOptions
 from echosearch.server.storage.positions import ranges_to_rows
 from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.rwlock import ReadWriteLock
@@ -60,15 +68,15 @@ class Store:
         self,
         data_dir: Path,
         *,
-        index_factory: str = "Flat",
+        index_factory: str = StorageOptions.index_factory,
         use_gpu: bool | None = None,
         save_every: int = 5000,
         nprobe: int | None = None,
         efsearch: int | None = None,
         memory_limit: str | None = None,
-        search_device: str = "auto",
+        search_device: str = StorageOptions.search_device,
         gpu_memory_gb: float | None = None,
-        matrix_precision: str = "fp16",
+        matrix_precision: str = StorageOptions.search_precision,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -206,49 +214,20 @@ class Store:
         self.search_router.remove_videos(fids, vids)
 
     # ---- writes ------------------------------------------------------------------
-    def add_video(
-        self,
-        *,
-        sha256: str,
-        source_name: str,
-        size_bytes: int,
-        fps: float,
-        total_frames: int,
-        width: int,
-        height: int,
-        model_identity: str,
-        metadata: VideoMetadata,
-        frames: FrameEmbeddings,
-    ) -> tuple[VideoRecord, bool]:
+    def add_video(self, video: NewVideo) -> tuple[VideoRecord, bool]:
         """Commit the video to the catalog (one transaction), then add it to both indexes."""
-        with self._writes, disk_errors(self.data_dir):
-            result = self.catalog.add_video(
-                sha256=sha256,
-                source_name=source_name,
-                size_bytes=size_bytes,
-                fps=fps,
-                total_frames=total_frames,
-                width=width,
-                height=height,
-                model_identity=model_identity,
-                metadata=metadata,
-                frames=frames,
-            )
-            with self._lock.write():
-                self._index_new([result], [frames])
-            self._after_write()
-            return result
+        return self.add_videos([video])[0]
 
-    def add_videos(self, items: Sequence[Mapping[str, Any]]) -> list[tuple[VideoRecord, bool]]:
-        """Commit many videos (`add_video` keyword mappings) in ONE catalog transaction, then index them.
+    def add_videos(self, videos: Sequence[NewVideo]) -> list[tuple[VideoRecord, bool]]:
+        """Commit many videos in ONE catalog transaction, then index them.
 
         All or nothing; idempotent by sha256 (a repeat, in the store or earlier in the batch, comes
         back with created=False). For bulk loads and migrations; results are in input order.
         """
         with self._writes, disk_errors(self.data_dir):
-            results = self.catalog.add_videos(items)
+            results = self.catalog.add_videos(videos)
             with self._lock.write():
-                self._index_new(results, [item["frames"] for item in items])
+                self._index_new(results, [v.frames for v in videos])
             self._after_write()
             return results
 
