@@ -8,28 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from storehelp import add, unit
+from storehelp import add, new_video, unit
 
 from echosearch.server.errors import NotFoundError
 from echosearch.server.records import VideoFilter
 from echosearch.server.storage.store import Store
 
 
-class _Collect:
-    def __init__(self) -> None:
-        self.items: list[dict] = []
-
-    def add_video(self, **kw):
-        self.items.append(kw)
-
-
 @pytest.fixture()
 def store(tmp_path: Path):
     s = Store(tmp_path, search_device="cpu", save_every=0)
-    rng, batch = np.random.default_rng(0), _Collect()
-    for i in range(40):
-        add(batch, i, rng)
-    s.add_videos(batch.items)
+    rng = np.random.default_rng(0)
+    s.add_videos([new_video(i, rng) for i in range(40)])
     yield s
     s.close()
 
