@@ -1,4 +1,4 @@
-"""CatalogReader: the read-only face of the catalog that Store hands to the engine and the scoring service.
+"""CatalogReader: the read-only face of the catalog that Store hands to the services and the scoring service.
 
 Writes go through Store alone (it keeps the indexes in step); holders of a reader cannot write.
 """

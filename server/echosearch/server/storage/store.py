@@ -61,7 +61,7 @@ class Store:
     The only write path: one writer at a time (`_writes`: catalog order = index order), and the
     readers-writer lock keeps index changes apart from searches — held exclusively only for the
     index change itself, never for a catalog transaction, a compaction build or a snapshot save. Callers above it
-    (the engine, the scoring service) read through `reader`, a read-only catalog view.
+    (services/, the scoring service) read through `reader`, a read-only catalog view.
     """
 
     def __init__(
@@ -480,7 +480,7 @@ class Store:
         """Top-k videos for one query: by best frame ("max") or by mean frame ("mean")."""
         q = self._query(query)[:1]
         k, fpv = int(k), max(0, int(frames_per_video))
-        assert aggregation in ("max", "mean"), aggregation  # the engine validated the request
+        assert aggregation in ("max", "mean"), aggregation  # services/search.py validated the request
         with self._lock.read():
             cand = self._candidates(flt, exclude)
             if k <= 0 or self._frames is None:
