@@ -1,12 +1,12 @@
-"""API benchmark: what gRPC adds over calling the Engine in-process.
+"""API benchmark: what gRPC adds over calling the use cases (services/) in-process.
 
-1. SearchByText p50/p99 over gRPC vs engine.search_by_text in the same process,
+1. SearchByText p50/p99 over gRPC vs services.search.search_by_text in the same process,
    at 100k and 1M stored frames (target: gRPC adds <= 2 ms at p50). The store is
    filled with synthetic normalised vectors through the Store API (no encoding);
-   query texts repeat, so their embeddings come from the engine's query cache
+   query texts repeat, so their embeddings come from the search service's query cache
    and the numbers are search + transport.
 2. Ingest videos/s with 4 concurrent clients over gRPC vs 4 threads calling
-   engine.ingest (target >= 0.9x), on distinct synthetic videos.
+   services.ingest.ingest_video (target >= 0.9x), on distinct synthetic videos.
 
 Client and server share this process (and its cores), so the gRPC numbers include
 that contention. Prints a markdown table; no timed assertions.
@@ -39,9 +39,11 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "clients"), str(ROOT / "server")
 from synthetic import make_video  # noqa: E402
 
 from echosearch.client import Client  # noqa: E402
-from echosearch.server.engine import Engine  # noqa: E402
-from echosearch.server.records import FrameEmbeddings, VideoMetadata  # noqa: E402
+from echosearch.server.config import ServerConfig  # noqa: E402
+from echosearch.server.records import NewVideo, VideoMetadata  # noqa: E402
 from echosearch.server.serve import start_server  # noqa: E402  (imports the server stack in a safe order)
+from echosearch.server.services import ingest, search  # noqa: E402
+from echosearch.server.services.container import Services, open_services  # noqa: E402
 
 QUERIES = [
     "ECHO DENSITY IN RIGHT VENTRICLE SUGGESTIVE OF CATHETER, PACER LEAD, OR ICD LEAD.",
@@ -51,25 +53,25 @@ QUERIES = [
 ]
 
 
-def fill(engine: Engine, frames: int, fpv: int = 20, seed: int = 0) -> None:
+def fill(services: Services, frames: int, fpv: int = 20, seed: int = 0) -> None:
     """Add synthetic videos until the store holds `frames` frames (clustered, normalised vectors)."""
-    have = engine.reader.count_frames()
-    dim = engine.model.embed_dim
+    have = services.reader.count_frames()
+    dim = services.model.embed_dim
     rng = np.random.default_rng(seed + have)
     centers = rng.standard_normal((64, dim)).astype(np.float32)
     idx = np.arange(fpv, dtype=np.int64) * 2
     start, n_videos = time.perf_counter(), (frames - have) // fpv
-    batch: list[dict] = []
+    batch: list[NewVideo] = []
     for i in range(n_videos):
         v = centers[i % 64] + 0.3 * rng.standard_normal((fpv, dim)).astype(np.float32)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
-        batch.append(dict(
+        batch.append(NewVideo(
             sha256=f"fill-{have}-{i:058d}", source_name=f"fill{i}.avi", size_bytes=10_000, fps=30.0, total_frames=40,
-            width=112, height=112, model_identity=engine.model.identity,
-            metadata=VideoMetadata(view=("A4C", "PLAX")[i % 2]), frames=FrameEmbeddings(idx, idx / 30.0, v),
+            width=112, height=112, model_identity=services.model.identity,
+            metadata=VideoMetadata(view=("A4C", "PLAX")[i % 2]), frame_indices=idx, timestamps=idx / 30.0, embeddings=v,
         ))  # fmt: skip
         if len(batch) == 1000 or i == n_videos - 1:
-            engine.store.add_videos(batch)  # one transaction per 1000 videos: a bulk load, not 50k commits
+            services.store.add_videos(batch)  # one transaction per 1000 videos: a bulk load, not 50k commits
             batch = []
             print(
                 f"filled {i + 1} / {n_videos} videos ({(i + 1) / (time.perf_counter() - start):.0f} videos/s)",
@@ -78,13 +80,18 @@ def fill(engine: Engine, frames: int, fpv: int = 20, seed: int = 0) -> None:
             )
 
 
+def _config(data_dir: Path, model: str) -> ServerConfig:
+    """The serve options of this benchmark: the model on the CPU, any free port."""
+    return ServerConfig(data_dir=data_dir).with_options(spec=model, device="cpu", port=0)
+
+
 def pct(values: list[float], p: float) -> float:
     return float(np.percentile(values, p))
 
 
-def bench_search(engine: Engine, client: Client, n: int) -> tuple[list[float], list[float]]:
+def bench_search(services: Services, client: Client, n: int) -> tuple[list[float], list[float]]:
     """Latencies (ms) of n in-process and n gRPC searches, interleaved so machine noise hits both alike."""
-    local_call = lambda q: engine.search_by_text(q, k=10)  # noqa: E731
+    local_call = lambda q: search.search_by_text(services, q, k=10)  # noqa: E731
     remote_call = lambda q: client.search_by_text(q, k=10)  # noqa: E731
     for q in QUERIES:  # warm-up: fills the query-embedding cache and the channel
         local_call(q)
@@ -101,11 +108,11 @@ def bench_search(engine: Engine, client: Client, n: int) -> tuple[list[float], l
     return local, remote
 
 
-def bench_ingest(engine: Engine, client: Client, videos: int, workers: int = 4) -> tuple[float, float]:
+def bench_ingest(services: Services, client: Client, videos: int, workers: int = 4) -> tuple[float, float]:
     """videos/s in-process vs over gRPC, each on its own distinct videos."""
     local_set = [make_video(seed=10_000 + i, frames=40) for i in range(videos)]
     remote_set = [make_video(seed=20_000 + i, frames=40) for i in range(videos)]
-    engine.ingest(make_video(seed=9_999), source_name="warm.avi")  # warm the model's first-call costs
+    ingest.ingest_video(services, make_video(seed=9_999), source_name="warm.avi")  # warm the model's first-call costs
 
     def run(fn, items) -> float:
         t = time.perf_counter()
@@ -114,7 +121,7 @@ def bench_ingest(engine: Engine, client: Client, videos: int, workers: int = 4) 
         assert not any(r.already_stored for r in results)
         return len(items) / (time.perf_counter() - t)
 
-    local = run(lambda b: engine.ingest(b, source_name="local.avi"), local_set)
+    local = run(lambda b: ingest.ingest_video(services, b, source_name="local.avi"), local_set)
     remote = run(lambda b: client.ingest(b, source_name="remote.avi"), remote_set)
     return local, remote
 
@@ -138,16 +145,16 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
-        engine = Engine(data_dir=Path(tmp) / "search", model_spec=args.search_model, device="cpu")
-        server = start_server(engine, port=0)
+        services = open_services(_config(Path(tmp) / "search", args.search_model))
+        server = start_server(services)
         with Client(server.address) as client:
             for frames in sorted(args.frames):
                 t = time.perf_counter()
-                fill(engine, frames)
+                fill(services, frames)
                 print(
-                    f"filled {engine.reader.count_frames()} frames in {time.perf_counter() - t:.0f}s", file=sys.stderr
+                    f"filled {services.reader.count_frames()} frames in {time.perf_counter() - t:.0f}s", file=sys.stderr
                 )
-                local, remote = bench_search(engine, client, args.queries)
+                local, remote = bench_search(services, client, args.queries)
                 rows.append((f"SearchByText top-10, {frames:,} frames", local, remote))
                 print(
                     f"{frames} frames: p50 {pct(local, 50):.2f} vs {pct(remote, 50):.2f} ms, "
@@ -156,12 +163,12 @@ def main() -> None:
                     flush=True,
                 )
         server.stop(1)
-        ingest = None
+        ingest_rates = None
         if not args.skip_ingest:
-            engine = Engine(data_dir=Path(tmp) / "ingest", model_spec=args.ingest_model, device="cpu")
-            server = start_server(engine, port=0)
+            services = open_services(_config(Path(tmp) / "ingest", args.ingest_model))
+            server = start_server(services)
             with Client(server.address) as client:
-                ingest = bench_ingest(engine, client, args.videos)
+                ingest_rates = bench_ingest(services, client, args.videos)
             server.stop(1)
 
     print("| measurement | in-process | over gRPC | gRPC adds / ratio |")
@@ -170,8 +177,8 @@ def main() -> None:
         for p in (50, 99):
             a, b = pct(local, p), pct(remote, p)
             print(f"| {name}, p{p} | {a:.2f} ms | {b:.2f} ms | +{b - a:.2f} ms |")
-    if ingest:
-        a, b = ingest
+    if ingest_rates:
+        a, b = ingest_rates
         print(
             f"| ingest, 4 concurrent ({args.ingest_model}, 112x112 MJPEG, 40 frames -> 20 embedded) | {a:.2f} videos/s | {b:.2f} videos/s | {b / a:.2f}x |"
         )

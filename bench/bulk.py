@@ -1,14 +1,14 @@
-"""Bulk benchmark (issue 10): `bulk embed` on local Ray vs in-process Engine.ingest; `bulk load` vs Store.add_videos.
+"""Bulk benchmark (issue 10): `bulk embed` on local Ray vs in-process ingest_video; `bulk load` vs Store.add_videos.
 
     .venv/bin/python bench/bulk.py [--models random:tiny,random:echoclip] [--load-frames 1000000]
 
 (a) embed: the same synthetic files (320x240 MJPG, 48 frames) through `run_embed` on a local Ray (already
-    started: a cluster is started once per job) and through `Engine.ingest` one by one in this process, each
+    started: a cluster is started once per job) and through `services.ingest.ingest_video` one by one in this process, each
     at two sizes; the ratio of marginal frames/s (what an archive sees: the fixed start-up of Ray's actors,
     printed too, cancels out).
 (b) load: synthetic shards (dim 512, 20 frames per video) streamed by the real client to a real server
-    (`ImportEmbeddings`, one transaction per shard), vs `Store.add_videos` in process (1000 videos per
-    transaction, the path bench/api.py fills with), both into an empty store; ratio of frames/s, and
+    (`ImportEmbeddings`, one transaction per shard), vs `validate_video` + `Store.add_videos` in process (1000
+    videos per transaction, the path bench/api.py fills with), both into an empty store; ratio of frames/s, and
     the absolute seconds of the 1M-frame load. Targets: (a) >= 0.8x, (b) >= 5x and <= 30 s.
 No timed assertions; measured side by side in one run (the machine is shared and noisy).
 """
@@ -30,16 +30,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # synthetic, servers
 
 from echosearch.server.bulk.shards import EmbeddedVideo, shard_paths, shard_table, write_shard  # noqa: E402
-from echosearch.server.records import FrameEmbeddings, VideoMetadata  # noqa: E402
+from echosearch.server.records import NewVideo, VideoMetadata  # noqa: E402
 
 
 def bench_embed(model: str, sizes: tuple[int, int], folder: Path, cpus: int) -> dict[str, float]:
     """Both paths at two sizes: marginal frames/s (the fixed start-up cost cancels) and Ray's fixed cost."""
     import ray
+    from servers import open_tiny
     from synthetic import make_video
 
     from echosearch.server.bulk.embed import EmbedOptions, run_embed
-    from echosearch.server.engine import Engine
+    from echosearch.server.services.ingest import ingest_video
 
     src = folder / "videos"
     src.mkdir(parents=True, exist_ok=True)
@@ -49,22 +50,22 @@ def bench_embed(model: str, sizes: tuple[int, int], folder: Path, cpus: int) -> 
     if not ray.is_initialized():
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    engine_s, ray_s, frames = [], [], []
-    with Engine(data_dir=folder / "engine-warm", model_spec=model, device="cpu") as engine:
-        engine.ingest(files[0], source_name="warm-up")  # the in-process model is loaded once, before timing
-        model_obj = engine.model
+    inproc_s, ray_s, frames = [], [], []
+    with open_tiny(folder / "inproc-warm", model_spec=model) as services:
+        ingest_video(services, files[0], source_name="warm-up")  # the in-process model is loaded once, before timing
+        model_obj = services.model
     for n in sizes:
-        with Engine(data_dir=folder / f"engine-{n}", model_spec=model, device="cpu", model=model_obj) as engine:
+        with open_tiny(folder / f"inproc-{n}", model_spec=model, model=model_obj) as services:
             t0 = time.perf_counter()
-            frames.append(sum(engine.ingest(f, source_name=f.name).video.sampled_frames for f in files[:n]))
-            engine_s.append(time.perf_counter() - t0)
+            frames.append(sum(ingest_video(services, f, source_name=f.name).video.sampled_frames for f in files[:n]))
+            inproc_s.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         opts = EmbedOptions(sources=[str(f) for f in files[:n]], out_dir=folder / f"shards-{n}", model_spec=model)
         summary = run_embed(opts)
         ray_s.append(time.perf_counter() - t0)
         assert summary.frames == frames[-1] and summary.failed == 0, summary.line()
     extra = frames[1] - frames[0]
-    inproc, bulk = extra / (engine_s[1] - engine_s[0]), extra / (ray_s[1] - ray_s[0])
+    inproc, bulk = extra / (inproc_s[1] - inproc_s[0]), extra / (ray_s[1] - ray_s[0])
     return {"inproc": inproc, "bulk": bulk, "frames": extra, "fixed": ray_s[0] - frames[0] / bulk}
 
 
@@ -83,7 +84,8 @@ def synthetic_videos(start: int, count: int, fpv: int, dim: int, rng: np.random.
 
 
 def bench_add_videos(frames: int, dim: int, fpv: int, folder: Path) -> float:
-    """frames/s of Store.add_videos, 1000 videos per transaction, into an empty store."""
+    """frames/s of the ingest service's check and Store.add_videos, 1000 videos per transaction, into an empty store."""
+    from echosearch.server.services.ingest import validate_video
     from echosearch.server.storage.store import Store
 
     rng = np.random.default_rng(1)
@@ -93,15 +95,15 @@ def bench_add_videos(frames: int, dim: int, fpv: int, folder: Path) -> float:
     for start in range(0, frames // fpv, 1000):
         videos = synthetic_videos(start, min(1000, frames // fpv - start), fpv, dim, rng)
         items = [
-            dict(
+            NewVideo(
                 sha256=v.sha256, source_name=v.source_uri, size_bytes=v.size_bytes, fps=v.fps,
                 total_frames=v.total_frames, width=v.width, height=v.height, model_identity="bench",
-                metadata=v.metadata, frames=FrameEmbeddings(v.frame_indices, v.timestamps, v.embeddings),
+                metadata=v.metadata, frame_indices=v.frame_indices, timestamps=v.timestamps, embeddings=v.embeddings,
             )
             for v in videos
         ]  # fmt: skip
         t0 = time.perf_counter()
-        store.add_videos(items)
+        store.add_videos([validate_video(v) for v in items])
         elapsed += time.perf_counter() - t0
     store.close()
     return (frames // fpv * fpv) / elapsed
@@ -109,16 +111,15 @@ def bench_add_videos(frames: int, dim: int, fpv: int, folder: Path) -> float:
 
 def bench_load(frames: int, dim: int, fpv: int, shard_frames: int, folder: Path, jobs: int) -> tuple[float, int]:
     """(seconds, frames) of `bulk load` of synthetic shards into a fresh in-process server."""
+    from servers import start_inprocess
+
     from echosearch.client.client import Client
-    from echosearch.server.engine import Engine
-    from echosearch.server.serve import start_server
 
     # random:echoclip: the real architecture's 512-wide embeddings (its weights do not matter to a load)
-    engine = Engine(data_dir=folder / "server", model_spec="random:echoclip", device="cpu")
-    server = start_server(engine, host="127.0.0.1", port=0, max_workers=8)
+    server = start_inprocess(folder / "server", model_spec="random:echoclip", workers=8)
     try:
-        engine = server.engine
-        identity, dim = engine.model.identity, engine.model.embed_dim
+        services = server.services
+        identity, dim = services.model.identity, services.model.embed_dim
         shards = folder / "load-shards"
         rng = np.random.default_rng(2)
         per_shard = shard_frames // fpv
@@ -131,7 +132,7 @@ def bench_load(frames: int, dim: int, fpv: int, shard_frames: int, folder: Path,
             seconds = time.perf_counter() - t0
         loaded = sum(r.frames_added for r in results)
         print(f"bulk load: {loaded} frames in {seconds:.1f}s", flush=True)
-        assert loaded == engine.store.catalog.count_frames() == engine.store.frame_index.ntotal
+        assert loaded == services.store.catalog.count_frames() == services.store.frame_index.ntotal
         return seconds, loaded
     finally:
         server.stop()
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
                 sizes = tuple(int(v) for v in spec.split(":"))
                 r = bench_embed(model, sizes, Path(tmp) / model.replace(":", "-"), args.cpus)
                 rows.append(
-                    (f"embed {model}: bulk embed (local Ray, {args.cpus} CPUs) vs Engine.ingest, marginal rate "
+                    (f"embed {model}: bulk embed (local Ray, {args.cpus} CPUs) vs ingest_video, marginal rate "
                      f"from {sizes[0]} to {sizes[1]} videos ({r['frames']} frames); Ray's fixed start {r['fixed']:.0f} s",
                      f"{r['bulk']:.1f} vs {r['inproc']:.1f} frames/s", f"{r['bulk'] / r['inproc']:.2f}x", ">= 0.8x")
                 )  # fmt: skip

@@ -23,17 +23,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from servers import open_tiny  # noqa: E402
+
 from echosearch.client import Client  # noqa: E402
 from echosearch.client.evaluation.report import write_report  # noqa: E402
 from echosearch.client.evaluation.run import evaluate  # noqa: E402
-from echosearch.server.engine import Engine  # noqa: E402
-from echosearch.server.records import FrameEmbeddings, VideoMetadata  # noqa: E402
+from echosearch.server.records import NewVideo, VideoMetadata  # noqa: E402
 from echosearch.server.serve import start_server  # noqa: E402
+from echosearch.server.services.container import Services  # noqa: E402
 
 
-def fill(engine: Engine, videos: int, frames: int, batch: int = 5000) -> None:
+def fill(services: Services, videos: int, frames: int, batch: int = 5000) -> None:
     rng = np.random.default_rng(0)
-    dim = engine.model.embed_dim
+    dim = services.model.embed_dim
     idx = np.arange(frames, dtype=np.int64)
     for start in range(0, videos, batch):
         items = []
@@ -41,13 +43,13 @@ def fill(engine: Engine, videos: int, frames: int, batch: int = 5000) -> None:
             emb = rng.standard_normal((frames, dim)).astype(np.float32)
             emb /= np.linalg.norm(emb, axis=1, keepdims=True)
             items.append(
-                dict(
+                NewVideo(
                     sha256=f"{i:064x}", source_name=f"v{i}.avi", size_bytes=1, fps=30.0, total_frames=frames,
-                    width=112, height=112, model_identity=engine.model.identity, metadata=VideoMetadata(),
-                    frames=FrameEmbeddings(idx, idx / 30.0, emb),
+                    width=112, height=112, model_identity=services.model.identity, metadata=VideoMetadata(),
+                    frame_indices=idx, timestamps=idx / 30.0, embeddings=emb,
                 )
             )  # fmt: skip
-        engine.store.add_videos(items)
+        services.store.add_videos(items)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,9 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        engine = Engine(data_dir=Path(tmp) / "data", model_spec="random:tiny", device="cpu")
-        fill(engine, args.videos, args.frames)
-        running = start_server(engine, host="127.0.0.1", port=0, max_workers=4)
+        services = open_tiny(Path(tmp) / "data", host="127.0.0.1", port=0, workers=4)
+        fill(services, args.videos, args.frames)
+        running = start_server(services)
         try:
             with Client(running.address, timeout=600) as client:
                 task = next(t for t in client.list_tasks() if t.kind == "binary" and t.threshold is not None)

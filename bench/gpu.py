@@ -29,7 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "clients"), str(ROOT / "server"), str(ROOT / "plugins")]
-from echosearch.server.engine import Engine  # noqa: E402
+from echosearch.server.config import ServerConfig  # noqa: E402
+from echosearch.server.services.container import Services, open_services  # noqa: E402
+from echosearch.server.services.info import server_info  # noqa: E402
 
 
 def _make(args: tuple[int, int, int, int]) -> bytes:
@@ -72,12 +74,12 @@ def model_alone(model, pixels, batches: list[int], seconds: float) -> tuple[int,
     return best
 
 
-def grpc_ingest(engine, videos: list[bytes], clients: int) -> tuple[int, float]:
+def grpc_ingest(services: Services, videos: list[bytes], clients: int) -> tuple[int, float]:
     """(frames stored, seconds) for `clients` threads each uploading its share of `videos` over gRPC."""
     from echosearch.client import Client
     from echosearch.server.serve import start_server
 
-    running = start_server(engine, host="127.0.0.1", port=0, max_workers=max(16, 2 * clients))
+    running = start_server(services)
     try:
         with Client(running.address, timeout=600) as warm:  # first upload: worker start, kernels
             warm.ingest(videos[0], source_name="warm-up.avi")
@@ -107,7 +109,7 @@ def grpc_ingest(engine, videos: list[bytes], clients: int) -> tuple[int, float]:
             raise errors[0]
         return sum(frames), elapsed
     finally:
-        running.stop(5, close_engine=False)
+        running.stop(5, close_services=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -155,20 +157,23 @@ def main(argv: list[str] | None = None) -> None:
     best_batch, alone_rate = alone[0]
     rows: dict[str, tuple[int, float]] = {}
     stats = {}
-    kinds = {"batched": Engine} if args.skip_baseline else {"batched": Engine, "per-video": PerVideoEngine}
+    kinds = ["batched"] if args.skip_baseline else ["batched", "per-video"]
     for round_ in range(args.repeats):  # interleaved rounds; each path keeps its best (shared machines are noisy)
-        for name, cls in kinds.items():
+        for name in kinds:
             with tempfile.TemporaryDirectory() as tmp:
-                engine = cls(
-                    data_dir=Path(tmp), model_spec=args.model, model=model, device=args.device,
-                    batch_frames=args.batch_frames, decode_workers=args.decode_workers,
+                config = ServerConfig(data_dir=Path(tmp)).with_options(
+                    spec=args.model, device=args.device, batch_frames=args.batch_frames,
+                    decode_workers=args.decode_workers, host="127.0.0.1", port=0, workers=max(16, 2 * args.clients),
                 )  # fmt: skip
+                services = open_services(config, model=model)
+                if name == "per-video":
+                    services.encoder = PerVideoEncoder(services.encoder)
                 try:
-                    frames, secs = grpc_ingest(engine, videos, args.clients)
+                    frames, secs = grpc_ingest(services, videos, args.clients)
                     if name == "batched":
-                        stats[name] = engine.info()
+                        stats[name] = server_info(services)
                 finally:
-                    engine.close()
+                    services.close()
             log.info("round %d, %s: %d frames in %.2fs", round_ + 1, name, frames, secs)
             if name not in rows or frames / secs > rows[name][0] / rows[name][1]:
                 rows[name] = (frames, secs)
@@ -203,16 +208,20 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| encoder queue wait p50 / p99 | {enc.queue_wait_p50_ms:.1f} / {enc.queue_wait_p99_ms:.1f} ms |")
 
 
-class PerVideoEngine(Engine):
-    """The pre-issue-9 encode: each ingest's frames in their own model call, one call at a time."""
+class PerVideoEncoder:
+    """The pre-issue-9 encode: each ingest's frames in their own model call, one call at a time (the rest of
+    the batching encoder — texts, statistics, close — as is)."""
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, encoder) -> None:
+        self._encoder = encoder
         self._one_at_a_time = threading.Lock()
 
-    def _encode_frames(self, pixels, should_stop=None):
+    def encode_frames(self, pixels, should_stop=None):
         with self._one_at_a_time:
-            return self.model.encode_frames(pixels)
+            return self._encoder.model.encode_frames(pixels)
+
+    def __getattr__(self, name: str):
+        return getattr(self._encoder, name)
 
 
 if __name__ == "__main__":

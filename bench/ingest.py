@@ -7,7 +7,7 @@ Prints a markdown table with ratios; no timed assertions. Targets: (a) >= 5x (d)
 --dicom: decode + preprocess of a JPEG Baseline (YBR_FULL_422) DICOM of the clip's frames vs the MJPEG AVI
 itself, both through prepare_media (the service's entry point), in one run; target >= 0.8x.
 Frames are the sampled frames that get embedded (reference sampling: 20 per video of >= 40 frames).
-(c) is what Engine.ingest runs before its catalog commit: each video decoded in the decode pool's
+(c) is what services.ingest.ingest_video runs before its catalog commit: each video decoded in the decode pool's
 worker processes, its frames encoded by the batching encoder, `--videos` ingests at once.
 bench/gpu.py measures the same path end to end over gRPC with 8 clients.
 """

@@ -129,7 +129,7 @@ def main() -> None:
 
     # binary top-k: video-mean index (FAISS IndexFlatIP) vs scoring everything then sorting
     t = time.perf_counter()
-    # What the engine keeps per video at ingest (synthetic videos all have f frames, so a reshape).
+    # What the ingest service keeps per video (synthetic videos all have f frames, so a reshape).
     means = frames.reshape(n, f, DIM).mean(axis=1, dtype=np.float32)
     index = faiss.IndexFlatIP(DIM)
     index.add(means)

@@ -43,7 +43,8 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "server"), str(ROOT / "clients")]  # the server uses the light echosearch.errors
-from echosearch.server.records import FrameEmbeddings, VideoMetadata  # noqa: E402
+from echosearch.server.records import NewVideo, VideoMetadata  # noqa: E402
+from echosearch.server.services.ingest import validate_video  # noqa: E402
 from echosearch.server.storage.catalog import Catalog  # noqa: E402
 from echosearch.server.storage.frame_ids import frame_ids_for  # noqa: E402
 from echosearch.server.storage.index import VectorIndex  # noqa: E402
@@ -94,19 +95,24 @@ class Synth:
         return normed(self.centres[picks] + self.text_sigma * rng.standard_normal((n, self.dim)))
 
 
-def video_kwargs(i: int, emb: np.ndarray) -> dict:
+def new_video(i: int, emb: np.ndarray) -> NewVideo:
+    """Synthetic video i, checked as the ingest service checks every video before the store sees it."""
     idx = np.arange(len(emb), dtype=np.int64) * 2
-    return dict(
-        sha256=f"{i:064x}",
-        source_name=f"v{i}.avi",
-        size_bytes=10_000,
-        fps=30.0,
-        total_frames=40,
-        width=112,
-        height=112,
-        model_identity=MODEL,
-        metadata=VideoMetadata(view=("A4C", "PLAX")[i % 2], tags={"site": str(i % 7), "decile": str(i % 10)}),
-        frames=FrameEmbeddings(idx, idx / 30.0, emb),
+    return validate_video(
+        NewVideo(
+            sha256=f"{i:064x}",
+            source_name=f"v{i}.avi",
+            size_bytes=10_000,
+            fps=30.0,
+            total_frames=40,
+            width=112,
+            height=112,
+            model_identity=MODEL,
+            metadata=VideoMetadata(view=("A4C", "PLAX")[i % 2], tags={"site": str(i % 7), "decile": str(i % 10)}),
+            frame_indices=idx,
+            timestamps=idx / 30.0,
+            embeddings=emb,
+        )
     )
 
 
@@ -140,9 +146,8 @@ def sample_ingest(data: Path, synth: Synth, n: int) -> tuple[str, str]:
     for start in range(0, n, 500):
         embs = synth.frames(start, min(500, n - start))
         for j, emb in enumerate(embs):
-            kw = video_kwargs(start + j, emb)
             t = time.perf_counter()
-            store.add_video(**kw)
+            store.add_video(new_video(start + j, emb))
             times.append(time.perf_counter() - t)
     store.close()
     shutil.rmtree(data)
@@ -157,7 +162,7 @@ def sample_ingest(data: Path, synth: Synth, n: int) -> tuple[str, str]:
 def fill(store: Store, synth: Synth, start: int, stop: int, batch: int) -> None:
     for b in range(start, stop, batch):
         embs = synth.frames(b, min(batch, stop - b))
-        store.add_videos([video_kwargs(b + j, e) for j, e in enumerate(embs)])
+        store.add_videos([new_video(b + j, e) for j, e in enumerate(embs)])
         if (b - start) % (10 * batch) == 0:
             print(
                 f"  ingested {b - start + len(embs):,}/{stop - start:,} videos, rss {rss_gib():.1f} GiB",
@@ -353,7 +358,7 @@ def main() -> None:
     cat = Catalog(data / "catalog.duckdb", memory_limit="2GB")  # writes the index never sees: a crash
     for b in range(n_videos, n_videos + args.catch_up, args.batch):
         embs = synth.frames(b, min(args.batch, n_videos + args.catch_up - b))
-        cat.add_videos([video_kwargs(b + j, e) for j, e in enumerate(embs)])
+        cat.add_videos([new_video(b + j, e) for j, e in enumerate(embs)])
     cat.close()
     t = time.perf_counter()
     store = Store(data, save_every=0, use_gpu=False, memory_limit="2GB")

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/thumbnails.py [--model random:echoclip] [--videos 6] [--rounds 2] [--video PATH]
 
-Measures the path the service runs (Engine.ingest: decode + crop + thumbnails + encode + one catalog
-transaction), alternating on/off engines over the same clips so machine noise hits both; prints ratios.
+Measures the path the service runs (services.ingest.ingest_video: decode + crop + thumbnails + encode + one
+catalog transaction), alternating on/off servers over the same clips so machine noise hits both; prints ratios.
 Target: ingest rate with thumbnails >= 0.95x the rate without.
 """
 
@@ -19,8 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from echosearch.server.engine import Engine  # noqa: E402
+from servers import open_tiny  # noqa: E402
+
 from echosearch.server.model import load_model  # noqa: E402
+from echosearch.server.services.ingest import ingest_video  # noqa: E402
 from echosearch.server.storage.catalog import thumbnail_table  # noqa: E402
 
 EXAMPLE = ROOT.parent / "shared" / "data" / "example_video.avi"
@@ -40,7 +42,7 @@ def _clips(args: argparse.Namespace) -> list[bytes]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="random:echoclip")
-    parser.add_argument("--videos", type=int, default=6, help="videos per engine per round")
+    parser.add_argument("--videos", type=int, default=6, help="videos per setting per round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--video", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -50,27 +52,27 @@ def main(argv: list[str] | None = None) -> None:
     seconds = {True: 0.0, False: 0.0}
     frames = {True: 0, False: 0}
     with tempfile.TemporaryDirectory() as tmp:
-        engines = {
-            on: Engine(data_dir=Path(tmp) / str(on), model_spec=args.model, model=model, thumbnails=on)
+        servers = {
+            on: open_tiny(Path(tmp) / str(on), model_spec=args.model, model=model, thumbnails=on)
             for on in (True, False)
         }
         try:
             # one warm-up ingest each (first-call costs: allocator, DuckDB plans)
-            for on, engine in engines.items():
-                engine.ingest(clips[0] + b"warm" + bytes([on]), source_name="warm.avi")
+            for on, services in servers.items():
+                ingest_video(services, clips[0] + b"warm" + bytes([on]), source_name="warm.avi")
             for r in range(args.rounds):
                 for i in range(args.videos):
                     clip = clips[r * args.videos + i]
                     order = (True, False) if (r + i) % 2 == 0 else (False, True)
                     for on in order:
                         start = time.perf_counter()
-                        out = engines[on].ingest(clip, source_name=f"v{i}.avi")
+                        out = ingest_video(servers[on], clip, source_name=f"v{i}.avi")
                         seconds[on] += time.perf_counter() - start
                         frames[on] += out.video.sampled_frames
-            n, total = thumbnail_table.count(engines[True].store.catalog.cursor())
+            n, total = thumbnail_table.count(servers[True].store.catalog.cursor())
         finally:
-            for engine in engines.values():
-                engine.close()
+            for services in servers.values():
+                services.close()
     rate_on, rate_off = frames[True] / seconds[True], frames[False] / seconds[False]
     print(f"model {args.model}, {args.videos * args.rounds} videos per setting, CPU")
     print("| measure | value |")

@@ -35,7 +35,7 @@ def video_for(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def main(data_dir: Path, start: int) -> None:
     root = Path(__file__).resolve().parent.parent
     sys.path[:0] = [str(root / "server"), str(root / "clients")]  # the server uses the light echosearch.errors
-    from echosearch.server.records import FrameEmbeddings, VideoMetadata
+    from echosearch.server.records import NewVideo, VideoMetadata
     from echosearch.server.storage.store import Store
 
     store = Store(data_dir, save_every=SAVE_EVERY)
@@ -44,16 +44,20 @@ def main(data_dir: Path, start: int) -> None:
     while True:
         idx, ts, emb = video_for(i)
         rec, _ = store.add_video(
-            sha256=sha_for(i),
-            source_name=f"v{i}.avi",
-            size_bytes=1000 + i,
-            fps=30.0,
-            total_frames=40,
-            width=112,
-            height=112,
-            model_identity=MODEL,
-            metadata=VideoMetadata(view="A4C" if i % 2 else "PLAX", tags={"i": str(i)}),
-            frames=FrameEmbeddings(idx, ts, emb),
+            NewVideo(
+                sha256=sha_for(i),
+                source_name=f"v{i}.avi",
+                size_bytes=1000 + i,
+                fps=30.0,
+                total_frames=40,
+                width=112,
+                height=112,
+                model_identity=MODEL,
+                metadata=VideoMetadata(view="A4C" if i % 2 else "PLAX", tags={"i": str(i)}),
+                frame_indices=idx,
+                timestamps=ts,
+                embeddings=emb,
+            )
         )
         print(f"ADD {i}", flush=True)
         if i % 5 == 4:  # delete an earlier video of this run now and then

@@ -21,37 +21,44 @@ def start_inprocess(
     *,
     token: str | None = None,
     tls: tuple[Path, Path] | None = None,
-    max_upload_bytes: int = 2 << 30,
+    max_upload_bytes: int | None = None,
     workers: int = 8,
-    thumbnails: bool = True,
     model_spec: str = TEST_MODEL,
     limits=None,
-    **engine_options,
+    decode_pool=None,
+    model=None,
+    **options,
 ):
-    """An Engine over `data_dir` with the tiny model, served on 127.0.0.1:<free port>. Call .stop() when done.
+    """Services over `data_dir` with the tiny model, served on 127.0.0.1:<free port>. Call .stop() when done.
 
-    engine_options: further Engine arguments (phi, dicom_mask, ...).
+    options: further ServerConfig options by name (phi, dicom_mask, thumbnails, search_device, ...);
+    `decode_pool` / `model`: ones the test made (open_services takes them instead of making its own).
     """
-    from echosearch.server.engine import Engine
     from echosearch.server.serve import start_server
 
-    engine = Engine(
-        data_dir=data_dir,
-        model_spec=model_spec,
-        device="cpu",
-        max_upload_bytes=max_upload_bytes,
-        thumbnails=thumbnails,
-        limits=limits,
-        **engine_options,
-    )
+    if max_upload_bytes is not None:
+        options["max_upload_bytes"] = max_upload_bytes
+    if tls is not None:
+        options.update(tls_cert=tls[0], tls_key=tls[1])
+    services = open_tiny(
+        data_dir, model_spec=model_spec, limits=limits, model=model, decode_pool=decode_pool,
+        host="127.0.0.1", port=0, workers=workers, **options,
+    )  # fmt: skip
     try:
-        return start_server(
-            engine, host="127.0.0.1", port=0, max_workers=workers, token=token,
-            tls_cert=tls[0] if tls else None, tls_key=tls[1] if tls else None,
-        )  # fmt: skip
+        return start_server(services, token=token)
     except Exception:
-        engine.close()
+        services.close()
         raise
+
+
+def open_tiny(data_dir: Path, *, model_spec: str = TEST_MODEL, limits=None, model=None, decode_pool=None, **options):
+    """Services over `data_dir` with the tiny model on the CPU; `options`: ServerConfig options by name."""
+    from echosearch.server.config import ServerConfig
+    from echosearch.server.services.container import open_services
+
+    config = ServerConfig(data_dir=data_dir) if limits is None else ServerConfig(data_dir=data_dir, limits=limits)
+    config = config.with_options(spec=model_spec, device="cpu", **options)
+    return open_services(config, model=model, decode_pool=decode_pool)
 
 
 class ServerProcess:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import cv2
 import numpy as np
 
-from echosearch.server.records import FrameEmbeddings, VideoMetadata
+from echosearch.server.records import FrameEmbeddings, NewVideo, VideoMetadata
 
 DIM = 16
 MODEL = "test-model@1"
@@ -43,9 +43,10 @@ def metadata(i: int) -> VideoMetadata:
     )
 
 
-def add(target, i: int, rng: np.random.Generator, n: int | None = None, model: str = MODEL, dim: int = DIM):
-    """Add synthetic video i to a Catalog or Store; returns (record, created)."""
-    return target.add_video(
+def new_video(i: int, rng: np.random.Generator, n: int | None = None, model: str = MODEL, dim: int = DIM) -> NewVideo:
+    """Synthetic video i with n (else 1-6 random) frames, as the ingest service hands it to the store."""
+    f = frames(rng, n if n is not None else int(rng.integers(1, 7)), dim)
+    return NewVideo(
         sha256=f"{i:064x}",
         source_name=f"video{i}.avi",
         size_bytes=1000 + i,
@@ -55,5 +56,12 @@ def add(target, i: int, rng: np.random.Generator, n: int | None = None, model: s
         height=112,
         model_identity=model,
         metadata=metadata(i),
-        frames=frames(rng, n if n is not None else int(rng.integers(1, 7)), dim),
+        frame_indices=f.frame_indices,
+        timestamps=f.timestamps,
+        embeddings=f.embeddings,
     )
+
+
+def add(target, i: int, rng: np.random.Generator, n: int | None = None, model: str = MODEL, dim: int = DIM):
+    """Add synthetic video i to a Catalog or Store; returns (record, created)."""
+    return target.add_video(new_video(i, rng, n, model, dim))

@@ -16,6 +16,9 @@ from servers import start_inprocess, wait_until
 from synthetic import make_video
 
 from echosearch.client import ApiError, Client, CustomTask, VideoFilter, VideoMetadata
+from echosearch.server.records import TaskRequest
+from echosearch.server.services import info as info_service
+from echosearch.server.services import tasks as task_service
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
 
@@ -171,7 +174,7 @@ def test_score_builtin_binary_over_all_and_top_k(server, client, stored):
     scores = list(stream)
     assert stream.task is not None and stream.task.name == "pacemaker"
     assert sorted(s.video_id for s in scores) == sorted(r.video.video_id for r in stored.values())
-    prompts = server.engine.model.encode_texts(server.engine.get_task("pacemaker").candidate_texts())
+    prompts = server.services.model.encode_texts(task_service.get_task(server.services, "pacemaker").candidate_texts())
     for s in scores:
         # the published per-video computation, from the embeddings the API hands back
         assert s.score == pytest.approx(reference_binary(stored_frames(client, s.video_id), prompts), abs=1e-5)
@@ -195,8 +198,8 @@ def test_score_builtin_regression_for_chosen_ids(server, client, stored):
     ids = [stored[1].video.video_id, stored[3].video.video_id]
     scores = list(client.score("ejection_fraction", video_ids=ids, batch_size=1))
     assert sorted(s.video_id for s in scores) == sorted(ids)
-    task = server.engine.get_task("ejection_fraction")
-    candidates = server.engine.model.encode_texts(task.candidate_texts())
+    task = task_service.get_task(server.services, "ejection_fraction")
+    candidates = server.services.model.encode_texts(task.candidate_texts())
     for s in scores:
         expected = reference_regression(stored_frames(client, s.video_id), candidates, task.candidate_values())
         assert s.value == pytest.approx(expected) and s.score == s.value and s.decision is None
@@ -206,7 +209,7 @@ def test_score_custom_tasks(server, client, stored):
     ids = [r.video.video_id for r in stored.values()]
     binary = list(client.score(CustomTask(kind="binary", prompts=("A NORMAL HEART.",), threshold=0.0), video_ids=ids))
     assert len(binary) == 3 and all(s.decision == (s.score > 0) for s in binary)
-    prompt = server.engine.model.encode_texts(["A NORMAL HEART."])
+    prompt = server.services.model.encode_texts(["A NORMAL HEART."])
     for s in binary:
         assert s.score == pytest.approx(reference_binary(stored_frames(client, s.video_id), prompt), abs=1e-5)
     cat = CustomTask(kind="categorical", prompts=("NO EFFUSION.", "SMALL EFFUSION.", "LARGE EFFUSION."), values=(0, 1, 2),
@@ -215,8 +218,10 @@ def test_score_custom_tasks(server, client, stored):
     assert len(results) == 3
     assert all(s.value in (0, 1, 2) and s.label == {0: "none", 1: "small", 2: "large"}[s.value] for s in results)
     reg = CustomTask(kind="regression", prompts=("EJECTION FRACTION <#>%.",), value_range=(10, 80, 5))
-    reg_task = server.engine.custom_task(name="r", kind="regression", prompts=list(reg.prompts), values=(10, 80, 5))
-    candidates = server.engine.model.encode_texts(reg_task.candidate_texts())
+    reg_task = task_service.custom_task(
+        server.services, TaskRequest(name="r", kind="regression", prompts=tuple(reg.prompts), values=(10, 80, 5))
+    )
+    candidates = server.services.model.encode_texts(reg_task.candidate_texts())
     for s in client.score(reg, video_ids=ids):
         expected = reference_regression(stored_frames(client, s.video_id), candidates, reg_task.candidate_values())
         assert s.value == pytest.approx(expected) and s.value in set(range(10, 81, 5))
@@ -310,7 +315,7 @@ def test_unexpected_error_is_internal_without_internals(server, client, monkeypa
     def boom():
         raise RuntimeError("secret path /var/lib/x and a stack")
 
-    monkeypatch.setattr(server.engine, "info", boom)
+    monkeypatch.setattr(info_service, "server_info", lambda services: boom())
     err = expect(grpc.StatusCode.INTERNAL, client.info, "incident")
     assert "secret" not in err.message and "/var/lib" not in err.message
     monkeypatch.undo()

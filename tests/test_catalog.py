@@ -12,7 +12,7 @@ import pytest
 from storehelp import DIM, MODEL, add
 
 from echosearch.server.errors import ModelMismatchError, NotFoundError, StoreVersionError
-from echosearch.server.records import FrameEmbeddings, VideoFilter, VideoMetadata
+from echosearch.server.records import NewVideo, VideoFilter, VideoMetadata
 from echosearch.server.storage.catalog import Catalog
 from echosearch.server.storage.catalog.migrate import migrations
 
@@ -189,21 +189,26 @@ def test_export_parquet_roundtrip(cat: Catalog, tmp_path: Path) -> None:
 
 def test_bad_frames_rejected(cat: Catalog) -> None:
     from echosearch.server.errors import InvalidRequestError
+    from echosearch.server.services.ingest import validate_video
 
-    bad = FrameEmbeddings(np.arange(2), np.arange(2.0), np.full((2, DIM), np.nan, np.float32))
-    with pytest.raises(InvalidRequestError):
-        cat.add_video(
-            sha256="x",
-            source_name="x",
-            size_bytes=1,
-            fps=1,
-            total_frames=1,
-            width=1,
-            height=1,
-            model_identity=MODEL,
-            metadata=VideoMetadata(),
-            frames=bad,
-        )
+    bad = NewVideo(
+        sha256="x",
+        source_name="x",
+        size_bytes=1,
+        fps=1,
+        total_frames=1,
+        width=1,
+        height=1,
+        model_identity=MODEL,
+        metadata=VideoMetadata(),
+        frame_indices=np.arange(2, dtype=np.int64),
+        timestamps=np.arange(2.0),
+        embeddings=np.full((2, DIM), np.nan, np.float32),
+    )
+    with pytest.raises(InvalidRequestError):  # the ingest service's one check says what is wrong
+        validate_video(bad)
+    with pytest.raises(AssertionError):  # the catalog only asserts it
+        cat.add_video(bad)
     assert cat.count_videos() == 0 and cat.model_identity is None
 
 

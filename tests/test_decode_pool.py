@@ -8,7 +8,8 @@ from decode_hooks import CRASH, HANG, prepare_or_misbehave
 from synthetic import make_video
 
 from echosearch.server.errors import DeadlineExceededError, InvalidVideoError
-from echosearch.server.media.decode_pool import DecodePool, default_decode_workers
+from echosearch.server.media.decode_pool import DecodePool
+from echosearch.server.media.options import default_decode_workers
 from echosearch.server.media.prepare import PrepareOptions
 from echosearch.server.media.video import Sampling, decode_video
 

@@ -23,7 +23,7 @@ from echosearch.server.media.video import Sampling, normalise, prepare_video, re
 from echosearch.server.model import EchoClipModel, load_model
 
 CLIP_MEAN, CLIP_STD = OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-MODEL = {"mean": CLIP_MEAN, "std": CLIP_STD, "image_size": 224}  # what the engine passes from the model
+MODEL = {"mean": CLIP_MEAN, "std": CLIP_STD, "image_size": 224}  # what the ingest service passes from the model
 
 MIN_COSINE = 0.999
 EXACT = 1e-6

@@ -163,7 +163,7 @@ def test_masking_is_a_server_option(tmp_path):
 
 
 def test_a_large_dicom_spooled_to_disk_keeps_its_metadata(service):
-    """Uploads past the in-memory threshold reach the engine as a file: DICOM is still recognised and read."""
+    """Uploads past the in-memory threshold reach the ingest service as a file: DICOM is still recognised and read."""
     _, client = service
     frames = synthetic_frames(640, 480, 10, seed=31)  # 9.2 MB uncompressed
     video = client.ingest(make_dicom(frames, patient_id=RAW_PATIENT_ID), source_name="big.dcm").video

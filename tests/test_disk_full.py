@@ -10,7 +10,8 @@ import pytest
 from servers import start_inprocess
 from synthetic import make_video
 
-from echosearch.server import upload
+from echosearch.server.rpc import uploads
+from echosearch.server.services import spool
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
 
@@ -46,20 +47,20 @@ def _full_commit(ended: bool):
 
 @pytest.mark.parametrize("ended", [False, True])
 def test_full_disk_at_commit_is_resource_exhausted(stub, server, monkeypatch, ended):
-    catalog = server.engine.store.catalog
+    catalog = server.services.store.catalog
     before = catalog.count_videos()
     monkeypatch.setattr(catalog, "_commit", _full_commit(ended))
     with pytest.raises(grpc.RpcError) as err:
         _ingest(stub, make_video(seed=21 + ended), "full.avi")
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "disk full" in err.value.details() and str(server.engine.data_dir) in err.value.details()
+    assert "disk full" in err.value.details() and str(server.services.data_dir) in err.value.details()
     monkeypatch.undo()
     assert catalog.count_videos() == before
     assert _ingest(stub, make_video(seed=21 + ended), "after.avi").video.video_id > 0  # the server recovered
 
 
 def test_full_disk_while_spooling_an_upload(stub, monkeypatch):
-    monkeypatch.setattr(upload, "MEMORY_SPOOL_BYTES", 1024)
+    monkeypatch.setattr(uploads, "MEMORY_SPOOL_BYTES", 1024)
 
     class FullFile:
         name = "/nonexistent/upload.part"
@@ -70,8 +71,8 @@ def test_full_disk_while_spooling_an_upload(stub, monkeypatch):
         def close(self):
             pass
 
-    monkeypatch.setattr(upload.tempfile, "NamedTemporaryFile", lambda **_kw: FullFile())
-    monkeypatch.setattr(upload.os, "unlink", lambda _path: None)
+    monkeypatch.setattr(spool.tempfile, "NamedTemporaryFile", lambda **_kw: FullFile())
+    monkeypatch.setattr(uploads.os, "unlink", lambda _path: None)
     with pytest.raises(grpc.RpcError) as err:
         _ingest(stub, make_video(seed=23), "spool.avi")
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

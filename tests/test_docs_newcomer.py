@@ -7,9 +7,9 @@ import re
 import pytest
 from servers import ROOT
 
-from echosearch.server import convert
 from echosearch.server.errors import InvalidRequestError
-from echosearch.server.tasks.spec import custom_task
+from echosearch.server.rpc import convert
+from echosearch.tasks.spec import custom_task
 from echosearch.v1 import echosearch_pb2 as pb
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "examples").glob("*/README.md"))]
@@ -40,7 +40,7 @@ def test_api_doc_says_int64_ids_are_strings_in_javascript():
 
 def test_enum_values_in_error_messages_carry_the_proto_names():
     with pytest.raises(InvalidRequestError, match=r"TASK_KIND_BINARY \(binary\)"):
-        convert.custom_task_args(pb.CustomTask(prompts=["X"]))
+        convert.task_request_from_proto(pb.CustomTask(prompts=["X"]))
     with pytest.raises(InvalidRequestError, match=r"AGGREGATION_MEAN \(mean\)"):
         convert.aggregation_from_proto(99, "max")
     with pytest.raises(InvalidRequestError, match=r"TASK_KIND_REGRESSION"):

@@ -15,6 +15,7 @@ from synthetic import make_video
 from echosearch.client import ApiError, Client
 from echosearch.server.media.decode_pool import DecodePool
 from echosearch.server.model import load_model
+from echosearch.server.services.info import server_info
 
 
 @pytest.fixture(scope="module")
@@ -56,20 +57,20 @@ def test_concurrent_ingests_store_what_each_alone_would(server, client) -> None:
     for video, result in zip(videos, results, strict=True):
         pixels = prepare_video(video, mean=alone.mean, std=alone.std, image_size=alone.image_size).pixels
         assert np.array_equal(_frames(client, result.video.video_id), alone.encode_frames(pixels))
-    encoder = server.engine.info().encoder
+    encoder = server_info(server.services).encoder
     assert encoder.frames >= sum(r.video.sampled_frames for r in results)
     assert encoder.mean_frames_per_batch > 10  # frames of different uploads shared batches
 
 
 def test_a_crashing_decoder_fails_that_upload_and_the_next_succeeds(server, client) -> None:
-    before = server.engine.info().decode.restarts
+    before = server_info(server.services).decode.restarts
     with pytest.raises(ApiError) as info:
         client.ingest(CRASH + b"\0" * 64, source_name="crashes.avi")
     assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "crashes.avi" in info.value.message and "crashed" in info.value.message
     ok = client.ingest(make_video(112, 112, 10, seed=50), source_name="after-crash.avi")
     assert ok.video.sampled_frames == 5
-    assert server.engine.info().decode.restarts == before + 1
+    assert server_info(server.services).decode.restarts == before + 1
 
 
 def test_a_hanging_decoder_is_a_deadline_and_the_next_succeeds(server, client) -> None:

@@ -17,6 +17,7 @@ from echosearch.server.limits import Limits
 from echosearch.server.media import video
 from echosearch.server.media.video import Sampling
 from echosearch.server.records import VideoFilter, VideoMetadata
+from echosearch.server.services import ingest
 from echosearch.server.storage.catalog import Catalog
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
 from echosearch.v1 import echosearch_pb2 as pb
@@ -217,7 +218,7 @@ def test_prompts_per_task_are_capped(stub):
 
 def test_custom_task_prompts_are_not_persisted(stub, server, stored):
     def rows() -> int:
-        return server.engine.store.catalog.cursor().execute("SELECT count(*) FROM prompt_embeddings").fetchall()[0][0]
+        return server.services.store.catalog.cursor().execute("SELECT count(*) FROM prompt_embeddings").fetchall()[0][0]
 
     before = rows()
     request = _custom(kind=pb.TASK_KIND_BINARY, prompts=[f"never seen before {i}" for i in range(20)])
@@ -286,7 +287,8 @@ def test_malformed_page_tokens_are_invalid_argument(stub, token):
 
 def test_metadata_caps_apply_to_every_ingest_path(server):
     with pytest.raises(Exception, match="--max-tags-per-video"):
-        server.engine.ingest(
+        ingest.ingest_video(
+            server.services,
             make_video(frames=4),
             source_name="direct.avi",
             metadata=VideoMetadata(tags={str(i): "v" for i in range(300)}),

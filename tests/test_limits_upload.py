@@ -13,8 +13,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from servers import start_inprocess, wait_until
 from synthetic import make_video
 
-from echosearch.server import upload
 from echosearch.server.limits import Limits
+from echosearch.server.rpc import uploads
+from echosearch.server.services import ingest
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
 
@@ -141,35 +142,35 @@ def test_bearer_scheme_is_case_insensitive(stub, scheme):
 
 
 def test_large_upload_is_spooled_to_a_file_and_removed(stub, server, monkeypatch):
-    monkeypatch.setattr(upload, "MEMORY_SPOOL_BYTES", 4096)
+    monkeypatch.setattr(uploads, "MEMORY_SPOOL_BYTES", 4096)
     seen = []
-    real = server.engine.ingest
+    real = ingest.ingest_video
 
-    def spy(source, **kw):
+    def spy(services, source, **kw):
         seen.append(source)
-        return real(source, **kw)
+        return real(services, source, **kw)
 
-    monkeypatch.setattr(server.engine, "ingest", spy)
+    monkeypatch.setattr(ingest, "ingest_video", spy)
     data = make_video(seed=9)
     chunks = [pb.IngestVideoRequest(chunk=data[i : i + 8192]) for i in range(0, len(data), 8192)]
     reply = stub.IngestVideo(iter([_header(source_name="spooled.avi"), *chunks]), metadata=AUTH)
     assert reply.video.size_bytes == len(data)
     assert reply.video.sha256 == hashlib.sha256(data).hexdigest()
     assert not isinstance(seen[0], bytes)  # decoded from the spool file, never held whole in memory
-    assert list((server.engine.data_dir / upload.SPOOL_DIR).iterdir()) == []
+    assert list(server.services.spool.folder.iterdir()) == []
 
 
 def test_an_ingest_finished_after_the_caller_left_is_stored_and_logged_so(stub, server, monkeypatch, caplog):
     import time as _time
 
-    real = server.engine.ingest
+    real = ingest.ingest_video
 
-    def slow_after(source, **kw):
-        outcome = real(source, **kw)
+    def slow_after(services, source, **kw):
+        outcome = real(services, source, **kw)
         _time.sleep(IDLE_S + 2)  # the caller's deadline passes after the video is stored; not idling either
         return outcome
 
-    monkeypatch.setattr(server.engine, "ingest", slow_after)
+    monkeypatch.setattr(ingest, "ingest_video", slow_after)
     data = make_video(seed=31)
     with caplog.at_level("INFO"):
         with pytest.raises(grpc.RpcError) as err:
@@ -178,16 +179,16 @@ def test_an_ingest_finished_after_the_caller_left_is_stored_and_logged_so(stub, 
             )
         assert wait_until(lambda: "caller had already gone" in caplog.text, timeout=20)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert server.engine.stored_video(hashlib.sha256(data).hexdigest()) is not None
+    assert server.services.reader.find_by_sha256(hashlib.sha256(data).hexdigest()) is not None
     monkeypatch.undo()
 
-    real_prepare = server.engine.decode_pool.prepare
+    real_prepare = server.services.decode_pool.prepare
 
     def slow_decode(*a, **kw):
         _time.sleep(2.0)  # the caller's deadline passes before encoding
         return real_prepare(*a, **kw)
 
-    monkeypatch.setattr(server.engine.decode_pool, "prepare", slow_decode)
+    monkeypatch.setattr(server.services.decode_pool, "prepare", slow_decode)
     data = make_video(seed=32)
     caplog.clear()
     with caplog.at_level("INFO"):
@@ -196,7 +197,7 @@ def test_an_ingest_finished_after_the_caller_left_is_stored_and_logged_so(stub, 
                 iter([_header(source_name="gone.avi"), pb.IngestVideoRequest(chunk=data)]), metadata=AUTH, timeout=1.0
             )
         assert wait_until(lambda: "stopped" in caplog.text, timeout=15)
-    assert server.engine.stored_video(hashlib.sha256(data).hexdigest()) is None  # not encoded, not stored
+    assert server.services.reader.find_by_sha256(hashlib.sha256(data).hexdigest()) is None  # not encoded, not stored
 
 
 def test_the_client_retries_an_upload_refused_as_busy(stub, server):

@@ -6,13 +6,13 @@ import json
 
 import grpc
 import pytest
-from servers import start_inprocess
+from servers import open_tiny, start_inprocess
 from synthetic import make_video
 
 from echosearch.client import ApiError, Client, VideoFilter, VideoMetadata
 from echosearch.client.cli import main
-from echosearch.server.engine import Engine
 from echosearch.server.records import VideoMetadata as VideoMeta
+from echosearch.server.services import ingest, videos
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def client(server):
 
 def metadata_log(server) -> list[tuple[int, dict]]:
     rows = (
-        server.engine.store.catalog.cursor()
+        server.services.store.catalog.cursor()
         .execute(
             "SELECT c.video_id, m.detail FROM changes c JOIN metadata_changes m USING (seq) "
             "WHERE c.op = 'metadata' ORDER BY seq"
@@ -104,14 +104,14 @@ def test_tag_command_reports_each_id(server, client, capsys):
 
 
 def test_metadata_changes_are_not_replayed_into_the_index(tmp_path):
-    engine = Engine(data_dir=tmp_path, model_spec="random:tiny", device="cpu")
+    services = open_tiny(tmp_path)
     try:
-        out = engine.ingest(make_video(seed=84), source_name="r.avi")
-        engine.store.save()
-        engine.update_video_metadata(out.video.video_id, VideoMeta(view="A4C"))
+        out = ingest.ingest_video(services, make_video(seed=84), source_name="r.avi")
+        services.store.save()
+        videos.update_video_metadata(services, out.video.video_id, VideoMeta(view="A4C"))
     finally:
-        engine.close()
-    reopened = Engine(data_dir=tmp_path, model_spec="random:tiny", device="cpu")
+        services.close()
+    reopened = open_tiny(tmp_path)
     try:
         stats = reopened.store.stats()
         assert stats["index_vectors"] == stats["frames"] == out.video.sampled_frames

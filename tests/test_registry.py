@@ -164,7 +164,7 @@ def test_plugin_prompt_over_the_model_context_is_skipped_like_a_custom_task(inst
     mod = module_name()
     long_prompt = "A VERY LONG PROMPT " * 30
     source = f"""
-        from echosearch.server.tasks.spec import Task
+        from echosearch.tasks.spec import Task
         tasks = [Task(name="wordy", kind="binary", prompts=({long_prompt!r},)), {VALID.format(name="short")}]
     """
     install("acme-tasks", {"acme": f"{mod}:tasks"}, {mod: source})
@@ -201,7 +201,7 @@ def test_clients_see_the_skipped_plugins(install, tmp_path, capsys) -> None:
     broken, wordy = module_name(), module_name()
     install("broken-plugin", {"broken": f"{broken}:tasks"}, {broken: "import not_a_real_module_xyz\n"})
     long_prompt = "ECHO " * 100
-    source = f"from echosearch.server.tasks.spec import Task\ntasks = [Task(name='wordy', kind='binary', prompts=({long_prompt!r},))]\n"
+    source = f"from echosearch.tasks.spec import Task\ntasks = [Task(name='wordy', kind='binary', prompts=({long_prompt!r},))]\n"
     install("acme-tasks", {"acme": f"{wordy}:tasks"}, {wordy: source})
     running = start_inprocess(tmp_path / "data")
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from storehelp import DIM, add, unit
+from storehelp import DIM, new_video, unit
 
 from echosearch.server.records import VideoFilter
 from echosearch.server.storage import search_backend
@@ -18,22 +18,11 @@ from echosearch.server.tasks.scoring_service import TaskScorer
 N_VIDEOS = 60
 
 
-class _Collect:
-    """Collects storehelp.add's keyword arguments, for one add_videos transaction."""
-
-    def __init__(self) -> None:
-        self.items: list[dict] = []
-
-    def add_video(self, **kw):
-        self.items.append(kw)
-
-
 def fill(store: Store, seed: int = 0) -> None:
-    rng, batch = np.random.default_rng(seed), _Collect()
-    for i in range(N_VIDEOS):
-        add(batch, i, rng)
-    store.add_videos(batch.items[:20])  # two transactions: the matrix is appended to, not just built
-    store.add_videos(batch.items[20:])
+    rng = np.random.default_rng(seed)
+    videos = [new_video(i, rng) for i in range(N_VIDEOS)]
+    store.add_videos(videos[:20])  # two transactions: the matrix is appended to, not just built
+    store.add_videos(videos[20:])
 
 
 def hits(store: Store, q: np.ndarray, k: int, flt=None) -> list[list[int]]:

@@ -13,6 +13,7 @@ from servers import ServerProcess, self_signed_cert, start_inprocess, wait_until
 from synthetic import make_video
 
 from echosearch.client import ApiError, Client, CustomTask, VideoFilter
+from echosearch.server.services.info import server_info
 
 TOKEN = "s3cret-token"
 UNAUTH = grpc.StatusCode.UNAUTHENTICATED
@@ -35,14 +36,14 @@ def test_calls_without_the_right_token_are_refused_and_touch_nothing(auth_server
             "search": lambda: c.search_by_text("heart"),
             "info": c.info,
             "delete": lambda: c.delete_video(1),
-            "export": lambda: c.export(auth_server.engine.data_dir / "never.parquet"),
+            "export": lambda: c.export(auth_server.services.data_dir / "never.parquet"),
         }
         for name, call in calls.items():
             with pytest.raises(ApiError) as err:
                 call()
             assert err.value.code == UNAUTH, name
             assert ("missing" if token is None else "wrong") in err.value.message
-    assert auth_server.engine.info().videos == 0  # nothing stored
+    assert server_info(auth_server.services).videos == 0  # nothing stored
 
 
 def test_right_token_works_and_health_stays_open(auth_server):

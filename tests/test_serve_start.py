@@ -8,12 +8,11 @@ from __future__ import annotations
 import socket
 
 import pytest
-from servers import ServerProcess
+from servers import ServerProcess, open_tiny
 
-from echosearch.server.engine import Engine
 from echosearch.server.errors import DataDirError, ModelLoadError, ModelMismatchError
 from echosearch.server.model import load_model
-from echosearch.server.preflight import check_data_dir
+from echosearch.server.services.preflight import check_data_dir
 
 HUB_MODEL = ["--model", "hf-hub:mkaichristensen/echo-clip"]
 
@@ -52,9 +51,9 @@ def test_offline_mode_fails_naming_the_ways_out(tmp_path, monkeypatch):
 
 def test_data_dir_problems_are_found_before_the_model_loads(tmp_path):
     data = tmp_path / "data"
-    engine = Engine(data_dir=data, model_spec="random:tiny", device="cpu")
+    services = open_tiny(data)
     try:
-        engine.store.catalog.bind_model(engine.model.identity, engine.model.embed_dim)
+        services.store.catalog.bind_model(services.model.identity, services.model.embed_dim)
         # held open by this process: another server must not open it, and must say so before loading a model
         proc = ServerProcess(data)
         rc = proc.run_to_exit()
@@ -62,7 +61,7 @@ def test_data_dir_problems_are_found_before_the_model_loads(tmp_path):
         assert rc == 2 and "in use by another process" in error, proc.log
         assert "loaded model" not in proc.log
     finally:
-        engine.close()
+        services.close()
     # bound to random:tiny, asked for random:echoclip: refused by the same check, before any model loads
     with pytest.raises(ModelMismatchError, match="--model random:tiny"):
         check_data_dir(data, "random:echoclip")

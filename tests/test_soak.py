@@ -214,7 +214,7 @@ def test_soak(tmp_path):
                     stub.GetVideo(pb.GetVideoRequest(video_id=video_id), timeout=30)
                 assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
-        store = server.engine.store
+        store = server.services.store
         assert store.frame_index.ntotal == store.catalog.count_frames()
         assert store.mean_index.ntotal == store.catalog.count_videos()
         assert rss_growth < RSS_GROWTH_BOUND_MIB, rss_growth

@@ -92,7 +92,7 @@ def test_search_videos_best_frames_and_exclude(filled: Store) -> None:
     assert [h.video_id for h in excluded] == [
         h.video_id for h in filled.search_videos(q, 7) if h.video_id not in (7, hits[1].video_id)
     ][:5]
-    with pytest.raises(AssertionError):  # the engine validates aggregation; the store only asserts
+    with pytest.raises(AssertionError):  # the search service validates aggregation; the store only asserts
         filled.search_videos(q, 5, aggregation="median")
     with pytest.raises(InvalidRequestError):
         filled.search_frames(np.zeros(DIM + 1, np.float32), 5)

@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from storehelp import DIM, MODEL, add, frames, metadata, unit
+from storehelp import DIM, MODEL, add, metadata, new_video, unit
 
 from echosearch.server.errors import InvalidRequestError
-from echosearch.server.records import FrameEmbeddings
+from echosearch.server.records import NewVideo
+from echosearch.server.services.ingest import validate_video
 from echosearch.server.storage.catalog import Catalog
 from echosearch.server.storage.catalog.video_batch import VideoBatch
 from echosearch.server.storage.store import Store
 
 
-def kwargs(i: int, rng: np.random.Generator, n: int = 3) -> dict:
-    return dict(
-        sha256=f"{i:064x}",
-        source_name=f"video{i}.avi",
-        size_bytes=1000 + i,
-        fps=30.0,
-        total_frames=40,
-        width=112,
-        height=112,
-        model_identity=MODEL,
-        metadata=metadata(i),
-        frames=frames(rng, n),
-    )
+def video(i: int, rng: np.random.Generator, n: int = 3) -> NewVideo:
+    return new_video(i, rng, n)
 
 
 def snapshot(cat: Catalog) -> tuple:
@@ -49,7 +40,7 @@ def test_batch_is_one_transaction_and_matches_reads(tmp_path: Path) -> None:
     with_store = Store(tmp_path / "s", use_gpu=False)
     cat = with_store.catalog
     add(with_store, 0, rng, n=2)
-    items = [kwargs(i, rng, n=i) for i in range(1, 6)]
+    items = [video(i, rng, n=i) for i in range(1, 6)]
     out = with_store.add_videos(items)
     assert [c for _, c in out] == [True] * 5
     recs = [r for r, _ in out]
@@ -57,12 +48,12 @@ def test_batch_is_one_transaction_and_matches_reads(tmp_path: Path) -> None:
     assert recs == [cat.get_video(r.video_id) for r in recs]  # built, not read back, yet identical
     assert cat.count_frames() == 2 + sum(range(1, 6)) and cat.last_seq() == 6
     for r, item in zip(recs, items):
-        np.testing.assert_array_equal(cat.get_frames(r.video_id).embeddings, item["frames"].embeddings)
+        np.testing.assert_array_equal(cat.get_frames(r.video_id).embeddings, item.embeddings)
     # the index got every new frame under its catalog id
     assert sorted(with_store.frame_index.ids().tolist()) == sorted(
         fid for v in range(1, 7) for fid in cat.get_frames(v).frame_ids.tolist()
     )
-    q = items[3]["frames"].embeddings[1]
+    q = items[3].embeddings[1]
     assert with_store.search_frames(q, 1)[0][0].video_id == recs[3].video_id
     with_store.close()
 
@@ -72,9 +63,9 @@ def test_batch_is_idempotent_within_and_against_the_store(tmp_path: Path) -> Non
     store = Store(tmp_path / "s", use_gpu=False)
     first, _ = add(store, 7, rng, n=2)
     before_index = store.frame_index.ntotal
-    a, b = kwargs(8, rng), kwargs(9, rng)
-    again_8 = dict(kwargs(8, rng, n=5))  # same sha256, different frames: the first copy wins
-    out = store.add_videos([a, kwargs(7, rng), b, again_8])
+    a, b = video(8, rng), video(9, rng)
+    again_8 = video(8, rng, n=5)  # same sha256, different frames: the first copy wins
+    out = store.add_videos([a, video(7, rng), b, again_8])
     assert [c for _, c in out] == [True, False, True, False]
     assert out[1][0] == first and out[3][0] == out[0][0]
     assert store.catalog.count_videos() == 3 and store.catalog.count_frames() == 2 + 3 + 3
@@ -102,18 +93,21 @@ def test_failure_mid_batch_leaves_nothing_of_it(tmp_path: Path, monkeypatch) -> 
 
     monkeypatch.setattr(Catalog, "_insert_rows", staticmethod(fail_on_frames))
     with pytest.raises(RuntimeError):
-        store.add_videos([kwargs(i, rng) for i in range(1, 5)])
+        store.add_videos([video(i, rng) for i in range(1, 5)])
     monkeypatch.undo()
     assert written == [5]  # the failure really came mid-batch, after the video rows
     assert snapshot(cat) == before and store.frame_index.ntotal == index_before
     assert all(cat.find_by_sha256(f"{i:064x}") is None for i in range(1, 5))
-    # a bad item anywhere refuses the batch before anything is written, naming the item
-    bad = kwargs(3, rng)
-    bad["frames"] = FrameEmbeddings(np.arange(2), np.zeros(2), np.full((2, DIM), np.nan, np.float32))
-    with pytest.raises(InvalidRequestError, match="video 2 of the batch"):
-        store.add_videos([kwargs(1, rng), kwargs(2, rng), bad])
+    # a bad item anywhere refuses the batch before anything is written: the ingest service names what is wrong,
+    # the store asserts (a bad video reaching it is a bug above it)
+    bad = dataclasses.replace(video(3, rng), embeddings=np.full((2, DIM), np.nan, np.float32))
+    bad = dataclasses.replace(bad, frame_indices=np.arange(2, dtype=np.int64), timestamps=np.zeros(2))
+    with pytest.raises(InvalidRequestError, match="NaN"):
+        validate_video(bad)
+    with pytest.raises(AssertionError):
+        store.add_videos([video(1, rng), video(2, rng), bad])
     assert snapshot(cat) == before
-    out = store.add_videos([kwargs(i, rng) for i in range(1, 5)])  # the store still works
+    out = store.add_videos([video(i, rng) for i in range(1, 5)])  # the store still works
     assert [r.video_id for r, _ in out] == [2, 3, 4, 5]
     store.close()
     reopened = Store(tmp_path / "s", use_gpu=False)  # and the index matches the catalog after a restart
@@ -124,7 +118,7 @@ def test_failure_mid_batch_leaves_nothing_of_it(tmp_path: Path, monkeypatch) -> 
 def test_searches_run_together_and_writes_wait_for_them(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     store = Store(tmp_path / "s", use_gpu=False)
-    items = [kwargs(i, rng, n=4) for i in range(20)]
+    items = [video(i, rng, n=4) for i in range(20)]
     store.add_videos(items)
     index = store.frame_index
     real_search = index.search
@@ -144,7 +138,7 @@ def test_searches_run_together_and_writes_wait_for_them(tmp_path: Path) -> None:
 
     def run(i: int) -> None:
         try:
-            hits = store.search_frames(items[i]["frames"].embeddings[2], 1)
+            hits = store.search_frames(items[i].embeddings[2], 1)
             results[i] = hits[0][0].frame_id
         except BaseException as exc:
             results[i] = exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -9,28 +10,18 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from storehelp import add, frames, jpeg, unit
+from storehelp import add, jpeg, new_video, unit
 
 from echosearch.server.errors import NotFoundError
-from echosearch.server.records import VideoFilter
+from echosearch.server.records import NewVideo, VideoFilter
 from echosearch.server.storage.store import Store
-
-
-class _Collect:
-    def __init__(self) -> None:
-        self.items: list[dict] = []
-
-    def add_video(self, **kw):
-        self.items.append(kw)
 
 
 @pytest.fixture()
 def store(tmp_path: Path):
     s = Store(tmp_path, search_device="cpu", save_every=0)
-    rng, batch = np.random.default_rng(0), _Collect()
-    for i in range(40):
-        add(batch, i, rng)
-    s.add_videos(batch.items)
+    rng = np.random.default_rng(0)
+    s.add_videos([new_video(i, rng) for i in range(40)])
     yield s
     s.close()
 
@@ -119,11 +110,10 @@ def test_a_deleted_video_leaves_no_thumbnail(tmp_path: Path, how: str):
     """Issue 21 R15: deleting one video or many removes their frame thumbnails too (one delete path)."""
     store = Store(tmp_path / "s", search_device="cpu", save_every=0)
     try:
-        rng, batch = np.random.default_rng(6), _Collect()
-        for i in range(5):
-            batch.items.append(_thumbnailed(i, rng))
-        recs = [rec for rec, _ in store.add_videos(batch.items)]
-        jpegs = {rec.video_id: list(item["frames"].thumbnails) for rec, item in zip(recs, batch.items)}
+        rng = np.random.default_rng(6)
+        videos = [_thumbnailed(i, rng) for i in range(5)]
+        recs = [rec for rec, _ in store.add_videos(videos)]
+        jpegs = {rec.video_id: list(video.thumbnails) for rec, video in zip(recs, videos)}
         doomed, kept = [recs[1].video_id, recs[3].video_id], [recs[0].video_id, recs[2].video_id, recs[4].video_id]
         assert all(_stored_jpegs(store, jpegs[v]) == 3 for v in doomed)  # the search can find them
         if how == "delete_video":
@@ -146,10 +136,6 @@ def test_a_deleted_video_leaves_no_thumbnail(tmp_path: Path, how: str):
         store.close()
 
 
-def _thumbnailed(i: int, rng: np.random.Generator) -> dict:
-    """add_video keywords of synthetic video i with 3 frames, each with its own JPEG thumbnail."""
-    collect = _Collect()
-    add(collect, i, rng, n=3)
-    item = collect.items[0]
-    item["frames"] = frames(rng, 3, thumbnails=tuple(jpeg(10 * i + k) for k in range(3)))
-    return item
+def _thumbnailed(i: int, rng: np.random.Generator) -> NewVideo:
+    """Synthetic video i with 3 frames, each with its own JPEG thumbnail."""
+    return dataclasses.replace(new_video(i, rng, n=3), thumbnails=tuple(jpeg(10 * i + k) for k in range(3)))

@@ -117,7 +117,7 @@ def test_export_carries_thumbnails(served, tmp_path):
 def test_delete_removes_thumbnails(served):
     running, client, ids = served
     vid = client.ingest(make_video(seed=9), source_name="gone.avi").video.video_id
-    catalog = running.engine.store.catalog
+    catalog = running.services.store.catalog
     lo = vid << 20
 
     def stored() -> int:
@@ -162,6 +162,6 @@ def test_serve_thumbnails_flag_reaches_the_server_options(monkeypatch, tmp_path,
     from echosearch.client.cli import main
 
     seen = []
-    monkeypatch.setattr(serve_module, "serve", lambda opts: seen.append(opts) or 0)
+    monkeypatch.setattr(serve_module, "serve", lambda config, token=None: seen.append(config) or 0)
     assert main(["serve", "--data", str(tmp_path), "--model", "random:tiny", *flag]) == 0
-    assert seen[0].thumbnails is expected
+    assert seen[0].media.thumbnails is expected

@@ -114,7 +114,7 @@ def test_colour_bgr_is_rgb_with_channels_swapped(colour_avi: bytes) -> None:
     rgb, bgr = _uint8(prepare_video(colour_avi)), _uint8(prepare_video(colour_avi, channel_order="bgr"))
     assert not torch.allclose(rgb, bgr, atol=1.0)  # the tint makes channels differ
     assert torch.allclose(rgb.flip(1), bgr, atol=1e-3)
-    with pytest.raises(AssertionError):  # the engine validates channel order; below it is an assertion
+    with pytest.raises(AssertionError):  # the ingest service validates channel order; below it is an assertion
         prepare_video(colour_avi, channel_order="hsv")
 
 

@@ -1,4 +1,4 @@
-"""Domain exceptions (stdlib only). The server's gRPC layer maps each class to one status code (api.py).
+"""Domain exceptions (stdlib only). The server's gRPC layer maps each class to one status code (rpc/status.py).
 
 They live in the light package so that the plugin API (`echosearch.tasks`) can raise them
 without the server stack; server code imports them as `echosearch.server.errors`.

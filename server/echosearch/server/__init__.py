@@ -1,1 +1,1 @@
-"""echosearch server: video pipeline, EchoCLIP model, catalog, index, tasks, engine, gRPC API."""
+"""echosearch server: serve.py -> rpc/ (gRPC) -> services/ (use cases) -> storage/, tasks/, media/, encoder, model."""

@@ -30,13 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from echosearch.server.encoder_options import DEFAULT_BATCH_FRAMES, EncoderOptions
 from echosearch.server.errors import RequestCancelledError, TooLargeError
 from echosearch.server.model import EchoClipModel
+from echosearch.server.records import EncoderStats
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_FRAMES = {"cuda": 256, "cpu": 32}
-DEFAULT_BATCH_WAIT_MS = 5.0
+DEFAULT_BATCH_WAIT_MS = EncoderOptions.batch_wait_ms
 DEFAULT_CHUNK_FRAMES = {"cuda": 32, "cpu": 8}
 _WAIT_SAMPLES = 4096  # queue waits kept for the p50/p99 in stats()
 
@@ -44,25 +45,6 @@ _WAIT_SAMPLES = 4096  # queue waits kept for the p50/p99 in stats()
 def default_batch_frames(model: EchoClipModel) -> int:
     """256 frames per batch on CUDA, 32 on a CPU."""
     return DEFAULT_BATCH_FRAMES["cuda" if model.device.type == "cuda" else "cpu"]
-
-
-@dataclass(frozen=True)
-class EncoderStats:
-    """What the encoder has done since start (GetServerInfo reports it)."""
-
-    device: str
-    precision: str
-    compiled: bool
-    batch_frames: int
-    batch_wait_ms: float
-    batches: int
-    frames: int
-    mean_frames_per_batch: float
-    queue_wait_p50_ms: float
-    queue_wait_p99_ms: float
-    retried_batches: int
-    text_batches: int
-    queued_frames: int
 
 
 class _FramesJob:

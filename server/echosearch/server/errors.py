@@ -1,6 +1,6 @@
 """Domain exceptions of the service: defined in the light `echosearch.errors`, imported from here by server code.
 
-The gRPC layer maps each class to one status code (api.py, `STATUS_CODES`). The few errors only
+The gRPC layer maps each class to one status code (rpc/status.py, `STATUS_CODES`). The few errors only
 the server raises (resource limits it enforces while serving) are defined here.
 """
 

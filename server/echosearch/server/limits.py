@@ -1,39 +1,103 @@
 """Every bound on what one request can make the server hold, with its default: one owner for the numbers.
 
-Each field is one `echosearch serve` flag (docs/api.md, "Limits"); the checks that use them
-live where the input enters (upload receiving, metadata, filters, tasks, decoding).
+Each field is one `echosearch serve` flag, declared here with its help (docs/api.md, "Limits"); the checks
+that use them run where the input enters (the upload protocol, the services, decoding). Light: the
+client CLI builds the flags from these fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from echosearch.server.errors import InvalidRequestError
-from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS
+from echosearch.server.options import check_ranges, option
 
 if TYPE_CHECKING:
-    from echosearch.server.media.video import Sampling
-    from echosearch.server.records import VideoMetadata
+    from echosearch.server.records import Sampling, VideoMetadata
 
 
 @dataclass(frozen=True)
 class Limits:
     """Per-request resource caps; a request over one gets INVALID_ARGUMENT or RESOURCE_EXHAUSTED naming the cap."""
 
-    max_upload_bytes: int = 2 << 30
-    upload_idle_timeout_s: float = 30.0  # no message for this long: the upload is cancelled and its worker freed
-    max_concurrent_uploads: int = 0  # 0 = half of --workers, so reads always keep worker threads of their own
-    min_chunk_bytes: int = 16 << 10  # every upload chunk but the last is at least this big
-    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
-    max_frames_per_video: int = 512
-    max_metadata_key_bytes: int = 256
-    max_metadata_value_bytes: int = 1024
-    max_tags_per_video: int = 256
-    max_metadata_bytes: int = 64 << 10  # all keys and values of one video together
-    max_filter_terms: int = 1000  # values in one filter, all fields together
-    max_prompts_per_task: int = 2048
-    max_page_bytes: int = 3 << 20  # a page of videos stays under the 4 MiB a gRPC client accepts by default
+    TITLE: ClassVar[str] = "per-request limits (docs/api.md, Limits)"
+
+    max_upload_bytes: int = option(
+        2 << 30,
+        flag="--max-upload-mb",
+        unit=1 << 20,
+        minimum=1,
+        metavar="N",
+        help="largest accepted upload in MiB (default {default})",
+    )
+    # no message for this long: the upload is cancelled and its worker freed
+    upload_idle_timeout_s: float = option(
+        30.0,
+        flag="--upload-idle-timeout",
+        above=0,
+        metavar="S",
+        help="seconds an upload may send nothing (default {default})",
+    )
+    # 0 = half of --workers, so reads always keep worker threads of their own
+    max_concurrent_uploads: int = option(
+        0,
+        flag="--max-concurrent-uploads",
+        minimum=0,
+        metavar="N",
+        help="uploads received at once (default: half of --workers)",
+    )
+    min_chunk_bytes: int = option(
+        16 << 10,
+        flag="--min-chunk-bytes",
+        minimum=1,
+        metavar="N",
+        help="smallest upload chunk but the last (default {default})",
+    )
+    max_frame_pixels: int = option(
+        4096 * 4096,
+        flag="--max-frame-pixels",
+        minimum=1,
+        metavar="N",
+        help="largest frame, width x height (default {default} = 4096x4096)",
+    )
+    max_frames_per_video: int = option(
+        512, flag="--max-frames-per-video", minimum=1, metavar="N", help="frames embedded per video (default {default})"
+    )
+    max_metadata_key_bytes: int = option(
+        256, flag="--max-metadata-key-bytes", minimum=1, metavar="N", help="longest tag key (default {default})"
+    )
+    max_metadata_value_bytes: int = option(
+        1024,
+        flag="--max-metadata-value-bytes",
+        minimum=1,
+        metavar="N",
+        help="longest metadata value (default {default})",
+    )
+    max_tags_per_video: int = option(
+        256, flag="--max-tags-per-video", minimum=1, metavar="N", help="tags per video (default {default})"
+    )
+    max_metadata_bytes: int = option(  # all keys and values of one video together
+        64 << 10,
+        flag="--max-metadata-bytes",
+        minimum=1,
+        metavar="N",
+        help="all metadata of one video (default {default})",
+    )
+    max_filter_terms: int = option(  # values in one filter, all fields together
+        1000, flag="--max-filter-terms", minimum=1, metavar="N", help="values in one filter (default {default})"
+    )
+    max_prompts_per_task: int = option(
+        2048, flag="--max-prompts-per-task", minimum=1, metavar="N", help="prompts of one task (default {default})"
+    )
+    # a page of videos stays under the 4 MiB a gRPC client accepts by default
+    max_page_bytes: int = option(
+        3 << 20,
+        flag="--max-page-bytes",
+        minimum=1,
+        metavar="N",
+        help="bytes of one page or search reply (default {default})",
+    )
 
     def with_overrides(self, **values: object) -> Limits:
         """A copy with the given fields replaced; None values keep the default."""
@@ -44,11 +108,8 @@ class Limits:
         return replace(self, **given)  # type: ignore[arg-type]
 
     def validate(self) -> None:
-        """ValueError naming a cap that is not positive."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value < 0 or (value == 0 and f.name != "max_concurrent_uploads"):
-                raise ValueError(f"limit {f.name} must be positive, not {value}")
+        """ValueError naming the flag of a cap that is out of range (every cap positive; 0 uploads = derived)."""
+        check_ranges(self)
 
     def upload_slots(self, workers: int) -> int:
         """Concurrent uploads allowed with `workers` RPC threads: always fewer than the threads."""

@@ -25,15 +25,15 @@ import torch
 import torch.nn.functional as F
 
 from echosearch.server.errors import ModelLoadError
+from echosearch.server.model_options import DEFAULT_SPEC, PRECISION_NAMES, ModelOptions
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SPEC = "hf-hub:mkaichristensen/echo-clip"
 SPEC_PREFIXES = ("hf-hub:", "local-dir:", "random:")
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 RANDOM_CONFIGS = {"echoclip": "echosearch_echoclip", "tiny": "echosearch_tiny"}
 RANDOM_SEED = 0
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = dict(zip(PRECISION_NAMES, (torch.float32, torch.bfloat16, torch.float16), strict=True))
 CPU_CALL_FRAMES = 16  # rows of every CPU forward pass (zero-padded); on ConvNeXt-B 16 ran about as fast per frame as 32, 8 about 20 % slower
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 CONFIG_FILE = "open_clip_config.json"
@@ -196,7 +196,11 @@ class EchoClipModel:
 
 
 def load_model(
-    spec: str = DEFAULT_SPEC, *, device: str = "auto", precision: str = "fp32", batch_size: int = 32
+    spec: str = DEFAULT_SPEC,
+    *,
+    device: str = ModelOptions.device,
+    precision: str = ModelOptions.precision,
+    batch_size: int = 32,
 ) -> EchoClipModel:
     """Load a model by spec (hf-hub:/local-dir:/random:) on device auto|cpu|cuda at precision fp32|bf16|fp16."""
     dev = _resolve_device(device)

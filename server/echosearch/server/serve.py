@@ -1,4 +1,5 @@
-"""Builds and runs the gRPC server: echosearch.v1 + grpc.health.v1 + reflection, TLS, bearer-token auth, drain on SIGTERM."""
+"""The process: a ServerConfig -> Services -> the gRPC server (echosearch.v1 + grpc.health.v1 + reflection),
+TLS, bearer-token auth, drain on SIGTERM. The only module that wires rpc/ to services/."""
 
 from __future__ import annotations
 
@@ -18,13 +19,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from echosearch.server.api import EchoSearchServicer
-from echosearch.server.engine import Engine
+from echosearch.server.config import NetworkOptions, ServerConfig
 from echosearch.server.errors import EchoSearchError
-from echosearch.server.limits import Limits
-from echosearch.server.model import load_model
-from echosearch.server.preflight import check_data_dir
-from echosearch.server.upload import clean_spool
+from echosearch.server.rpc.servicer import EchoSearchServicer
+from echosearch.server.services.container import Services, open_services
+from echosearch.server.services.info import server_info
+from echosearch.server.services.preflight import check_data_dir
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
 
@@ -99,28 +99,28 @@ class RunningServer:
     server: grpc.Server
     servicer: EchoSearchServicer
     health: health.HealthServicer
-    engine: Engine
+    services: Services
     address: str
     port: int
     tls: bool
     auth: bool
     _stopped: threading.Event = field(default_factory=threading.Event)
 
-    def stop(self, grace: float = 10.0, *, close_engine: bool = True) -> None:
-        """Stop taking calls, let in-flight calls finish for `grace` seconds, then close the engine (saves the index)."""
+    def stop(self, grace: float = 10.0, *, close_services: bool = True) -> None:
+        """Stop taking calls, let in-flight calls finish for `grace` seconds, then close the services (saves the index)."""
         if self._stopped.is_set():
             return
         self._stopped.set()
         log.info("stopping: no new calls; draining in-flight calls for up to %.0fs", grace)
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
-        # A handler past the grace period was cancelled, but its engine work may still be running in
-        # its thread; closing the store under it would lose that write, so wait a bounded while more.
+        # A handler past the grace period was cancelled, but its work may still be running in its
+        # thread; closing the store under it would lose that write, so wait a bounded while more.
         if not self.servicer.wait_idle(max(grace, 5.0)):
             log.warning("%d calls still running after the grace period; closing anyway", self.servicer.in_flight)
-        if close_engine:
-            self.engine.close()
-            log.info("index saved, engine closed")
+        if close_services:
+            self.services.close()
+            log.info("index saved, services closed")
 
 
 @dataclass
@@ -132,22 +132,14 @@ class BoundServer:
     port: int
     tls: bool
     auth: bool
-    workers: int = 16
+    workers: int = NetworkOptions.workers
 
 
-def bind_server(
-    *,
-    host: str = "127.0.0.1",
-    port: int = 50051,
-    max_workers: int = 16,
-    tls_cert: Path | None = None,
-    tls_key: Path | None = None,
-    token: str | None = None,
-) -> BoundServer:
+def bind_server(network: NetworkOptions, *, token: str | None = None) -> BoundServer:
     """A server bound to host:port (OSError when busy; ValueError for half a TLS pair); port 0 picks a free port."""
     interceptors = [BearerTokenInterceptor(token)] if token else []
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        futures.ThreadPoolExecutor(max_workers=network.workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
@@ -155,7 +147,8 @@ def bind_server(
             ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, not share it
         ],
     )
-    address = f"{host}:{port}"
+    address = f"{network.host}:{network.port}"
+    tls_cert, tls_key = network.tls_cert, network.tls_key
     if (tls_cert is None) != (tls_key is None):
         raise ValueError("TLS needs both --tls-cert and --tls-key")
     try:
@@ -168,28 +161,22 @@ def bind_server(
         raise OSError(f"cannot listen on {address}: {exc}") from None
     if bound == 0:
         raise OSError(f"cannot listen on {address} (in use, or not an address of this machine)")
-    return BoundServer(server, host, bound, tls_cert is not None, token is not None, max_workers)
+    return BoundServer(server, network.host, bound, tls_cert is not None, token is not None, network.workers)
 
 
 def start_server(
-    engine: Engine,
+    services: Services,
+    network: NetworkOptions | None = None,
     *,
-    host: str = "127.0.0.1",
-    port: int = 50051,
-    max_workers: int = 16,
-    tls_cert: Path | None = None,
-    tls_key: Path | None = None,
     token: str | None = None,
     bound: BoundServer | None = None,
 ) -> RunningServer:
-    """Start serving `engine` on `bound` (or on a server bound here to host:port); port 0 picks a free port."""
+    """Serve `services` on `bound`, or on a server bound here (`network`, else the config's; port 0: a free port)."""
     if bound is None:
-        bound = bind_server(
-            host=host, port=port, max_workers=max_workers, tls_cert=tls_cert, tls_key=tls_key, token=token
-        )
-    clean_spool(engine.data_dir)  # upload spool files of a server that crashed
+        bound = bind_server(network or services.config.network, token=token)
+    services.spool.clean()  # upload spool files of a server that crashed
     server = bound.server
-    servicer = EchoSearchServicer(engine, workers=bound.workers)
+    servicer = EchoSearchServicer(services, workers=bound.workers)
     pb_grpc.add_EchoSearchServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -198,40 +185,8 @@ def start_server(
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(
-        server, servicer, health_servicer, engine, f"{bound.host}:{bound.port}", bound.port, bound.tls, bound.auth
+        server, servicer, health_servicer, services, f"{bound.host}:{bound.port}", bound.port, bound.tls, bound.auth
     )
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """What `echosearch serve` was asked to do."""
-
-    data_dir: Path
-    model: str
-    host: str = "127.0.0.1"
-    port: int = 50051
-    device: str = "auto"
-    precision: str = "fp32"
-    index_factory: str = "Flat"
-    max_upload_mb: int = 2048
-    search_device: str = "auto"
-    gpu_memory_gb: float | None = None
-    search_precision: str = "fp16"
-    workers: int = 16
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    token: str | None = None
-    grace: float = 30.0
-    thumbnails: bool = True  # keep a JPEG of each embedded frame's model-input crop
-    limits: Limits = field(default_factory=Limits)  # per-request caps (the --max-*/--upload-* flags)
-    phi: str = "hash"  # DICOM PatientID: hash | keep | drop (docs/dicom.md)
-    dicom_mask: str = "region"  # DICOM pixels outside the largest 2D ultrasound region: region (blacked out) | off
-    # The ingest path (issue 9): batching encoder and decode worker processes.
-    batch_frames: int | None = None  # None: 256 on CUDA, 32 on CPU
-    batch_wait_ms: float = 5.0
-    decode_workers: int | None = None  # None: min(cores - 1, 8)
-    decode_timeout_s: float = 120.0
-    compile: bool = False
 
 
 def read_token(token_file: Path | None) -> str | None:
@@ -244,7 +199,7 @@ def read_token(token_file: Path | None) -> str | None:
     return os.environ.get("ECHOSEARCH_TOKEN") or None
 
 
-def serve(opts: ServeOptions) -> int:
+def serve(config: ServerConfig, *, token: str | None = None) -> int:
     """Run until SIGTERM/SIGINT, then drain, save the index and return 0; 2 when the server cannot start.
 
     The cheap checks come first — the port, then the data directory (a folder, writable, not in use, bound to
@@ -252,52 +207,30 @@ def serve(opts: ServeOptions) -> int:
     directory is created only once the model has loaded.
     """
     try:
-        bound = bind_server(
-            host=opts.host,
-            port=opts.port,
-            max_workers=opts.workers,
-            tls_cert=opts.tls_cert,
-            tls_key=opts.tls_key,
-            token=opts.token,
-        )
+        bound = bind_server(config.network, token=token)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        check_data_dir(opts.data_dir, opts.model)
-        model = load_model(opts.model, device=opts.device, precision=opts.precision)
-        engine = Engine(
-            data_dir=opts.data_dir,
-            model_spec=opts.model,
-            device=opts.device,
-            precision=opts.precision,
-            index_factory=opts.index_factory,
-            max_upload_bytes=opts.max_upload_mb << 20,
-            thumbnails=opts.thumbnails,
-            search_device=opts.search_device,
-            gpu_memory_gb=opts.gpu_memory_gb,
-            search_precision=opts.search_precision,
-            limits=opts.limits,
-            phi=opts.phi,
-            dicom_mask=opts.dicom_mask,
-            model=model,
-            batch_frames=opts.batch_frames,
-            batch_wait_ms=opts.batch_wait_ms,
-            decode_workers=opts.decode_workers,
-            decode_timeout_s=opts.decode_timeout_s,
-            compile=opts.compile,
-        )
+        check_data_dir(config.data_dir, config.model.spec)
+        services = open_services(config)
     except EchoSearchError as exc:
         bound.server.stop(None)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
         bound.server.stop(None)
-        log.debug("engine start failed", exc_info=True)
-        print(f"error: cannot open {opts.data_dir}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        log.debug("start failed", exc_info=True)
+        print(f"error: cannot open {config.data_dir}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    running = start_server(engine, bound=bound)
+    running = start_server(services, bound=bound)
+    _run_until_signalled(running, config.network.grace)
+    log.info("stopped")
+    return 0
 
+
+def _run_until_signalled(running: RunningServer, grace: float) -> None:
+    """Log the start-up line, serve until SIGTERM or SIGINT, then stop with `grace` seconds for in-flight calls."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -305,7 +238,7 @@ def serve(opts: ServeOptions) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    info = engine.info()
+    info = server_info(running.services)
     log.info(
         "echosearch %s listening on %s (%s, %s) model %s on %s; %d videos, %d frames, %d tasks",
         info.version,
@@ -321,9 +254,7 @@ def serve(opts: ServeOptions) -> int:
     try:
         while not stop.wait(0.5):  # a timed wait keeps the main thread responsive to signals
             pass
-        running.stop(opts.grace)
+        running.stop(grace)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    log.info("stopped")
-    return 0

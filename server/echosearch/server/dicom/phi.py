@@ -16,10 +16,11 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from echosearch.server.media.options import PHI_MODES, MediaOptions
+
 log = logging.getLogger(__name__)
 
-PHI_MODES = ("hash", "keep", "drop")
-DEFAULT_PHI_MODE = "hash"
+DEFAULT_PHI_MODE = MediaOptions.phi
 SECRET_FILE = "phi-secret.key"
 PSEUDONYM_PREFIX = "phi-"
 _PSEUDONYM_HEX = 32  # 128 bits of the HMAC-SHA256: collisions are not a concern at any archive size

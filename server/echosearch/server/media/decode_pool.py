@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import os
 import queue
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -31,30 +29,15 @@ from echosearch.server.errors import (
     InvalidVideoError,
     RequestCancelledError,
 )
+from echosearch.server.media.options import MediaOptions, default_decode_workers
 from echosearch.server.media.prepare import PrepareOptions, prepare
 from echosearch.server.media.video import PreparedVideo
+from echosearch.server.records import DecodePoolStats
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIME_LIMIT_S = 120.0
+DEFAULT_TIME_LIMIT_S = MediaOptions.decode_timeout_s
 PrepareFn = Callable[[Any, PrepareOptions], PreparedVideo]
-
-
-def default_decode_workers() -> int:
-    """min(cores - 1, 8), at least 1."""
-    return max(1, min((os.cpu_count() or 2) - 1, 8))
-
-
-@dataclass(frozen=True)
-class DecodePoolStats:
-    """The pool's size and what went wrong in it since start."""
-
-    workers: int
-    busy: int
-    decoded: int
-    restarts: int
-    crashes: int
-    timeouts: int
 
 
 class _Worker:
@@ -146,6 +129,7 @@ class DecodePool:
                 restarts=self._restarts,
                 crashes=self._crashes,
                 timeouts=self._timeouts,
+                time_limit_s=self.time_limit_s,
             )
 
     def close(self) -> None:

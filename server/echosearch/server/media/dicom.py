@@ -59,7 +59,7 @@ def prepare_dicom(
     """Decode the frames of a DICOM image the sampling keeps and preprocess them exactly as the video path does.
 
     mask: "region" blacks out everything outside the largest 2D ultrasound region, "off" keeps every pixel.
-    `mean`, `std` and `image_size` come from the loaded model; the engine validated the options.
+    `mean`, `std` and `image_size` come from the loaded model; the ingest service validated the options.
     """
     assert channel_order in ("rgb", "bgr"), channel_order
     assert mask in ("off", "region"), mask

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from echosearch.server.errors import InvalidVideoError
+from echosearch.server.limits import Limits
 
-DEFAULT_MAX_FRAME_PIXELS = 4096 * 4096
+DEFAULT_MAX_FRAME_PIXELS = Limits.max_frame_pixels  # --max-frame-pixels; limits.py owns the number
 
 
 def check_frame_pixels(width: int, height: int, max_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> None:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from echosearch.client.sniff import HEAD_BYTES, looks_like_dicom
 from echosearch.server.errors import InvalidVideoError
 from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS
+from echosearch.server.media.options import MediaOptions
 from echosearch.server.media.thumbnails import crops_from_pixels, thumbnail_jpegs
 from echosearch.server.media.video import PreparedVideo, Sampling, Source, decode_video, prepare_video
 
-DICOM_MASKS = ("region", "off")  # region: black out outside the largest 2D ultrasound region
-DEFAULT_DICOM_MASK = "region"  # why: docs/dicom.md, "Masking outside the scan region"
+DEFAULT_DICOM_MASK = MediaOptions.dicom_mask  # why: docs/dicom.md, "Masking outside the scan region"
 
 
 def is_dicom(source: Source) -> bool:

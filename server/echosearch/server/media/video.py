@@ -24,11 +24,10 @@ from av.video.reformatter import VideoReformatter
 from echosearch.server.errors import InvalidRequestError, InvalidVideoError, TooLargeError
 from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS, check_frame_pixels
 from echosearch.server.media.thumbnails import thumbnail_jpegs
+from echosearch.server.records import REFERENCE_WINDOW, Sampling
 
 log = logging.getLogger(__name__)
 
-MODES = ("reference", "all", "every", "count")
-REFERENCE_WINDOW = 40  # the published code keeps frames [0 : min(40, n) : 2]
 ZOOM = 0.1
 TEXT_FORMATS = {"tty"}
 TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
@@ -38,45 +37,6 @@ CHUNK_BYTES = 64 << 20  # ...and so does this: large frames are preprocessed a f
 # sampling does not keep need not be decoded at all (MJPG AVI is the usual echo export).
 INTRA_ONLY_CODECS = {"mjpeg", "png", "rawvideo", "bmp", "tiff", "qtrle"}
 Source = bytes | bytearray | memoryview | str | os.PathLike
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Which frames of a video to embed; checked once, when it is made (an invalid Sampling cannot exist)."""
-
-    mode: str = "reference"  # reference: [0:min(40,n):2]; all; every: every `step`-th; count: `count` evenly spaced
-    step: int = 2
-    count: int = 20
-    max_frames: int = 512  # hard cap on frames embedded per video
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise InvalidRequestError with an actionable message when an option is out of range."""
-        if self.mode not in MODES:
-            raise InvalidRequestError(f"unknown sampling mode {self.mode!r}; use one of {', '.join(MODES)}")
-        if self.max_frames < 1:
-            raise InvalidRequestError(f"max_frames must be >= 1, got {self.max_frames}")
-        if self.mode == "every" and self.step < 1:
-            raise InvalidRequestError(f"sampling 'every' needs step >= 1, got {self.step}")
-        if self.mode == "count" and not 1 <= self.count <= self.max_frames:
-            raise InvalidRequestError(
-                f"sampling 'count' needs 1 <= count <= max_frames ({self.max_frames}), got {self.count}; "
-                "a server embeds at most its --max-frames-per-video frames per video (default 512)"
-            )
-
-    def indices(self, n: int) -> np.ndarray:
-        """Frame indices this sampling embeds from a stream of `n` frames."""
-        if self.mode == "reference":
-            idx = np.arange(0, min(REFERENCE_WINDOW, n), 2)
-        elif self.mode == "all":
-            idx = np.arange(n)
-        elif self.mode == "every":
-            idx = np.arange(0, n, self.step)
-        else:
-            idx = np.unique(np.linspace(0, n - 1, min(self.count, n)).round()) if n > 0 else np.arange(0)
-        return idx.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -134,7 +94,7 @@ def decode_video(
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
 ) -> PreparedVideo:
     """prepare_video up to the crop and resize: pixels are (n,3,S,S) uint8, 4x smaller to ship between processes."""
-    assert channel_order in ("rgb", "bgr"), channel_order  # the engine validated the request
+    assert channel_order in ("rgb", "bgr"), channel_order  # the ingest service validated the request
     n_hint = None
     if sampling.mode == "count":
         n_hint = _count_packets(source)  # evenly spaced needs n up front; demuxing is cheap

@@ -17,8 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from echosearch.server.metadata_update import MetadataChange
-from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoHit, VideoMetadata, VideoRecord
+from echosearch.server.records import (
+    FrameEmbeddings,
+    FrameHit,
+    MetadataChange,
+    NewVideo,
+    VideoFilter,
+    VideoHit,
+    VideoRecord,
+)
 from echosearch.server.storage import search_backend
 from echosearch.server.storage.catalog import Catalog, ImportedBatch
 from echosearch.server.storage.catalog.video_batch import VideoBatch
@@ -26,6 +33,7 @@ from echosearch.server.storage.disk_errors import disk_errors
 from echosearch.server.storage.faiss_gpu import gpu_count
 from echosearch.server.storage.index import VectorIndex
 from echosearch.server.storage.index_search import IndexSearch
+from echosearch.server.storage.options import StorageOptions
 from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.rwlock import ReadWriteLock
 from echosearch.server.storage.store_indexes import StoreIndexes
@@ -39,22 +47,22 @@ class Store:
     The only write path: one writer at a time (`_writes`: catalog order = index order), and the
     readers-writer lock keeps index changes apart from searches — held exclusively only for the
     index change itself, never for a catalog transaction, a compaction build or a snapshot save. Callers above it
-    (the engine, the scoring service) read through `reader`, a read-only catalog view.
+    (services/, the scoring service) read through `reader`, a read-only catalog view.
     """
 
     def __init__(
         self,
         data_dir: Path,
         *,
-        index_factory: str = "Flat",
+        index_factory: str = StorageOptions.index_factory,
         use_gpu: bool | None = None,
         save_every: int = 5000,
         nprobe: int | None = None,
         efsearch: int | None = None,
         memory_limit: str | None = None,
-        search_device: str = "auto",
+        search_device: str = StorageOptions.search_device,
         gpu_memory_gb: float | None = None,
-        matrix_precision: str = "fp16",
+        matrix_precision: str = StorageOptions.search_precision,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -92,49 +100,20 @@ class Store:
             raise
 
     # ---- writes ------------------------------------------------------------------
-    def add_video(
-        self,
-        *,
-        sha256: str,
-        source_name: str,
-        size_bytes: int,
-        fps: float,
-        total_frames: int,
-        width: int,
-        height: int,
-        model_identity: str,
-        metadata: VideoMetadata,
-        frames: FrameEmbeddings,
-    ) -> tuple[VideoRecord, bool]:
+    def add_video(self, video: NewVideo) -> tuple[VideoRecord, bool]:
         """Commit the video to the catalog (one transaction), then add it to both indexes."""
-        with self._writes, disk_errors(self.data_dir):
-            result = self.catalog.add_video(
-                sha256=sha256,
-                source_name=source_name,
-                size_bytes=size_bytes,
-                fps=fps,
-                total_frames=total_frames,
-                width=width,
-                height=height,
-                model_identity=model_identity,
-                metadata=metadata,
-                frames=frames,
-            )
-            with self._lock.write():
-                self._index_new([result], [frames])
-            self._after_write()
-            return result
+        return self.add_videos([video])[0]
 
-    def add_videos(self, items: Sequence[Mapping[str, Any]]) -> list[tuple[VideoRecord, bool]]:
-        """Commit many videos (`add_video` keyword mappings) in ONE catalog transaction, then index them.
+    def add_videos(self, videos: Sequence[NewVideo]) -> list[tuple[VideoRecord, bool]]:
+        """Commit many videos in ONE catalog transaction, then index them.
 
         All or nothing; idempotent by sha256 (a repeat, in the store or earlier in the batch, comes
         back with created=False). For bulk loads and migrations; results are in input order.
         """
         with self._writes, disk_errors(self.data_dir):
-            results = self.catalog.add_videos(items)
+            results = self.catalog.add_videos(videos)
             with self._lock.write():
-                self._index_new(results, [item["frames"] for item in items])
+                self._index_new(results, [v.frames for v in videos])
             self._after_write()
             return results
 
@@ -295,7 +274,7 @@ class Store:
     ) -> list[VideoHit]:
         """Top-k videos for one query: by best frame ("max") or by mean frame ("mean")."""
         q = self._search.query(query)[:1]
-        assert aggregation in ("max", "mean"), aggregation  # the engine validated the request
+        assert aggregation in ("max", "mean"), aggregation  # services/search.py validated the request
         with self._lock.read():
             return self._search.search_videos(q, int(k), aggregation, flt, max(0, int(frames_per_video)), exclude)
 

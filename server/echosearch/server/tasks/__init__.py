@@ -1,9 +1,9 @@
 """Zero-shot tasks on the server: the entry-point registry, the scoring math and the scoring service.
 
-The task spec itself (Task, TaskKind, ValueRange) is the light plugin API, `echosearch.tasks`;
-this package re-exports it so that plugins written against ``echosearch.server.tasks`` keep
-working (deprecated: new plugins import ``echosearch.tasks``). Importing this package stays
-light (numpy only); the scoring service is imported on its own by the engine.
+The task spec itself (Task, TaskKind, ValueRange) is the light plugin API, `echosearch.tasks`:
+plugins import it from there. This package re-exports it for plugins written against
+``echosearch.server.tasks`` (deprecated). Importing this package stays light (numpy only);
+the scoring service is imported on its own by services/.
 """
 
 from echosearch.server.tasks.registry import TaskRegistry, load_registry

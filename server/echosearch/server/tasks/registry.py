@@ -2,7 +2,7 @@
 
 A plugin's entry point may name any of (pytest/datasette style, nothing to subclass):
 
-- a :class:`~echosearch.server.tasks.Task`;
+- a :class:`~echosearch.tasks.Task` (the light plugin API: ``from echosearch.tasks import Task, TaskKind``);
 - a list/tuple/iterable of Tasks;
 - a zero-argument callable returning either of the above.
 
@@ -26,27 +26,16 @@ import difflib
 import logging
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
 from echosearch.server.errors import EchoSearchError, NotFoundError
+from echosearch.server.records import PluginProblem
 from echosearch.tasks.spec import DEFAULT_CONTEXT_LENGTH, Task, validate_task
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "echosearch.tasks"
 BUILTIN_DISTRIBUTION = "echosearch"
-
-
-@dataclass(frozen=True)
-class PluginProblem:
-    """A plugin (task empty) or one of its tasks that was skipped, or a name clash that was resolved."""
-
-    plugin: str  # entry-point name
-    distribution: str
-    task: str
-    reason: str
-    message: str  # the whole sentence, as logged
 
 
 class TaskRegistry:

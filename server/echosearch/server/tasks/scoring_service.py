@@ -1,7 +1,7 @@
 """The scoring use case: a task over a selection of stored videos, from stored embeddings only.
 
-Kept apart from engine.py: it reads the catalog in batches and the video-mean index,
-never the model except through the prompt cache, and streams its answer.
+Called by services/tasks.py (which checks the request): it reads the catalog in batches and the
+video-mean index, never the model except through the prompt cache, and streams its answer.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
-from echosearch.server.errors import InvalidRequestError, NotFoundError
-from echosearch.server.records import VideoFilter
+from echosearch.server.errors import NotFoundError
+from echosearch.server.records import VideoFilter, VideoScore
 from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.store import Store
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
@@ -27,18 +27,8 @@ from echosearch.tasks.spec import Task, TaskKind
 log = logging.getLogger(__name__)
 
 MAX_K = 10_000  # the largest k of a search or a top-k score
+MAX_SCORE_BATCH = 100_000  # the most videos in one streamed batch of scores
 PROGRESS_EVERY_S = 5.0
-
-
-@dataclass(frozen=True)
-class VideoScore:
-    """One video's result for a task."""
-
-    video_id: int
-    score: float
-    value: float | None
-    label: str | None
-    decision: bool | None
 
 
 class TaskScorer:
@@ -70,13 +60,10 @@ class TaskScorer:
         tasks with their own aggregation) by value, ties by score: every selected video is scored, then
         partially sorted.
         """
-        if not 1 <= batch_size <= 100_000:
-            raise InvalidRequestError(f"batch size must be between 1 and 100000, not {batch_size}")
-        if top_k is not None and bottom_k is not None:
-            raise InvalidRequestError("ask for top k or bottom k, not both")
+        # services/tasks.py checked the request (`check_score_args`); here they are only asserted
+        assert 1 <= batch_size <= MAX_SCORE_BATCH and (top_k is None or bottom_k is None), (batch_size, top_k, bottom_k)
         k, lowest = (bottom_k, True) if bottom_k is not None else (top_k, False)
-        if k is not None and not 1 <= k <= MAX_K:
-            raise InvalidRequestError(f"{'bottom' if lowest else 'top'} k must be between 1 and {MAX_K}, not {k}")
+        assert k is None or 1 <= k <= MAX_K, k
         flt = self._with_ids(flt, video_ids)
         text_emb = self.task_embeddings(task)
         if k is not None and task.kind == TaskKind.BINARY and task.aggregate is None:
@@ -119,8 +106,7 @@ class TaskScorer:
         if video_ids is None:
             return flt
         ids = tuple(int(v) for v in video_ids)
-        if not ids:
-            raise InvalidRequestError("the list of video ids is empty; leave it out to select every video")
+        assert ids, "an empty selection is refused by services/tasks.py"
         known = set(self.catalog.select_video_ids(VideoFilter(video_ids=ids)).tolist())
         missing = [v for v in ids if v not in known]
         if missing:

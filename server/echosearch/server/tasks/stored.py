@@ -16,7 +16,7 @@ from collections.abc import Callable
 from echosearch.server.errors import AlreadyExistsError, InvalidRequestError, NotFoundError, PreconditionError
 from echosearch.server.storage.store import Store
 from echosearch.server.tasks.registry import TaskRegistry
-from echosearch.tasks.spec import Task, ValueRange, validate_task
+from echosearch.tasks.spec import DEFAULT_CONTEXT_LENGTH, Task, ValueRange, validate_task
 
 STORED_SOURCE = "stored"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -64,10 +64,18 @@ def task_from_json(text: str) -> Task:
 class StoredTasks:
     """The stored tasks of one catalog, held in memory and written through to the catalog."""
 
-    def __init__(self, store: Store, registry: TaskRegistry, check: Callable[[Task], Task]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: TaskRegistry,
+        *,
+        count_tokens: Callable[[str], int] | None = None,
+        context_length: int = DEFAULT_CONTEXT_LENGTH,
+    ) -> None:
         self._store = store  # the only write path
         self._registry = registry
-        self._check = check  # validation against the model's tokenizer
+        # The model's tokenizer and context: a stored task's prompts must fit, like any task's.
+        self._count_tokens, self._context_length = count_tokens, context_length
         self._lock = threading.Lock()
         self._tasks = {name: task_from_json(spec) for name, spec in store.reader.stored_tasks().items()}
 
@@ -87,7 +95,11 @@ class StoredTasks:
             )
         if task.name in self._registry:
             raise AlreadyExistsError(f"{task.name!r} is a built-in or plugin task; give the stored task another name")
-        task = self._check(validate_task(dataclasses.replace(task, source=STORED_SOURCE, aggregate=None)))
+        task = validate_task(
+            dataclasses.replace(task, source=STORED_SOURCE, aggregate=None),
+            count_tokens=self._count_tokens,
+            context_length=self._context_length,
+        )
         with self._lock:
             if task.name in self._tasks and not replace:
                 raise AlreadyExistsError(f"a stored task {task.name!r} exists; delete it first or ask to replace it")

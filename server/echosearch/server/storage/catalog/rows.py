@@ -1,4 +1,4 @@
-"""New videos for the catalog: validated once, laid out as Arrow tables so each table is one INSERT.
+"""New videos for the catalog, laid out as Arrow tables so each table is one INSERT (validated above: services/ingest.py).
 
 Ingest latency is dominated by per-statement overhead in DuckDB, so a batch of
 videos (one video included) is written with one statement per table, and the
@@ -7,100 +7,27 @@ returned records are built from the same values instead of read back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from echosearch.server.errors import InvalidRequestError, TooLargeError
-from echosearch.server.records import FrameEmbeddings, VideoMetadata, VideoRecord
+from echosearch.server.records import NewVideo, VideoMetadata, VideoRecord
 from echosearch.server.storage.filters import aware_utc, to_utc_naive
 from echosearch.server.storage.frame_ids import MAX_FRAMES_PER_VIDEO, frame_ids_for
 
 
-@dataclass(frozen=True)
-class NewVideo:
-    """One video to insert, checked and normalised (the `Catalog.add_video` keyword arguments)."""
-
-    sha256: str
-    source_name: str
-    size_bytes: int
-    fps: float
-    total_frames: int
-    width: int
-    height: int
-    model_identity: str
-    metadata: VideoMetadata
-    frame_indices: np.ndarray  # int64 (n,)
-    timestamps: np.ndarray  # float64 (n,)
-    embeddings: np.ndarray  # float32 (n, dim), C-contiguous
-    thumbnails: tuple[bytes, ...] | None = None  # one JPEG per frame, or None
-
-    @property
-    def dim(self) -> int:
-        """Embedding width."""
-        return int(self.embeddings.shape[1])
-
-
-def validate(
-    *,
-    sha256: str,
-    source_name: str,
-    size_bytes: int,
-    fps: float,
-    total_frames: int,
-    width: int,
-    height: int,
-    model_identity: str,
-    metadata: VideoMetadata,
-    frames: FrameEmbeddings,
-) -> NewVideo:
-    """Check one video's embeddings and frame arrays; InvalidRequestError/TooLargeError on bad input."""
-    emb = np.asarray(frames.embeddings)
-    if emb.ndim != 2 or emb.shape[0] == 0:
-        raise InvalidRequestError(f"a video needs at least one frame embedding, got shape {emb.shape}")
-    n = emb.shape[0]
-    if n > MAX_FRAMES_PER_VIDEO:
-        raise TooLargeError(f"{n} sampled frames in one video; the catalog holds at most {MAX_FRAMES_PER_VIDEO}")
-    idx = np.asarray(frames.frame_indices, dtype=np.int64).reshape(-1)
-    ts = np.asarray(frames.timestamps, dtype=np.float64).reshape(-1)
-    if len(idx) != n or len(ts) != n:
-        raise InvalidRequestError(f"{n} embeddings but {len(idx)} frame indices and {len(ts)} timestamps")
-    emb = np.ascontiguousarray(emb, dtype=np.float32)
-    if not np.isfinite(emb).all():
-        raise InvalidRequestError("frame embeddings contain NaN or infinity")
-    thumbs = frames.thumbnails
-    if thumbs is not None and len(thumbs) != n:
-        raise InvalidRequestError(f"{n} embeddings but {len(thumbs)} thumbnails; give one per frame or none")
-    return NewVideo(
-        str(sha256),
-        str(source_name),
-        int(size_bytes),
-        float(fps),
-        int(total_frames),
-        int(width),
-        int(height),
-        str(model_identity),
-        metadata,
-        idx,
-        ts,
-        emb,
-        None if thumbs is None else tuple(bytes(t) for t in thumbs),
-    )
-
-
-def validate_many(items: Sequence[Mapping[str, Any]]) -> list[NewVideo]:
-    """`validate` over keyword-argument mappings; the error names the offending position."""
-    out = []
-    for i, kwargs in enumerate(items):
-        try:
-            out.append(validate(**kwargs))
-        except (InvalidRequestError, TooLargeError) as exc:
-            raise type(exc)(f"video {i} of the batch ({kwargs.get('source_name', '?')}): {exc}") from exc
-    return out
+def check(videos: Sequence[NewVideo]) -> None:
+    """Assert what the ingest service validated (services/ingest.py `validate_video`): shapes, dtypes, one
+    thumbnail per frame. A failure here is a bug above, not bad input."""
+    for v in videos:
+        n = len(v.embeddings)
+        assert v.embeddings.ndim == 2 and v.embeddings.dtype == np.float32 and 0 < n <= MAX_FRAMES_PER_VIDEO, v.sha256
+        assert v.embeddings.flags.c_contiguous and len(v.frame_indices) == len(v.timestamps) == n, v.sha256
+        assert v.thumbnails is None or len(v.thumbnails) == n, v.sha256
+        assert np.isfinite(v.embeddings).all(), v.sha256
 
 
 def _opt_str(value: Any) -> str | None:

@@ -7,15 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
 from echosearch.server.errors import NotFoundError
-from echosearch.server.metadata_update import MetadataChange
-from echosearch.server.records import FrameEmbeddings, VideoMetadata, VideoRecord
+from echosearch.server.records import MetadataChange, NewVideo, VideoRecord
 from echosearch.server.storage.catalog import prompt_embedding_table, stored_task_table
 from echosearch.server.storage.catalog import rows as catalog_rows
 from echosearch.server.storage.catalog.reads import CatalogReads
@@ -57,45 +55,20 @@ class CatalogWrites(CatalogReads):
         seqs = np.arange(ends["seq"] - m + 1, ends["seq"] + 1, dtype=np.int64)
         return seqs, np.arange(ends["video_id"] - m + 1, ends["video_id"] + 1, dtype=np.int64)
 
-    def add_video(
-        self,
-        *,
-        sha256: str,
-        source_name: str,
-        size_bytes: int,
-        fps: float,
-        total_frames: int,
-        width: int,
-        height: int,
-        model_identity: str,
-        metadata: VideoMetadata,
-        frames: FrameEmbeddings,
-    ) -> tuple[VideoRecord, bool]:
-        """Store a video with its frames and embeddings in ONE transaction; idempotent by sha256."""
-        video = catalog_rows.validate(
-            sha256=sha256,
-            source_name=source_name,
-            size_bytes=size_bytes,
-            fps=fps,
-            total_frames=total_frames,
-            width=width,
-            height=height,
-            model_identity=model_identity,
-            metadata=metadata,
-            frames=frames,
-        )
+    def add_video(self, video: NewVideo) -> tuple[VideoRecord, bool]:
+        """Store one validated video and its frames in one transaction; idempotent by sha256 (created=False)."""
         return self._insert([video])[0]
 
-    def add_videos(self, items: Sequence[Mapping[str, Any]]) -> list[tuple[VideoRecord, bool]]:
-        """Store many videos (each an `add_video` keyword mapping) in ONE transaction: all or none.
+    def add_videos(self, videos: Sequence[NewVideo]) -> list[tuple[VideoRecord, bool]]:
+        """Store many validated videos in ONE transaction: all or none.
 
         Idempotent by sha256 against the store and inside the batch: a repeat returns the
         first record with created=False. Results are in input order.
         """
-        videos = catalog_rows.validate_many(items)
-        return self._insert(videos) if videos else []
+        return self._insert(list(videos)) if videos else []
 
-    def _insert(self, videos: list[catalog_rows.NewVideo]) -> list[tuple[VideoRecord, bool]]:
+    def _insert(self, videos: list[NewVideo]) -> list[tuple[VideoRecord, bool]]:
+        catalog_rows.check(videos)
         bindings = {(v.model_identity, v.dim) for v in videos}
         with self._write_lock:
             with self.transaction() as cur:

@@ -1,29 +1,39 @@
-"""Conversions between echosearch.v1 protobuf messages and the server's records (no I/O, no engine calls).
+"""Every mapping between echosearch.v1 protobuf messages and the server's records (no I/O, no service calls).
 
 This is the wire layer's one check: enums and shapes the proto can express but the
 domain cannot (an unknown enum value, an inverted time range, an empty tag key).
-Domain rules (k, aggregation, page size, prompts, channel order...) are the engine's;
-a Sampling checks its own options when it is made. Imports no storage stack.
+Domain rules (k, aggregation, page size, prompts, channel order, limits...) are the services';
+a Sampling checks its own options when it is made. Typed records on one side, messages on the
+other: nothing here imports the storage, media or model stack.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from echosearch.server.errors import InvalidRequestError
-from echosearch.server.media.video import Sampling
-from echosearch.server.records import FrameEmbeddings, FrameHit, VideoFilter, VideoMetadata, VideoRecord
-from echosearch.server.tasks.registry import PluginProblem
+from echosearch.server.records import (
+    DecodePoolStats,
+    EncoderStats,
+    FrameEmbeddings,
+    FrameHit,
+    ImportOutcome,
+    IngestOutcome,
+    PluginProblem,
+    Sampling,
+    SearchResult,
+    ServerInfo,
+    TaskRequest,
+    VideoFilter,
+    VideoMetadata,
+    VideoRecord,
+    VideoScore,
+)
 from echosearch.tasks.spec import Task, ValueRange
 from echosearch.v1 import echosearch_pb2 as pb
-
-if TYPE_CHECKING:  # annotations only: convert does not import the encoder (torch) or the pool
-    from echosearch.server.encoder import EncoderStats
-    from echosearch.server.media.decode_pool import DecodePoolStats
 
 SAMPLING_MODES = {
     pb.SAMPLING_MODE_REFERENCE: "reference",
@@ -87,16 +97,13 @@ def sampling_from_proto(msg: pb.Sampling) -> Sampling:
         raise InvalidRequestError(
             f"unknown sampling mode {msg.mode}; use one of {_both(SAMPLING_MODES, 'SamplingMode')}"
         )
-    kwargs: dict[str, object] = {}
-    if msg.mode != pb.SAMPLING_MODE_UNSPECIFIED:
-        kwargs["mode"] = SAMPLING_MODES[msg.mode]
-    if msg.step:
-        kwargs["step"] = int(msg.step)
-    if msg.count:
-        kwargs["count"] = int(msg.count)
-    if msg.max_frames:
-        kwargs["max_frames"] = int(msg.max_frames)
-    return Sampling(**kwargs)  # type: ignore[arg-type]
+    default = Sampling()
+    return Sampling(
+        mode=SAMPLING_MODES.get(msg.mode, default.mode),
+        step=int(msg.step) or default.step,
+        count=int(msg.count) or default.count,
+        max_frames=int(msg.max_frames) or default.max_frames,
+    )
 
 
 def _both(names: dict[int, str], enum: str) -> str:
@@ -157,26 +164,24 @@ def filter_from_proto(msg: pb.VideoFilter | None) -> VideoFilter | None:
     return None if flt.is_empty() else flt
 
 
-def custom_task_args(msg: pb.CustomTask) -> dict[str, object]:
-    """Keyword arguments for Engine.custom_task from an inline task."""
+def task_request_from_proto(msg: pb.CustomTask) -> TaskRequest:
+    """A task defined in a request (ScoreVideos' inline task, CreateTask's task)."""
     if msg.kind not in TASK_KINDS:
         raise InvalidRequestError(f"custom task needs a kind: {_both(TASK_KINDS, 'TaskKind')}")
-    kind = TASK_KINDS[msg.kind]
-    values: object = None
+    values: tuple[float, ...] | None = None
     if msg.HasField("value_range"):
         r = msg.value_range
         values = (r.start, r.stop, r.step)
     elif msg.values:
         values = tuple(msg.values)
-    labels = {lab.value: lab.label for lab in msg.labels} or None
-    return {
-        "name": msg.name or "custom",
-        "kind": kind,
-        "prompts": list(msg.prompts),
-        "values": values,
-        "labels": labels,
-        "threshold": msg.threshold if msg.HasField("threshold") else None,
-    }
+    return TaskRequest(
+        name=msg.name or "custom",
+        kind=TASK_KINDS[msg.kind],
+        prompts=tuple(msg.prompts),
+        values=values,
+        labels={lab.value: lab.label for lab in msg.labels} or None,
+        threshold=msg.threshold if msg.HasField("threshold") else None,
+    )
 
 
 # ---- records -> responses ---------------------------------------------------------------
@@ -265,9 +270,7 @@ def task_to_proto(task: Task) -> pb.Task:
     return msg
 
 
-def encoder_info_to_proto(
-    encoder: EncoderStats | None, decode: DecodePoolStats | None, decode_timeout_s: float
-) -> pb.EncoderInfo | None:
+def encoder_info_to_proto(encoder: EncoderStats | None, decode: DecodePoolStats | None) -> pb.EncoderInfo | None:
     """The ingest-path block of GetServerInfo: the batching encoder's statistics and the decode pool's."""
     if encoder is None or decode is None:
         return None
@@ -289,5 +292,76 @@ def encoder_info_to_proto(
         decode_worker_restarts=decode.restarts,
         decode_crashes=decode.crashes,
         decode_timeouts=decode.timeouts,
-        decode_timeout_s=decode_timeout_s,
+        decode_timeout_s=decode.time_limit_s,
+    )
+
+
+def ingest_to_proto(outcome: IngestOutcome) -> pb.IngestVideoResponse:
+    """What an ingest did, for IngestVideo's reply."""
+    return pb.IngestVideoResponse(
+        video=video_to_proto(outcome.video),
+        already_stored=outcome.already_stored,
+        decode_seconds=outcome.decode_seconds,
+        encode_seconds=outcome.encode_seconds,
+        store_seconds=outcome.store_seconds,
+        metadata_updated=outcome.metadata_updated,
+    )
+
+
+def import_to_proto(outcome: ImportOutcome) -> pb.ImportEmbeddingsResponse:
+    """What importing one shard committed, for ImportEmbeddings' reply."""
+    return pb.ImportEmbeddingsResponse(
+        shard_name=outcome.shard_name,
+        already_imported=outcome.already_imported,
+        videos_added=outcome.videos_added,
+        videos_already_stored=outcome.videos_already_stored,
+        frames_added=outcome.frames_added,
+        seconds=outcome.seconds,
+    )
+
+
+def search_result_to_proto(result: SearchResult) -> pb.SearchResult:
+    """One search result with its best frames (and thumbnail)."""
+    return pb.SearchResult(
+        video=video_to_proto(result.video),
+        score=float(result.score),
+        best_frames=hits_to_proto(result.best_frames),
+        thumbnail=result.thumbnail or b"",
+    )
+
+
+def score_to_proto(score: VideoScore) -> pb.VideoScore:
+    """One video's result for a task; value and decision only when the task kind has them."""
+    msg = pb.VideoScore(video_id=score.video_id, score=float(score.score), label=score.label or "")
+    if score.value is not None:
+        msg.value = float(score.value)
+    if score.decision is not None:
+        msg.decision = bool(score.decision)
+    return msg
+
+
+def server_info_to_proto(info: ServerInfo) -> pb.GetServerInfoResponse:
+    """GetServerInfo's reply."""
+    return pb.GetServerInfoResponse(
+        version=info.version,
+        model_spec=info.model_spec,
+        model_identity=info.model_identity,
+        device=info.device,
+        precision=info.precision,
+        embed_dim=info.embed_dim,
+        index_factory=info.index_factory,
+        index_on_gpu=info.index_on_gpu,
+        videos=info.videos,
+        frames=info.frames,
+        tasks=info.tasks,
+        max_upload_bytes=info.max_upload_bytes,
+        skipped_plugins=plugin_problems_to_proto(info.skipped_plugins),
+        search=pb.SearchBackendInfo(
+            backend=info.search.backend,
+            device=info.search.device,
+            precision=info.search.precision,
+            memory_bytes=info.search.memory_bytes,
+            memory_cap_bytes=info.search.memory_cap_bytes,
+        ),
+        encoder=encoder_info_to_proto(info.encoder, info.decode),
     )

@@ -1,0 +1,62 @@
+"""The one table from domain errors to gRPC status codes, and how a failed call is answered.
+
+Anything not in the table is a bug: logged with its stack and an incident id, answered INTERNAL
+with a generic message, and the server stays up.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import grpc
+
+from echosearch.server import errors
+
+log = logging.getLogger(__name__)
+
+# The one place domain errors become status codes; the first matching class wins.
+STATUS_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
+    (errors.InvalidVideoError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.PreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.TooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.BusyError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.DiskFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.RequestCancelledError, grpc.StatusCode.CANCELLED),  # normally nobody hears it: fail() stops quietly
+    (errors.ModelMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.StoreVersionError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.ModelLoadError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.DataDirError, grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+# Trailing metadata on a RESOURCE_EXHAUSTED that a retry may cure (a concurrency cap, not a size limit).
+BUSY_METADATA = "echosearch-busy"
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode | None:
+    """The status code a domain error maps to, or None for an unexpected error."""
+    for cls, code in STATUS_CODES:
+        if isinstance(exc, cls):
+            return code
+    return None
+
+
+def fail(exc: Exception, context: grpc.ServicerContext, method: str) -> None:
+    """Answer a call that raised `exc`: its status and message, or INTERNAL with an incident id (aborts)."""
+    if isinstance(exc, errors.RequestCancelledError) or not context.is_active():
+        # The caller went away (cancelled or past its deadline): nobody hears an answer.
+        log.info("%s: caller cancelled or deadline passed; stopped", method)
+        return
+    code = status_for(exc)
+    if isinstance(exc, errors.BusyError):
+        context.set_trailing_metadata(((BUSY_METADATA, "1"),))  # tells clients this one is worth a retry
+    if code is not None:
+        log.info("%s: %s: %s", method, code.name, exc)
+        context.abort(code, str(exc))
+    incident = uuid.uuid4().hex[:12]
+    log.error("%s failed (incident %s)", method, incident, exc_info=exc)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal server error (incident {incident}); the server log has details")
