@@ -19,6 +19,7 @@ import pytest
 from servers import ROOT, TEST_MODEL, ServerProcess, start_inprocess
 from synthetic import make_video
 
+from echosearch.client import VideoMetadata as ClientMetadata
 from echosearch.client.client import ApiError, Client
 from echosearch.server.bulk.shards import EmbeddedVideo, shard_paths, shard_table, write_shard
 from echosearch.server.records import VideoMetadata
@@ -41,13 +42,16 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Five small videos of different sizes and lengths, one corrupt file, and a manifest for two of them."""
+    """Five small videos of different sizes and lengths, one corrupt file, and a manifest row for each (metadata
+    for two of them; a manifest must name every file, as for `ingest`)."""
     folder = tmp_path_factory.mktemp("videos")
     for i in range(N_GOOD):
         make_video(96 + 16 * i, 80 + 8 * i, 24 + 5 * i, seed=i, path=folder / f"clip{i}.avi")
     (folder / "broken.avi").write_bytes(b"RIFF" + b"\x00" * 200)
     (folder / "manifest.csv").write_text(
-        "path,study_id,view,site\nclip0.avi,S-0,A4C,north\nclip3.avi,S-3,PLAX,south\n", encoding="utf-8"
+        "path,study_id,view,site\nclip0.avi,S-0,A4C,north\nclip3.avi,S-3,PLAX,south\n"
+        + "".join(f"{name},,,\n" for name in ("clip1.avi", "clip2.avi", "clip4.avi", "broken.avi")),
+        encoding="utf-8",
     )
     return folder
 
@@ -140,6 +144,134 @@ def test_rerun_skips_everything(embedded: Path, videos: Path) -> None:
     summary = run_embed(EmbedOptions(sources=[str(videos)], out_dir=embedded, model_spec=TEST_MODEL))
     assert (summary.embedded, summary.skipped, summary.failed, summary.shards) == (0, N_GOOD, 1, ())
     assert shard_paths(embedded) == before
+
+
+def test_rerun_that_skips_everything_starts_neither_ray_nor_the_model(
+    embedded: Path, videos: Path, monkeypatch
+) -> None:
+    """Issue 19: the skip check runs first; a rerun with nothing to embed never loads the model or starts Ray."""
+    import ray.data
+
+    from echosearch.server import model as model_module
+    from echosearch.server.bulk.embed import EmbedOptions, run_embed
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("started although every file was embedded already")
+
+    monkeypatch.setattr(model_module, "load_model", refuse)
+    monkeypatch.setattr(ray.data, "from_items", refuse)
+    clips = [str(videos / f"clip{i}.avi") for i in range(N_GOOD)]
+    summary = run_embed(EmbedOptions(sources=clips, out_dir=embedded, model_spec=TEST_MODEL))
+    assert (summary.files, summary.embedded, summary.skipped, summary.failed, summary.shards) == (
+        N_GOOD,
+        0,
+        N_GOOD,
+        0,
+        (),
+    )
+
+
+def test_rerun_with_another_model_is_refused_before_it_loads(embedded: Path, videos: Path, monkeypatch) -> None:
+    from echosearch.server import model as model_module
+    from echosearch.server.bulk.embed import EmbedOptions, run_embed
+    from echosearch.server.errors import InvalidRequestError
+
+    monkeypatch.setattr(model_module, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(InvalidRequestError, match="random:tiny.*random:echoclip|random:echoclip.*random:tiny"):
+        run_embed(EmbedOptions(sources=[str(videos / "clip0.avi")], out_dir=embedded, model_spec="random:echoclip"))
+
+
+def test_embed_refuses_a_manifest_that_does_not_match_the_files(
+    local_ray, videos: Path, tmp_path: Path, capsys
+) -> None:
+    """The rule and message of `ingest --manifest`: no file left out, no row that matches nothing."""
+    from echosearch.client.cli import main
+
+    wrong = tmp_path / "wrong.csv"  # the paths of another machine
+    wrong.write_text("".join(["path,study_id\n"] + [f"/mnt/other/clip{i}.avi,S-{i}\n" for i in range(N_GOOD)]))
+    out = tmp_path / "out"
+    argv = ["bulk", "embed", str(videos), "--out", str(out), "--model", TEST_MODEL, "--manifest", str(wrong)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"error: {N_GOOD + 1} file(s) are not in the manifest {wrong}" in err and "clip0.avi" in err
+    assert not shard_paths(out)
+    # every file listed, but one row names no file: refused too
+    extra = tmp_path / "extra.csv"
+    names = [f"clip{i}.avi" for i in range(N_GOOD)] + ["broken.avi", "clip9.avi"]
+    extra.write_text("".join(["path,study_id\n"] + [f"{videos / n},S\n" for n in names]))
+    assert main(["bulk", "embed", str(videos), "--out", str(out), "--model", TEST_MODEL, "--manifest", str(extra)]) == 2
+    assert "1 row(s) match no file under the given paths (row 8: " in capsys.readouterr().err
+    assert not shard_paths(out)
+
+
+def test_corrected_manifest_reaches_the_store_after_a_rerun(local_ray, tmp_path: Path, capsys) -> None:
+    """A manifest fixed after embedding: the rerun embeds nothing, and the rerun load applies the correction.
+
+    Only what the manifest changed is written: an edit made on the server to another video survives.
+    """
+    from echosearch.client.cli import main
+
+    folder = tmp_path / "echos"
+    folder.mkdir()
+    for i in range(3):
+        make_video(96, 80, 12, seed=40 + i, path=folder / f"v{i}.avi")
+    manifest = folder / "studies.csv"
+    manifest.write_text("path,study_id,view,site\nv0.avi,S-0,A4C,north\nv1.avi,S-1,A4C,north\nv2.avi,S-2,PLAX,\n")
+    out = tmp_path / "shards"
+    embed = ["bulk", "embed", str(folder), "--out", str(out), "--model", TEST_MODEL, "--manifest", str(manifest)]
+    assert main(embed) == 0
+    server = start_inprocess(tmp_path / "data")
+    load = ["--server", server.address, "bulk", "load", str(out)]
+    try:
+        assert main(load) == 0
+        with Client(server.address) as c:
+            ids = {v.source_name: v.video_id for v in c.iter_videos()}
+            c.update_video_metadata(ids["v2.avi"], ClientMetadata(view="A2C"))  # curated on the server
+        # the fix: v0 is a PLAX of study S-00 and has no site tag
+        manifest.write_text("path,study_id,view,site\nv0.avi,S-00,PLAX,\nv1.avi,S-1,A4C,north\nv2.avi,S-2,PLAX,\n")
+        capsys.readouterr()
+        assert main(embed) == 0
+        assert "0 embedded, 3 skipped (already embedded)" in capsys.readouterr().err
+        assert main(load) == 0
+        err = capsys.readouterr().err
+        assert "1 video(s) had their metadata corrected from the manifest" in err
+        with Client(server.address) as c:
+            stored = {v.source_name: v.metadata for v in c.iter_videos()}
+        assert (stored["v0.avi"].study_id, stored["v0.avi"].view, stored["v0.avi"].tags) == ("S-00", "PLAX", {})
+        assert (stored["v1.avi"].study_id, stored["v1.avi"].view, stored["v1.avi"].tags) == (
+            "S-1",
+            "A4C",
+            {"site": "north"},
+        )
+        assert stored["v2.avi"].view == "A2C"  # the manifest did not change v2: the server's edit stands
+        assert main(load) == 0  # a third load has nothing left to correct
+        assert "0 video(s) had their metadata corrected" in capsys.readouterr().err
+    finally:
+        server.stop()
+
+
+def test_rerun_load_reports_nothing_added(tmp_path: Path, capsys) -> None:
+    """A shard imported before is reported as skipped with 0 videos and 0 frames added, not its first counts."""
+    from echosearch.client.cli import main
+
+    server = start_inprocess(tmp_path / "data")
+    try:
+        identity, dim = _model(server.address)
+        _synthetic_shards(tmp_path / "shards", identity, dim, shards=2, videos=5, frames=4)
+        load = ["--server", server.address, "bulk", "load", str(tmp_path / "shards")]
+        assert main(load) == 0
+        first = capsys.readouterr()
+        assert "2 imported (10 videos / 40 frames added" in first.err
+        assert main(load) == 0
+        again = capsys.readouterr()
+        assert "0 imported, 2 already imported (nothing added), 0 failed" in again.err and "frames/s" not in again.err
+        assert main([*load[:2], "--json", *load[2:]]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        shard_rows = [r for r in rows if "shard" in r]
+        assert len(shard_rows) == 2 and all(r["status"] == "already imported" for r in shard_rows)
+        assert all((r["videos_added"], r["frames_added"], r["videos_already_stored"]) == (0, 0, 5) for r in shard_rows)
+    finally:
+        server.stop()
 
 
 # ---- shards checked at load (no Ray needed) ------------------------------------------------------

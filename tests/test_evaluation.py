@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -279,3 +280,88 @@ def test_evaluate_all_one_class_reports_auc_undefined(served, tmp_path):
     assert "ROC AUC is undefined" in index.read_text()
     assert not (tmp_path / "one" / "roc.png").exists() and (tmp_path / "one" / "score_histogram.png").exists()
     assert json.loads((tmp_path / "one" / "metrics.json").read_text())["roc_auc"] is None
+
+
+# ---- issue 19: calibration and evaluation a person can trust ---------------------------------------
+
+
+def _regression(client):
+    return next(t for t in client.list_tasks() if t.kind == "regression")
+
+
+def test_a_negative_slope_calibration_is_refused_unless_asked_for(served, tmp_path, capsys):
+    """Labels that fall as the prediction rises: the fit would invert the ranking, so it is not saved silently."""
+    running, client, ids = served
+    task = _regression(client)
+    predicted = {s.video_id: s.value for s in client.score(task.name)}
+    assert len(set(predicted.values())) > 1
+    f = tmp_path / "labels.csv"
+    f.write_text("video_id,label\n" + "".join(f"{v},{100 - predicted[v]}\n" for v in ids))
+    argv = ["--server", running.address, "evaluate", task.name, "--labels", str(f), "--out", str(tmp_path / "r")]
+    assert main([*argv, "--calibrate", "ef_inverted"]) == 2
+    err = capsys.readouterr().err
+    assert "the fit inverts the ranking: r = -1.00" in err and "--allow-negative-slope" in err
+    assert "ef_inverted" not in {t.name for t in client.list_tasks()}
+    assert main([*argv, "--calibrate", "ef_inverted", "--allow-negative-slope"]) == 0
+    stored = next(t for t in client.list_tasks() if t.name == "ef_inverted")
+    assert stored.calibration is not None and stored.calibration[0] < 0
+    client.delete_task("ef_inverted")
+
+
+def test_calibrate_replace_replaces_a_stored_task(served, tmp_path, capsys):
+    running, client, ids = served
+    task = _binary_task(client)
+    f = tmp_path / "labels.csv"
+    f.write_text("video_id,label\n" + "".join(f"{v},{i % 2}\n" for i, v in enumerate(ids)))
+    argv = ["--server", running.address, "evaluate", task, "--labels", str(f), "--out", str(tmp_path / "r")]
+    assert main([*argv, "--calibrate", "site_cal"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--calibrate", "site_cal"]) == 1
+    assert "ALREADY_EXISTS" in (err := capsys.readouterr().err) and "--calibrate site_cal --replace" in err
+    f.write_text("video_id,label\n" + "".join(f"{v},{1 - i % 2}\n" for i, v in enumerate(ids)))  # relabelled
+    assert main([*argv, "--calibrate", "site_cal", "--replace"]) == 0
+    assert "replaced stored task 'site_cal'" in capsys.readouterr().err
+    client.delete_task("site_cal")
+
+
+def test_too_few_labels_give_no_confidence_interval_and_say_why(served, tmp_path):
+    running, client, ids = served
+    f = tmp_path / "labels.csv"
+    f.write_text(f"video_id,label\n{ids[0]},1\n{ids[1]},0\n{ids[2]},0\n")  # 3 labels, 1 positive
+    ev = evaluate(client, _binary_task(client), f, resamples=200)
+    assert ev.metrics["roc_auc"] is not None and ev.metrics["roc_auc_ci95"] is None
+    assert any("1 positive and 2 negative" in n and "at least 10 of each" in n for n in ev.metrics["notes"])
+    m = metrics.regression_metrics(np.arange(5.0), np.arange(5.0) + 1)
+    assert m["limits_of_agreement"] is None and any("5 videos" in n and "at least 10" in n for n in m["notes"])
+    y, s = _binary(n=200)
+    assert metrics.binary_metrics(y, s, None, resamples=50)["roc_auc_ci95"] is not None  # enough of both
+
+
+def test_evaluate_prints_its_summary_table_on_stdout(served, tmp_path, capsys):
+    running, client, ids = served
+    f = tmp_path / "labels.csv"
+    f.write_text("video_id,label\n" + "".join(f"{v},{i % 2}\n" for i, v in enumerate(ids)))
+    argv = ["--server", running.address, "evaluate", _binary_task(client), "--labels", str(f), "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert re.search(r"^roc_auc +0\.\d+", out, re.M) and re.search(r"^positives +4$", out, re.M)
+    assert f"report: {tmp_path / 'index.html'}" in out and "roc_auc" not in err
+
+
+def test_the_histogram_counts_videos_in_whole_numbers(served, tmp_path, monkeypatch):
+    from echosearch.client.evaluation import report
+
+    running, client, ids = served
+    f = tmp_path / "labels.csv"
+    f.write_text("video_id,label\n" + "".join(f"{v},{i % 2}\n" for i, v in enumerate(ids[:4])))
+    ev = evaluate(client, _binary_task(client), f, resamples=20)
+    figures = {}
+    real_save = report._save
+    monkeypatch.setattr(
+        report, "_save", lambda fig, path: figures.setdefault(path.name, fig.axes[0]) and real_save(fig, path)
+    )
+    write_report(ev, tmp_path / "r")
+    axis = figures["score_histogram.png"]
+    lo, hi = axis.get_ylim()
+    ticks = [t for t in axis.get_yticks() if lo <= t <= hi]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks

@@ -26,6 +26,28 @@ N_VIDEOS = 6
 PATHS = chromium_paths()
 # The README's screenshots: ECHOSEARCH_UI_TEST_MODEL=random:echoclip (real architecture, random weights).
 MODEL = os.environ.get("ECHOSEARCH_UI_TEST_MODEL", "random:tiny")
+LONG_FOLDER = "clinic-north/2024/cardiology/echo-lab/exports/weekly/full-studies"
+# Whether the range of `text` inside the first element matching `css` that contains it lies inside that
+# element's box (visible, not cut off by its overflow), and whether the element overflows at all.
+TEXT_SHOWN = """
+const [css, text] = arguments;
+const el = [...document.querySelectorAll(css)].find(e => e.textContent.includes(text));
+const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+let node;
+while ((node = walker.nextNode()) && !node.data.includes(text)) {}
+const range = document.createRange();
+range.setStart(node, node.data.indexOf(text));
+range.setEnd(node, node.data.indexOf(text) + text.length);
+const r = range.getBoundingClientRect(), box = el.getBoundingClientRect();
+return {inside: r.left >= box.left - 0.5 && r.right <= box.right + 0.5, overflows: el.scrollWidth > el.clientWidth};
+"""
+# The bounding box of every <text> of an SVG chart, against the chart's viewBox width.
+CHART_TEXT = """
+return [...document.querySelectorAll(arguments[0])].map(t => {
+  const b = t.getBBox(), svg = t.ownerSVGElement;
+  return {text: t.textContent, left: b.x, right: b.x + b.width, width: svg.viewBox.baseVal.width};
+});
+"""
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +59,8 @@ def ui(tmp_path_factory):
     client = Client(running.address, timeout=60)
     for s in range(N_VIDEOS):
         md = VideoMetadata(study_id=f"study-{s}", view=("A4C", "PLAX")[s % 2], tags={"site": "north"})
-        client.ingest(make_video(seed=s, width=160, height=120, frames=40), source_name=f"echo-{s}.avi", metadata=md)
+        name = f"{LONG_FOLDER}/echo-{s}.avi" if s == 0 else f"echo-{s}.avi"  # a path far wider than a tile
+        client.ingest(make_video(seed=s, width=160, height=120, frames=40), source_name=name, metadata=md)
     if MODEL != "random:tiny":  # a large text tower: encode every task's prompts once, before the page timers run
         first = client.list_videos(page_size=1).videos[0].video_id
         for task in client.list_tasks():
@@ -87,6 +110,9 @@ def test_search_page_renders_result_thumbnails(ui, web):
     widths = _wait(web, "ul.grid img.thumb", N_VIDEOS)
     assert len(widths) == N_VIDEOS and all(w > 0 for w in widths), widths
     assert len(web.find_elements(By.CSS_SELECTOR, ".card .score")) == N_VIDEOS
+    # a long source path is cut from the left: the tile still shows the file name
+    shown = web.execute_script(TEXT_SHOWN, ".card .name", "echo-0.avi")
+    assert shown == {"inside": True, "overflows": True}, shown
     _shot(web, "search")
     # Open the best result's video page: its frame strip renders, the similarity chart is drawn.
     web.find_element(By.CSS_SELECTOR, ".card a.name").click()
@@ -127,6 +153,11 @@ def test_screening_and_error_pages(ui, web):
     widths = _wait(web, "ul.grid img.thumb", 6)  # highest 3 and lowest 3
     assert len(widths) == 6 and all(widths), widths
     _shot(web, "screening")
+    # the threshold's label stays inside the chart, wherever the threshold falls
+    web.get(web_ui.url + "/screen?task=pacemaker&k=3")
+    labels = web.execute_script(CHART_TEXT, "svg.chart text.marker")
+    assert [t["text"] for t in labels] == ["threshold 0.298"]
+    assert all(0 <= t["left"] and t["right"] <= t["width"] for t in labels), labels
     web.get(web_ui.url + "/video/424242")
     body = web.find_element(By.TAG_NAME, "body").text
     assert "NOT_FOUND" in body and "no video with id 424242" in body and "Traceback" not in body

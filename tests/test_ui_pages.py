@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import http.client
 import socket
 import urllib.error
@@ -272,5 +273,66 @@ def test_a_streamed_upload_over_the_cap_is_cut_off_and_one_under_it_is_evaluated
             assert status == 303, text
             (run,) = (tmp_path / "reports").iterdir()
             assert (run / "labels.csv").read_bytes() == under and (run / "metrics.json").is_file()
+        finally:
+            ui.stop()
+
+
+# ---- issue 19: what the UI shows and refuses -------------------------------------------------------
+
+
+def _form(fields: dict[str, str], csv: bytes, filename: str) -> tuple[bytes, str]:
+    """The evaluation form with these fields and a labels file uploaded under `filename`."""
+    b = "echosearch-test-boundary"
+    head = "".join(
+        f'--{b}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n' for name, value in fields.items()
+    )
+    file_head = f'--{b}\r\nContent-Disposition: form-data; name="labels"; filename="{filename}"\r\n'
+    file_head += "Content-Type: text/csv\r\n\r\n"
+    return head.encode() + file_head.encode() + csv + f"\r\n--{b}--\r\n".encode(), f"multipart/form-data; boundary={b}"
+
+
+def test_the_evaluation_form_takes_a_label_column_and_names_the_uploaded_file(server, tmp_path):
+    with Client(server.address, token=TOKEN, timeout=60) as client:
+        video_id = next(client.iter_videos()).video_id
+        ui = _ui(client, tmp_path)
+        try:
+            status, body = _get(ui.url + "/evaluate")
+            assert status == 200 and 'name="label_column"' in body
+            fields = {"task": "ejection_fraction", "key": "id", "label_column": "ef"}
+            form, ctype = _form(fields, f"video_id,ef,note\n{video_id},55,x\n".encode(), "site-a-ef.csv")
+            status, headers, text = _raw(ui, "POST", "/evaluate", {"Content-Type": ctype}, form)
+            assert status == 303, text
+            fields = {"task": "pacemaker", "key": "id", "label_column": ""}
+            form, ctype = _form(fields, f"video_id,label\n{video_id},maybe\n".encode(), "site-a.csv")
+            status, _, text = _raw(ui, "POST", "/evaluate", {"Content-Type": ctype}, form)
+            assert status == 400 and "site-a.csv, row 2, column &#39;label&#39;" in text
+            assert "labels.csv" not in text and str(tmp_path) not in text  # not the UI's own copy
+        finally:
+            ui.stop()
+
+
+@pytest.mark.parametrize("k", ["0", "-3", "201", "many"])
+def test_k_out_of_range_is_refused_not_replaced(server, tmp_path, k):
+    with Client(server.address, token=TOKEN, timeout=60) as client:
+        ui = _ui(client, tmp_path)
+        try:
+            for page in (f"/?q=a+heart&k={k}", f"/screen?task=pacemaker&k={k}"):
+                status, body = _get(ui.url + page)
+                assert status == 400 and "k must be a whole number from 1 to 200" in body, page
+                assert repr(k) in html.unescape(body), page
+            status, _ = _get(ui.url + "/?q=a+heart&k=1")
+            assert status == 200
+        finally:
+            ui.stop()
+
+
+def test_screening_with_k_over_the_selection_shows_one_list(server, tmp_path):
+    """One video, k=24: "Highest" and "Lowest" would be the same video twice."""
+    with Client(server.address, token=TOKEN, timeout=60) as client:
+        ui = _ui(client, tmp_path)
+        try:
+            status, body = _get(ui.url + "/screen?task=ejection_fraction&k=24")
+            assert status == 200 and body.count('<ul class="grid">') == 1
+            assert "Lowest" not in body and "All 1 videos, highest first" in body
         finally:
             ui.stop()

@@ -14,12 +14,22 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+from echosearch.client.bulk_metadata import (
+    CHANGES_FILE,
+    as_client_metadata,
+    find_corrections,
+    read_corrections,
+    write_corrections,
+)
 from echosearch.client.cli_examples import EXAMPLES
 from echosearch.client.client import ApiError, Client
 from echosearch.client.manifest import read_manifest
 from echosearch.client.output import Progress, print_json, print_table
 from echosearch.client.params import UsageError
+from echosearch.client.types import ImportResult
+from echosearch.client.types import VideoMetadata as ClientMetadata
 from echosearch.errors import EchoSearchError
 
 SHARD_GLOB = "shard-*.parquet"
@@ -86,18 +96,25 @@ def _embed(args: argparse.Namespace, connect: Callable[[argparse.Namespace], Cli
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:  # the server stack and Ray: not part of a client install
         from echosearch.server.bulk.embed import EmbedOptions, run_embed
+        from echosearch.server.bulk.shards import embedded_metadata
+        from echosearch.server.bulk.sources import list_source_files
         from echosearch.server.media.video import Sampling
         from echosearch.server.records import VideoMetadata
     except ImportError as exc:
         raise UsageError(
             f"bulk embed needs the server and Ray ({exc.name} is missing): pip install 'echosearch[server,bulk]'"
         ) from None
+    try:
+        files = list_source_files(str(s) for s in args.sources)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    manifest = read_manifest(args.manifest) if args.manifest else None
     metadata = {}
-    if args.manifest:
-        manifest = read_manifest(args.manifest)
-        for key in manifest:
-            m = manifest.metadata_for(key)
-            metadata[key] = VideoMetadata(m.study_id, m.patient_id, m.view, m.acquisition_time, dict(m.tags))
+    if manifest is not None:
+        manifest.check_matches(f.uri for f in files)  # the rule of `ingest --manifest`
+        for f in files:
+            m = manifest.metadata_for(f.uri) or ClientMetadata()
+            metadata[f.uri] = VideoMetadata(m.study_id, m.patient_id, m.view, m.acquisition_time, dict(m.tags))
     skip: frozenset[str] = frozenset()
     if args.skip_stored:
         args.server = args.skip_stored
@@ -125,12 +142,24 @@ def _embed(args: argparse.Namespace, connect: Callable[[argparse.Namespace], Cli
         thumbnails=args.thumbnails == "on",
     )
     try:
-        summary = run_embed(opts)
-    except FileNotFoundError as exc:
+        summary = run_embed(opts, files)
+    except EchoSearchError as exc:  # e.g. the folder holds another model's shards
         raise UsageError(str(exc)) from None
+    corrections = 0
+    if manifest is not None:  # metadata is re-read on every run: a corrected manifest reaches `bulk load`
+        embedded = {sha: as_client_metadata(m) for sha, m in embedded_metadata(args.out).items()}
+        found = find_corrections(summary.hashes, manifest, embedded)
+        write_corrections(args.out, found, [sha for sha in summary.hashes.values() if sha in embedded])
+        corrections = len(found)
     if args.json:
-        print_json({"summary": summary.line(), "shards": [str(p) for p in summary.shards]})
+        print_json({"summary": summary.line(), "shards": [str(p) for p in summary.shards], "corrections": corrections})
     print(summary.line(), file=sys.stderr)
+    if corrections:
+        print(
+            f"{corrections} video(s) embedded earlier have other metadata in the manifest now; `bulk load` applies "
+            f"the changes ({args.out / CHANGES_FILE})",
+            file=sys.stderr,
+        )
     if summary.failed:
         print(f"failures (with reasons): {args.out / 'failures.parquet'}", file=sys.stderr)
     return 1 if summary.failed else 0
@@ -146,45 +175,83 @@ def _load(client: Client, args: argparse.Namespace) -> int:
         )
     progress = Progress(len(shards), "load", enabled=False if args.no_progress else None)
     started = time.perf_counter()
-    rows, failed = [], 0
+    rows: list[dict[str, Any]] = []
     # A few shards in flight: one uploads while the server commits another (commits are serial).
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for path, future in [(s, pool.submit(client.import_shard, s, force=args.force)) for s in shards]:
             try:
-                r = future.result()
+                rows.append(_shard_row(future.result()))
             except ApiError as exc:
-                failed += 1
                 print(f"error: {path.name}: {exc.code.name}: {exc.message}", file=sys.stderr)
                 rows.append({"shard": path.name, "status": "failed", "error": f"{exc.code.name}: {exc.message}"})
-            else:
-                status = "already imported" if r.already_imported else "imported"
-                rows.append(
-                    {
-                        "shard": r.shard_name,
-                        "status": status,
-                        "videos_added": r.videos_added,
-                        "videos_already_stored": r.videos_already_stored,
-                        "frames_added": r.frames_added,
-                    }
-                )
             if args.json:
                 print_json(rows[-1])
             progress.advance(detail=path.name)
     progress.close()
+    seconds = time.perf_counter() - started
     if not args.json:
         print_table(
-            ["shard", "status", "videos", "already", "frames"],
+            ["shard", "status", "videos added", "already stored", "frames added"],
             [
                 [r["shard"], r["status"], r.get("videos_added"), r.get("videos_already_stored"), r.get("frames_added")]
                 for r in rows
             ],
         )
-    seconds = time.perf_counter() - started
-    frames = sum(r.get("frames_added", 0) for r in rows)
+    print(_load_summary(rows, seconds), file=sys.stderr)
+    failed = sum(r["status"] == "failed" for r in rows)
+    corrected = _apply_corrections(client, args)
+    return 1 if failed or corrected < 0 else 0
+
+
+def _shard_row(r: ImportResult) -> dict[str, Any]:
+    """One shard's outcome; a shard imported before added nothing now (the server reports its first counts)."""
+    if r.already_imported:
+        stored = r.videos_added + r.videos_already_stored
+        return {"shard": r.shard_name, "status": "already imported", "videos_added": 0,
+                "videos_already_stored": stored, "frames_added": 0}  # fmt: skip
+    return {"shard": r.shard_name, "status": "imported", "videos_added": r.videos_added,
+            "videos_already_stored": r.videos_already_stored, "frames_added": r.frames_added}  # fmt: skip
+
+
+def _load_summary(rows: list[dict[str, Any]], seconds: float) -> str:
+    """The closing line: what was added, what was skipped, what failed."""
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("imported", "already imported", "failed")}
     videos = sum(r.get("videos_added", 0) for r in rows)
-    print(
-        f"{len(shards)} shards: {videos} videos / {frames} frames added in {seconds:.1f}s "
-        f"({frames / max(seconds, 1e-9):.0f} frames/s), {failed} failed",
-        file=sys.stderr,
-    )
-    return 1 if failed else 0
+    frames = sum(r.get("frames_added", 0) for r in rows)
+    stored = sum(r.get("videos_already_stored", 0) for r in rows if r["status"] == "imported")
+    added = f"{counts['imported']} imported"
+    if counts["imported"]:
+        added += (
+            f" ({videos} videos / {frames} frames added in {seconds:.1f}s, {frames / max(seconds, 1e-9):.0f} frames/s"
+        )
+        added += f"; {stored} videos already stored)" if stored else ")"
+    skipped = f"{counts['already imported']} already imported"
+    if counts["already imported"] and not counts["imported"]:
+        skipped += " (nothing added)"
+    return f"{len(rows)} shards: {added}, {skipped}, {counts['failed']} failed"
+
+
+def _apply_corrections(client: Client, args: argparse.Namespace) -> int:
+    """Apply DIR/metadata_changes.jsonl to the stored videos; the number changed, -1 when a change failed."""
+    corrections = read_corrections(args.dir)
+    if not corrections:
+        return 0
+    wanted = {c.sha256: c for c in corrections}
+    changed = failed = 0
+    for video in client.iter_videos(page_size=10_000):
+        c = wanted.get(video.sha256)
+        if c is None or not c.applies_to(video.metadata):
+            continue
+        set_, remove = c.update()
+        try:
+            client.update_video_metadata(video.video_id, set_, remove)
+        except ApiError as exc:
+            failed += 1
+            print(f"error: video {video.video_id} ({c.source_uri}): {exc.code.name}: {exc.message}", file=sys.stderr)
+            continue
+        changed += 1
+    line = f"{changed} video(s) had their metadata corrected from the manifest ({args.dir / CHANGES_FILE})"
+    print(line + (f", {failed} failed" if failed else ""), file=sys.stderr)
+    if args.json:
+        print_json({"metadata_corrected": changed, "metadata_failed": failed})
+    return -1 if failed else changed

@@ -82,7 +82,13 @@ def cmd_dicom_listen(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        from echosearch.client.dicom_listen import DicomReceiver, ListenOptions, parse_allow, quiet_pynetdicom
+        from echosearch.client.dicom_listen import (
+            SLOT_WAIT_S,
+            DicomReceiver,
+            ListenOptions,
+            parse_allow,
+            quiet_pynetdicom,
+        )
     except ImportError as exc:
         raise UsageError(
             f"DICOM support is not installed ({exc.name} is missing): pip install 'echosearch[dicom]'"
@@ -103,6 +109,7 @@ def cmd_dicom_listen(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with _connect(args) as client:
+        client.slot_wait = SLOT_WAIT_S
         receiver = DicomReceiver(client, options)
         receiver.start()
         stop.wait()

@@ -62,7 +62,8 @@ examples:
     "evaluate": """\
 examples:
   echosearch evaluate pacemaker --labels labels.csv --out report/
-  echosearch evaluate ejection_fraction --labels ef.csv --label-column ef --out report-ef/""",
+  echosearch evaluate ejection_fraction --labels ef.csv --label-column ef --out report-ef/
+  echosearch evaluate pacemaker --labels labels.csv --out report/ --calibrate pacemaker_site_a [--replace]""",
     "delete-task": """\
 examples:
   echosearch delete-task pacemaker_site_a""",

@@ -7,14 +7,16 @@ A Client is thread-safe: share one across threads (one HTTP/2 channel).
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 
-from echosearch.client.failures import ApiError, backoff, retryable
+from echosearch.client.failures import ApiError, call  # noqa: F401 (ApiError: callers import it from here)
 from echosearch.client.score_stream import ScoreStream
 from echosearch.client.types import (
     CustomTask,
@@ -40,6 +42,7 @@ CHUNK_BYTES = 1 << 20  # 1 MiB: well under gRPC's 4 MiB message default, large e
 AGGREGATIONS = {"max": pb.AGGREGATION_MAX, "mean": pb.AGGREGATION_MEAN}
 CHANNEL_ORDERS = {"rgb": pb.CHANNEL_ORDER_RGB, "bgr": pb.CHANNEL_ORDER_BGR}
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Client:
@@ -48,8 +51,12 @@ class Client:
     address: "host:port". token: bearer token (sent as `authorization` metadata).
     tls: False for plaintext, True for TLS with the system's roots, or a path to a PEM root certificate.
     timeout: deadline in seconds of quick calls; streaming calls (ingest, score, export) use `long_timeout`.
-    retries: how often an idempotent call is retried when the server is UNAVAILABLE, or busy (all upload
-        slots taken: RESOURCE_EXHAUSTED marked `echosearch-busy`), with jittered exponential backoff.
+    retries: how often an idempotent call is retried when the server is UNAVAILABLE, with jittered
+        exponential backoff.
+    slot_wait: how long (seconds; None: without end) an upload (ingest, import_shard) waits for a free slot
+        when the server is busy (all --max-concurrent-uploads slots taken: RESOURCE_EXHAUSTED marked
+        `echosearch-busy`), asking again with jittered backoff of up to 2 s. Only the busy kind is waited
+        for: an upload refused for its size fails at once.
     """
 
     def __init__(
@@ -61,12 +68,15 @@ class Client:
         timeout: float | None = 30.0,
         long_timeout: float | None = 3600.0,
         retries: int = 4,
+        slot_wait: float | None = 3600.0,
         chunk_bytes: int = CHUNK_BYTES,
     ) -> None:
         self.address = address
         self.timeout = timeout
         self.long_timeout = long_timeout
         self.retries = retries
+        self.slot_wait = slot_wait
+        self._said_waiting = threading.Event()  # the log says once that uploads wait for a slot
         self.chunk_bytes = chunk_bytes
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         options = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 16 << 20)]
@@ -91,16 +101,17 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _retrying(self, attempt: Callable[[], T], *, idempotent: bool = True) -> T:
-        """Run `attempt`, retrying on UNAVAILABLE with jittered exponential backoff when idempotent."""
-        for n in range(self.retries + 1):
-            try:
-                return attempt()
-            except grpc.RpcError as err:
-                if not idempotent or not retryable(err) or n == self.retries:
-                    raise ApiError.from_rpc_error(err) from None
-            backoff(n)
-        raise AssertionError("unreachable")
+    def _retrying(
+        self, attempt: Callable[[], T], *, idempotent: bool = True, on_wait: Callable[[str], None] | None = None
+    ) -> T:
+        """Run `attempt`; when idempotent, retry on UNAVAILABLE and wait out a busy server (failures.call)."""
+        return call(attempt, idempotent=idempotent, retries=self.retries, slot_wait=self.slot_wait,
+                    on_wait=on_wait or self._log_waiting_once)  # fmt: skip
+
+    def _log_waiting_once(self, why: str) -> None:
+        if not self._said_waiting.is_set():
+            self._said_waiting.set()
+            log.info("%s", why)
 
     def _unary(self, method: Callable[..., T], request: Any, *, idempotent: bool = True) -> T:
         return self._retrying(
@@ -118,11 +129,14 @@ class Client:
         sampling: Sampling | None = None,
         channel_order: str = "rgb",
         on_progress: Callable[[int], None] | None = None,
+        on_wait: Callable[[str], None] | None = None,
     ) -> IngestResult:
         """Upload a video file (path or bytes) in chunks; returns the stored video (`already_stored` when it was).
 
         Metadata given for content that is already stored is written onto it (`metadata_updated`).
         `on_progress(sent)` is called with the bytes sent so far after each chunk (from 0 again on a retry).
+        When every upload slot of the server is taken, the upload waits for one (see `slot_wait`), calling
+        `on_wait(why)` before each wait.
         """
         if channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"channel order must be 'rgb' or 'bgr', not {channel_order!r}")
@@ -149,7 +163,8 @@ class Client:
 
         # Ingest is idempotent by content hash, so a retry after UNAVAILABLE cannot duplicate a video.
         reply = self._retrying(
-            lambda: self._stub.IngestVideo(requests(), timeout=self.long_timeout, metadata=self._metadata)
+            lambda: self._stub.IngestVideo(requests(), timeout=self.long_timeout, metadata=self._metadata),
+            on_wait=on_wait,
         )
         return IngestResult.from_proto(reply)
 

@@ -53,6 +53,9 @@ TRANSFER_SYNTAXES = (
 MAX_PDU_BYTES = 1 << 20
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700  # transient: the sender should retry later
+# How long a C-STORE waits for a free upload slot of a busy service before answering 0xA700: well inside
+# the sender's DIMSE timeout (commonly 30-60 s), so the sender hears "retry later", not silence.
+SLOT_WAIT_S = 20.0
 CANNOT_UNDERSTAND = 0xC000  # permanent: the object itself is the problem
 # Service answers after which a retry can succeed (the service is down, busy or slow).
 TRANSIENT = {

@@ -14,7 +14,7 @@ from typing import Any
 
 from echosearch.client.cli_args import subcommand
 from echosearch.client.client import ApiError, Client
-from echosearch.client.manifest import ManifestError, location_key, merge, read_manifest
+from echosearch.client.manifest import ManifestError, merge, read_manifest
 from echosearch.client.output import Progress, print_json, print_table
 from echosearch.client.params import UsageError, parse_metadata
 from echosearch.client.sniff import file_looks_like_dicom
@@ -138,15 +138,9 @@ def plan_uploads(
         )
     if paths:
         pairs, passed_over = collect_media_sources(paths)
-        skipped.extend(passed_over)
-        unlisted = [str(p) for p, _ in pairs if manifest.metadata_for(p) is None]
-        if unlisted:
-            shown = ", ".join(unlisted[:5]) + (f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else "")
-            raise ManifestError(f"{len(unlisted)} file(s) are not in the manifest {manifest.source}: {shown}")
-        unused = manifest.unused({location_key(p) for p, _ in pairs})
-        if unused:
-            rows = "; ".join(f"row {row}: {key}" for row, key in unused[:5])
-            raise ManifestError(f"{manifest.source}: {len(unused)} row(s) match no file under the given paths ({rows})")
+        # the manifest itself may lie in the ingested folder: it is no skipped file
+        skipped.extend((p, why) for p, why in passed_over if p.resolve() != manifest.source.resolve())
+        manifest.check_matches(p for p, _ in pairs)
     else:
         missing = [(row, key) for key, (row, _) in manifest.rows.items() if not Path(key).is_file()]
         if missing:
@@ -168,33 +162,61 @@ def _relative_name(path: Path, base: Path) -> str:
         return path.as_posix()
 
 
-class _IngestProgress:
-    """Bytes sent and frames stored across parallel uploads, on one bar."""
+class IngestProgress:
+    """Parallel uploads on one bar: a file counts as done when the server has answered for it.
+
+    `#` is the bytes of answered files, `-` the bytes sent that the server is still decoding and encoding;
+    the detail says how many files are stored, uploading, processing and waiting for an upload slot.
+    The first wait for a slot is said once, above the bar.
+    """
 
     def __init__(self, uploads: Sequence[Upload], enabled: bool | None) -> None:
         self.files = len(uploads)
         self.bar = Progress(sum(u.size for u in uploads), "ingest", enabled=enabled, unit="B")
-        self._sent: dict[Path, int] = {}
+        self._sent: dict[Path, int] = {}  # uploads in flight: bytes sent
+        self._sizes = {u.path: u.size for u in uploads}
+        self._waiting: set[Path] = set()
+        self._answered_bytes = 0
         self._finished = 0
         self._frames = 0
+        self._said_waiting = False
         self._lock = threading.Lock()
 
     def sent(self, upload: Upload, nbytes: int) -> None:
         with self._lock:
             self._sent[upload.path] = min(max(nbytes, 0), upload.size)
-            total = sum(self._sent.values())
-        self.bar.update(total, self._detail())
+            self._waiting.discard(upload.path)
+        self._redraw()
+
+    def waiting(self, upload: Upload, why: str) -> None:
+        """The server had no free upload slot: the upload waits and asks again."""
+        with self._lock:
+            self._sent.pop(upload.path, None)
+            self._waiting.add(upload.path)
+            first, self._said_waiting = not self._said_waiting, True
+        if first:
+            self.bar.message(f"{why}; the other files wait their turn")
+        self._redraw()
 
     def finished(self, upload: Upload, frames: int) -> None:
         with self._lock:
-            self._sent[upload.path] = upload.size
+            self._sent.pop(upload.path, None)
+            self._waiting.discard(upload.path)
+            self._answered_bytes += upload.size
             self._finished += 1
             self._frames += frames
-            total = sum(self._sent.values())
-        self.bar.update(total, self._detail(upload.source))
+        self._redraw(upload.source)
 
-    def _detail(self, note: str = "") -> str:
-        return f"{self._finished}/{self.files} files, {self._frames} frames {note[-40:]}".rstrip()
+    def _redraw(self, note: str = "") -> None:
+        with self._lock:
+            processing = sum(1 for path, n in self._sent.items() if n >= self._sizes.get(path, 0))
+            uploading = len(self._sent) - processing
+            detail = f"{self._finished}/{self.files} files done ({self._frames} frames stored)"
+            for count, what in ((uploading, "uploading"), (processing, "processing"), (len(self._waiting), "waiting")):
+                if count:
+                    detail += f", {count} {what}"
+            done, pending = self._answered_bytes, sum(self._sent.values())
+        self.bar.update(done, f"{detail} {note[-40:]}".rstrip(), pending=pending)
 
 
 def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
@@ -205,7 +227,7 @@ def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
         if args.json:
             print_json({"path": str(path), "status": "skipped", "error": why})
     sampling = Sampling(args.sampling, args.step, args.count, args.max_frames) if args.sampling else None
-    progress = _IngestProgress(uploads, enabled=False if args.no_progress else None)
+    progress = IngestProgress(uploads, enabled=False if args.no_progress else None)
     rows: list[dict[str, Any]] = []
     counts = {"stored": 0, "already stored": 0, "updated metadata": 0, "failed": 0}
 
@@ -217,6 +239,7 @@ def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
             sampling=sampling,
             channel_order=args.channel_order,
             on_progress=lambda n: progress.sent(u, n),
+            on_wait=lambda why: progress.waiting(u, why),
         )
 
     def record(u: Upload, fut: Future) -> None:

@@ -9,7 +9,7 @@ matched as written. Problems name the row, the way a person finds it in a spread
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -48,6 +48,22 @@ class Manifest:
     def unused(self, seen: set[str]) -> list[tuple[int, str]]:
         """(row, location) of every row whose file is not among `seen` (location keys), in file order."""
         return sorted((row, key) for key, (row, _) in self.rows.items() if key not in seen)
+
+    def check_matches(self, files: Iterable[str | Path]) -> None:
+        """ManifestError unless every file has a row and every row names one of `files` (local paths or URIs).
+
+        The one rule of `ingest PATH --manifest` and `bulk embed SOURCE --manifest`: a manifest whose paths do
+        not match the files would otherwise leave their metadata out without a word.
+        """
+        keys = {location_key(f): str(f) for f in files}
+        unlisted = [shown for key, shown in keys.items() if key not in self.rows]
+        if unlisted:
+            listed = ", ".join(unlisted[:5]) + (f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else "")
+            raise ManifestError(f"{len(unlisted)} file(s) are not in the manifest {self.source}: {listed}")
+        unused = self.unused(set(keys))
+        if unused:
+            rows = "; ".join(f"row {row}: {key}" for row, key in unused[:5])
+            raise ManifestError(f"{self.source}: {len(unused)} row(s) match no file under the given paths ({rows})")
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 
@@ -35,7 +35,7 @@ def print_json(value: Any, out: TextIO | None = None) -> None:
 
 
 def fmt(value: Any) -> str:
-    """A cell: floats to 4 decimals, None as '-', datetimes to seconds."""
+    """A cell: floats to 4 decimals, None as '-', datetimes to seconds in UTC (labelled), dicts sorted by key."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -43,10 +43,21 @@ def fmt(value: Any) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4f}"
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return fmt_time(value)
     if isinstance(value, dict):
-        return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
+        return ",".join(f"{k}={v}" for k, v in sorted(value.items())) or "-"
     return str(value)
+
+
+def fmt_time(value: datetime) -> str:
+    """A time as the same instant in UTC, with its zone said: 2026-01-02 08:00:00 UTC (naive times are UTC)."""
+    utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return utc.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def fmt_threshold(value: float) -> str:
+    """A decision threshold to 4 significant digits (a fitted one has 17, which nobody reads)."""
+    return f"{value:.4g}"
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out: TextIO | None = None) -> None:
@@ -110,6 +121,7 @@ class Progress:
         self.label = label
         self.unit = unit
         self.done = 0.0
+        self.pending = 0.0  # begun but not done (e.g. bytes sent that the server has not answered for yet)
         self.detail = ""
         self.out = out or sys.stderr
         self.enabled = progress_wanted(self.out, enabled)
@@ -122,9 +134,12 @@ class Progress:
         return human_bytes(n) if self.unit == "B" else f"{n:.0f}"
 
     def line(self) -> str:
-        """The bar as text: label, bar, done/total, rate, ETA, detail."""
+        """The bar as text: label, bar (`#` done, `-` pending), done/total, rate, ETA, detail."""
         elapsed = max(time.monotonic() - self._started, 1e-9)
         frac = min(self.done / self.total, 1.0) if self.total else 1.0
+        begun = min((self.done + self.pending) / self.total, 1.0) if self.total else frac
+        filled = int(30 * frac)
+        bar = "#" * filled + "-" * max(0, int(30 * begun) - filled)
         rate = self.done / elapsed
         eta = f"ETA {duration((self.total - self.done) / rate)}" if rate > 0 and self.done < self.total else ""
         if self.done >= self.total and self.total:
@@ -132,7 +147,7 @@ class Progress:
         speed = f"{human_bytes(rate)}/s" if self.unit == "B" else f"{rate:.1f}/s"
         parts = [
             self.label,
-            f"[{'#' * int(30 * frac):<30}]",
+            f"[{bar:<30}]",
             f"{self._amount(self.done)}/{self._amount(self.total)}",
             speed,
             eta,
@@ -155,11 +170,13 @@ class Progress:
         with self._lock:
             self._draw(force=True)
 
-    def update(self, done: float | None = None, detail: str | None = None) -> None:
-        """Set the amount done and/or the detail text, and redraw (at most ~10 times a second)."""
+    def update(self, done: float | None = None, detail: str | None = None, pending: float | None = None) -> None:
+        """Set the amount done (and pending) and/or the detail text, and redraw (at most ~10 times a second)."""
         with self._lock:
             if done is not None:
                 self.done = done
+            if pending is not None:
+                self.pending = pending
             if detail is not None:
                 self.detail = detail
             self._draw(force=done is not None and done >= self.total)

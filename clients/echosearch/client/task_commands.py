@@ -13,7 +13,7 @@ from typing import Any
 from echosearch.client.cli_args import filter_arg, positive_int, subcommand
 from echosearch.client.cli_examples import EXAMPLES
 from echosearch.client.client import Client
-from echosearch.client.output import Progress, print_json, print_table
+from echosearch.client.output import Progress, fmt_threshold, print_json, print_table
 from echosearch.client.params import UsageError, parse_custom_task, parse_filter
 from echosearch.client.types import CustomTask, Task, VideoFilter, VideoScore
 
@@ -72,7 +72,7 @@ def columns(task: Task | None) -> tuple[list[str], Any]:
     kind = task.kind if task is not None else ""
     if kind == "binary":
         if task is not None and task.threshold is not None:
-            return ["id", "score", f"decision (score > {task.threshold:g})", "source"], lambda s, n: [
+            return ["id", "score", f"decision (score > {fmt_threshold(task.threshold)})", "source"], lambda s, n: [
                 s.video_id, s.score, s.decision, n,
             ]  # fmt: skip
         return ["id", "score", "source"], lambda s, n: [s.video_id, s.score, n]
@@ -87,7 +87,9 @@ def columns(task: Task | None) -> tuple[list[str], Any]:
 
 def describe(task: Task) -> str:
     """The line above the table: the task, its kind and (binary) its threshold."""
-    extra = f", threshold {task.threshold:g}" if task.kind == "binary" and task.threshold is not None else ""
+    extra = (
+        f", threshold {fmt_threshold(task.threshold)}" if task.kind == "binary" and task.threshold is not None else ""
+    )
     return f"task {task.name} ({task.kind}{extra})"
 
 
@@ -178,7 +180,7 @@ def cmd_tasks(client: Client, args: argparse.Namespace) -> int:
         return 0
     rows = []
     for t in tasks:
-        answer = f"threshold {t.threshold}" if t.threshold is not None else ""
+        answer = f"threshold {fmt_threshold(t.threshold)}" if t.threshold is not None else ""
         if t.value_range:
             answer = "values {:g}..{:g} step {:g}".format(*t.value_range)
         elif t.labels:

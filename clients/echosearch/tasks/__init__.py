@@ -9,5 +9,16 @@ This path is stable. The server re-uses these same classes; the older path
 """
 
 from echosearch.tasks.spec import Aggregate, Task, TaskKind, ValueRange, custom_task, format_value, validate_task
+from echosearch.tasks.tokens import CONTEXT_LENGTH, clip_token_counter
 
-__all__ = ["Aggregate", "Task", "TaskKind", "ValueRange", "custom_task", "format_value", "validate_task"]
+__all__ = [
+    "CONTEXT_LENGTH",
+    "Aggregate",
+    "Task",
+    "TaskKind",
+    "ValueRange",
+    "clip_token_counter",
+    "custom_task",
+    "format_value",
+    "validate_task",
+]

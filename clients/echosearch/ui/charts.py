@@ -55,7 +55,9 @@ def histogram_svg(
     if marker is not None:
         mx = x(marker)
         parts.append(f"<line class='marker' x1='{mx:.1f}' y1='{pad - 10}' x2='{mx:.1f}' y2='{pad + plot_h}'/>")
-        parts.append(f"<text class='marker' x='{mx + 3:.1f}' y='{pad - 12}'>{html.escape(marker_label)}</text>")
+        # The label runs away from the nearer edge: right of the line in the left half, left of it in the right.
+        side = f"x='{mx + 3:.1f}'" if mx < width / 2 else f"x='{mx - 3:.1f}' text-anchor='end'"
+        parts.append(f"<text class='marker' {side} y='{pad - 12}'>{html.escape(marker_label)}</text>")
     parts.append("</svg>")
     return "".join(parts)
 

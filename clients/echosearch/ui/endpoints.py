@@ -63,11 +63,22 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
     return state.templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
 
 
-def _int(text: str | None, default: int, lo: int, hi: int) -> int:
-    try:
-        return min(hi, max(lo, int(text))) if text else default
-    except ValueError:
+K_RANGE = (1, 200)
+
+
+def _k(text: str | None, default: int = 24) -> int:
+    """The `k` of a page: absent is the default; anything outside 1..200 is refused (as the CLI's -k 0 is),
+    never silently replaced."""
+    if not text:
         return default
+    lo, hi = K_RANGE
+    try:
+        k = int(text)
+    except ValueError:
+        k = lo - 1
+    if not lo <= k <= hi:
+        raise ValueError(f"k must be a whole number from {lo} to {hi}, not {text!r}")
+    return k
 
 
 # ---- pages ------------------------------------------------------------------------------------------
@@ -76,7 +87,7 @@ def _int(text: str | None, default: int, lo: int, hi: int) -> int:
 def search(request: Request) -> Response:
     q = request.query_params
     text, flt_text = q.get("q", "").strip(), q.get("filter", "")
-    k = _int(q.get("k"), 24, 1, 200)
+    k = _k(q.get("k"))
     aggregation = q.get("aggregation", "max") if q.get("aggregation") in ("max", "mean") else "max"
     results = []
     if text:
@@ -108,7 +119,7 @@ def screen(request: Request) -> Response:
     q = request.query_params
     tasks = client.list_tasks()
     name, flt_text = q.get("task", ""), q.get("filter", "")
-    k = _int(q.get("k"), 24, 1, 200)
+    k = _k(q.get("k"))
     context: dict[str, Any] = {"tasks": tasks, "task_name": name, "filter": flt_text, "k": k, "screen": None}
     if name:
         context["screen"] = pages.screen(client, name, filter_from_text(flt_text), k)
@@ -131,7 +142,9 @@ async def evaluate_form(request: Request) -> Response:
         labels = folder / "labels.csv"
         await _save(upload, labels)
         task, key = str(form.get("task", "")), str(form.get("key", "id"))
-    await run_in_threadpool(pages.run_evaluation, state.client, task, labels, key, folder)
+        label_column = str(form.get("label_column", "")).strip() or None
+        shown_as = Path(upload.filename.replace("\\", "/")).name or "the uploaded file"  # the user's name for it
+    await run_in_threadpool(pages.run_evaluation, state.client, task, labels, key, folder, label_column, shown_as)
     return RedirectResponse(f"/reports/{run_id}", status_code=303)
 
 

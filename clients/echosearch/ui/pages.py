@@ -93,8 +93,10 @@ def screen(client: Client, task_name: str, flt: VideoFilter | None, k: int) -> d
         marker=threshold,
         marker_label=f"threshold {threshold:.3f}" if threshold is not None else "",
     )
+    # Regression: the highest and the lowest k, unless k covers every video (then one list, not the same twice).
+    both_ends = regression and k < len(ranked)
     # Video records for the grid (one ListVideos call by id).
-    shown = ranked[:k] + (ranked[-k:][::-1] if regression else [])
+    shown = ranked[:k] + (ranked[-k:][::-1] if both_ends else [])
     ids = sorted({v for v, _ in shown})
     videos = (
         {
@@ -124,16 +126,26 @@ def screen(client: Client, task_name: str, flt: VideoFilter | None, k: int) -> d
         "regression": regression,
         "positives": sum(1 for s in rows if s.decision) if threshold is not None else None,
         "top": cards(ranked[:k]),
-        "lowest": cards(ranked[::-1][:k]) if regression else [],
+        "lowest": cards(ranked[::-1][:k]) if both_ends else [],
+        "all_shown": k >= len(ranked),
     }
 
 
-def run_evaluation(client: Client, task: str, labels: Path, key: str, folder: Path) -> None:
-    """`evaluate` into `folder` (the same code as the CLI)."""
+def run_evaluation(
+    client: Client,
+    task: str,
+    labels: Path,
+    key: str,
+    folder: Path,
+    label_column: str | None = None,
+    shown_as: str | None = None,
+) -> None:
+    """`evaluate` into `folder` (the same code as the CLI); errors name the labels file `shown_as`."""
     from echosearch.client.evaluation.report import write_report
     from echosearch.client.evaluation.run import evaluate
 
-    write_report(evaluate(client, task, labels, key=key), folder)
+    ev = evaluate(client, task, labels, key=key, label_column=label_column, labels_shown_as=shown_as)
+    write_report(ev, folder)
 
 
 def report_page(folder: Path, run_id: str) -> dict[str, Any]:

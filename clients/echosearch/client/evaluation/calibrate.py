@@ -13,8 +13,14 @@ from echosearch.client.evaluation.run import Evaluation, EvaluationError
 from echosearch.client.types import CustomTask, Task
 
 
-def calibrate(client: Client, ev: Evaluation, name: str, *, replace: bool = False) -> Task:
-    """Create stored task `name` from `ev`; EvaluationError when the task kind cannot be calibrated."""
+def calibrate(
+    client: Client, ev: Evaluation, name: str, *, replace: bool = False, allow_negative_slope: bool = False
+) -> Task:
+    """Create stored task `name` from `ev`; EvaluationError when the task kind cannot be calibrated.
+
+    A regression fit with a negative slope (the labels fall as the prediction rises) would invert the
+    task's ranking: it is refused, with the correlation, unless `allow_negative_slope`.
+    """
     task = ev.task
     base = CustomTask(
         kind=task.kind,
@@ -39,6 +45,13 @@ def calibrate(client: Client, ev: Evaluation, name: str, *, replace: bool = Fals
             a, b = metrics.linear_recalibration(ev.labels, ev.scores)
         except ValueError as exc:
             raise EvaluationError(f"cannot calibrate: {exc}") from None
+        if a < 0 and not allow_negative_slope:
+            r = ev.metrics.get("pearson_r")
+            raise EvaluationError(
+                f"cannot calibrate: the fit inverts the ranking: r = {r:.2f} between the labels and {task.name}'s "
+                f"predictions, so value = {a:.4g}*x + {b:.4g} would rank the highest as the lowest; check the labels "
+                "(and --label-column), or give --allow-negative-slope to save it anyway"
+            )
         if task.calibration is not None:  # the scores were already calibrated: compose the two lines
             a0, b0 = task.calibration
             a, b = a * a0, a * b0 + b

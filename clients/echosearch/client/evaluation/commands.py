@@ -7,9 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+import grpc
+
 from echosearch.client.cli_args import missing_extra
 from echosearch.client.cli_examples import EXAMPLES
-from echosearch.client.client import Client
+from echosearch.client.client import ApiError, Client
+from echosearch.client.output import print_table
 from echosearch.client.params import UsageError
 
 
@@ -40,11 +43,18 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help="save a site-calibrated copy of the task on the server as stored task NAME "
         "(binary: the F1-optimal threshold; regression: a linear recalibration a*x+b)",
     )
+    p.add_argument("--replace", action="store_true", help="with --calibrate: replace a stored task of that name")
+    p.add_argument(
+        "--allow-negative-slope",
+        action="store_true",
+        help="with --calibrate: save a regression fit whose slope is negative (it inverts the task's ranking; "
+        "refused by default)",
+    )
 
 
 def cmd_evaluate(client: Client, args: argparse.Namespace) -> int:
     try:
-        from echosearch.client.evaluation.report import write_report
+        from echosearch.client.evaluation.report import summary_rows, write_report
         from echosearch.client.evaluation.run import evaluate
     except ImportError as exc:
         raise missing_extra("eval", exc) from None
@@ -60,14 +70,28 @@ def cmd_evaluate(client: Client, args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=lambda m: print(m, file=sys.stderr),
     )
+    if (args.replace or args.allow_negative_slope) and not args.calibrate:
+        raise UsageError("--replace and --allow-negative-slope go with --calibrate NAME")
     index = write_report(ev, args.out)
     if args.calibrate:
         from echosearch.client.evaluation.calibrate import calibrate
 
-        stored = calibrate(client, ev, args.calibrate)
-        print(f"saved stored task {stored.name!r} ({stored.description})", file=sys.stderr)
+        try:
+            stored = calibrate(
+                client, ev, args.calibrate, replace=args.replace, allow_negative_slope=args.allow_negative_slope
+            )
+        except ApiError as exc:
+            if exc.code == grpc.StatusCode.ALREADY_EXISTS:  # say which option the server's "ask to replace" is
+                raise ApiError(exc.code, f"{exc.message} (evaluate --calibrate {args.calibrate} --replace)") from None
+            raise
+        saved = "replaced" if args.replace else "saved"
+        print(f"{saved} stored task {stored.name!r} ({stored.description})", file=sys.stderr)
     if args.json:
         print(json.dumps(ev.metrics, allow_nan=False))
-    else:
-        print(f"report: {index}")
+        return 0
+    print(f"task {ev.task.name} ({ev.task.kind}), labels matched by {ev.key}")
+    print_table(["metric", "value"], summary_rows(ev.metrics, escape=False))
+    for note in ev.metrics.get("notes", []):
+        print(f"note: {note}")
+    print(f"report: {index}")
     return 0

@@ -40,7 +40,7 @@ class Labels:
     missing_rows: list[int] = field(default_factory=list)  # rows whose label is empty/NaN
 
 
-def _column(header: list[str], wanted: tuple[str, ...], path: Path, what: str) -> int:
+def _column(header: list[str], wanted: tuple[str, ...], path: Path | str, what: str) -> int:
     lowered = [h.strip().lower() for h in header]
     for name in wanted:
         if name in lowered:
@@ -81,45 +81,50 @@ def read_labels(
     kind: str,
     categories: Mapping[str, float] | None = None,
     label_column: str | None = None,
+    shown_as: str | None = None,
 ) -> Labels:
-    """Read a labels CSV for a task of `kind`; LabelError naming the row for a bad cell or a repeated key."""
+    """Read a labels CSV for a task of `kind`; LabelError naming the row for a bad cell or a repeated key.
+
+    `shown_as`: the file's name in messages (the web UI's upload: the user's file name, not the UI's copy).
+    """
     if key not in KEYS:
         raise LabelError(f"unknown key {key!r}; use one of {', '.join(KEYS)}")
     cats = {str(k).strip().lower(): float(v) for k, v in (categories or {}).items()}
     path = Path(path)
+    where = shown_as or str(path)
     try:
         handle = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
-        raise LabelError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise LabelError(f"cannot read {where}: {exc.strerror or exc}") from None
     with handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if not header:
-            raise LabelError(f"{path}: the file is empty; it needs a header row (e.g. video_id,label)")
-        k = _column(header, KEY_COLUMNS[key], path, f"{key!r} key")
-        lab = _column(header, (label_column.lower(),) if label_column else LABEL_COLUMNS, path, "label")
+            raise LabelError(f"{where}: the file is empty; it needs a header row (e.g. video_id,label)")
+        k = _column(header, KEY_COLUMNS[key], where, f"{key!r} key")
+        lab = _column(header, (label_column.lower(),) if label_column else LABEL_COLUMNS, where, "label")
         out = Labels(key=key)
         for row_no, row in enumerate(reader, start=2):
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) <= max(k, lab):
-                raise LabelError(f"{path}, row {row_no}: {len(row)} cells, but the header has {len(header)}")
+                raise LabelError(f"{where}, row {row_no}: {len(row)} cells, but the header has {len(header)}")
             name = row[k].strip()
             if not name:
-                raise LabelError(f"{path}, row {row_no}: the {header[k]!r} cell is empty")
+                raise LabelError(f"{where}, row {row_no}: the {header[k]!r} cell is empty")
             if key == "id":
                 try:
                     name = str(int(name))
                 except ValueError:
-                    raise LabelError(f"{path}, row {row_no}: video id {name!r} is not an integer") from None
+                    raise LabelError(f"{where}, row {row_no}: video id {name!r} is not an integer") from None
             elif key == "sha256":
                 name = name.lower()
             try:
                 value = parse_label(row[lab], kind, cats)
             except ValueError as exc:
-                raise LabelError(f"{path}, row {row_no}, column {header[lab]!r}: {exc}") from None
+                raise LabelError(f"{where}, row {row_no}, column {header[lab]!r}: {exc}") from None
             if name in out.rows:
-                raise LabelError(f"{path}, row {row_no}: {name!r} is labelled twice (first on row {out.rows[name]})")
+                raise LabelError(f"{where}, row {row_no}: {name!r} is labelled twice (first on row {out.rows[name]})")
             out.rows[name] = row_no
             if value is None:
                 out.missing_rows.append(row_no)

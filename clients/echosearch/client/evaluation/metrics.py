@@ -15,6 +15,9 @@ import numpy as np
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 CI_LEVEL = 0.95
+# Fewer labels than this (of either class for a binary task, videos for a regression task) give no interval:
+# a bootstrap over 1 positive of 3 returns [1.0, 1.0], a certainty the labels cannot give.
+MIN_LABELS_FOR_CI = 10
 
 
 def _div(num: float, den: float) -> float | None:
@@ -166,7 +169,15 @@ def binary_metrics(
     out["roc_auc"] = roc_auc(y, score)
     if out["roc_auc"] is None:
         notes.append(f"ROC AUC is undefined: the labels hold only one class ({n_pos} positive of {len(y)})")
-    ci = bootstrap_auc_ci(y, score, resamples=resamples, seed=seed)
+    n_neg = len(y) - n_pos
+    ci = None
+    if min(n_pos, n_neg) >= MIN_LABELS_FOR_CI:
+        ci = bootstrap_auc_ci(y, score, resamples=resamples, seed=seed)
+    elif out["roc_auc"] is not None:
+        notes.append(
+            f"no 95 % CI of the ROC AUC: the labels have {n_pos} positive and {n_neg} negative videos, and a "
+            f"bootstrap interval needs at least {MIN_LABELS_FOR_CI} of each class"
+        )
     out["roc_auc_ci95"] = list(ci) if ci else None
     out["bootstrap"] = {"resamples": resamples, "seed": seed, "method": "percentile"}
     out["threshold"] = threshold
@@ -206,8 +217,13 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     if n and sp == 0:
         notes.append("Pearson r is undefined: every prediction has the same value")
     out["bias"] = float(err.mean()) if n else None
-    sd = float(err.std(ddof=1)) if n > 1 else None
+    sd = float(err.std(ddof=1)) if n >= MIN_LABELS_FOR_CI else None
     out["limits_of_agreement"] = [out["bias"] - 1.96 * sd, out["bias"] + 1.96 * sd] if sd is not None else None
+    if n and sd is None:
+        notes.append(
+            f"no 95 % limits of agreement: the labels cover {n} videos, and the interval needs at least "
+            f"{MIN_LABELS_FOR_CI}"
+        )
     out["notes"] = notes
     return out
 

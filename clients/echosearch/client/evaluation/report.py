@@ -34,6 +34,8 @@ def _save(fig, path: Path) -> str:
 def plots(ev: Evaluation, out: Path) -> list[tuple[str, str]]:
     """Write the kind's plots into `out`; returns (title, file name) pairs."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     y, s, m = ev.labels, ev.scores, ev.metrics
     made: list[tuple[str, str]] = []
     if ev.task.kind == "binary":
@@ -73,6 +75,7 @@ def plots(ev: Evaluation, out: Path) -> list[tuple[str, str]]:
                 m["f1_optimal_threshold"], c="r", ls="--", lw=1, label=f"F1-optimal {m['f1_optimal_threshold']:.3f}"
             )
         ax.set(xlabel="score", ylabel="videos", title="Scores by class")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count of videos: whole numbers
         ax.legend(fontsize=8)
         made.append(("Score histogram by class", _save(fig, out / "score_histogram.png")))
     elif ev.task.kind == "regression":
@@ -106,14 +109,14 @@ def plots(ev: Evaluation, out: Path) -> list[tuple[str, str]]:
     return made
 
 
-def _fmt(v: object) -> str:
+def _fmt(v: object, escape: bool = True) -> str:
     if v is None:
         return "undefined"
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, list) and v and all(isinstance(x, float) for x in v):
         return " – ".join(f"{x:.4g}" for x in v)
-    return html.escape(str(v))
+    return html.escape(str(v)) if escape else str(v)
 
 
 SUMMARY_FIELDS = {
@@ -123,14 +126,15 @@ SUMMARY_FIELDS = {
 }
 
 
-def summary_rows(m: dict) -> list[tuple[str, str]]:
-    """(name, formatted value) rows of the headline metrics (shared by index.html and the web UI)."""
-    rows = [(k, _fmt(m.get(k))) for k in SUMMARY_FIELDS[m["kind"]]]
+def summary_rows(m: dict, *, escape: bool = True) -> list[tuple[str, str]]:
+    """(name, formatted value) rows of the headline metrics: HTML-escaped for index.html and the web UI,
+    plain (`escape=False`) for the CLI's table."""
+    rows = [(k, _fmt(m.get(k), escape)) for k in SUMMARY_FIELDS[m["kind"]]]
     for where in ("at_threshold", "at_f1_optimal_threshold"):
         sub = m.get(where)
         if sub:
             for k in ("sensitivity", "specificity", "ppv", "npv", "f1"):
-                rows.append((f"{k} ({where.replace('at_', 'at ').replace('_', ' ')})", _fmt(sub[k])))
+                rows.append((f"{k} ({where.replace('at_', 'at ').replace('_', ' ')})", _fmt(sub[k], escape)))
     rows.append(("labelled rows", str(m["labelled_rows"])))
     rows.append(("labels missing (empty/NaN)", str(m["labels_missing"])))
     rows.append(("labels naming unknown videos", str(m["unknown_videos"]["count"])))

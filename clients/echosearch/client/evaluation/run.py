@@ -96,12 +96,18 @@ def evaluate(
     resamples: int = metrics.BOOTSTRAP_RESAMPLES,
     seed: int = metrics.BOOTSTRAP_SEED,
     progress: Callable[[str], None] | None = None,
+    labels_shown_as: str | None = None,
 ) -> Evaluation:
-    """Score `task_name` over the labelled videos and compute its metrics."""
+    """Score `task_name` over the labelled videos and compute its metrics.
+
+    `labels_shown_as`: the labels file's name in error messages (default: its path).
+    """
     say = progress or (lambda _m: None)
     task = find_task(client, task_name)
     categories = {name: value for value, name in task.labels.items()}
-    labels = read_labels(labels_path, key=key, kind=task.kind, categories=categories, label_column=label_column)
+    labels = read_labels(
+        labels_path, key=key, kind=task.kind, categories=categories, label_column=label_column, shown_as=labels_shown_as
+    )
     say(f"{len(labels.rows)} labelled rows read ({len(labels.missing_rows)} without a label)")
     scored: dict[int, float] = {}
 

@@ -31,7 +31,7 @@ class VideoMetadata:
             m.patient_id or None,
             m.view or None,
             _time(m.acquisition_time, m.HasField("acquisition_time")),
-            dict(m.tags),
+            dict(sorted(m.tags.items())),  # one order wherever tags are shown (a proto map has none)
         )
 
     def to_proto(self) -> pb.VideoMetadata:

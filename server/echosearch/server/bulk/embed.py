@@ -4,34 +4,43 @@ The pipeline: a CPU actor pool reads each file (any pyarrow filesystem), hashes 
 preprocesses it with the server's own `prepare_media` (videos and DICOM); an encoder actor pool (one model per actor,
 one GPU each where the cluster has GPUs) embeds frames batched across videos; the driver writes shards
 (whole videos, about `shard_frames` rows each) atomically and `failures.parquet`. Reruns skip every
-file whose sha256 is already in a shard of the output folder (or in `skip_sha256`).
+file whose sha256 is already in a shard of the output folder (or in `skip_sha256`); `sources.parquet` keeps
+the sha256 of every file hashed before, by (URI, size, mtime), so an unchanged file is skipped before Ray or
+the model starts, without being read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 
-from echosearch.server.bulk.shards import EmbeddedVideo, shard_table, stored_sha256, write_failures, write_shard
+from echosearch.server.bulk.shards import (
+    EmbeddedVideo,
+    read_source_hashes,
+    shard_models,
+    shard_table,
+    stored_sha256,
+    write_failures,
+    write_shard,
+    write_source_hashes,
+)
+from echosearch.server.bulk.sources import SourceFile, list_source_files, read_source
 from echosearch.server.errors import InvalidRequestError
 from echosearch.server.media.video import Sampling
 from echosearch.server.records import VideoMetadata
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv"})
-DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".dic"})  # folders are listed by extension (no header sniffing)
-MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | DICOM_EXTENSIONS
 DECODED = pa.schema(
     [
         ("uri", pa.string()),
@@ -74,7 +83,7 @@ class EmbedOptions:
 
 @dataclass(frozen=True)
 class EmbedSummary:
-    """What a run did."""
+    """What a run did; `hashes`: the sha256 of each source it knows (read now or recorded before), by URI."""
 
     files: int
     embedded: int
@@ -83,6 +92,7 @@ class EmbedSummary:
     frames: int
     shards: tuple[Path, ...]
     seconds: float
+    hashes: Mapping[str, str] = field(default_factory=dict)
 
     def line(self) -> str:
         """The one-line summary the CLI prints."""
@@ -92,51 +102,6 @@ class EmbedSummary:
             f"{self.failed} failed; {self.frames} frames in {len(self.shards)} new shards, "
             f"{self.seconds:.1f}s ({rate:.1f} frames/s)"
         )
-
-
-# ---- sources -----------------------------------------------------------------------------------
-
-
-def list_sources(sources: Iterable[str]) -> list[str]:
-    """Files as given, folders searched recursively for video extensions; local paths absolute, URIs as URIs."""
-    found: list[str] = []
-    for source in sources:
-        text = str(source)
-        if "://" in text:
-            fs, path = pafs.FileSystem.from_uri(text)
-            scheme = text.split("://", 1)[0]
-            info = fs.get_file_info(path)
-            if info.type == pafs.FileType.Directory:
-                infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-                found.extend(
-                    f"{scheme}://{i.path}"
-                    for i in sorted(infos, key=lambda i: i.path)
-                    if i.type == pafs.FileType.File and Path(i.path).suffix.lower() in MEDIA_EXTENSIONS
-                )
-            elif info.type == pafs.FileType.File:
-                found.append(text)
-            else:
-                raise FileNotFoundError(f"{text}: no such file or folder")
-            continue
-        path = Path(text).expanduser().resolve()
-        if path.is_dir():
-            found.extend(
-                str(p) for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS
-            )
-        elif path.is_file():
-            found.append(str(path))
-        else:
-            raise FileNotFoundError(f"{text}: no such file or folder")
-    return list(dict.fromkeys(found))
-
-
-def read_source(uri: str) -> bytes:
-    """A file's bytes from a local path or any URI pyarrow's filesystems read (s3://, gs://, hdfs://, file://)."""
-    if "://" not in uri:
-        return Path(uri).read_bytes()
-    fs, path = pafs.FileSystem.from_uri(uri)
-    with fs.open_input_stream(path) as f:
-        return f.read()
 
 
 # ---- the Ray stages ------------------------------------------------------------------------------
@@ -236,29 +201,65 @@ def _start_ray(address: str | None) -> None:
         ray.init(include_dashboard=False, log_to_driver=False)
 
 
-def run_embed(opts: EmbedOptions) -> EmbedSummary:
-    """Embed every source into shards under opts.out_dir; bad files go to failures.parquet and the run goes on."""
+def _check_model(out_dir: Path, model_spec: str, identity: str | None = None) -> None:
+    """InvalidRequestError when the folder's shards were made by another model (by spec; by identity once loaded)."""
+    for made_by in shard_models(out_dir):
+        other = made_by.rsplit("@sha256:", 1)[0] != model_spec if identity is None else made_by != identity
+        if other:
+            raise InvalidRequestError(
+                f"{out_dir} holds shards made by model {made_by!r}, not {identity or model_spec!r}: "
+                "embed into another --out folder, or give the model the shards were made with"
+            )
+
+
+def run_embed(opts: EmbedOptions, files: Sequence[SourceFile] | None = None) -> EmbedSummary:
+    """Embed every source into shards under opts.out_dir; bad files go to failures.parquet and the run goes on.
+
+    `files`: the sources already listed (list_source_files), else opts.sources are listed here. What is
+    known to be embedded (or skipped) is left out first, so a rerun with nothing new starts neither Ray nor
+    the model.
+    """
+    started = time.perf_counter()
+    opts.sampling.validate()
+    if opts.channel_order not in ("rgb", "bgr"):
+        raise InvalidRequestError(f"channel order must be 'rgb' or 'bgr', not {opts.channel_order!r}")
+    files = list(files) if files is not None else list_source_files(opts.sources)
+    out_dir = Path(opts.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_model(out_dir, opts.model_spec)
+    known = stored_sha256(out_dir) | set(opts.skip_sha256)
+    recorded = read_source_hashes(out_dir)
+    hashes = {f.uri: recorded[f.stat_key] for f in files if f.stat_key in recorded}
+    todo = [f for f in files if hashes.get(f.uri) not in known]
+    if not todo:
+        write_failures(out_dir, [])  # this run's failures: none
+        seconds = time.perf_counter() - started
+        return EmbedSummary(len(files), 0, len(files), 0, 0, (), seconds, hashes)
+    return _embed(opts, out_dir, files, todo, known, hashes, recorded, started)
+
+
+def _embed(
+    opts: EmbedOptions,
+    out_dir: Path,
+    files: list[SourceFile],
+    todo: list[SourceFile],
+    known: set[str],
+    hashes: dict[str, str],
+    recorded: dict[tuple[str, int, int], str],
+    started: float,
+) -> EmbedSummary:
+    """Load the model, start Ray and run the pipeline over `todo`; record every hash the run learnt."""
     import ray
     import ray.data
 
     from echosearch.server.model import load_model
 
-    started = time.perf_counter()
-    opts.sampling.validate()
-    if opts.channel_order not in ("rgb", "bgr"):
-        raise InvalidRequestError(f"channel order must be 'rgb' or 'bgr', not {opts.channel_order!r}")
-    uris = list_sources(opts.sources)
-    out_dir = Path(opts.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    known = stored_sha256(out_dir) | set(opts.skip_sha256)
     # The driver loads the model once too: its identity and preprocessing go into every shard.
     probe = load_model(opts.model_spec, device="cpu", precision="fp32")
     identity, dim = probe.identity, probe.embed_dim
     preprocess = {"mean": probe.mean, "std": probe.std, "image_size": probe.image_size}
     del probe
-    summary = EmbedSummary(len(uris), 0, 0, 0, 0, (), 0.0)
-    if not uris:
-        return summary
+    _check_model(out_dir, opts.model_spec, identity)
 
     _start_ray(opts.ray_address)
     resources = ray.cluster_resources()
@@ -268,12 +269,12 @@ def run_embed(opts: EmbedOptions) -> EmbedSummary:
     decoders = opts.decode_concurrency or max(1, cpus - (0 if gpus else encoders))
     device = "cuda" if gpus > 0 else "cpu"
     log.info(
-        "bulk embed: %d files (%d already embedded or stored), %d decode actors, %d %s encode actors, model %s",
-        len(uris), len(known), decoders, encoders, device.upper(), identity,
+        "bulk embed: %d files (%d known to be embedded or stored), %d decode actors, %d %s encode actors, model %s",
+        len(todo), len(files) - len(todo), decoders, encoders, device.upper(), identity,
     )  # fmt: skip
     # Ray Data restarts a dead actor and retries its batch (max_restarts = max_task_retries = -1 by default):
     # a killed worker loses nothing.
-    ds = ray.data.from_items([{"uri": u} for u in uris], override_num_blocks=min(len(uris), 4 * decoders))
+    ds = ray.data.from_items([{"uri": f.uri} for f in todo], override_num_blocks=min(len(todo), 4 * decoders))
     ds = ds.map_batches(
         DecodeStage,
         fn_constructor_args=(frozenset(known), opts.sampling, opts.channel_order, preprocess, opts.thumbnails),
@@ -291,7 +292,14 @@ def run_embed(opts: EmbedOptions) -> EmbedSummary:
         compute=ray.data.ActorPoolStrategy(size=encoders),
         **encode_resources,
     )
-    return _write(ds, out_dir, opts, identity, dim, known, len(uris), started)
+    done = _write(ds, out_dir, opts, identity, dim, known, len(files), started)
+    hashes.update(done.hashes)
+    # The hashes learnt this run join the record; a changed file's new entry replaces its old one.
+    learnt = {f.uri: f.stat_key for f in files if f.stat_key is not None and f.uri in hashes}
+    kept = {key: sha for key, sha in recorded.items() if key[0] not in learnt}
+    write_source_hashes(out_dir, kept | {key: hashes[uri] for uri, key in learnt.items()})
+    skipped = done.skipped + len(files) - len(todo)
+    return dataclasses.replace(done, skipped=skipped, seconds=time.perf_counter() - started, hashes=hashes)
 
 
 def _write(
@@ -303,6 +311,7 @@ def _write(
     failures: list[tuple[str, str | None, str]] = []
     shards: list[Path] = []
     seen = set(known)
+    hashes: dict[str, str] = {}
 
     def flush() -> None:
         nonlocal pending, pending_frames
@@ -313,6 +322,8 @@ def _write(
 
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         for row in batch.to_pylist():
+            if row["sha256"]:
+                hashes[row["uri"]] = row["sha256"]
             if row["status"] == "failed":
                 failures.append((row["uri"], row["sha256"], row["error"]))
                 log.warning("failed: %s: %s", row["uri"], row["error"])
@@ -345,4 +356,5 @@ def _write(
                 flush()
     flush()
     write_failures(out_dir, failures)
-    return EmbedSummary(files, embedded, skipped, len(failures), frames, tuple(shards), time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return EmbedSummary(files, embedded, skipped, len(failures), frames, tuple(shards), seconds, hashes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,12 @@ VIDEO_COLUMNS = (
     "total_frames", "fps", "width", "height", "model_identity",
 )  # fmt: skip
 FAILURE_SCHEMA = pa.schema([("source_uri", pa.string()), ("sha256", pa.string()), ("error", pa.string())])
+# What a file was when it was hashed: a rerun knows the sha256 of an unchanged file without reading it.
+SOURCES_FILE = "sources.parquet"
+SOURCES_SCHEMA = pa.schema(
+    [("source_uri", pa.string()), ("size_bytes", pa.int64()), ("mtime_ns", pa.int64()), ("sha256", pa.string())]
+)
+METADATA_COLUMNS = ("study_id", "patient_id", "view", "acquisition_time", "tags")
 
 
 def shard_schema(dim: int, model_identity: str) -> pa.Schema:
@@ -165,6 +171,56 @@ def stored_sha256(out_dir: Path) -> set[str]:
     return found
 
 
+def shard_models(out_dir: Path) -> set[str]:
+    """The model identities of the folder's shards, from their schema metadata (no rows read)."""
+    return {shard_identity(path)[0] for path in shard_paths(out_dir)}
+
+
+def embedded_metadata(out_dir: Path) -> dict[str, VideoMetadata]:
+    """sha256 -> the metadata each video of the folder's shards was embedded with (its first row's columns)."""
+    found: dict[str, VideoMetadata] = {}
+    for path in shard_paths(out_dir):
+        table = pq.read_table(path, columns=["sha256", *METADATA_COLUMNS])
+        sha = table.column("sha256").combine_chunks().to_numpy(zero_copy_only=False)
+        starts = np.flatnonzero(np.r_[True, sha[1:] != sha[:-1]])
+        videos = table.take(pa.array(starts))
+        for key, metadata in zip(sha[starts].tolist(), metadata_of(videos)):
+            found.setdefault(key, metadata)
+    return found
+
+
+def read_source_hashes(out_dir: Path) -> dict[tuple[str, int, int], str]:
+    """(source URI, size, mtime in ns) -> sha256 of the files earlier runs hashed; {} when there is no record."""
+    path = Path(out_dir) / SOURCES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        rows = pq.read_table(path, schema=SOURCES_SCHEMA).to_pylist()
+    except (pa.ArrowInvalid, OSError) as exc:  # a damaged record only costs a re-hash
+        log.warning("ignoring %s (%s): unchanged files are hashed again", path, exc)
+        return {}
+    return {(r["source_uri"], r["size_bytes"], r["mtime_ns"]): r["sha256"] for r in rows}
+
+
+def write_source_hashes(out_dir: Path, hashes: Mapping[tuple[str, int, int], str]) -> Path:
+    """Replace DIR/sources.parquet (atomically) with `hashes`: (source URI, size, mtime in ns) -> sha256."""
+    keys = sorted(hashes)
+    table = pa.table(
+        {
+            "source_uri": [k[0] for k in keys],
+            "size_bytes": [k[1] for k in keys],
+            "mtime_ns": [k[2] for k in keys],
+            "sha256": [hashes[k] for k in keys],
+        },
+        schema=SOURCES_SCHEMA,
+    )
+    path = Path(out_dir) / SOURCES_FILE
+    tmp = path.with_name(f".{SOURCES_FILE}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 # ---- reading a shard for import -------------------------------------------------------------------------
 
 
@@ -259,7 +315,7 @@ def source_name(uri: str) -> str:
 
 def metadata_of(videos: pa.Table) -> list[VideoMetadata]:
     """The VideoMetadata of each row of a per-video table (VIDEO_COLUMNS)."""
-    cols = {c: videos.column(c).to_pylist() for c in ("study_id", "patient_id", "view", "acquisition_time", "tags")}
+    cols = {c: videos.column(c).to_pylist() for c in METADATA_COLUMNS}
     return [
         VideoMetadata(
             study_id=cols["study_id"][i],

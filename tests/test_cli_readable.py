@@ -1,0 +1,97 @@
+"""What the CLI shows a person (issue 19, the smaller items), each against a real server.
+
+Times say their zone, tags come in one order, thresholds have a sensible precision, the ingest bar counts
+a file when the server answered for it, and a manifest inside the ingested folder is not "skipped".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from servers import start_inprocess
+from synthetic import make_video
+
+from echosearch.client import Client, CustomTask
+from echosearch.client.cli import main
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    running = start_inprocess(tmp_path_factory.mktemp("readable-data"))
+    yield running
+    running.stop(2)
+
+
+def run(capsys, server, *argv: str) -> tuple[int, str, str]:
+    rc = main(["--server", server.address, *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_times_in_tables_say_their_zone(capsys, server, tmp_path) -> None:
+    make_video(seed=501, path=tmp_path / "t.avi")
+    rc, out, err = run(capsys, server, "ingest", str(tmp_path / "t.avi"), "--json",
+                       "--meta", "acquisition_time=2026-01-02T10:00:00+02:00", "--meta", "study_id=TZ-1")  # fmt: skip
+    assert rc == 0, err
+    video_id = json.loads(out.splitlines()[-1])["video_id"]
+    rc, out, _ = run(capsys, server, "videos", "--filter", "study_id=TZ-1")
+    assert rc == 0 and "2026-01-02 08:00:00 UTC" in out  # +02:00 shown as the same instant, labelled
+    rc, out, _ = run(capsys, server, "video", str(video_id))
+    acquired = next(line for line in out.splitlines() if line.startswith("acquisition_time"))
+    ingested = next(line for line in out.splitlines() if line.startswith("ingested_at"))
+    assert acquired.endswith("2026-01-02 08:00:00 UTC") and ingested.endswith(" UTC")
+
+
+def test_tags_are_listed_in_one_order_everywhere(capsys, server, tmp_path) -> None:
+    make_video(seed=502, path=tmp_path / "tags.avi")
+    keys = ["zone", "b", "site", "alpha", "m", "k2", "k1"]
+    meta = [arg for i, k in enumerate(keys) for arg in ("--meta", f"{k}=v{i}")]
+    rc, out, err = run(capsys, server, "ingest", str(tmp_path / "tags.avi"), "--json", "--meta", "study_id=TAGS", *meta)
+    assert rc == 0, err
+    video_id = json.loads(out.splitlines()[-1])["video_id"]
+    want = ",".join(f"{k}=v{keys.index(k)}" for k in sorted(keys))
+    rc, out, _ = run(capsys, server, "videos", "--filter", "study_id=TAGS")
+    assert want in out
+    rc, out, _ = run(capsys, server, "video", str(video_id))
+    assert want in out
+    rc, out, _ = run(capsys, server, "videos", "--filter", "study_id=TAGS", "--json")
+    assert list(json.loads(out)["metadata"]["tags"]) == sorted(keys)
+    with Client(server.address) as c:
+        assert list(c.get_video(video_id).metadata.tags) == sorted(keys)
+
+
+def test_thresholds_print_with_a_sensible_precision(capsys, server) -> None:
+    with Client(server.address) as c:
+        c.create_task(
+            CustomTask(kind="binary", prompts=("A PACEMAKER LEAD. ",), name="digits", threshold=0.29812345678901234)
+        )
+    rc, out, _ = run(capsys, server, "tasks")
+    line = next(line for line in out.splitlines() if line.startswith("digits "))
+    assert "threshold 0.2981 " in line + " " and "0.298123" not in line
+
+
+def test_ingest_bar_counts_a_file_when_the_server_answered(capsys, server, tmp_path, monkeypatch) -> None:
+    """Never 100 % while a file is still being decoded and encoded: the bytes sent are not the work done."""
+    monkeypatch.setenv("ECHOSEARCH_PROGRESS", "1")
+    for i in range(2):
+        make_video(160, 120, 60, seed=510 + i, path=tmp_path / f"p{i}.avi")
+    rc, out, err = run(capsys, server, "ingest", str(tmp_path), "--jobs", "2", "--sampling", "all")
+    assert rc == 0, err
+    bars = [b for b in re.split(r"[\r\n]", err) if b.startswith("ingest [")]
+    assert bars
+    for bar in bars:
+        sent, total = re.search(r"\] (\S+ \S+)/(\S+ \S+) ", bar).groups()
+        if sent == total:  # everything counted: every file has its answer
+            assert "2/2 files done" in bar, bar
+    assert any("processing" in bar or "uploading" in bar for bar in bars)
+
+
+def test_a_manifest_inside_the_ingested_folder_is_not_reported_as_skipped(capsys, server, tmp_path) -> None:
+    make_video(seed=520, path=tmp_path / "m.avi")
+    (tmp_path / "studies.csv").write_text("path,study_id\nm.avi,MAN-1\n")
+    (tmp_path / "notes.txt").write_text("a note")
+    rc, out, err = run(capsys, server, "ingest", str(tmp_path), "--manifest", str(tmp_path / "studies.csv"))
+    assert rc == 0, err
+    assert "studies.csv" not in err and "notes.txt" in err and "1 not video or DICOM (skipped)" in err
