@@ -15,12 +15,14 @@ from pydicom import dcmread
 from pydicom.filebase import DicomBytesIO
 from synthetic import encode_video, make_video, synthetic_frames
 
-from echosearch.client.sniff import looks_like_dicom
 from echosearch.server.errors import InvalidVideoError
-from echosearch.server.media.dicom import prepare_dicom
-from echosearch.server.media.prepare import is_dicom, prepare_media
-from echosearch.server.media.video import Sampling, normalise, prepare_video, resize_uint8
+from echosearch.server.media.dicom.reader import prepare_dicom
+from echosearch.server.media.prepare import prepare_media
+from echosearch.server.media.preprocess import normalise, resize_uint8
+from echosearch.server.media.sampling import Sampling
+from echosearch.server.media.video import prepare_video
 from echosearch.server.model import EchoClipModel, load_model
+from echosearch.sniff import is_dicom, looks_like_dicom
 
 CLIP_MEAN, CLIP_STD = OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 MODEL = {"mean": CLIP_MEAN, "std": CLIP_STD, "image_size": 224}  # what the engine passes from the model
@@ -123,7 +125,7 @@ def test_frame_rate_sources_and_logged_default(caplog):
     assert prepare_dicom(_save(ds), mask="off", **MODEL).fps == pytest.approx(50.0)
     ds.CineRate = 60
     assert prepare_dicom(_save(ds), mask="off", **MODEL).fps == pytest.approx(60.0)
-    with caplog.at_level(logging.WARNING, logger="echosearch.server.media.dicom"):
+    with caplog.at_level(logging.WARNING, logger="echosearch.server.media.dicom.reader"):
         assert prepare_dicom(make_dicom(FRAMES[:2], frame_time_ms=None), mask="off", **MODEL).fps == 30.0
     assert "assuming 30 fps" in caplog.text
 

@@ -16,7 +16,7 @@ from synthetic import make_video, synthetic_frames
 
 from echosearch.client import ApiError, Client, VideoMetadata
 from echosearch.client.cli import main as cli_main
-from echosearch.server.dicom.phi import SECRET_FILE
+from echosearch.server.media.dicom.phi import SECRET_FILE
 
 FRAMES = synthetic_frames(64, 48, 6, seed=5)
 RAW_PATIENT_ID = "PID-77Q31"

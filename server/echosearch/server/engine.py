@@ -31,7 +31,6 @@ import torch
 
 from echosearch.server import cancellation
 from echosearch.server.bulk.importing import ImportOutcome, import_shard, previously_imported
-from echosearch.server.dicom.phi import DEFAULT_PHI_MODE, policy_for_store
 from echosearch.server.encoder import DEFAULT_BATCH_WAIT_MS, BatchingEncoder, EncoderStats
 from echosearch.server.errors import (
     InvalidRequestError,
@@ -43,7 +42,9 @@ from echosearch.server.errors import (
 from echosearch.server.limits import Limits
 from echosearch.server.lru import LRUCache
 from echosearch.server.media.decode_pool import DEFAULT_TIME_LIMIT_S, DecodePool, DecodePoolStats
-from echosearch.server.media.prepare import DEFAULT_DICOM_MASK, DICOM_MASKS, PrepareOptions, is_dicom
+from echosearch.server.media.dicom.header import merge_metadata
+from echosearch.server.media.dicom.phi import DEFAULT_PHI_MODE, policy_for_store
+from echosearch.server.media.prepare import DEFAULT_DICOM_MASK, DICOM_MASKS, PrepareOptions
 from echosearch.server.media.video import Sampling
 from echosearch.server.metadata_update import MetadataChange, metadata_change, reingest_change
 from echosearch.server.model import EchoClipModel, load_model
@@ -296,13 +297,12 @@ class Engine:
             thumbnails=self.thumbnails,
             max_frame_pixels=self.limits.max_frame_pixels,
             dicom_mask=self.dicom_mask,
+            phi_policy=self.phi_policy,
         )
-        # Decoded in a worker process (a path is read there, not here); uint8 crops for videos.
+        # Decoded in a worker process (a path is read there, not here); uint8 crops.
         prepared = self.decode_pool.prepare(data, options, name=source_name, should_stop=_caller_gone)
-        if is_dicom(data):  # decoded, so pydicom is there: the header's study, time, UIDs; PatientID via the policy
-            from echosearch.server.dicom.metadata import dicom_metadata, merge_metadata
-
-            metadata = merge_metadata(dicom_metadata(data, self.phi_policy), metadata)
+        if prepared.header_metadata is not None:  # a DICOM's header, read in the worker; PatientID via the policy
+            metadata = merge_metadata(prepared.header_metadata, metadata)
         decoded = time.perf_counter()
         cancellation.check()  # nobody waits for this video any more: do not encode it (once encoded, it is stored)
         # A caller that goes away while its frames are queued takes them out of the encoder's queue.

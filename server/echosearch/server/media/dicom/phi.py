@@ -13,7 +13,7 @@ import logging
 import os
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class PhiPolicy:
     """How a DICOM's PatientID becomes the stored patient_id."""
 
     mode: str = DEFAULT_PHI_MODE
-    secret: bytes = b""
+    secret: bytes = field(default=b"", repr=False)  # travels to the decode workers; never in a log line
 
     def __post_init__(self) -> None:
         if self.mode not in PHI_MODES:
@@ -47,6 +47,11 @@ class PhiPolicy:
             return raw
         digest = hmac.new(self.secret, raw.encode("utf-8"), hashlib.sha256).hexdigest()
         return PSEUDONYM_PREFIX + digest[:_PSEUDONYM_HEX]
+
+
+# A decode without a server's policy (bulk embed, a script): PatientID is not read out, and thumbnails follow
+# the strict rule of docs/dicom.md ("Thumbnails").
+OFFLINE_POLICY = PhiPolicy("drop")
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:
