@@ -18,11 +18,11 @@ import torch
 from pydicom.dataset import Dataset
 
 from echosearch.server.errors import InvalidVideoError, TooLargeError
-from echosearch.server.media.dicom.dataset import check_image, read_dataset
+from echosearch.server.media.dicom.dataset import read_image
 from echosearch.server.media.dicom.frames import decoded_frames
 from echosearch.server.media.dicom.header import header_metadata
 from echosearch.server.media.dicom.phi import OFFLINE_POLICY, PhiPolicy
-from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS, check_frame_pixels
+from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS
 from echosearch.server.media.preprocess import CHUNK, PreparedVideo, normalise, resize_uint8
 from echosearch.server.media.sampling import Sampling
 from echosearch.server.media.thumbnail_jpeg import thumbnail_jpegs
@@ -30,6 +30,12 @@ from echosearch.server.media.thumbnail_jpeg import thumbnail_jpegs
 log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 30.0  # when the file gives no Frame Time, Cine Rate or Recommended Display Frame Rate
+# Why a DICOM's thumbnails were withheld (PreparedVideo.thumbnails_withheld): the THUMBNAILS_WITHHELD codes.
+WITHHELD_BURNED_IN = "burned-in-annotation"  # Burned In Annotation (0028,0301) is YES
+WITHHELD_NOT_MASKED = (
+    "not-masked"  # no 2D ultrasound region blacked out the rest (none in the file, or --dicom-mask off)
+)
+THUMBNAILS_WITHHELD = (WITHHELD_BURNED_IN, WITHHELD_NOT_MASKED)
 
 
 def prepare_dicom(
@@ -63,29 +69,31 @@ def decode_dicom(
 
     Pixels are (n,3,S,S) uint8 (normalised later, like decode_video's). mask: "region" blacks out everything
     outside the largest 2D ultrasound region, "off" keeps every pixel. The header's metadata comes back as
-    `header_metadata`, PatientID under `phi_policy`. With `thumbnails`, a JPEG of each sampled frame's crop.
+    `header_metadata`, PatientID under `phi_policy`. With `thumbnails`, a JPEG of each sampled frame's crop,
+    unless `phi_policy` withholds them (`thumbnails_withheld` says why; see thumbnails_withheld).
     `image_size` comes from the loaded model; the engine validated the options.
     """
     assert channel_order in ("rgb", "bgr"), channel_order
     assert mask in ("off", "region"), mask
-    ds = read_dataset(source)
-    check_frame_pixels(int(ds.get("Columns") or 0), int(ds.get("Rows") or 0), max_frame_pixels)
-    n, rows, cols, encoded = check_image(ds)
+    image = read_image(source, max_frame_pixels)
+    ds, n = image.ds, image.frames
     indices = sampling.indices(n)
     if len(indices) > sampling.max_frames:
         raise TooLargeError(
             f"sampling {sampling.mode!r} selects {len(indices)} frames, more than max_frames={sampling.max_frames}; "
             f"use sampling 'every' with a larger step or 'count'"
         )
-    region = scan_region(ds, rows, cols) if mask == "region" else None
+    region = scan_region(ds, image.rows, image.columns) if mask == "region" else None
     chunks: list[torch.Tensor] = []
     pending: list[np.ndarray] = []
-    frames = decoded_frames(ds, indices.tolist(), encoded, rows, cols)
+    frames = decoded_frames(image, indices.tolist())
     for position, index in enumerate(indices.tolist()):
         try:
             frame = next(frames)
         except StopIteration:
             raise InvalidVideoError(f"broken pixel data: frame {index} of {n} is missing") from None
+        except InvalidVideoError:
+            raise
         except Exception as exc:  # any codec error: the data are damaged
             raise InvalidVideoError(
                 f"broken pixel data: frame {index} of {n} could not be decoded ({type(exc).__name__}: {exc})"
@@ -95,18 +103,37 @@ def decode_dicom(
             chunks.append(resize_uint8(np.stack(pending), image_size))
             pending.clear()
     frames_u8 = torch.cat(chunks) if chunks else torch.empty((0, 3, image_size, image_size), dtype=torch.uint8)
+    withheld = thumbnails_withheld(ds, region, phi_policy) if thumbnails else None
     fps = frame_rate(ds)
     return PreparedVideo(
         pixels=frames_u8,
         frame_indices=indices.astype(np.int64),
         timestamps=frame_times(ds, n, fps)[indices],
         fps=fps,
-        width=cols,
-        height=rows,
+        width=image.columns,
+        height=image.rows,
         total_frames=n,
-        thumbnails=tuple(thumbnail_jpegs(frames_u8, channel_order=channel_order)) if thumbnails else None,
+        thumbnails=tuple(thumbnail_jpegs(frames_u8, channel_order=channel_order))
+        if thumbnails and withheld is None
+        else None,
         header_metadata=header_metadata(ds, phi_policy),
+        thumbnails_withheld=withheld,
     )
+
+
+def thumbnails_withheld(ds: Dataset, region: tuple[int, int, int, int] | None, policy: PhiPolicy) -> str | None:
+    """Why no thumbnail of this DICOM may be kept under `policy` (a THUMBNAILS_WITHHELD code), or None.
+
+    Under --phi hash|drop a thumbnail is kept only when the file says no identifying text is burned into its
+    pixels and the region mask blacked out everything outside the scan (docs/dicom.md, "Thumbnails").
+    """
+    if policy.mode == "keep":
+        return None
+    if str(ds.get("BurnedInAnnotation") or "").strip().upper() == "YES":
+        return WITHHELD_BURNED_IN
+    if region is None:
+        return WITHHELD_NOT_MASKED
+    return None
 
 
 def scan_region(ds: Dataset, rows: int, cols: int) -> tuple[int, int, int, int] | None:
