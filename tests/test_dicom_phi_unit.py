@@ -77,3 +77,12 @@ def test_explicit_metadata_overrides_the_file():
 )
 def test_dicom_datetimes(text, offset, expected):
     assert _parse_dt(text, offset) == expected
+
+
+def test_the_policy_header_and_dispatcher_import_no_pydicom():
+    """A server without the `dicom` extra reads the PHI policy, merges header metadata and routes uploads."""
+    from test_architecture import _modules_after_import
+
+    for module in ("media.dicom.phi", "media.dicom.header", "media.prepare"):
+        loaded = _modules_after_import(f"echosearch.server.{module}")
+        assert "pydicom" not in loaded and "pynetdicom" not in loaded, module

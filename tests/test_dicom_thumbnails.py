@@ -12,8 +12,7 @@ from servers import start_inprocess
 from synthetic import synthetic_frames
 
 from echosearch.client import ApiError, Client
-from echosearch.server.media.dicom.phi import PhiPolicy
-from echosearch.server.media.dicom.reader import WITHHELD_BURNED_IN, WITHHELD_NOT_MASKED
+from echosearch.server.media.dicom.phi import WITHHELD_BURNED_IN, WITHHELD_NOT_MASKED, PhiPolicy
 from echosearch.server.media.prepare import PrepareOptions, prepare
 
 FRAMES = synthetic_frames(64, 48, 4, seed=12)

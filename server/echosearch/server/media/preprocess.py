@@ -39,7 +39,7 @@ class PreparedVideo:
     # DICOM only: the header's allow-listed metadata, PatientID under the PHI policy, read in the decode
     # worker (media/dicom/header.py); None for a video.
     header_metadata: VideoMetadata | None = None
-    # Why thumbnails asked for were not made (a THUMBNAILS_WITHHELD code of media/dicom/reader.py), else None.
+    # Why thumbnails asked for were not made (a THUMBNAILS_WITHHELD code of media/dicom/phi.py), else None.
     thumbnails_withheld: str | None = None
 
 

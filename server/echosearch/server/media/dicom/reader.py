@@ -21,7 +21,7 @@ from echosearch.server.errors import InvalidVideoError, TooLargeError
 from echosearch.server.media.dicom.dataset import read_image
 from echosearch.server.media.dicom.frames import decoded_frames
 from echosearch.server.media.dicom.header import header_metadata
-from echosearch.server.media.dicom.phi import OFFLINE_POLICY, PhiPolicy
+from echosearch.server.media.dicom.phi import OFFLINE_POLICY, PhiPolicy, thumbnails_withheld
 from echosearch.server.media.frame_limits import DEFAULT_MAX_FRAME_PIXELS
 from echosearch.server.media.preprocess import CHUNK, PreparedVideo, normalise, resize_uint8
 from echosearch.server.media.sampling import Sampling
@@ -119,21 +119,6 @@ def decode_dicom(
         header_metadata=header_metadata(ds, phi_policy),
         thumbnails_withheld=withheld,
     )
-
-
-def thumbnails_withheld(ds: Dataset, region: tuple[int, int, int, int] | None, policy: PhiPolicy) -> str | None:
-    """Why no thumbnail of this DICOM may be kept under `policy` (a THUMBNAILS_WITHHELD code), or None.
-
-    Under --phi hash|drop a thumbnail is kept only when the file says no identifying text is burned into its
-    pixels and the region mask blacked out everything outside the scan (docs/dicom.md, "Thumbnails").
-    """
-    if policy.mode == "keep":
-        return None
-    if str(ds.get("BurnedInAnnotation") or "").strip().upper() == "YES":
-        return WITHHELD_BURNED_IN
-    if region is None:
-        return WITHHELD_NOT_MASKED
-    return None
 
 
 def scan_region(ds: Dataset, rows: int, cols: int) -> tuple[int, int, int, int] | None:
