@@ -95,7 +95,7 @@ def test_the_receiver_listens_on_loopback_unless_told_otherwise():
 
 
 def test_an_association_that_only_echoes_is_closed_at_the_idle_timeout(client):
-    receiver = DicomReceiver(client, ListenOptions(port=0, idle_timeout_s=2.0))
+    receiver = DicomReceiver(client, ListenOptions(port=0, idle_timeout_s=3.0))
     _, port = receiver.start()
     try:
         echoing = _associate(port)
@@ -104,10 +104,10 @@ def test_an_association_that_only_echoes_is_closed_at_the_idle_timeout(client):
         echoer = _Echoer(echoing)
         echoer.start()
         stored = []
-        for i in range(6):  # a C-STORE every 0.8 s for ~5 s: a sender at work is never idle
+        for i in range(7):  # a C-STORE every 0.8 s for ~6 s: a sender at work is never idle
             stored.append(int(storing.send_c_store(_object(i)).Status))
             time.sleep(0.8)
-        assert stored == [SUCCESS] * 6 and storing.is_established
+        assert stored == [SUCCESS] * 7 and storing.is_established
         assert wait_until(lambda: not echoing.is_established, timeout=30), "C-ECHO kept an idle association open"
         assert echoer.echoes >= 3  # it did echo, and that did not count
         storing.release()
@@ -190,7 +190,7 @@ def test_an_object_is_spooled_to_disk_not_held_in_the_receivers_memory(client, t
         assert int(assoc.send_c_store(big).Status) == SUCCESS
         assoc.release()
         peak = _status(proc.pid, "VmHWM:") - before
-        assert peak < 24 * MB, f"the receiver's memory rose by {peak / MB:.0f} MiB for a 64 MiB object"
+        assert peak < 32 * MB, f"the receiver's memory rose by {peak / MB:.0f} MiB for a 64 MiB object"
     finally:
         proc.terminate()
         proc.wait(30)
