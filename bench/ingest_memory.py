@@ -35,7 +35,8 @@ def _status(key: str) -> int:
 
 
 def _measure(path: str, mode: str, queue: mp.Queue) -> None:
-    from echosearch.server.media.video import Sampling, prepare_video
+    from echosearch.server.media.video import prepare_video
+    from echosearch.server.records import Sampling
 
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     base = _status("VmRSS:")

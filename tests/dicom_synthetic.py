@@ -11,6 +11,7 @@ from pydicom.encaps import encapsulate
 from pydicom.pixels import convert_color_space
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
@@ -21,15 +22,21 @@ from pydicom.uid import (
 
 US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"  # Ultrasound Multi-frame Image Storage
 US_IMAGE = "1.2.840.10008.5.1.4.1.1.6.1"  # Ultrasound Image Storage
+US_MULTIFRAME_RETIRED = "1.2.840.10008.5.1.4.1.1.3"  # what old scanners still send
+US_IMAGE_RETIRED = "1.2.840.10008.5.1.4.1.1.6"
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
 SYNTAXES = {
     "explicit": ExplicitVRLittleEndian,
+    "deflated": DeflatedExplicitVRLittleEndian,
     "jpeg": JPEGBaseline8Bit,
     "jpegls": JPEGLSLossless,
     "j2k": JPEG2000Lossless,
     "rle": RLELossless,
 }
+
+# Pillow's JPEG chroma subsampling: what a scanner's JPEG Baseline frames may use.
+SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 
 # Values planted in every test file: none of them may ever leave the server.
 PHI = {
@@ -79,16 +86,23 @@ def make_dicom(
     multiframe: bool = True,
     preamble: bool = True,
     jpeg_quality: int = 95,
+    subsampling: str = "4:2:2",
+    burned_in_annotation: str | None = None,
+    sop_class: str | None = None,
     **identity: str,
 ) -> bytes:
     """Encode (n,h,w,3) uint8 RGB frames as a DICOM file in `syntax` with `photometric` pixels; returns its bytes.
 
     photometric: RGB, YBR_FULL (uncompressed), MONOCHROME2 (first channel), YBR_FULL_422 (jpeg only).
     regions: (x0, y0, x1, y1) 2D entries of the Sequence of Ultrasound Regions.
-    jpeg_quality: Pillow's quality for syntax "jpeg".
+    jpeg_quality, subsampling: Pillow's quality and chroma subsampling for syntax "jpeg".
+    burned_in_annotation: the Burned In Annotation (0028,0301) value ("YES"/"NO"), absent when None.
+    sop_class: the SOP Class UID (default: Ultrasound Multi-frame, or Ultrasound Image when not multiframe).
     """
     n, h, w, _ = frames.shape
-    ds = base_dataset(sop_class=US_MULTIFRAME if multiframe else US_IMAGE, **identity)
+    ds = base_dataset(sop_class=sop_class or (US_MULTIFRAME if multiframe else US_IMAGE), **identity)
+    if burned_in_annotation is not None:
+        ds.BurnedInAnnotation = burned_in_annotation
     ds.Rows, ds.Columns = h, w
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     if multiframe:
@@ -105,7 +119,7 @@ def make_dicom(
     if syntax == "jpeg":
         ds.PhotometricInterpretation = "YBR_FULL_422"
         ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
-        ds.PixelData = encapsulate([_jpeg(f, jpeg_quality) for f in frames])
+        ds.PixelData = encapsulate([_jpeg(f, jpeg_quality, SUBSAMPLING[subsampling]) for f in frames])
         ds["PixelData"].VR = "OB"
         return _write(ds, preamble)
     pixels = frames[..., 0] if grey else frames
@@ -113,9 +127,24 @@ def make_dicom(
         pixels = convert_color_space(frames, "RGB", "YBR_FULL")
     ds.PhotometricInterpretation = photometric
     ds.PixelData = np.ascontiguousarray(pixels if multiframe else pixels[0]).tobytes()
-    if syntax != "explicit":
-        ds.compress(SYNTAXES[syntax], encoding_plugin="pydicom" if syntax == "rle" else "")
+    _set_syntax(ds, syntax)
     return _write(ds, preamble)
+
+
+def make_palette_dicom(indices: np.ndarray, lut: np.ndarray, *, syntax: str = "explicit") -> bytes:
+    """(n,h,w) uint8 palette indices with a (256,3) uint16 RGB lookup table, as a PALETTE COLOR DICOM."""
+    n, h, w = indices.shape
+    ds = base_dataset()
+    ds.Rows, ds.Columns, ds.NumberOfFrames = h, w, n
+    ds.FrameTime = 33.3333
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "PALETTE COLOR"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    for i, colour in enumerate(("Red", "Green", "Blue")):
+        setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [len(lut), 0, 16])
+        setattr(ds, f"{colour}PaletteColorLookupTableData", lut[:, i].astype("<u2").tobytes())
+    ds.PixelData = np.ascontiguousarray(indices).tobytes()
+    _set_syntax(ds, syntax)
+    return _write(ds, True)
 
 
 def make_sr(**identity: str) -> bytes:
@@ -137,6 +166,14 @@ def make_dicomdir() -> bytes:
     return _write(ds, True)
 
 
+def _set_syntax(ds: Dataset, syntax: str) -> None:
+    """Compress native pixel data into `syntax` (deflated: pydicom deflates the data set when it writes it)."""
+    if syntax == "deflated":
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    elif syntax != "explicit":
+        ds.compress(SYNTAXES[syntax], encoding_plugin="pydicom" if syntax == "rle" else "")
+
+
 def _region(x0: int, y0: int, x1: int, y1: int) -> Dataset:
     r = Dataset()
     r.RegionSpatialFormat = 1
@@ -145,10 +182,10 @@ def _region(x0: int, y0: int, x1: int, y1: int) -> Dataset:
     return r
 
 
-def _jpeg(frame: np.ndarray, quality: int = 95) -> bytes:
+def _jpeg(frame: np.ndarray, quality: int = 95, subsampling: int = 1) -> bytes:
     buf = io.BytesIO()
-    # JFIF YCbCr with 4:2:2 chroma subsampling: what ultrasound scanners write as YBR_FULL_422.
-    Image.fromarray(frame).save(buf, format="JPEG", quality=quality, subsampling=1)
+    # JFIF YCbCr, 4:2:2 chroma subsampling by default: what ultrasound scanners write as YBR_FULL_422.
+    Image.fromarray(frame).save(buf, format="JPEG", quality=quality, subsampling=subsampling)
     return buf.getvalue()
 
 

@@ -69,8 +69,8 @@ def test_an_option_out_of_range_is_a_usage_error_naming_its_flag(flags, message,
 def test_each_default_is_the_one_its_options_class_holds():
     """The code that uses an option reads its default from the options class, not a second literal."""
     from echosearch.server import encoder, model
-    from echosearch.server.dicom import phi
     from echosearch.server.media import decode_pool, prepare
+    from echosearch.server.media.dicom import phi
     from echosearch.server.storage.store import Store
 
     assert encoder.DEFAULT_BATCH_WAIT_MS == EncoderOptions().batch_wait_ms

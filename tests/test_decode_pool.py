@@ -5,13 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 from decode_hooks import CRASH, HANG, prepare_or_misbehave
-from synthetic import make_video
+from dicom_synthetic import make_dicom
+from synthetic import make_video, synthetic_frames
 
 from echosearch.server.errors import DeadlineExceededError, InvalidVideoError
 from echosearch.server.media.decode_pool import DecodePool
+from echosearch.server.media.dicom.phi import policy_for_store
 from echosearch.server.media.options import default_decode_workers
-from echosearch.server.media.prepare import PrepareOptions
-from echosearch.server.media.video import Sampling, decode_video
+from echosearch.server.media.prepare import PrepareOptions, prepare
+from echosearch.server.media.video import decode_video
+from echosearch.server.records import Sampling
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +33,21 @@ def test_workers_give_the_same_pixels_from_a_path_or_bytes(pool: DecodePool, tmp
         assert there.pixels.dtype == torch.uint8 and torch.equal(there.pixels, here.pixels)
         assert there.frame_indices.tolist() == [0, 3, 6, 9, 12] and there.total_frames == 14
         assert (there.width, there.height, there.fps) == (here.width, here.height, here.fps)
+
+
+def test_a_dicom_comes_back_as_uint8_crops_with_its_header_read_in_the_worker(pool: DecodePool, tmp_path) -> None:
+    """The worker parses the DICOM once: pixels, and the header's metadata under the PHI policy it was given."""
+    frames = synthetic_frames(64, 48, 6, seed=3)
+    data = make_dicom(frames, syntax="rle", patient_id="MRN-77", study_uid="1.2.3.77")
+    policy = policy_for_store("hash", tmp_path)
+    there = pool.prepare(data, PrepareOptions(phi_policy=policy), name="echo.dcm")
+    here = prepare(data, PrepareOptions(phi_policy=policy))
+    assert there.pixels.dtype == torch.uint8 and torch.equal(there.pixels, here.pixels)
+    assert there.frame_indices.tolist() == [0, 2, 4] and there.total_frames == 6
+    meta = there.header_metadata
+    assert meta is not None and meta.study_id == "1.2.3.77" and meta.tags["NumberOfFrames"] == "6"
+    assert meta.patient_id == policy.patient_id("MRN-77") and meta.patient_id.startswith("phi-")
+    assert pool.prepare(make_video(64, 48, 4), name="clip.avi").header_metadata is None
 
 
 def test_a_bad_video_is_an_ordinary_error_and_the_worker_stays(pool: DecodePool) -> None:

@@ -9,7 +9,15 @@ import threading
 
 import numpy as np
 import pytest
-from dicom_synthetic import BASIC_TEXT_SR, PHI, US_MULTIFRAME, make_dicom, make_sr
+from dicom_synthetic import (
+    BASIC_TEXT_SR,
+    PHI,
+    US_IMAGE_RETIRED,
+    US_MULTIFRAME,
+    US_MULTIFRAME_RETIRED,
+    make_dicom,
+    make_sr,
+)
 from pydicom import dcmread
 from pydicom.filebase import DicomBytesIO
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless, generate_uid
@@ -104,6 +112,46 @@ def test_a_study_pushed_over_two_associations_is_stored(service, caplog):
     assert not [v for v in PHI.values() if v in caplog.text]  # ...never the patient
     # Sending the same object again is a Success too (already stored): PACS retries are harmless.
     assert _send(port, datasets[:1]) == [SUCCESS]
+
+
+def test_a_retired_class_object_mid_study_fails_only_itself(service):
+    """Old scanners send the retired Ultrasound (Multi-frame) Image Storage classes: each object of a study sent
+    in ONE association is answered on its own, and a bad one fails alone."""
+    _, client, port = service
+    study, series = generate_uid(), generate_uid()
+
+    def obj(seed: int, sop_class: str = US_MULTIFRAME, **kw):
+        frames = synthetic_frames(48, 40, 4, seed=seed)
+        data = make_dicom(frames, syntax="rle", study_uid=study, series_uid=series, sop_class=sop_class, **kw)
+        return dcmread(DicomBytesIO(data))
+
+    bad = dcmread(DicomBytesIO(make_sr(study_uid=study)))  # a report sent under a retired image class
+    bad.SOPClassUID = bad.file_meta.MediaStorageSOPClassUID = US_IMAGE_RETIRED
+    datasets = [
+        obj(200),
+        obj(201, US_MULTIFRAME_RETIRED),
+        bad,
+        obj(202, US_IMAGE_RETIRED, multiframe=False),
+        obj(203),
+    ]
+    ae = _scu()
+    for sop_class in (US_MULTIFRAME_RETIRED, US_IMAGE_RETIRED):
+        ae.add_requested_context(sop_class, RLELossless)
+        ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="ECHOSEARCH")
+    assert assoc.is_established
+    statuses = []
+    try:
+        for ds in datasets:
+            try:
+                statuses.append(int(assoc.send_c_store(ds).Status))
+            except (RuntimeError, AttributeError, ValueError):  # the association is gone
+                statuses.append(None)
+    finally:
+        assoc.release()
+    assert statuses == [SUCCESS, SUCCESS, CANNOT_UNDERSTAND, SUCCESS, SUCCESS]
+    stored = {v.metadata.tags["SOPInstanceUID"] for v in client.iter_videos(VideoFilter(study_ids=[study]))}
+    assert stored == {str(ds.SOPInstanceUID) for i, ds in enumerate(datasets) if i != 2}
 
 
 def test_echo_allow_list_and_non_image_objects(service):

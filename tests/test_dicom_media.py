@@ -9,18 +9,21 @@ import re
 import av
 import numpy as np
 import pytest
-from dicom_synthetic import make_dicom, make_dicomdir, make_sr
+from dicom_synthetic import make_dicom, make_dicomdir, make_palette_dicom, make_sr
 from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from pydicom import dcmread
 from pydicom.filebase import DicomBytesIO
+from pydicom.pixels import iter_pixels
 from synthetic import encode_video, make_video, synthetic_frames
 
-from echosearch.client.sniff import looks_like_dicom
 from echosearch.server.errors import InvalidVideoError
-from echosearch.server.media.dicom import prepare_dicom
-from echosearch.server.media.prepare import is_dicom, prepare_media
-from echosearch.server.media.video import Sampling, normalise, prepare_video, resize_uint8
+from echosearch.server.media.dicom.reader import prepare_dicom
+from echosearch.server.media.prepare import PrepareOptions, prepare, prepare_media
+from echosearch.server.media.preprocess import normalise, resize_uint8
+from echosearch.server.media.video import prepare_video
 from echosearch.server.model import EchoClipModel, load_model
+from echosearch.server.records import Sampling
+from echosearch.sniff import is_dicom, looks_like_dicom
 
 CLIP_MEAN, CLIP_STD = OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 MODEL = {"mean": CLIP_MEAN, "std": CLIP_STD, "image_size": 224}  # what the ingest service passes from the model
@@ -49,6 +52,8 @@ def _cosines(a, b) -> np.ndarray:
 
 LOSSLESS = [
     ("explicit", "RGB", EXACT),
+    ("deflated", "RGB", EXACT),
+    ("deflated", "MONOCHROME2", EXACT),
     ("explicit", "YBR_FULL", ONE_LEVEL * 2),
     ("explicit", "MONOCHROME2", EXACT),
     ("rle", "RGB", EXACT),
@@ -80,6 +85,42 @@ def test_jpeg_baseline_ybr_full_422_matches_the_same_frames_through_mjpeg_avi(ti
     from_raw = tiny.encode_frames(_reference(FRAMES))
     assert _cosines(from_dicom, from_avi).min() >= MIN_COSINE
     assert _cosines(from_dicom, from_raw).min() >= MIN_COSINE
+
+
+def _colour_edges(n: int = 4) -> np.ndarray:
+    """Frames with saturated colour blocks on a textured ground: the colour Doppler case, where chroma
+    upsampling shows."""
+    frames = synthetic_frames(160, 120, n, seed=11)
+    frames[:, 20:60, 20:90] = (255, 0, 0)
+    frames[:, 40:90, 70:130] = (0, 0, 255)
+    frames[:, 95:110, 10:150] = (0, 230, 40)
+    return frames
+
+
+@pytest.mark.parametrize("subsampling", ["4:2:0", "4:2:2", "4:4:4"])
+def test_colour_jpeg_baseline_agrees_with_pydicoms_libjpeg_decode(tiny, subsampling):
+    """Chroma is upsampled as libjpeg does: the crops are within a few levels of pydicom's reference decode."""
+    data = make_dicom(_colour_edges(), syntax="jpeg", subsampling=subsampling)
+    ours = prepare(data, PrepareOptions(Sampling("all"))).pixels
+    ds = dcmread(DicomBytesIO(data))
+    reference = resize_uint8(np.stack(list(iter_pixels(ds, as_rgb=True, decoding_plugin="pylibjpeg"))))
+    diff = (ours.int() - reference.int()).abs()
+    assert float(diff.float().mean()) <= 0.5 and int(diff.max()) <= 24, (float(diff.float().mean()), int(diff.max()))
+    embed = lambda crops: tiny.encode_frames(normalise(crops, CLIP_MEAN, CLIP_STD))  # noqa: E731
+    assert _cosines(embed(ours), embed(reference)).min() >= MIN_COSINE
+
+
+@pytest.mark.parametrize("syntax", ["explicit", "rle", "deflated"])
+def test_palette_color_is_read_through_its_lookup_tables(syntax):
+    rng = np.random.default_rng(5)
+    indices = rng.integers(0, 256, (4, 40, 48), dtype=np.uint8)
+    lut = rng.integers(0, 65536, (256, 3), dtype=np.uint16)
+    lut[0] = (0, 0, 0)
+    lut[255] = (65535, 65535, 65535)
+    prepared = prepare_dicom(make_palette_dicom(indices, lut, syntax=syntax), Sampling("all"), mask="off", **MODEL)
+    rgb = ((lut[indices].astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)  # 16-bit entries -> 8 bits
+    assert prepared.total_frames == 4
+    assert float((prepared.pixels - _reference(rgb, Sampling("all"))).abs().max()) <= EXACT
 
 
 def test_example_echo_as_dicom_matches_the_avi_path(tiny, example_video):
@@ -123,7 +164,7 @@ def test_frame_rate_sources_and_logged_default(caplog):
     assert prepare_dicom(_save(ds), mask="off", **MODEL).fps == pytest.approx(50.0)
     ds.CineRate = 60
     assert prepare_dicom(_save(ds), mask="off", **MODEL).fps == pytest.approx(60.0)
-    with caplog.at_level(logging.WARNING, logger="echosearch.server.media.dicom"):
+    with caplog.at_level(logging.WARNING, logger="echosearch.server.media.dicom.reader"):
         assert prepare_dicom(make_dicom(FRAMES[:2], frame_time_ms=None), mask="off", **MODEL).fps == 30.0
     assert "assuming 30 fps" in caplog.text
 

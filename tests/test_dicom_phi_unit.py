@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from dicom_synthetic import PHI, make_dicom
 
-from echosearch.server.dicom.metadata import _parse_dt, dicom_metadata, merge_metadata
-from echosearch.server.dicom.phi import SECRET_FILE, PhiPolicy, load_or_create_secret, policy_for_store
+from echosearch.server.media.dicom.dataset import read_dataset
+from echosearch.server.media.dicom.header import _parse_dt, header_metadata, merge_metadata
+from echosearch.server.media.dicom.phi import SECRET_FILE, PhiPolicy, load_or_create_secret, policy_for_store
 from echosearch.server.records import VideoMetadata
 
-DATA = make_dicom(np.zeros((3, 16, 16, 3), np.uint8), patient_id="MRN-42", study_uid="1.2.3.4")
+DATA = read_dataset(make_dicom(np.zeros((3, 16, 16, 3), np.uint8), patient_id="MRN-42", study_uid="1.2.3.4"))
 
 
 def test_secret_is_created_once_with_0600_and_reused(tmp_path):
@@ -42,7 +43,7 @@ def test_hash_is_stable_per_store_and_differs_between_stores(tmp_path):
 
 
 def test_header_metadata_is_an_allow_list(tmp_path):
-    meta = dicom_metadata(DATA, policy_for_store("hash", tmp_path))
+    meta = header_metadata(DATA, policy_for_store("hash", tmp_path))
     assert meta.study_id == "1.2.3.4"
     assert meta.acquisition_time == datetime(2024, 5, 17, 14, 30, 5, tzinfo=UTC)
     assert set(meta.tags) == {
@@ -53,7 +54,7 @@ def test_header_metadata_is_an_allow_list(tmp_path):
     text = repr(meta)
     for value in (*PHI.values(), "MRN-42", "Zebulon"):
         assert value not in text
-    assert dicom_metadata(DATA, PhiPolicy("drop")).patient_id is None
+    assert header_metadata(DATA, PhiPolicy("drop")).patient_id is None
 
 
 def test_explicit_metadata_overrides_the_file():
@@ -76,3 +77,12 @@ def test_explicit_metadata_overrides_the_file():
 )
 def test_dicom_datetimes(text, offset, expected):
     assert _parse_dt(text, offset) == expected
+
+
+def test_the_policy_header_and_dispatcher_import_no_pydicom():
+    """A server without the `dicom` extra reads the PHI policy, merges header metadata and routes uploads."""
+    from test_architecture import _modules_after_import
+
+    for module in ("media.dicom.phi", "media.dicom.header", "media.prepare"):
+        loaded = _modules_after_import(f"echosearch.server.{module}")
+        assert "pydicom" not in loaded and "pynetdicom" not in loaded, module

@@ -16,7 +16,7 @@ from synthetic import make_video, synthetic_frames
 
 from echosearch.client import ApiError, Client, VideoMetadata
 from echosearch.client.cli import main as cli_main
-from echosearch.server.dicom.phi import SECRET_FILE
+from echosearch.server.media.dicom.phi import SECRET_FILE
 
 FRAMES = synthetic_frames(64, 48, 6, seed=5)
 RAW_PATIENT_ID = "PID-77Q31"
@@ -160,6 +160,22 @@ def test_masking_is_a_server_option(tmp_path):
         finally:
             running.stop()
     assert not np.allclose(embeddings[0], embeddings[1], atol=1e-4)
+
+
+def test_the_server_process_never_parses_a_dicom(service, monkeypatch):
+    """The decode worker reads the header with the pixels: a parse in the server process would hold a deflated
+    file inflated there (issue 21, R2). pydicom's parser refuses to run in this process for this test."""
+    import pydicom.filereader
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pydicom parsed a file in the server process")
+
+    monkeypatch.setattr(pydicom.filereader, "read_partial", refuse)
+    monkeypatch.setattr(pydicom.filereader, "read_dataset", refuse)
+    _, client = service
+    video = client.ingest(_dicom(seed=41, syntax="deflated"), source_name="deflated.dcm").video
+    assert video.total_frames == 6 and video.metadata.tags["NumberOfFrames"] == "6"
+    assert video.metadata.patient_id.startswith("phi-")
 
 
 def test_a_large_dicom_spooled_to_disk_keeps_its_metadata(service):

@@ -15,8 +15,7 @@ from echosearch.server import cancellation
 from echosearch.server.errors import InvalidVideoError, RequestCancelledError
 from echosearch.server.limits import Limits
 from echosearch.server.media import video
-from echosearch.server.media.video import Sampling
-from echosearch.server.records import VideoFilter, VideoMetadata
+from echosearch.server.records import Sampling, VideoFilter, VideoMetadata
 from echosearch.server.services import ingest
 from echosearch.server.storage.catalog import Catalog
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache

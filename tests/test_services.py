@@ -16,9 +16,8 @@ from echosearch.server.errors import (
     NotFoundError,
     TooLargeError,
 )
-from echosearch.server.media.video import Sampling
 from echosearch.server.model import load_model
-from echosearch.server.records import TaskRequest, VideoFilter, VideoMetadata
+from echosearch.server.records import Sampling, TaskRequest, VideoFilter, VideoMetadata
 from echosearch.server.services import ingest, search, tasks, videos
 from echosearch.server.services.info import server_info
 

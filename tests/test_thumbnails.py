@@ -7,14 +7,15 @@ import grpc
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
 from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from servers import start_inprocess
 from synthetic import make_video, synthetic_frames
 
 from echosearch.client import ApiError, Client
-from echosearch.server.media.thumbnails import THUMBNAIL_SIZE, thumbnail_jpegs
-from echosearch.server.media.video import Sampling, prepare_video, resize_uint8
+from echosearch.server.media.preprocess import resize_uint8
+from echosearch.server.media.thumbnail_jpeg import THUMBNAIL_SIZE, thumbnail_jpegs
+from echosearch.server.media.video import prepare_video
+from echosearch.server.records import Sampling
 
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 CLIP = {"mean": OPENAI_DATASET_MEAN, "std": OPENAI_DATASET_STD, "image_size": 224}
@@ -41,15 +42,6 @@ def test_thumbnail_is_the_downscaled_crop_in_rgb():
     again = _decode(thumbnail_jpegs(crops[:1, ::-1].copy(), channel_order="bgr")[0])
     assert np.abs(again.astype(int) - red.astype(int)).mean() < 2
     assert all(len(j) < 20_000 for j in jpegs)
-
-
-def test_crops_from_pixels_inverts_the_normalisation_exactly():
-    from echosearch.server.media.thumbnails import crops_from_pixels
-    from echosearch.server.media.video import normalise
-
-    crops = torch.randint(0, 256, (3, 3, 224, 224), dtype=torch.uint8)
-    pixels = normalise(crops, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD)
-    assert torch.equal(crops_from_pixels(pixels, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD), crops)
 
 
 def test_thumbnail_rejects_what_is_not_a_crop_batch():

@@ -13,7 +13,8 @@ from synthetic import make_video
 
 from echosearch.server.errors import InvalidRequestError, InvalidVideoError, TooLargeError
 from echosearch.server.media import video
-from echosearch.server.media.video import PreparedVideo, Sampling, crop_box
+from echosearch.server.media.preprocess import PreparedVideo, crop_box
+from echosearch.server.records import Sampling
 
 # EchoCLIP's published normalisation (the model hands these to prepare_video in the server).
 CLIP_MEAN, CLIP_STD = OPENAI_DATASET_MEAN, OPENAI_DATASET_STD

@@ -98,8 +98,7 @@ def _embed(args: argparse.Namespace, connect: Callable[[argparse.Namespace], Cli
         from echosearch.server.bulk.embed import EmbedOptions, run_embed
         from echosearch.server.bulk.shards import embedded_metadata
         from echosearch.server.bulk.sources import list_source_files
-        from echosearch.server.media.video import Sampling
-        from echosearch.server.records import VideoMetadata
+        from echosearch.server.records import Sampling, VideoMetadata
     except ImportError as exc:
         raise UsageError(
             f"bulk embed needs the server and Ray ({exc.name} is missing): pip install 'echosearch[server,bulk]'"

@@ -51,16 +51,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve_command.add_parser(sub, _sub)
     ingest_command.add_parser(sub, common)
 
-    # ---- dicom-listen (issue 14) ----
+    # ---- dicom-listen (issue 14; hardened in issue 21). Defaults are ListenOptions' (docs/dicom.md) ----
     p = _sub(sub, "dicom-listen", "receive DICOM objects (C-STORE) from a modality or PACS and ingest them", [common])
-    p.add_argument("--ae-title", default="ECHOSEARCH", help="this receiver's AE title (default ECHOSEARCH)")
-    p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default 0.0.0.0: all interfaces)")
-    p.add_argument("--port", type=int, default=11112, help="DICOM port (default 11112)")
+    p.add_argument("--ae-title", help="this receiver's AE title (default ECHOSEARCH)")
     p.add_argument(
-        "--allow", action="append", default=[], metavar="AE[,AE]", help="calling AE titles allowed (default: any)"
+        "--host", "--bind", dest="host", help="address to listen on (default 127.0.0.1; 0.0.0.0: all interfaces)"
     )
+    p.add_argument("--port", type=int, help="DICOM port (default 11112; 0: any free port)")
+    p.add_argument(
+        "--allow", action="append", default=[], metavar="AE[,AE]",
+        help="calling AE titles allowed (default: any); a filter, not authentication: use --dicom-tls-peer-ca",
+    )  # fmt: skip
     p.add_argument("--token-file", type=Path, help="file holding the service's bearer token (else --token)")
-    p.add_argument("--max-associations", type=int, default=8, help="associations served at once (default 8)")
+    p.add_argument("--max-associations", type=int, help="associations served at once (default 8)")
+    p.add_argument("--max-associations-per-peer", type=int, help="associations one IP address may hold (default 4)")
+    p.add_argument(
+        "--idle-timeout", dest="idle_timeout_s", type=float, metavar="SECONDS",
+        help="close an association after this long without a C-STORE; C-ECHO does not count (default 30)",
+    )  # fmt: skip
+    p.add_argument("--dicom-tls-cert", type=Path, metavar="PEM", help="serve DICOM over TLS with this certificate")
+    p.add_argument("--dicom-tls-key", type=Path, metavar="PEM", help="the private key of --dicom-tls-cert")
+    p.add_argument(
+        "--dicom-tls-peer-ca", type=Path, metavar="PEM", help="accept only peers with a client certificate signed by it"
+    )
     p.add_argument("--log-level", default="INFO", help="receiver log detail on stderr (default INFO)")
 
     search_commands.add_parsers(sub, common)  # search, similar
@@ -82,13 +95,7 @@ def cmd_dicom_listen(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        from echosearch.client.dicom_listen import (
-            SLOT_WAIT_S,
-            DicomReceiver,
-            ListenOptions,
-            parse_allow,
-            quiet_pynetdicom,
-        )
+        from echosearch.client.dicom_listen import SLOT_WAIT_S, DicomReceiver, listen_options, quiet_pynetdicom
     except ImportError as exc:
         raise UsageError(
             f"DICOM support is not installed ({exc.name} is missing): pip install 'echosearch[dicom]'"
@@ -99,12 +106,10 @@ def cmd_dicom_listen(args: argparse.Namespace) -> int:
             args.token = args.token_file.read_text().strip()
         except OSError as exc:
             raise UsageError(f"--token-file: {exc}") from None
-    options = ListenOptions(
-        ae_title=args.ae_title, host=args.bind, port=args.port, allow=parse_allow(args.allow),
-        max_associations=args.max_associations,
-    )  # fmt: skip
-    if not 1 <= len(options.ae_title) <= 16:
-        raise UsageError("--ae-title must be 1 to 16 characters")
+    try:
+        options = listen_options(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -17,8 +17,8 @@ from echosearch.client.client import ApiError, Client
 from echosearch.client.manifest import ManifestError, merge, read_manifest
 from echosearch.client.output import Progress, print_json, print_table
 from echosearch.client.params import UsageError, parse_metadata
-from echosearch.client.sniff import file_looks_like_dicom
 from echosearch.client.types import Sampling, VideoMetadata
+from echosearch.sniff import is_dicom
 
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv"})
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".dic"})  # DICOM files without these are found by their header
@@ -75,7 +75,7 @@ def collect_media_sources(paths: Sequence[Path]) -> tuple[list[tuple[Path, str]]
         if path.is_dir():
             for p in sorted(p for p in path.rglob("*") if p.is_file()):
                 suffix = p.suffix.lower()
-                if suffix in VIDEO_EXTENSIONS or suffix in DICOM_EXTENSIONS or file_looks_like_dicom(p):
+                if suffix in VIDEO_EXTENSIONS or suffix in DICOM_EXTENSIONS or is_dicom(p):
                     found.setdefault(p.resolve(), p.relative_to(path).as_posix())
                 elif p.stat().st_size == 0:
                     skipped.append((p, "empty file (0 bytes)"))

@@ -36,8 +36,7 @@ from echosearch.server.bulk.shards import (
 )
 from echosearch.server.bulk.sources import SourceFile, list_source_files, read_source
 from echosearch.server.errors import InvalidRequestError
-from echosearch.server.media.video import Sampling
-from echosearch.server.records import VideoMetadata
+from echosearch.server.records import Sampling, VideoMetadata
 
 log = logging.getLogger(__name__)
 

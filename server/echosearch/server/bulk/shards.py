@@ -65,7 +65,7 @@ def shard_schema(dim: int, model_identity: str) -> pa.Schema:
         pa.field("timestamp", pa.float64(), nullable=False),
         pa.field("embedding", pa.list_(pa.float32(), int(dim)), nullable=False),
         pa.field("model_identity", pa.string(), nullable=False),
-        # JPEG of the model's input crop (<= 112 px, media/thumbnails.py); null when embedded with --thumbnails off.
+        # JPEG of the model's input crop (<= 112 px, media/thumbnail_jpeg.py); null when embedded with --thumbnails off.
         pa.field("thumbnail", pa.binary()),
     ]
     meta = {META_VERSION: SHARD_VERSION.encode(), META_MODEL: model_identity.encode(), META_DIM: str(dim).encode()}

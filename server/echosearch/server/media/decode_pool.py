@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from echosearch.server.errors import (
 )
 from echosearch.server.media.options import MediaOptions, default_decode_workers
 from echosearch.server.media.prepare import PrepareOptions, prepare
-from echosearch.server.media.video import PreparedVideo
+from echosearch.server.media.preprocess import PreparedVideo
 from echosearch.server.records import DecodePoolStats
 
 log = logging.getLogger(__name__)
@@ -214,29 +215,14 @@ class DecodePool:
 
 
 def _to_wire(video: PreparedVideo) -> dict[str, Any]:
-    return {
-        "pixels": np.ascontiguousarray(video.pixels.numpy()),
-        "frame_indices": video.frame_indices,
-        "timestamps": video.timestamps,
-        "fps": video.fps,
-        "width": video.width,
-        "height": video.height,
-        "total_frames": video.total_frames,
-        "thumbnails": video.thumbnails,
-    }
+    """Every field as it is, the pixels as a numpy array (a plain pickle: no shared-memory descriptor)."""
+    wire = {f.name: getattr(video, f.name) for f in fields(video)}
+    wire["pixels"] = np.ascontiguousarray(video.pixels.numpy())
+    return wire
 
 
 def _from_wire(payload: dict[str, Any]) -> PreparedVideo:
-    return PreparedVideo(
-        pixels=torch.from_numpy(payload["pixels"]),
-        frame_indices=payload["frame_indices"],
-        timestamps=payload["timestamps"],
-        fps=payload["fps"],
-        width=payload["width"],
-        height=payload["height"],
-        total_frames=payload["total_frames"],
-        thumbnails=payload["thumbnails"],
-    )
+    return PreparedVideo(**{**payload, "pixels": torch.from_numpy(payload["pixels"])})
 
 
 def _worker_main(conn: Connection, prepare_fn: PrepareFn) -> None:

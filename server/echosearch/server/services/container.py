@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from echosearch.server.config import ServerConfig
-from echosearch.server.dicom.phi import PhiPolicy, policy_for_store
 from echosearch.server.encoder import BatchingEncoder
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError
 from echosearch.server.limits import Limits
 from echosearch.server.lru import LRUCache
 from echosearch.server.media.decode_pool import DecodePool
+from echosearch.server.media.dicom.phi import PhiPolicy, policy_for_store
 from echosearch.server.media.options import DICOM_MASKS
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.records import VideoFilter

@@ -18,8 +18,9 @@ import numpy as np
 
 from echosearch.server import cancellation
 from echosearch.server.errors import InvalidRequestError, RequestCancelledError, TooLargeError
-from echosearch.server.media.prepare import PrepareOptions, is_dicom
-from echosearch.server.media.video import PreparedVideo
+from echosearch.server.media.dicom.header import merge_metadata
+from echosearch.server.media.prepare import PrepareOptions
+from echosearch.server.media.preprocess import PreparedVideo
 from echosearch.server.records import (
     CHANNEL_ORDERS,
     IngestOutcome,
@@ -101,7 +102,8 @@ def ingest_video(
         return known
     started = time.perf_counter()
     prepared = _decode(services, data, source_name, sampling, channel_order)
-    metadata = merge_dicom_header(services, data, metadata)
+    if prepared.header_metadata is not None:  # a DICOM: its header (read in the worker, PHI policy applied)
+        metadata = merge_metadata(prepared.header_metadata, metadata)
     decoded = time.perf_counter()
     cancellation.check()  # nobody waits for this video any more: do not encode it (once encoded, it is stored)
     # A caller that goes away while its frames are queued takes them out of the encoder's queue.
@@ -144,19 +146,6 @@ def reingest(services: Services, stored: VideoRecord, metadata: VideoMetadata) -
     if change.is_empty() or change.apply(stored.metadata) == stored.metadata:
         return stored, False
     return apply_metadata_change(services, stored.video_id, change)
-
-
-def merge_dicom_header(services: Services, data: bytes | Path, metadata: VideoMetadata) -> VideoMetadata:
-    """A DICOM's header metadata (study, time, UIDs; PatientID through the PHI policy) under the upload's own.
-
-    The header is read here a second time, after the decode worker read it; once the worker returns it
-    with the prepared video, this step takes it from there instead.
-    """
-    if not is_dicom(data):
-        return metadata
-    from echosearch.server.dicom.metadata import dicom_metadata, merge_metadata  # pydicom: decoded, so present
-
-    return merge_metadata(dicom_metadata(data, services.phi_policy), metadata)
 
 
 def validate_video(video: NewVideo) -> NewVideo:
@@ -210,6 +199,7 @@ def _decode(services: Services, data: bytes | Path, name: str, sampling: Samplin
         thumbnails=services.config.media.thumbnails,
         max_frame_pixels=services.limits.max_frame_pixels,
         dicom_mask=services.config.media.dicom_mask,
+        phi_policy=services.phi_policy,
     )
     return services.decode_pool.prepare(data, options, name=name, should_stop=_caller_gone)
 

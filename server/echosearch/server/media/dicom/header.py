@@ -1,5 +1,8 @@
 """A DICOM header -> VideoMetadata under the PHI policy. Only the attributes named here are ever read out.
 
+The decode worker calls header_metadata on the data set it parsed for the pixels (one parse, outside the
+server process); the ingest merges the result with the request's metadata (merge_metadata).
+
 An allow-list, not a deny-list: StudyInstanceUID, the acquisition date/time, SeriesInstanceUID,
 SOPInstanceUID, Manufacturer, ManufacturerModelName, frame count and size, and PatientID (through the
 policy). Names, birth dates, addresses, accession numbers and every other attribute are never copied.
@@ -7,36 +10,25 @@ policy). Names, birth dates, addresses, accession numbers and every other attrib
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydicom import config as pydicom_config
-from pydicom import dcmread
-from pydicom.dataset import Dataset
-
-from echosearch.server.dicom.phi import PhiPolicy
-from echosearch.server.errors import InvalidVideoError
+from echosearch.server.media.dicom.phi import PhiPolicy
 from echosearch.server.records import VideoMetadata
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # light at run time: the engine merges metadata on servers without pydicom
+    from pydicom.dataset import Dataset
 
-# pydicom's value validation warns with the offending value in the message (a patient name, say): never log it.
-pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+log = logging.getLogger(__name__)
 
 TAG_KEYWORDS = ("SeriesInstanceUID", "SOPInstanceUID", "Manufacturer", "ManufacturerModelName")
 META_FIELDS = ("study_id", "patient_id", "view", "acquisition_time")
 
 
-def dicom_metadata(source: bytes | Path, policy: PhiPolicy) -> VideoMetadata:
-    """The metadata a DICOM file's header gives (bytes, or a spooled upload's path), PatientID through `policy`."""
-    try:
-        target = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
-        ds = dcmread(target, force=True, stop_before_pixels=True)
-    except Exception as exc:  # a damaged header: the decoder reports the same file in more detail
-        raise InvalidVideoError(f"not a readable DICOM file: the header could not be parsed ({exc})") from exc
+def header_metadata(ds: Dataset, policy: PhiPolicy) -> VideoMetadata:
+    """The metadata a parsed DICOM header gives (read by the decode worker), PatientID through `policy`."""
     tags = {k: str(ds.get(k)).strip() for k in TAG_KEYWORDS if str(ds.get(k) or "").strip()}
     for keyword in ("NumberOfFrames", "Rows", "Columns"):
         try:

@@ -1,13 +1,13 @@
 """What kind of file is this: the one test for "is it DICOM", shared by the CLI (folder scans) and the server.
 
-Light on purpose (no pydicom): the CLI uses it to pick files out of a folder, the server's media
-dispatcher to route bytes to the DICOM or the video decoder.
+Light on purpose (stdlib only, no pydicom), beside `echosearch.errors`: the CLI uses it to pick files out of a
+folder, the server's media dispatcher (media/prepare.py) to route an upload to the DICOM or the video decoder.
 """
 
 from __future__ import annotations
 
+import os
 import struct
-from pathlib import Path
 
 HEAD_BYTES = 132  # preamble (128) + "DICM"
 # Value representations of the DICOM standard: an explicit-VR element has one of these at bytes 4..6.
@@ -35,10 +35,12 @@ def looks_like_dicom(head: bytes) -> bool:
     return 0 < length < 1 << 16
 
 
-def file_looks_like_dicom(path: Path) -> bool:
-    """looks_like_dicom on the first bytes of a file; False when it cannot be read."""
+def is_dicom(source: bytes | bytearray | memoryview | str | os.PathLike[str]) -> bool:
+    """looks_like_dicom on the first bytes of `source` (bytes, or a file); False when the file cannot be read."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return looks_like_dicom(bytes(source[:HEAD_BYTES]))
     try:
-        with open(path, "rb") as f:
+        with open(source, "rb") as f:
             return looks_like_dicom(f.read(HEAD_BYTES))
     except OSError:
         return False

@@ -14,13 +14,6 @@ THUMBNAIL_SIZE = 112  # longest side in pixels
 JPEG_QUALITY = 80
 
 
-def crops_from_pixels(pixels: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """(n,3,S,S) CLIP-normalised float pixels -> the uint8 crops they were made from (inverse of normalise)."""
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (pixels.float() * s + m).mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
-
-
 def thumbnail_jpegs(
     crops: torch.Tensor | np.ndarray,
     *,

@@ -1,4 +1,5 @@
-"""The patient-identifier policy: PatientID kept, dropped, or replaced by a keyed hash with a per-store secret.
+"""The patient-identifier policy: PatientID kept, dropped, or replaced by a keyed hash with a per-store secret;
+and which DICOM pixels may be kept as thumbnails under it (thumbnails_withheld).
 
 The secret is created at first start in the data directory (0600) and never leaves the server, so the
 same patient maps to the same pseudonym within a store and across restarts, and nobody without the key
@@ -13,8 +14,12 @@ import logging
 import os
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # light at run time: the engine reads the policy on servers without pydicom
+    from pydicom.dataset import Dataset
 
 from echosearch.server.media.options import PHI_MODES, MediaOptions
 
@@ -31,7 +36,7 @@ class PhiPolicy:
     """How a DICOM's PatientID becomes the stored patient_id."""
 
     mode: str = DEFAULT_PHI_MODE
-    secret: bytes = b""
+    secret: bytes = field(default=b"", repr=False)  # travels to the decode workers; never in a log line
 
     def __post_init__(self) -> None:
         if self.mode not in PHI_MODES:
@@ -48,6 +53,18 @@ class PhiPolicy:
             return raw
         digest = hmac.new(self.secret, raw.encode("utf-8"), hashlib.sha256).hexdigest()
         return PSEUDONYM_PREFIX + digest[:_PSEUDONYM_HEX]
+
+
+# Why a DICOM's thumbnails were withheld (PreparedVideo.thumbnails_withheld): the THUMBNAILS_WITHHELD codes.
+WITHHELD_BURNED_IN = "burned-in-annotation"  # Burned In Annotation (0028,0301) is YES
+WITHHELD_NOT_MASKED = (
+    "not-masked"  # no 2D ultrasound region blacked out the rest (none in the file, or --dicom-mask off)
+)
+THUMBNAILS_WITHHELD = (WITHHELD_BURNED_IN, WITHHELD_NOT_MASKED)
+
+# A decode without a server's policy (bulk embed, a script): PatientID is not read out, and thumbnails follow
+# the strict rule of docs/dicom.md ("Thumbnails").
+OFFLINE_POLICY = PhiPolicy("drop")
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:
@@ -87,3 +104,18 @@ def policy_for_store(mode: str, data_dir: Path) -> PhiPolicy:
     if mode not in PHI_MODES:
         raise ValueError(f"--phi must be one of {', '.join(PHI_MODES)}, not {mode!r}")
     return PhiPolicy(mode, load_or_create_secret(data_dir) if mode == "hash" else b"")
+
+
+def thumbnails_withheld(ds: Dataset, region: tuple[int, int, int, int] | None, policy: PhiPolicy) -> str | None:
+    """Why no thumbnail of this DICOM may be kept under `policy` (a THUMBNAILS_WITHHELD code), or None.
+
+    Under --phi hash|drop a thumbnail is kept only when the file says no identifying text is burned into its
+    pixels and the region mask blacked out everything outside the scan (docs/dicom.md, "Thumbnails").
+    """
+    if policy.mode == "keep":
+        return None
+    if str(ds.get("BurnedInAnnotation") or "").strip().upper() == "YES":
+        return WITHHELD_BURNED_IN
+    if region is None:
+        return WITHHELD_NOT_MASKED
+    return None
