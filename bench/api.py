@@ -35,15 +35,14 @@ if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", _threads)
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "clients"), str(ROOT / "server"), str(ROOT / "plugins")]
-from synthetic import make_video  # noqa: E402
-
+sys.path[:0] = [str(ROOT), str(ROOT / "clients"), str(ROOT / "server"), str(ROOT / "plugins")]
 from echosearch.client import Client  # noqa: E402
 from echosearch.server.config import ServerConfig  # noqa: E402
 from echosearch.server.records import NewVideo, VideoMetadata  # noqa: E402
 from echosearch.server.serve import start_server  # noqa: E402  (imports the server stack in a safe order)
 from echosearch.server.services import ingest, search  # noqa: E402
 from echosearch.server.services.container import Services, open_services  # noqa: E402
+from tests.fixtures.synthetic import make_video  # noqa: E402
 
 QUERIES = [
     "ECHO DENSITY IN RIGHT VENTRICLE SUGGESTIVE OF CATHETER, PACER LEAD, OR ICD LEAD.",

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # synthetic, servers
+sys.path.insert(0, str(ROOT))  # synthetic, servers
 
 from echosearch.server.bulk.shards import EmbeddedVideo, shard_paths, shard_table, write_shard  # noqa: E402
 from echosearch.server.records import NewVideo, VideoMetadata  # noqa: E402
@@ -36,11 +36,11 @@ from echosearch.server.records import NewVideo, VideoMetadata  # noqa: E402
 def bench_embed(model: str, sizes: tuple[int, int], folder: Path, cpus: int) -> dict[str, float]:
     """Both paths at two sizes: marginal frames/s (the fixed start-up cost cancels) and Ray's fixed cost."""
     import ray
-    from servers import open_tiny
-    from synthetic import make_video
 
     from echosearch.server.bulk.embed import EmbedOptions, run_embed
     from echosearch.server.services.ingest import ingest_video
+    from tests.fixtures.servers import open_tiny
+    from tests.fixtures.synthetic import make_video
 
     src = folder / "videos"
     src.mkdir(parents=True, exist_ok=True)
@@ -111,9 +111,8 @@ def bench_add_videos(frames: int, dim: int, fpv: int, folder: Path) -> float:
 
 def bench_load(frames: int, dim: int, fpv: int, shard_frames: int, folder: Path, jobs: int) -> tuple[float, int]:
     """(seconds, frames) of `bulk load` of synthetic shards into a fresh in-process server."""
-    from servers import start_inprocess
-
     from echosearch.client.client import Client
+    from tests.fixtures.servers import start_inprocess
 
     # random:echoclip: the real architecture's 512-wide embeddings (its weights do not matter to a load)
     server = start_inprocess(folder / "server", model_spec="random:echoclip", workers=8)

@@ -20,15 +20,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-from dicom_synthetic import US_MULTIFRAME, make_dicom  # noqa: E402
 from pydicom.uid import JPEGBaseline8Bit, generate_uid  # noqa: E402
 from pynetdicom import AE  # noqa: E402
-from synthetic import synthetic_frames  # noqa: E402
 
 from echosearch.client import Client  # noqa: E402
 from echosearch.client.dicom_listen import SUCCESS, DicomReceiver, ListenOptions, quiet_pynetdicom  # noqa: E402
+from tests.fixtures.dicom_synthetic import US_MULTIFRAME, make_dicom  # noqa: E402
+from tests.fixtures.synthetic import synthetic_frames  # noqa: E402
 
 log = logging.getLogger("bench.dicom_listen")
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     quiet_pynetdicom()
     width, height = (int(v) for v in args.size.split("x"))
 
-    from servers import ServerProcess
+    from tests.fixtures.servers import ServerProcess
 
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess(Path(tmp) / "data", model=args.model)

@@ -25,19 +25,19 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-from dicom_synthetic import US_MULTIFRAME, make_dicom  # noqa: E402
 from pydicom import dcmread  # noqa: E402
 from pydicom.filebase import DicomBytesIO  # noqa: E402
 from pydicom.uid import JPEGBaseline8Bit  # noqa: E402
 from pynetdicom import AE  # noqa: E402
 from pynetdicom.sop_class import Verification  # noqa: E402
-from servers import ServerProcess  # noqa: E402
-from synthetic import synthetic_frames  # noqa: E402
 
 from echosearch.client import Client  # noqa: E402
 from echosearch.client.dicom_listen import SUCCESS, DicomReceiver, ListenOptions, quiet_pynetdicom  # noqa: E402
+from tests.fixtures.dicom_synthetic import US_MULTIFRAME, make_dicom  # noqa: E402
+from tests.fixtures.servers import ServerProcess  # noqa: E402
+from tests.fixtures.synthetic import synthetic_frames  # noqa: E402
 
 SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
 

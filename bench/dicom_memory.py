@@ -27,17 +27,17 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from dicom_synthetic import base_dataset, make_dicom  # noqa: E402
 from PIL import Image  # noqa: E402
 from pydicom.encaps import encapsulate  # noqa: E402
 from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGBaseline8Bit  # noqa: E402
-from servers import ServerProcess  # noqa: E402
-from synthetic import synthetic_frames  # noqa: E402
 
 from echosearch.client import ApiError, Client  # noqa: E402
+from tests.fixtures.dicom_synthetic import base_dataset, make_dicom  # noqa: E402
+from tests.fixtures.servers import ServerProcess  # noqa: E402
+from tests.fixtures.synthetic import synthetic_frames  # noqa: E402
 
 MB = 1 << 20
 

@@ -21,9 +21,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from servers import open_tiny  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from echosearch.client import Client  # noqa: E402
 from echosearch.client.evaluation.report import write_report  # noqa: E402
@@ -31,6 +29,7 @@ from echosearch.client.evaluation.run import evaluate  # noqa: E402
 from echosearch.server.records import NewVideo, VideoMetadata  # noqa: E402
 from echosearch.server.serve import start_server  # noqa: E402
 from echosearch.server.services.container import Services  # noqa: E402
+from tests.fixtures.servers import open_tiny  # noqa: E402
 
 
 def fill(services: Services, videos: int, frames: int, batch: int = 5000) -> None:

@@ -28,14 +28,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "clients"), str(ROOT / "server"), str(ROOT / "plugins")]
+sys.path[:0] = [str(ROOT), str(ROOT / "clients"), str(ROOT / "server"), str(ROOT / "plugins")]
 from echosearch.server.config import ServerConfig  # noqa: E402
 from echosearch.server.services.container import Services, open_services  # noqa: E402
 from echosearch.server.services.info import server_info  # noqa: E402
 
 
 def _make(args: tuple[int, int, int, int]) -> bytes:
-    from synthetic import make_video
+    from tests.fixtures.synthetic import make_video
 
     width, height, frames, seed = args
     return make_video(width, height, frames, seed=seed)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # reference_echoclip (opencv, test-only) and synthetic
+sys.path.insert(0, str(ROOT))  # reference_echoclip (opencv, test-only) and synthetic
 
 from echosearch.server.encoder import BatchingEncoder  # noqa: E402
 from echosearch.server.media.decode_pool import DecodePool  # noqa: E402
@@ -68,12 +68,12 @@ def main(argv: list[str] | None = None) -> None:
         _dicom_vs_avi(args)
         return
 
-    from reference_echoclip import reference_pixels  # needs opencv (a test dependency)
+    from tests.fixtures.reference_echoclip import reference_pixels  # needs opencv (a test dependency)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.video or (EXAMPLE if EXAMPLE.exists() else None)
         if path is None:
-            from synthetic import make_video
+            from tests.fixtures.synthetic import make_video
 
             path = Path(tmp) / "synthetic.avi"
             make_video(800, 600, 60, path=path)
@@ -146,17 +146,17 @@ def _print_table(rows: dict[str, tuple[int, float]], model, path: Path, args) ->
 def _dicom_vs_avi(args) -> None:
     """Frames/s of prepare_media on a JPEG Baseline DICOM of the clip's frames vs on the MJPEG AVI (same frames)."""
     import av
-    from dicom_synthetic import make_dicom
     from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
     from echosearch.server.media.prepare import prepare_media
+    from tests.fixtures.dicom_synthetic import make_dicom
 
     model_args = {"mean": OPENAI_DATASET_MEAN, "std": OPENAI_DATASET_STD, "image_size": 224}  # EchoCLIP's
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.video or (EXAMPLE if EXAMPLE.exists() else None)
         if path is None:
-            from synthetic import make_video
+            from tests.fixtures.synthetic import make_video
 
             path = Path(tmp) / "synthetic.avi"
             make_video(800, 600, 60, path=path)

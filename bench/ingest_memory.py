@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 CASES = (  # (width, height, frames, codec, sampling mode)
     (640, 480, 48, "mjpeg", "reference"),
@@ -48,7 +48,7 @@ def _measure(path: str, mode: str, queue: mp.Queue) -> None:
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__).parse_args()
-    from synthetic import make_video
+    from tests.fixtures.synthetic import make_video
 
     ctx = mp.get_context("spawn")
     print(f"{'video':>26} {'sampling':>9} {'frames':>6} {'output MiB':>10} {'peak MiB':>9} {'peak/output':>11}")

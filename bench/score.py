@@ -25,12 +25,11 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from reference_scoring import reference_binary, reference_regression  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from echosearch.server.tasks.registry import load_registry  # noqa: E402
 from echosearch.server.tasks.scoring_math import mean_prompt_embedding, score_binary, score_regression  # noqa: E402
+from tests.fixtures.reference_scoring import reference_binary, reference_regression  # noqa: E402
 
 DIM = 512
 

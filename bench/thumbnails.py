@@ -17,20 +17,19 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from servers import open_tiny  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from echosearch.server.model import load_model  # noqa: E402
 from echosearch.server.services.ingest import ingest_video  # noqa: E402
 from echosearch.server.storage.catalog import thumbnail_table  # noqa: E402
+from tests.fixtures.servers import open_tiny  # noqa: E402
 
 EXAMPLE = ROOT.parent / "shared" / "data" / "example_video.avi"
 
 
 def _clips(args: argparse.Namespace) -> list[bytes]:
     """Distinct videos (ingest is idempotent by content, so every measurement needs fresh bytes)."""
-    from synthetic import make_video
+    from tests.fixtures.synthetic import make_video
 
     if args.video or EXAMPLE.exists():
         base = (args.video or EXAMPLE).read_bytes()

@@ -20,14 +20,13 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from servers import start_inprocess  # noqa: E402
-from synthetic import make_video  # noqa: E402
-from uihelp import RunningUI  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from echosearch.client import Client  # noqa: E402
 from echosearch.ui.app import create_app  # noqa: E402
+from tests.fixtures.servers import start_inprocess  # noqa: E402
+from tests.fixtures.synthetic import make_video  # noqa: E402
+from tests.fixtures.uihelp import RunningUI  # noqa: E402
 
 QUERY = "A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM."
 

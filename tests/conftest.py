@@ -1,18 +1,24 @@
-"""Shared pytest fixtures."""
+"""Fixtures every test module shares: the real echo, one tiny model, in-process servers and their channels.
+
+The helpers themselves (synthetic videos and DICOMs, stores, child servers, the reference method) live in
+the `tests.fixtures` package and are imported by name.
+"""
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
+
+from tests.fixtures.servers import start_inprocess
+from tests.fixtures.servers import tiny_model as shared_tiny_model
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 EXAMPLE_VIDEO = SHARED_DATA / "example_video.avi"
-
-sys.path.insert(0, str(TESTS))  # lets tests import `synthetic`
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +27,55 @@ def example_video() -> Path:
     if not EXAMPLE_VIDEO.exists():
         pytest.skip("../shared/data/example_video.avi is not present")
     return EXAMPLE_VIDEO
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """The seeded `random:tiny` model on the CPU, loaded once per run: every in-process server shares it."""
+    return shared_tiny_model()
+
+
+@pytest.fixture(scope="module")
+def serve_inprocess(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., object]]:
+    """Start in-process servers on fresh data directories (`**options` as `start_inprocess` takes them);
+    each one stops when the module is done."""
+    running = []
+
+    def start(name: str = "data", **options):
+        server = start_inprocess(tmp_path_factory.mktemp(name), **options)
+        running.append(server)
+        return server
+
+    yield start
+    for server in reversed(running):
+        server.stop(2)
+
+
+@pytest.fixture(scope="module")
+def server(serve_inprocess):
+    """The module's server: defaults, unless the module overrides this fixture with its own options."""
+    return serve_inprocess()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    """The Python client on the module's server."""
+    from echosearch.client import Client
+
+    with Client(server.address, timeout=60) as connected:
+        yield connected
+
+
+@pytest.fixture(scope="module")
+def channel(server) -> Iterator[grpc.Channel]:
+    opened = grpc.insecure_channel(server.address)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="module")
+def stub(channel):
+    """The raw generated stub on the module's server, for requests the Python client would not send."""
+    from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
+
+    return pb_grpc.EchoSearchServiceStub(channel)

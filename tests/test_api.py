@@ -11,16 +11,15 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from reference_scoring import reference_binary, reference_regression
-from servers import start_inprocess, wait_until
-from synthetic import make_video
 
 from echosearch.client import ApiError, Client, CustomTask, VideoFilter, VideoMetadata
 from echosearch.server.records import TaskRequest
 from echosearch.server.services import info as info_service
 from echosearch.server.services import tasks as task_service
 from echosearch.v1 import echosearch_pb2 as pb
-from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
+from tests.fixtures.reference_scoring import reference_binary, reference_regression
+from tests.fixtures.servers import wait_until
+from tests.fixtures.synthetic import make_video
 
 MAX_UPLOAD = 8 << 20
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -28,23 +27,8 @@ NOT_FOUND = grpc.StatusCode.NOT_FOUND
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = start_inprocess(tmp_path_factory.mktemp("api-data"), max_upload_bytes=MAX_UPLOAD)
-    yield running
-    running.stop(2)
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with Client(server.address, timeout=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def stub(server):
-    channel = grpc.insecure_channel(server.address)
-    yield pb_grpc.EchoSearchServiceStub(channel)
-    channel.close()
+def server(serve_inprocess):
+    return serve_inprocess("api-data", max_upload_bytes=MAX_UPLOAD)
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from servers import ROOT, TEST_MODEL, ServerProcess, start_inprocess
-from synthetic import make_video
 
 from echosearch.client import VideoMetadata as ClientMetadata
 from echosearch.client.client import ApiError, Client
 from echosearch.server.bulk.shards import EmbeddedVideo, shard_paths, shard_table, write_shard
 from echosearch.server.records import VideoMetadata
 from echosearch.server.storage.store import Store
+from tests.fixtures.servers import ROOT, TEST_MODEL, ServerProcess, start_inprocess
+from tests.fixtures.synthetic import make_video
 
 ray = pytest.importorskip("ray", reason="the bulk extra (ray[data]) is not installed")
 
@@ -293,13 +293,6 @@ def _synthetic_shards(folder: Path, identity: str, dim: int, *, shards: int, vid
                 )
             )  # fmt: skip
         write_shard(folder, shard_table(batch, identity, dim))
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    srv = start_inprocess(tmp_path_factory.mktemp("server"))
-    yield srv
-    srv.stop()
 
 
 def _model(address: str) -> tuple[str, int]:

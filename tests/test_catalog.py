@@ -9,12 +9,12 @@ import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from storehelp import DIM, MODEL, add
 
 from echosearch.server.errors import ModelMismatchError, NotFoundError, StoreVersionError
 from echosearch.server.records import NewVideo, VideoFilter, VideoMetadata
 from echosearch.server.storage.catalog import Catalog
 from echosearch.server.storage.catalog.migrate import migrations
+from tests.fixtures.storehelp import DIM, MODEL, add
 
 
 @pytest.fixture

@@ -7,20 +7,12 @@ import json
 import re
 
 import pytest
-from servers import start_inprocess
-from synthetic import make_video
 
 from echosearch.client import Client
 from echosearch.client.cli import build_parser, main
 from echosearch.client.output import Progress
 from echosearch.client.params import UsageError, parse_custom_task, parse_filter
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = start_inprocess(tmp_path_factory.mktemp("newcomer-data"))
-    yield running
-    running.stop(2)
+from tests.fixtures.synthetic import make_video
 
 
 @pytest.fixture(scope="module")

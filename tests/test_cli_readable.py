@@ -9,19 +9,9 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-from servers import start_inprocess
-from synthetic import make_video
-
 from echosearch.client import Client, CustomTask
 from echosearch.client.cli import main
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = start_inprocess(tmp_path_factory.mktemp("readable-data"))
-    yield running
-    running.stop(2)
+from tests.fixtures.synthetic import make_video
 
 
 def run(capsys, server, *argv: str) -> tuple[int, str, str]:

@@ -8,18 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from servers import ROOT, start_inprocess
-from synthetic import make_video
 
 from echosearch.client.cli import main
 from echosearch.client.params import UsageError, parse_filter, parse_metadata
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = start_inprocess(tmp_path_factory.mktemp("cli-data"))
-    yield running
-    running.stop(2)
+from tests.fixtures.servers import ROOT
+from tests.fixtures.synthetic import make_video
 
 
 @pytest.fixture(scope="module")

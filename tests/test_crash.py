@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from crash_child import MODEL, sha_for, video_for
+import pytest
 
 from echosearch.server.storage.frame_ids import frame_ids_for
 from echosearch.server.storage.store import Store
+from tests.fixtures.crash_child import MODEL, sha_for, video_for
 
 KILLS = int(os.environ.get("ECHOSEARCH_CRASH_KILLS", "20"))
-CHILD = Path(__file__).resolve().parent / "crash_child.py"
+CHILD = Path(__file__).resolve().parent / "fixtures" / "crash_child.py"
 
 
 def _run_and_kill(data_dir: Path, start: int, delay: float) -> list[str]:
@@ -89,6 +90,7 @@ def _check_consistent(store: Store, acked: set[int], deleted: set[int]) -> None:
         assert [h[0].frame_id for h in hits] == [int(v) << 20 for v in vids]
 
 
+@pytest.mark.slow  # ~2 min of kill-and-reopen cycles
 def test_sigkill_during_ingest_loses_nothing_acknowledged(tmp_path: Path) -> None:
     rng = random.Random(1234)
     acked: set[int] = set()

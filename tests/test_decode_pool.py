@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from decode_hooks import CRASH, HANG, prepare_or_misbehave
-from dicom_synthetic import make_dicom
-from synthetic import make_video, synthetic_frames
 
 from echosearch.server.errors import DeadlineExceededError, InvalidVideoError
 from echosearch.server.media.decode_pool import DecodePool
@@ -15,6 +12,9 @@ from echosearch.server.media.options import default_decode_workers
 from echosearch.server.media.prepare import PrepareOptions, prepare
 from echosearch.server.media.video import decode_video
 from echosearch.server.records import Sampling
+from tests.fixtures.decode_hooks import CRASH, HANG, prepare_or_misbehave
+from tests.fixtures.dicom_synthetic import make_dicom
+from tests.fixtures.synthetic import make_video, synthetic_frames
 
 
 @pytest.fixture(scope="module")

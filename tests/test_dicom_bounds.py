@@ -10,18 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_synthetic import base_dataset, make_dicom
 from PIL import Image
 from pydicom import dcmread
 from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGBaseline8Bit
-from synthetic import synthetic_frames
 
 from echosearch.server.errors import InvalidVideoError
 from echosearch.server.media.prepare import PrepareOptions, prepare
 from echosearch.server.records import Sampling
+from tests.fixtures.dicom_synthetic import base_dataset, make_dicom
+from tests.fixtures.synthetic import synthetic_frames
 
 MB = 1 << 20
 STATUS = Path("/proc/self/status")

@@ -7,9 +7,9 @@ import re
 
 from pydicom import uid as pydicom_uid
 from pydicom.pixels import get_decoder
-from servers import ROOT
 
 from echosearch.client.dicom_listen import TRANSFER_SYNTAXES
+from tests.fixtures.servers import ROOT
 
 
 def test_the_documented_transfer_syntaxes_are_what_decodes_and_what_the_receiver_accepts():

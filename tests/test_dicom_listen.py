@@ -9,22 +9,11 @@ import threading
 
 import numpy as np
 import pytest
-from dicom_synthetic import (
-    BASIC_TEXT_SR,
-    PHI,
-    US_IMAGE_RETIRED,
-    US_MULTIFRAME,
-    US_MULTIFRAME_RETIRED,
-    make_dicom,
-    make_sr,
-)
 from pydicom import dcmread
 from pydicom.filebase import DicomBytesIO
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless, generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
-from servers import start_inprocess
-from synthetic import synthetic_frames
 
 from echosearch.client import Client, VideoFilter
 from echosearch.client.dicom_listen import (
@@ -35,6 +24,17 @@ from echosearch.client.dicom_listen import (
     ListenOptions,
     quiet_pynetdicom,
 )
+from tests.fixtures.dicom_synthetic import (
+    BASIC_TEXT_SR,
+    PHI,
+    US_IMAGE_RETIRED,
+    US_MULTIFRAME,
+    US_MULTIFRAME_RETIRED,
+    make_dicom,
+    make_sr,
+)
+from tests.fixtures.servers import start_inprocess
+from tests.fixtures.synthetic import synthetic_frames
 
 SOP_US_IMAGE = "1.2.840.10008.5.1.4.1.1.6.1"
 

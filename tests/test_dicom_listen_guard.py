@@ -15,13 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_synthetic import US_MULTIFRAME, make_dicom
 from pydicom import dcmread
 from pydicom.filebase import DicomBytesIO
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
-from servers import ROOT, self_signed_cert, start_inprocess, wait_until
 
 from echosearch.client import Client
 from echosearch.client.dicom_listen import (
@@ -32,17 +30,17 @@ from echosearch.client.dicom_listen import (
     listen_options,
     quiet_pynetdicom,
 )
+from tests.fixtures.dicom_synthetic import US_MULTIFRAME, make_dicom
+from tests.fixtures.servers import ROOT, self_signed_cert, wait_until
 
 MB = 1 << 20
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def client(serve_inprocess):
     quiet_pynetdicom()
-    running = start_inprocess(tmp_path_factory.mktemp("guard"))
-    with Client(running.address, retries=0) as c:
+    with Client(serve_inprocess("guard").address, retries=0) as c:
         yield c
-    running.stop()
 
 
 def _scu() -> AE:

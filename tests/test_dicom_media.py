@@ -9,21 +9,21 @@ import re
 import av
 import numpy as np
 import pytest
-from dicom_synthetic import make_dicom, make_dicomdir, make_palette_dicom, make_sr
 from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from pydicom import dcmread
 from pydicom.filebase import DicomBytesIO
 from pydicom.pixels import iter_pixels
-from synthetic import encode_video, make_video, synthetic_frames
 
 from echosearch.server.errors import InvalidVideoError
 from echosearch.server.media.dicom.reader import prepare_dicom
 from echosearch.server.media.prepare import PrepareOptions, prepare, prepare_media
 from echosearch.server.media.preprocess import normalise, resize_uint8
 from echosearch.server.media.video import prepare_video
-from echosearch.server.model import EchoClipModel, load_model
+from echosearch.server.model import EchoClipModel
 from echosearch.server.records import Sampling
 from echosearch.sniff import is_dicom, looks_like_dicom
+from tests.fixtures.dicom_synthetic import make_dicom, make_dicomdir, make_palette_dicom, make_sr
+from tests.fixtures.synthetic import encode_video, make_video, synthetic_frames
 
 CLIP_MEAN, CLIP_STD = OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 MODEL = {"mean": CLIP_MEAN, "std": CLIP_STD, "image_size": 224}  # what the ingest service passes from the model
@@ -36,8 +36,8 @@ FRAMES = synthetic_frames(96, 80, 12, seed=1)  # (12, 80, 96, 3): non-square, so
 
 
 @pytest.fixture(scope="module")
-def tiny() -> EchoClipModel:
-    return load_model("random:tiny", device="cpu")
+def tiny(tiny_model) -> EchoClipModel:
+    return tiny_model
 
 
 def _reference(frames: np.ndarray, sampling: Sampling = Sampling()):

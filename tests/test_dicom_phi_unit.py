@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from dicom_synthetic import PHI, make_dicom
 
 from echosearch.server.media.dicom.dataset import read_dataset
 from echosearch.server.media.dicom.header import _parse_dt, header_metadata, merge_metadata
 from echosearch.server.media.dicom.phi import SECRET_FILE, PhiPolicy, load_or_create_secret, policy_for_store
 from echosearch.server.records import VideoMetadata
+from tests.fixtures.dicom_synthetic import PHI, make_dicom
 
 DATA = read_dataset(make_dicom(np.zeros((3, 16, 16, 3), np.uint8), patient_id="MRN-42", study_uid="1.2.3.4"))
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from dicom_synthetic import PHI, make_dicom, make_dicomdir, make_sr
-from servers import ServerProcess, start_inprocess
-from synthetic import make_video, synthetic_frames
 
 from echosearch.client import ApiError, Client, VideoMetadata
 from echosearch.client.cli import main as cli_main
 from echosearch.server.media.dicom.phi import SECRET_FILE
+from tests.fixtures.dicom_synthetic import PHI, make_dicom, make_dicomdir, make_sr
+from tests.fixtures.servers import ServerProcess, start_inprocess
+from tests.fixtures.synthetic import make_video, synthetic_frames
 
 FRAMES = synthetic_frames(64, 48, 6, seed=5)
 RAW_PATIENT_ID = "PID-77Q31"

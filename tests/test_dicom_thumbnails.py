@@ -7,13 +7,13 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
-from dicom_synthetic import make_dicom
-from servers import start_inprocess
-from synthetic import synthetic_frames
 
 from echosearch.client import ApiError, Client
 from echosearch.server.media.dicom.phi import WITHHELD_BURNED_IN, WITHHELD_NOT_MASKED, PhiPolicy
 from echosearch.server.media.prepare import PrepareOptions, prepare
+from tests.fixtures.dicom_synthetic import make_dicom
+from tests.fixtures.servers import start_inprocess
+from tests.fixtures.synthetic import synthetic_frames
 
 FRAMES = synthetic_frames(64, 48, 4, seed=12)
 REGION = [(6, 4, 57, 43)]  # the 2D scan region of the Sequence of Ultrasound Regions

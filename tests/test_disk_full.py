@@ -7,27 +7,11 @@ import errno
 import duckdb
 import grpc
 import pytest
-from servers import start_inprocess
-from synthetic import make_video
 
 from echosearch.server.rpc import uploads
 from echosearch.server.services import spool
 from echosearch.v1 import echosearch_pb2 as pb
-from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = start_inprocess(tmp_path_factory.mktemp("disk-full"))
-    yield running
-    running.stop(2)
-
-
-@pytest.fixture(scope="module")
-def stub(server):
-    channel = grpc.insecure_channel(server.address)
-    yield pb_grpc.EchoSearchServiceStub(channel)
-    channel.close()
+from tests.fixtures.synthetic import make_video
 
 
 def _ingest(stub, data: bytes, name: str):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from servers import ROOT
 
 from echosearch.server.errors import InvalidRequestError
 from echosearch.server.rpc import convert
 from echosearch.tasks.spec import custom_task
 from echosearch.v1 import echosearch_pb2 as pb
+from tests.fixtures.servers import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "examples").glob("*/README.md"))]
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")

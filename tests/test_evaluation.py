@@ -8,8 +8,6 @@ import re
 
 import numpy as np
 import pytest
-from servers import start_inprocess
-from synthetic import make_video
 
 from echosearch.client import Client
 from echosearch.client.cli import main
@@ -17,6 +15,8 @@ from echosearch.client.evaluation import metrics
 from echosearch.client.evaluation.labels import LabelError, read_labels
 from echosearch.client.evaluation.report import write_report
 from echosearch.client.evaluation.run import EvaluationError, evaluate
+from tests.fixtures.servers import start_inprocess
+from tests.fixtures.synthetic import make_video
 
 sk = pytest.importorskip("sklearn.metrics", reason="scikit-learn (the `test` extra) is the metrics oracle")
 

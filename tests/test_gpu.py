@@ -11,10 +11,10 @@ import functools
 import numpy as np
 import pytest
 import torch
-from synthetic import make_video
 
 from echosearch.server.media.video import prepare_video
 from echosearch.server.model import load_model
+from tests.fixtures.synthetic import make_video
 
 pytestmark = pytest.mark.gpu
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -7,12 +7,12 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-from storehelp import unit
 
 from echosearch.server.storage.faiss_gpu import gpu_count
 from echosearch.server.storage.index import VectorIndex
 from echosearch.server.storage.index_params import min_train_size
 from echosearch.server.storage.snapshots import read_index, write_index
+from tests.fixtures.storehelp import unit
 
 DIM = 16
 

@@ -8,14 +8,14 @@ import threading
 import grpc
 import numpy as np
 import pytest
-from decode_hooks import CRASH, HANG, prepare_or_misbehave
-from servers import start_inprocess
-from synthetic import make_video
 
 from echosearch.client import ApiError, Client
 from echosearch.server.media.decode_pool import DecodePool
 from echosearch.server.model import load_model
 from echosearch.server.services.info import server_info
+from tests.fixtures.decode_hooks import CRASH, HANG, prepare_or_misbehave
+from tests.fixtures.servers import start_inprocess
+from tests.fixtures.synthetic import make_video
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +24,6 @@ def server(tmp_path_factory):
     running = start_inprocess(tmp_path_factory.mktemp("ingest-path"), decode_pool=pool, batch_wait_ms=50)
     yield running
     running.stop(2)
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with Client(server.address, timeout=60) as c:
-        yield c
 
 
 def _frames(client: Client, video_id: int) -> np.ndarray:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from servers import ServerProcess
-from synthetic import make_video
 
 from echosearch.client import Client, Sampling
 from echosearch.client.cli import main
 from echosearch.client.client import ApiError
+from tests.fixtures.servers import ServerProcess
+from tests.fixtures.synthetic import make_video
 
 JOBS = 12
 

@@ -8,8 +8,6 @@ import math
 import grpc
 import numpy as np
 import pytest
-from servers import start_inprocess
-from synthetic import encode_video, make_video
 
 from echosearch.server import cancellation
 from echosearch.server.errors import InvalidVideoError, RequestCancelledError
@@ -20,7 +18,7 @@ from echosearch.server.services import ingest
 from echosearch.server.storage.catalog import Catalog
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
 from echosearch.v1 import echosearch_pb2 as pb
-from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
+from tests.fixtures.synthetic import encode_video, make_video
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -35,17 +33,8 @@ LIMITS = Limits(
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = start_inprocess(tmp_path_factory.mktemp("request-limits"), limits=LIMITS)
-    yield running
-    running.stop(2)
-
-
-@pytest.fixture(scope="module")
-def stub(server):
-    channel = grpc.insecure_channel(server.address)
-    yield pb_grpc.EchoSearchServiceStub(channel)
-    channel.close()
+def server(serve_inprocess):
+    return serve_inprocess("request-limits", limits=LIMITS)
 
 
 def _ingest(stub, data: bytes, name: str = "v.avi", **header):

@@ -10,14 +10,13 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from servers import start_inprocess, wait_until
-from synthetic import make_video
 
 from echosearch.server.limits import Limits
 from echosearch.server.rpc import uploads
 from echosearch.server.services import ingest
 from echosearch.v1 import echosearch_pb2 as pb
-from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
+from tests.fixtures.servers import wait_until
+from tests.fixtures.synthetic import make_video
 
 WORKERS = 4
 SLOTS = 2
@@ -25,23 +24,9 @@ IDLE_S = 4.0
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(serve_inprocess):
     limits = Limits(max_concurrent_uploads=SLOTS, upload_idle_timeout_s=IDLE_S, min_chunk_bytes=1024)
-    running = start_inprocess(tmp_path_factory.mktemp("upload-limits"), workers=WORKERS, limits=limits, token="s3cret")
-    yield running
-    running.stop(2)
-
-
-@pytest.fixture(scope="module")
-def channel(server):
-    ch = grpc.insecure_channel(server.address)
-    yield ch
-    ch.close()
-
-
-@pytest.fixture(scope="module")
-def stub(channel):
-    return pb_grpc.EchoSearchServiceStub(channel)
+    return serve_inprocess("upload-limits", workers=WORKERS, limits=limits, token="s3cret")
 
 
 AUTH = (("authorization", "Bearer s3cret"),)

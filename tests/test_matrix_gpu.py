@@ -97,9 +97,8 @@ def test_cuda_task_scores_match_scoring_math():
 @cuda
 def test_store_serves_from_cuda_and_falls_back_past_the_cap(tmp_path):
     pytest.importorskip("duckdb")
-    from storehelp import add
-
     from echosearch.server.storage.store import Store
+    from tests.fixtures.storehelp import add
 
     rng = np.random.default_rng(13)
     store = Store(tmp_path / "a", search_device="cuda", save_every=0)

@@ -6,26 +6,13 @@ import json
 
 import grpc
 import pytest
-from servers import open_tiny, start_inprocess
-from synthetic import make_video
 
-from echosearch.client import ApiError, Client, VideoFilter, VideoMetadata
+from echosearch.client import ApiError, VideoFilter, VideoMetadata
 from echosearch.client.cli import main
 from echosearch.server.records import VideoMetadata as VideoMeta
 from echosearch.server.services import ingest, videos
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = start_inprocess(tmp_path_factory.mktemp("meta-data"))
-    yield running
-    running.stop(2)
-
-
-@pytest.fixture
-def client(server):
-    with Client(server.address) as c:
-        yield c
+from tests.fixtures.servers import open_tiny
+from tests.fixtures.synthetic import make_video
 
 
 def metadata_log(server) -> list[tuple[int, dict]]:

@@ -15,8 +15,8 @@ from echosearch.server.model import EchoClipModel, load_model
 
 
 @pytest.fixture(scope="module")
-def tiny() -> EchoClipModel:
-    return load_model("random:tiny", device="cpu")
+def tiny(tiny_model) -> EchoClipModel:
+    return tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from servers import ROOT
+
+from tests.fixtures.servers import ROOT
 
 EXAMPLE = ROOT / "examples" / "echosearch-plugin-example"
 LIGHT_DEPENDENCIES = ("grpc", "google", "typing_extensions.py")  # grpcio, protobuf and grpcio's one dependency

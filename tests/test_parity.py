@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-from reference_echoclip import frames_to_pixels, read_avi, reference_embeddings, reference_pixels
-from synthetic import make_video
 
 from echosearch.server.media import video
 from echosearch.server.media.video import normalise, resize_uint8
 from echosearch.server.model import EchoClipModel, load_model
+from tests.fixtures.reference_echoclip import frames_to_pixels, read_avi, reference_embeddings, reference_pixels
+from tests.fixtures.synthetic import make_video
 
 
 def prepare_video(source: object, **kwargs: object) -> video.PreparedVideo:
@@ -62,7 +62,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_preprocessing_matches_reference_on_identical_frames(size: tuple[int, int]) -> None:
     h, w = size
     frames = np.random.default_rng(h * w).integers(0, 256, size=(3, h, w, 3), dtype=np.uint8)
-    from reference_echoclip import crop_and_scale
+    from tests.fixtures.reference_echoclip import crop_and_scale
 
     ref = frames_to_pixels(np.array([crop_and_scale(f, (224, 224)) for f in frames]))
     ours = normalise(resize_uint8(frames), (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))

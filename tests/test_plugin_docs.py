@@ -13,9 +13,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from servers import ROOT
 
 from echosearch.server.tasks.registry import ENTRY_POINT_GROUP
+from tests.fixtures.servers import ROOT
 
 pytest.importorskip("open_clip", reason="the prompt check counts tokens with open_clip's tokenizer")
 

@@ -193,10 +193,9 @@ def test_start_up_summary_counts_only_the_plugins_that_loaded(install, caplog) -
 
 def test_clients_see_the_skipped_plugins(install, tmp_path, capsys) -> None:
     """ListTasks and GetServerInfo carry the skipped plugins; `echosearch tasks` prints them."""
-    from servers import start_inprocess
-
     from echosearch.client import Client
     from echosearch.client.cli import main
+    from tests.fixtures.servers import start_inprocess
 
     broken, wordy = module_name(), module_name()
     install("broken-plugin", {"broken": f"{broken}:tasks"}, {broken: "import not_a_real_module_xyz\n"})

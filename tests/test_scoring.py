@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference_scoring import reference_binary, reference_categorical_label, reference_regression, split_videos
 
 from echosearch.server.tasks.scoring_math import (
     mean_prompt_embedding,
@@ -24,6 +23,12 @@ from echosearch.server.tasks.scoring_math import (
     top_fraction,
 )
 from echosearch.tasks.spec import Task, TaskKind, ValueRange
+from tests.fixtures.reference_scoring import (
+    reference_binary,
+    reference_categorical_label,
+    reference_regression,
+    split_videos,
+)
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

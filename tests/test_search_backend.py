@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from storehelp import DIM, new_video, unit
 
 from echosearch.server.records import VideoFilter
 from echosearch.server.storage import search_backend
 from echosearch.server.storage.store import Store
 from echosearch.server.tasks import ValueRange, custom_task
 from echosearch.server.tasks.scoring_service import TaskScorer
+from tests.fixtures.storehelp import DIM, new_video, unit
 
 N_VIDEOS = 60
 
@@ -143,10 +143,9 @@ def test_task_scores_on_the_matrix_equal_the_catalog_path(pair):
 
 def test_grpc_info_and_search_on_the_resident_backend(tmp_path: Path):
     """A real server with the torch backend on CPU: GetServerInfo reports it; search and scoring go through it."""
-    from servers import start_inprocess
-    from synthetic import make_video
-
     from echosearch.client import Client
+    from tests.fixtures.servers import start_inprocess
+    from tests.fixtures.synthetic import make_video
 
     running = start_inprocess(tmp_path / "data", search_device="torch-cpu")
     try:

@@ -9,11 +9,11 @@ import threading
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from servers import ServerProcess, self_signed_cert, start_inprocess, wait_until
-from synthetic import make_video
 
 from echosearch.client import ApiError, Client, CustomTask, VideoFilter
 from echosearch.server.services.info import server_info
+from tests.fixtures.servers import ServerProcess, self_signed_cert, start_inprocess, wait_until
+from tests.fixtures.synthetic import make_video
 
 TOKEN = "s3cret-token"
 UNAUTH = grpc.StatusCode.UNAUTHENTICATED

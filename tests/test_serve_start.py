@@ -8,11 +8,11 @@ from __future__ import annotations
 import socket
 
 import pytest
-from servers import ServerProcess, open_tiny
 
 from echosearch.server.errors import DataDirError, ModelLoadError, ModelMismatchError
 from echosearch.server.model import load_model
 from echosearch.server.services.preflight import check_data_dir
+from tests.fixtures.servers import ServerProcess, open_tiny
 
 HUB_MODEL = ["--model", "hf-hub:mkaichristensen/echo-clip"]
 
@@ -76,7 +76,7 @@ def test_data_dir_problems_are_found_before_the_model_loads(tmp_path):
 def test_make_says_what_the_first_install_does(tmp_path):
     import subprocess
 
-    from servers import ROOT
+    from tests.fixtures.servers import ROOT
 
     out = subprocess.run(
         ["make", "-n", "install", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True, text=True, check=True

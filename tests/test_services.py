@@ -6,8 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from servers import open_tiny
-from synthetic import make_video
 
 from echosearch.server.errors import (
     InvalidRequestError,
@@ -16,15 +14,11 @@ from echosearch.server.errors import (
     NotFoundError,
     TooLargeError,
 )
-from echosearch.server.model import load_model
 from echosearch.server.records import Sampling, TaskRequest, VideoFilter, VideoMetadata
 from echosearch.server.services import ingest, search, tasks, videos
 from echosearch.server.services.info import server_info
-
-
-@pytest.fixture(scope="module")
-def tiny_model():
-    return load_model("random:tiny")
+from tests.fixtures.servers import open_tiny
+from tests.fixtures.synthetic import make_video
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,12 @@ import time
 import grpc
 import numpy as np
 import pytest
-from servers import start_inprocess
-from synthetic import make_video
 
 from echosearch.server.limits import Limits
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
+from tests.fixtures.servers import start_inprocess
+from tests.fixtures.synthetic import make_video
 
 pytestmark = pytest.mark.slow
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from storehelp import DIM, add, metadata, unit
 
 from echosearch.server.errors import InvalidRequestError, ModelMismatchError, NotFoundError
 from echosearch.server.records import VideoFilter
 from echosearch.server.storage.frame_ids import frame_ids_for
 from echosearch.server.storage.store import Store
+from tests.fixtures.storehelp import DIM, add, metadata, unit
 
 N_VIDEOS = 40
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from storehelp import DIM, MODEL, add, metadata, new_video, unit
 
 from echosearch.server.errors import InvalidRequestError
 from echosearch.server.records import NewVideo
@@ -16,6 +15,7 @@ from echosearch.server.services.ingest import validate_video
 from echosearch.server.storage.catalog import Catalog
 from echosearch.server.storage.catalog.video_batch import VideoBatch
 from echosearch.server.storage.store import Store
+from tests.fixtures.storehelp import DIM, MODEL, add, metadata, new_video, unit
 
 
 def video(i: int, rng: np.random.Generator, n: int = 3) -> NewVideo:

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from storehelp import add, jpeg, new_video, unit
 
 from echosearch.server.errors import NotFoundError
 from echosearch.server.records import NewVideo, VideoFilter
 from echosearch.server.storage.store import Store
+from tests.fixtures.storehelp import add, jpeg, new_video, unit
 
 
 @pytest.fixture()

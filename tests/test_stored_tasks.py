@@ -7,11 +7,11 @@ import json
 import grpc
 import numpy as np
 import pytest
-from servers import start_inprocess
-from synthetic import make_video
 
 from echosearch.client import ApiError, Client, CustomTask
 from echosearch.client.cli import main
+from tests.fixtures.servers import start_inprocess
+from tests.fixtures.synthetic import make_video
 
 
 @pytest.fixture(scope="module")

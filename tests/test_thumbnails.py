@@ -8,14 +8,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-from servers import start_inprocess
-from synthetic import make_video, synthetic_frames
 
 from echosearch.client import ApiError, Client
 from echosearch.server.media.preprocess import resize_uint8
 from echosearch.server.media.thumbnail_jpeg import THUMBNAIL_SIZE, thumbnail_jpegs
 from echosearch.server.media.video import prepare_video
 from echosearch.server.records import Sampling
+from tests.fixtures.servers import start_inprocess
+from tests.fixtures.synthetic import make_video, synthetic_frames
 
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 CLIP = {"mean": OPENAI_DATASET_MEAN, "std": OPENAI_DATASET_STD, "image_size": 224}

@@ -11,11 +11,19 @@ import os
 import time
 
 import pytest
-from servers import start_inprocess
-from synthetic import make_video
-from uihelp import ARTIFACTS, RunningUI, chromium_paths, csp_violations, rendered, start_chromium, stop_chromium
 
 from echosearch.client import Client, VideoMetadata
+from tests.fixtures.servers import start_inprocess
+from tests.fixtures.synthetic import make_video
+from tests.fixtures.uihelp import (
+    ARTIFACTS,
+    RunningUI,
+    chromium_paths,
+    csp_violations,
+    rendered,
+    start_chromium,
+    stop_chromium,
+)
 
 pytest.importorskip("starlette", reason="the web UI needs the `ui` extra")
 pytest.importorskip("matplotlib", reason="the evaluation report needs the `eval` extra")

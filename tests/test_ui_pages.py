@@ -9,12 +9,11 @@ import urllib.error
 import urllib.request
 
 import pytest
-from servers import start_inprocess
-from synthetic import make_video
-from uihelp import RunningUI, free_socket
 
 from echosearch.client import Client
 from echosearch.client.cli import _connect, build_parser
+from tests.fixtures.synthetic import make_video
+from tests.fixtures.uihelp import RunningUI, free_socket
 
 pytest.importorskip("starlette", reason="the web UI needs the `ui` extra")
 
@@ -22,12 +21,11 @@ TOKEN = "s3cret-token"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = start_inprocess(tmp_path_factory.mktemp("uipages"), token=TOKEN)
+def server(serve_inprocess):
+    running = serve_inprocess("uipages", token=TOKEN)
     with Client(running.address, token=TOKEN, timeout=60) as c:
         c.ingest(make_video(seed=1, frames=8), source_name="one.avi")
-    yield running
-    running.stop(2)
+    return running
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-from synthetic import make_video
 
 from echosearch.server.errors import InvalidRequestError, InvalidVideoError, TooLargeError
 from echosearch.server.media import video
 from echosearch.server.media.preprocess import PreparedVideo, crop_box
 from echosearch.server.records import Sampling
+from tests.fixtures.synthetic import make_video
 
 # EchoCLIP's published normalisation (the model hands these to prepare_video in the server).
 CLIP_MEAN, CLIP_STD = OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
@@ -164,7 +164,7 @@ def _write(path, data: bytes):
 
 def test_a_container_declaring_more_than_decodes_warns_and_stores_the_decoded_count(caplog):
     """Issue 13 item 13: a truncated upload with no frame count in the container (Matroska declares a duration)."""
-    from synthetic import make_video
+    from tests.fixtures.synthetic import make_video
 
     data = make_video(frames=60, container="matroska", codec="mjpeg")
     truncated = data[: len(data) // 3]
