@@ -8,7 +8,6 @@ A Client is thread-safe: share one across threads (one HTTP/2 channel).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from echosearch.client.downloads import download_file
 from echosearch.client.failures import ApiError, call  # noqa: F401 (ApiError: callers import it from here)
 from echosearch.client.score_stream import ScoreStream
 from echosearch.client.types import (
@@ -335,34 +335,13 @@ class Client:
         `on_progress(received_bytes, total_bytes)` is called after each chunk. A missing folder is a
         FileNotFoundError that says so, raised before anything is asked of the server.
         """
-        path = Path(path)
-        folder = path.parent
-        if not folder.is_dir():
-            what = "is not a folder" if folder.exists() else "does not exist"
-            raise FileNotFoundError(f"cannot write {path}: the folder {folder} {what}; create it first")
-        tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
         request = pb.ExportEmbeddingsRequest(filter=_filter(filter))
-
-        def attempt() -> int:
-            rows = total = received = 0
-            with tmp.open("wb") as f:
-                for n, msg in enumerate(
-                    self._stub.ExportEmbeddings(request, timeout=self.long_timeout, metadata=self._metadata)
-                ):
-                    if n == 0:
-                        rows, total = msg.rows, msg.total_bytes
-                    f.write(msg.chunk)
-                    received += len(msg.chunk)
-                    if on_progress is not None:
-                        on_progress(received, total)
-            return rows
-
-        try:
-            rows = self._retrying(attempt)
-            tmp.replace(path)
-            return rows
-        finally:
-            tmp.unlink(missing_ok=True)
+        return download_file(
+            path,
+            lambda: self._stub.ExportEmbeddings(request, timeout=self.long_timeout, metadata=self._metadata),
+            retrying=self._retrying,
+            on_progress=on_progress,
+        )
 
     def create_task(
         self,

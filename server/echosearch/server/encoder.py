@@ -23,13 +23,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from echosearch.server.encoder_device import DeviceRunner, Launched, is_oom
+from echosearch.server.encoder_jobs import FramesJob, Slice, TextJob, gather, split
 from echosearch.server.encoder_options import DEFAULT_BATCH_FRAMES, EncoderOptions
 from echosearch.server.errors import RequestCancelledError, TooLargeError
 from echosearch.server.model import EchoClipModel
@@ -47,39 +47,10 @@ def default_batch_frames(model: EchoClipModel) -> int:
     return DEFAULT_BATCH_FRAMES["cuda" if model.device.type == "cuda" else "cpu"]
 
 
-class _FramesJob:
-    """One request's frames: rows are scheduled in order, finished in any order."""
-
-    def __init__(self, pixels: torch.Tensor, embed_dim: int) -> None:
-        self.pixels = pixels
-        self.rows = int(pixels.shape[0])
-        self.next_row = 0  # first row not yet put in a batch
-        self.unfinished = self.rows
-        self.out = np.empty((self.rows, embed_dim), dtype=np.float32)
-        self.future: Future[np.ndarray] = Future()
-        self.submitted = time.monotonic()
-        self.started: float | None = None
-
-    @property
-    def dead(self) -> bool:
-        return self.future.done()  # failed or cancelled: its remaining rows are not worth encoding
-
-
-class _TextJob:
-    def __init__(self, texts: list[str], embed_dim: int) -> None:
-        self.texts = texts
-        self.next_row = 0
-        self.out = np.empty((len(texts), embed_dim), dtype=np.float32)
-        self.future: Future[np.ndarray] = Future()
-
-
-Slice = tuple[_FramesJob, int, int]  # job, first row, end row
-
-
 class FramesTicket:
     """A submitted request: its future, and cancel() to drop its queued frames."""
 
-    def __init__(self, encoder: BatchingEncoder, job: _FramesJob) -> None:
+    def __init__(self, encoder: BatchingEncoder, job: FramesJob) -> None:
         self._encoder = encoder
         self._job = job
         self.future = job.future
@@ -113,10 +84,10 @@ class BatchingEncoder:
         self.compiled = bool(compile)
         if compile:
             model.compile_image_encoder()
-        self._runner = _DeviceRunner(model, self.batch_frames)
+        self._runner = DeviceRunner(model, self.batch_frames)
         self._cv = threading.Condition()
-        self._frames: deque[_FramesJob] = deque()  # jobs with unscheduled rows, in round-robin order
-        self._texts: deque[_TextJob] = deque()
+        self._frames: deque[FramesJob] = deque()  # jobs with unscheduled rows, in round-robin order
+        self._texts: deque[TextJob] = deque()
         self._queued_rows = 0
         self._closed = False
         self._batches = 0
@@ -142,7 +113,7 @@ class BatchingEncoder:
         """Queue (n,3,S,S) pixels (uint8 crops or normalised float) of one request; the ticket's future gives (n,D)."""
         if pixels.ndim != 4 or pixels.shape[1] != 3:
             raise ValueError(f"expected pixels of shape (N,3,H,W), got {tuple(pixels.shape)}")
-        job = _FramesJob(pixels, self.model.embed_dim)
+        job = FramesJob(pixels, self.model.embed_dim)
         if job.rows == 0:
             job.future.set_result(job.out)
             return FramesTicket(self, job)
@@ -166,7 +137,7 @@ class BatchingEncoder:
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """(T,D) float32 L2-normalised text embeddings, ahead of queued frames."""
-        job = _TextJob(list(texts), self.model.embed_dim)
+        job = TextJob(list(texts), self.model.embed_dim)
         if not job.texts:
             return job.out
         with self._cv:
@@ -218,14 +189,14 @@ class BatchingEncoder:
         if self._closed:
             raise RuntimeError("the encoder is closed (the server is stopping)")
 
-    def _cancel(self, job: _FramesJob) -> None:
+    def _cancel(self, job: FramesJob) -> None:
         with self._cv:
             if job.future.done():
                 return
             job.future.set_exception(RequestCancelledError("the request was cancelled"))
             self._drop(job)
 
-    def _drop(self, job: _FramesJob) -> None:
+    def _drop(self, job: FramesJob) -> None:
         """Remove a dead job's unscheduled rows from the queue (caller holds the lock)."""
         if job in self._frames:
             self._frames.remove(job)
@@ -236,9 +207,9 @@ class BatchingEncoder:
 
     def _run(self) -> None:
         text_turn = True  # alternate when both wait, so a flood of prompts cannot starve frames either
-        in_flight: tuple[list[Slice], _Launched] | None = None
+        in_flight: tuple[list[Slice], Launched] | None = None
         while True:
-            texts: _TextJob | None = None
+            texts: TextJob | None = None
             batch: list[Slice] = []
             with self._cv:
                 while not (self._texts or self._frames or self._closed or in_flight):
@@ -304,20 +275,20 @@ class BatchingEncoder:
                 self._frames.append(job)
         return slices
 
-    def _launch(self, slices: list[Slice]) -> _Launched | None:
+    def _launch(self, slices: list[Slice]) -> Launched | None:
         """Start a batch on the device; a launch failure is handled here by halving (returns None)."""
         slices = [s for s in slices if not s[0].dead]
         if not slices:
             return None
         try:
             if self._runner.cuda:
-                return self._runner.launch(_gather(slices))
-            return self._cpu_batch_yielding_to_texts(_gather(slices))
+                return self._runner.launch(gather(slices))
+            return self._cpu_batch_yielding_to_texts(gather(slices))
         except Exception as exc:
             self._retry_halves(slices, exc)
             return None
 
-    def _cpu_batch_yielding_to_texts(self, pixels: torch.Tensor) -> _Launched:
+    def _cpu_batch_yielding_to_texts(self, pixels: torch.Tensor) -> Launched:
         """A CPU batch one fixed-shape forward pass at a time, serving waiting texts between passes.
 
         A CPU batch of ConvNeXt-B takes seconds; a search text then waits for one pass, not the whole
@@ -329,7 +300,7 @@ class BatchingEncoder:
             parts.append(self.model.image_features(pixels[start : start + step]))
             if start + step < len(pixels):
                 self._texts_between_passes()
-        return _Launched(parts[0] if len(parts) == 1 else torch.cat(parts), None)
+        return Launched(parts[0] if len(parts) == 1 else torch.cat(parts), None)
 
     def _texts_between_passes(self) -> None:
         with self._cv:
@@ -337,7 +308,7 @@ class BatchingEncoder:
         for job in waiting:  # one chunk of each text job waiting now
             self._encode_text_chunk(job)
 
-    def _finish(self, slices: list[Slice], launched: _Launched) -> None:
+    def _finish(self, slices: list[Slice], launched: Launched) -> None:
         try:
             embeddings = self._runner.finish(launched)
         except Exception as exc:
@@ -350,7 +321,7 @@ class BatchingEncoder:
         if not slices:
             return
         try:
-            embeddings = self._runner.finish(self._runner.launch(_gather(slices)))
+            embeddings = self._runner.finish(self._runner.launch(gather(slices)))
         except Exception as exc:
             self._retry_halves(slices, exc)
             return
@@ -359,12 +330,12 @@ class BatchingEncoder:
     def _retry_halves(self, slices: list[Slice], exc: Exception) -> None:
         """Encode a failed batch again as two halves; a single frame that still fails fails its request only."""
         rows = sum(stop - start for _, start, stop in slices)
-        if _is_oom(exc) and torch.cuda.is_available():
+        if is_oom(exc) and torch.cuda.is_available():
             torch.cuda.empty_cache()
         if rows <= 1:
             job = slices[0][0]
             log.warning("encoding a frame failed alone; failing its request: %s", exc)
-            if _is_oom(exc):
+            if is_oom(exc):
                 error: Exception = TooLargeError(
                     "the model ran out of device memory encoding a single frame; the server needs more memory"
                 )
@@ -379,13 +350,13 @@ class BatchingEncoder:
         with self._cv:
             self._retries += 1
         log.warning("a batch of %d frames failed (%s: %s); retrying it as two halves", rows, type(exc).__name__, exc)
-        first, second = _split(slices, rows // 2)
+        first, second = split(slices, rows // 2)
         self._encode_now(first)
         self._encode_now(second)
 
     def _deliver(self, slices: list[Slice], embeddings: np.ndarray) -> None:
         offset = 0
-        done: list[_FramesJob] = []
+        done: list[FramesJob] = []
         for job, start, stop in slices:
             job.out[start:stop] = embeddings[offset : offset + stop - start]
             offset += stop - start
@@ -399,7 +370,7 @@ class BatchingEncoder:
             if not job.future.done():
                 job.future.set_result(job.out)
 
-    def _encode_text_chunk(self, job: _TextJob) -> None:
+    def _encode_text_chunk(self, job: TextJob) -> None:
         """Encode the next model.batch_size texts of the first text job (texts of one job stay in their own batches)."""
         step = self.model.batch_size
         start = job.next_row
@@ -420,93 +391,3 @@ class BatchingEncoder:
                 self._texts.append(job)  # round-robin between text jobs too
         if job.next_row >= len(job.texts):
             job.future.set_result(job.out)
-
-
-@dataclass
-class _Launched:
-    out: torch.Tensor  # (n,D) float32 on the host (being filled, on CUDA, until `done`)
-    done: torch.cuda.Event | None
-
-
-class _DeviceRunner:
-    """Moves host batches to the model's device and starts them; on CUDA through two pinned buffers and a copy stream."""
-
-    def __init__(self, model: EchoClipModel, max_rows: int) -> None:
-        self.model = model
-        self.max_rows = max_rows
-        self.cuda = model.device.type == "cuda"
-        if self.cuda:
-            self._copy_stream = torch.cuda.Stream(model.device)
-            self._buffers: list[torch.Tensor | None] = [None, None]
-            self._copied: list[torch.cuda.Event | None] = [None, None]
-            self._turn = 0
-
-    def launch(self, pixels: torch.Tensor) -> _Launched:
-        if not self.cuda:
-            return _Launched(self.model.image_features(pixels), None)
-        with torch.inference_mode():
-            return self._launch_cuda(pixels)
-
-    def _launch_cuda(self, pixels: torch.Tensor) -> _Launched:
-        i, self._turn = self._turn, self._turn ^ 1
-        if self._copied[i] is not None:
-            self._copied[i].synchronize()  # this buffer's previous copy to the device has finished
-        buffer = self._buffers[i]
-        if (
-            buffer is None
-            or buffer.dtype != pixels.dtype
-            or buffer.shape[1:] != pixels.shape[1:]
-            or len(buffer) < len(pixels)
-        ):
-            buffer = torch.empty(
-                (max(self.max_rows, len(pixels)), *pixels.shape[1:]), dtype=pixels.dtype, pin_memory=True
-            )
-            self._buffers[i] = buffer
-        host = buffer[: len(pixels)]
-        host.copy_(pixels)
-        compute = torch.cuda.current_stream(self.model.device)
-        with torch.cuda.stream(self._copy_stream):
-            on_device = host.to(self.model.device, non_blocking=True)
-            copied = torch.cuda.Event()
-            copied.record(self._copy_stream)
-        self._copied[i] = copied
-        compute.wait_event(copied)
-        on_device.record_stream(compute)
-        features = self.model.image_features(on_device)
-        out = torch.empty(features.shape, dtype=torch.float32, pin_memory=True)
-        out.copy_(features, non_blocking=True)
-        done = torch.cuda.Event()
-        done.record(compute)
-        return _Launched(out, done)
-
-    def finish(self, launched: _Launched) -> np.ndarray:
-        if launched.done is not None:
-            launched.done.synchronize()
-        return launched.out.cpu().numpy()
-
-
-def _gather(slices: list[Slice]) -> torch.Tensor:
-    parts = [job.pixels[start:stop] for job, start, stop in slices]
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-
-def _split(slices: list[Slice], rows: int) -> tuple[list[Slice], list[Slice]]:
-    """The first `rows` rows of a batch, and the rest."""
-    first: list[Slice] = []
-    second: list[Slice] = []
-    left = rows
-    for job, start, stop in slices:
-        if left >= stop - start:
-            first.append((job, start, stop))
-            left -= stop - start
-        elif left > 0:
-            first.append((job, start, start + left))
-            second.append((job, start + left, stop))
-            left = 0
-        else:
-            second.append((job, start, stop))
-    return first, second
-
-
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()

@@ -86,6 +86,20 @@ def match(labels: Labels, videos: list[Video]) -> tuple[list[int], list[float], 
     return ids, ys, unknown
 
 
+def _metrics_for(task: Task, y: np.ndarray, score: np.ndarray, *, resamples: int, seed: int) -> dict:
+    """The task kind's metrics of `score` against the labels `y`."""
+    if task.kind == "binary":
+        bad = ~np.isin(y, (0.0, 1.0))
+        if bad.any():
+            raise EvaluationError(f"binary labels must be 0 or 1; found {sorted(set(y[bad].tolist()))[:5]}")
+        return metrics.binary_metrics(y, score, task.threshold, resamples=resamples, seed=seed)
+    if task.kind == "regression":
+        return metrics.regression_metrics(y, score)
+    result = metrics.categorical_metrics(y, score, np.asarray(sorted(task.labels) or task.values, dtype=np.float64))
+    result["category_labels"] = {str(c): task.labels.get(c, str(c)) for c in result["categories"]}
+    return result
+
+
 def evaluate(
     client: Client,
     task_name: str,
@@ -149,16 +163,7 @@ def evaluate(
     score = np.asarray([scored.get(int(v), np.nan) for v in vid], dtype=np.float64)
     keep = ~np.isnan(score)  # a video without frames scores NaN: left out, counted
     vid, y, score = vid[keep], y[keep], score[keep]
-    if task.kind == "binary":
-        bad = ~np.isin(y, (0.0, 1.0))
-        if bad.any():
-            raise EvaluationError(f"binary labels must be 0 or 1; found {sorted(set(y[bad].tolist()))[:5]}")
-        result = metrics.binary_metrics(y, score, task.threshold, resamples=resamples, seed=seed)
-    elif task.kind == "regression":
-        result = metrics.regression_metrics(y, score)
-    else:
-        result = metrics.categorical_metrics(y, score, np.asarray(sorted(task.labels) or task.values, dtype=np.float64))
-        result["category_labels"] = {str(c): task.labels.get(c, str(c)) for c in result["categories"]}
+    result = _metrics_for(task, y, score, resamples=resamples, seed=seed)
     result.update(
         task=task.name,
         kind=task.kind,
