@@ -40,7 +40,8 @@ def test_full_disk_at_commit_is_resource_exhausted(stub, server, monkeypatch, en
     assert "disk full" in err.value.details() and str(server.services.data_dir) in err.value.details()
     monkeypatch.undo()
     assert catalog.count_videos() == before
-    assert _ingest(stub, make_video(seed=21 + ended), "after.avi").video.video_id > 0  # the server recovered
+    after = _ingest(stub, make_video(seed=21 + ended), "after.avi").video  # the server recovered
+    assert (after.source_name, catalog.count_videos()) == ("after.avi", before + 1)
 
 
 def test_full_disk_while_spooling_an_upload(stub, monkeypatch):
