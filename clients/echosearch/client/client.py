@@ -288,9 +288,17 @@ class Client:
         return self.list_tasks_and_problems()[0]
 
     def list_tasks_and_problems(self) -> tuple[list[Task], list[PluginProblem]]:
-        """Every registered task, and the plugins and tasks the server skipped at start-up with the reasons."""
+        """Every registered task, and the plugins and tasks the server skipped at start-up with the reasons.
+
+        The server sends the tasks in pages (--max-page-bytes); this follows them to the end.
+        """
         reply = self._unary(self._stub.ListTasks, pb.ListTasksRequest())
-        return [Task.from_proto(t) for t in reply.tasks], [PluginProblem.from_proto(p) for p in reply.skipped]
+        tasks = [Task.from_proto(t) for t in reply.tasks]
+        skipped = [PluginProblem.from_proto(p) for p in reply.skipped]
+        while reply.next_page_token:
+            reply = self._unary(self._stub.ListTasks, pb.ListTasksRequest(page_token=reply.next_page_token))
+            tasks.extend(Task.from_proto(t) for t in reply.tasks)
+        return tasks, skipped
 
     def score(
         self,

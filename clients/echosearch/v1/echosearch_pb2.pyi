@@ -107,7 +107,7 @@ class VideoFilter(_message.Message):
     def __init__(self, video_ids: _Optional[_Iterable[int]] = ..., study_ids: _Optional[_Iterable[str]] = ..., patient_ids: _Optional[_Iterable[str]] = ..., views: _Optional[_Iterable[str]] = ..., acquisition_time: _Optional[_Union[TimeRange, _Mapping]] = ..., ingested_at: _Optional[_Union[TimeRange, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Video(_message.Message):
-    __slots__ = ("video_id", "sha256", "source_name", "size_bytes", "fps", "total_frames", "sampled_frames", "width", "height", "ingested_at", "model_identity", "metadata", "sequence")
+    __slots__ = ("video_id", "sha256", "source_name", "size_bytes", "fps", "total_frames", "sampled_frames", "width", "height", "ingested_at", "model_identity", "metadata", "sequence", "thumbnails_withheld")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SOURCE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,7 @@ class Video(_message.Message):
     MODEL_IDENTITY_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    THUMBNAILS_WITHHELD_FIELD_NUMBER: _ClassVar[int]
     video_id: int
     sha256: str
     source_name: str
@@ -134,7 +135,8 @@ class Video(_message.Message):
     model_identity: str
     metadata: VideoMetadata
     sequence: int
-    def __init__(self, video_id: _Optional[int] = ..., sha256: _Optional[str] = ..., source_name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., fps: _Optional[float] = ..., total_frames: _Optional[int] = ..., sampled_frames: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., ingested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., model_identity: _Optional[str] = ..., metadata: _Optional[_Union[VideoMetadata, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
+    thumbnails_withheld: str
+    def __init__(self, video_id: _Optional[int] = ..., sha256: _Optional[str] = ..., source_name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., fps: _Optional[float] = ..., total_frames: _Optional[int] = ..., sampled_frames: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., ingested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., model_identity: _Optional[str] = ..., metadata: _Optional[_Union[VideoMetadata, _Mapping]] = ..., sequence: _Optional[int] = ..., thumbnails_withheld: _Optional[str] = ...) -> None: ...
 
 class Frame(_message.Message):
     __slots__ = ("frame_id", "frame_index", "timestamp_seconds", "embedding")
@@ -403,16 +405,22 @@ class CustomTask(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., prompts: _Optional[_Iterable[str]] = ..., value_range: _Optional[_Union[ValueRange, _Mapping]] = ..., values: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[_Union[CategoryLabel, _Mapping]]] = ..., threshold: _Optional[float] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_token", "page_size")
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    page_token: str
+    page_size: int
+    def __init__(self, page_token: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
 
 class ListTasksResponse(_message.Message):
-    __slots__ = ("tasks", "skipped")
+    __slots__ = ("tasks", "next_page_token", "skipped")
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    next_page_token: str
     skipped: _containers.RepeatedCompositeFieldContainer[PluginProblem]
-    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., skipped: _Optional[_Iterable[_Union[PluginProblem, _Mapping]]] = ...) -> None: ...
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., skipped: _Optional[_Iterable[_Union[PluginProblem, _Mapping]]] = ...) -> None: ...
 
 class PluginProblem(_message.Message):
     __slots__ = ("plugin", "distribution", "task", "reason")

@@ -14,7 +14,7 @@ from echosearch.server.errors import InvalidRequestError
 from echosearch.server.options import check_ranges, option
 
 if TYPE_CHECKING:
-    from echosearch.server.records import Sampling, VideoMetadata
+    from echosearch.server.records import Sampling, TaskRequest, VideoMetadata
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,27 @@ class Limits:
     max_prompts_per_task: int = option(
         2048, flag="--max-prompts-per-task", minimum=1, metavar="N", help="prompts of one task (default {default})"
     )
+    # tasks: every stored task is in every ListTasks page set and is re-read at each start
+    max_task_description_bytes: int = option(
+        4096,
+        flag="--max-task-description-bytes",
+        minimum=1,
+        metavar="N",
+        help="longest task description (default {default})",
+    )
+    max_prompt_bytes: int = option(
+        1024, flag="--max-prompt-bytes", minimum=1, metavar="N", help="longest task prompt (default {default})"
+    )
+    max_task_categories: int = option(
+        256,
+        flag="--max-task-categories",
+        minimum=1,
+        metavar="N",
+        help="categories (named values) of one task (default {default})",
+    )
+    max_stored_tasks: int = option(
+        1000, flag="--max-stored-tasks", minimum=1, metavar="N", help="stored tasks on the server (default {default})"
+    )
     # a page of videos stays under the 4 MiB a gRPC client accepts by default
     max_page_bytes: int = option(
         3 << 20,
@@ -148,6 +169,31 @@ class Limits:
             raise InvalidRequestError(
                 f"the video's metadata is {total} bytes in all, over the server's limit of {self.max_metadata_bytes} "
                 "bytes per video (--max-metadata-bytes)"
+            )
+
+    def check_task(self, request: TaskRequest, description: str = "") -> None:
+        """InvalidRequestError naming the cap when a task's description, a prompt or its categories are too big.
+
+        Checked before the task is built, so a task of a million labels costs nothing to refuse.
+        """
+        size = len(description.encode())
+        if size > self.max_task_description_bytes:
+            raise InvalidRequestError(
+                f"the task description is {size} bytes, over the server's limit of "
+                f"{self.max_task_description_bytes} (--max-task-description-bytes)"
+            )
+        for i, prompt in enumerate(request.prompts):
+            size = len(prompt.encode())
+            if size > self.max_prompt_bytes:
+                raise InvalidRequestError(
+                    f"prompt {i + 1} is {size} bytes, over the server's limit of {self.max_prompt_bytes} "
+                    "bytes per prompt (--max-prompt-bytes)"
+                )
+        categories = max(len(request.labels or {}), len(set(request.values or ())))
+        if categories > self.max_task_categories:
+            raise InvalidRequestError(
+                f"the task names {categories} categories, over the server's limit of {self.max_task_categories} "
+                "(--max-task-categories)"
             )
 
     def sampling_within(self, sampling: Sampling) -> Sampling:

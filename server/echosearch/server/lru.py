@@ -36,6 +36,11 @@ class LRUCache(Generic[K, V]):
             while len(self._items) > self.max_items:
                 self._items.popitem(last=False)
 
+    def pop(self, key: K) -> V | None:
+        """Remove `key`; its value, or None when it was not cached."""
+        with self._lock:
+            return self._items.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._items)
 

@@ -166,10 +166,16 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
 
     @rpc
     def ListTasks(self, request: pb.ListTasksRequest, context: grpc.ServicerContext) -> pb.ListTasksResponse:
-        return pb.ListTasksResponse(
-            tasks=[convert.task_to_proto(t) for t in tasks.list_tasks(self.services)],
-            skipped=convert.plugin_problems_to_proto(tasks.skipped_plugins(self.services)),
-        )
+        page, more = tasks.list_tasks_page(self.services, after=request.page_token, page_size=request.page_size)
+        reply = pb.ListTasksResponse()
+        if not request.page_token:  # the skipped plugins once, on the first page
+            reply.skipped.extend(convert.plugin_problems_to_proto(tasks.skipped_plugins(self.services)))
+        messages = [convert.task_to_proto(t) for t in page]
+        kept = _fit_bytes(messages, self.services.limits.max_page_bytes - reply.ByteSize(), lambda m: m.ByteSize())
+        reply.tasks.extend(messages[:kept])
+        if more or kept < len(messages):
+            reply.next_page_token = messages[kept - 1].name
+        return reply
 
     @rpc
     def ScoreVideos(

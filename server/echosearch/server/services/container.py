@@ -114,7 +114,11 @@ def open_services(
         # Plugin prompts are checked against this model's context, the same rule as for custom tasks.
         registry = load_registry(count_tokens=model.count_tokens, context_length=model.context_length)
         stored_tasks = StoredTasks(
-            store, registry, count_tokens=model.count_tokens, context_length=model.context_length
+            store,
+            registry,
+            count_tokens=model.count_tokens,
+            context_length=model.context_length,
+            max_stored=config.limits.max_stored_tasks,
         )
         enc = config.encoder
         encoder = BatchingEncoder(

@@ -21,6 +21,19 @@ def list_tasks(services: Services) -> list[Task]:
     return sorted(services.registry.list() + services.stored_tasks.list(), key=lambda t: t.name)
 
 
+MAX_TASKS_PER_PAGE = 1000
+
+
+def list_tasks_page(services: Services, *, after: str = "", page_size: int = 0) -> tuple[list[Task], bool]:
+    """The tasks sorted by name that come after `after`, at most `page_size` (0: up to MAX_TASKS_PER_PAGE),
+    and whether more follow."""
+    if page_size < 0:
+        raise InvalidRequestError(f"page size must be 0 (the server's choice) or positive, not {page_size}")
+    size = min(page_size or MAX_TASKS_PER_PAGE, MAX_TASKS_PER_PAGE)
+    rest = [t for t in list_tasks(services) if t.name > after]
+    return rest[:size], len(rest) > size
+
+
 def skipped_plugins(services: Services) -> list[PluginProblem]:
     """Plugins and plugin tasks skipped at start-up, with the reasons (clients see them, not only the log)."""
     return list(services.registry.skipped)
@@ -33,7 +46,8 @@ def get_task(services: Services, name: str) -> Task:
 
 
 def custom_task(services: Services, request: TaskRequest) -> Task:
-    """A task from a request, validated against this model's tokenizer and --max-prompts-per-task."""
+    """A task from a request, validated against the task caps and this model's tokenizer."""
+    services.limits.check_task(request)
     return build_custom_task(
         name=request.name or "custom",
         kind=request.kind,
@@ -56,6 +70,7 @@ def create_task(
     replace: bool = False,
 ) -> Task:
     """Save a task from a request on the server as a stored task (survives restarts, scores like a plugin's)."""
+    services.limits.check_task(request, description)
     task = dataclasses.replace(custom_task(services, request), description=description, calibration=calibration)
     stored = services.stored_tasks.create(task, replace=replace)
     log.info("stored task %r (%s) saved", stored.name, stored.kind.value)
@@ -63,9 +78,13 @@ def create_task(
 
 
 def delete_task(services: Services, name: str) -> None:
-    """Remove a stored task."""
-    services.stored_tasks.delete(name)
-    log.info("stored task %r deleted", name)
+    """Remove a stored task, and its cached prompt embeddings that no other task uses."""
+    task = services.stored_tasks.delete(name)
+    still_used = {text for other in list_tasks(services) for text in other.candidate_texts()}
+    orphaned = [text for text in task.candidate_texts() if text not in still_used]
+    removed = services.store.delete_prompt_embeddings(services.model.identity, orphaned)
+    services.prompts.forget(orphaned)
+    log.info("stored task %r deleted (%d cached prompt embedding(s) removed)", name, removed)
 
 
 def score_videos(

@@ -209,6 +209,10 @@ class Store:
         """Cache text embeddings in the catalog (the indexes are not involved, so no index lock)."""
         self.catalog.put_prompt_embeddings(model_identity, embeddings)
 
+    def delete_prompt_embeddings(self, model_identity: str, texts: Sequence[str]) -> int:
+        """Remove cached text embeddings from the catalog; returns how many there were."""
+        return self.catalog.delete_prompt_embeddings(model_identity, texts)
+
     def put_stored_task(self, name: str, spec_json: str) -> None:
         """Save (or replace) a stored task's definition in the catalog (no index involved)."""
         self.catalog.put_stored_task(name, spec_json)

@@ -77,6 +77,12 @@ class PromptEmbeddingCache:
                     self._memory.put(t, found[t])
         return np.stack([found[t] for t in texts])
 
+    def forget(self, texts: Sequence[str]) -> None:
+        """Drop texts from the memory layer (their task was deleted, and the catalog no longer has them)."""
+        with self._lock:
+            for text in texts:
+                self._memory.pop(text)
+
     def _from_memory(self, texts: list[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         for t in texts:

@@ -26,3 +26,15 @@ def put(cur: duckdb.DuckDBPyConnection, model_identity: str, embeddings: Mapping
         [model_identity, text, np.asarray(v, dtype=np.float32).reshape(-1).tolist()] for text, v in embeddings.items()
     ]
     cur.executemany("INSERT OR REPLACE INTO prompt_embeddings VALUES (?, ?, ?)", rows)
+
+
+def delete(cur: duckdb.DuckDBPyConnection, model_identity: str, texts: Sequence[str]) -> int:
+    """Remove the cached embeddings of `texts` (inside the caller's transaction); returns how many there were."""
+    if not texts:
+        return 0
+    where = "model_identity = ? AND text IN (SELECT unnest(?::VARCHAR[]))"
+    (count,) = cur.execute(
+        f"SELECT count(*) FROM prompt_embeddings WHERE {where}", [model_identity, list(texts)]
+    ).fetchone()
+    cur.execute(f"DELETE FROM prompt_embeddings WHERE {where}", [model_identity, list(texts)])
+    return int(count)

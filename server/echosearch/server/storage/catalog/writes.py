@@ -235,3 +235,10 @@ class CatalogWrites(CatalogReads):
             return
         with self.transaction() as cur:
             prompt_embedding_table.put(cur, model_identity, embeddings)
+
+    def delete_prompt_embeddings(self, model_identity: str, texts: Sequence[str]) -> int:
+        """Remove cached text embeddings (a deleted task's prompts that no other task uses); returns how many."""
+        if not texts:
+            return 0
+        with self.transaction() as cur:
+            return prompt_embedding_table.delete(cur, model_identity, texts)
