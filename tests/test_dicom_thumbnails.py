@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from echosearch.client import ApiError, Client
+from echosearch.client.cli import main
 from echosearch.server.media.dicom.phi import WITHHELD_BURNED_IN, WITHHELD_NOT_MASKED, PhiPolicy
 from echosearch.server.media.prepare import PrepareOptions, prepare
 from tests.fixtures.dicom_synthetic import make_dicom
@@ -57,7 +58,7 @@ def test_without_a_servers_policy_the_strict_rule_applies():
 
 
 @pytest.mark.parametrize("mode", ["hash", "keep"])
-def test_a_served_dicom_with_burned_in_text_has_no_stored_thumbnail_under_hash(tmp_path, mode):
+def test_a_served_dicom_with_burned_in_text_has_no_stored_thumbnail_under_hash(tmp_path, mode, capsys):
     running = start_inprocess(tmp_path / mode, phi=mode)
     try:
         with Client(running.address, timeout=60) as client:
@@ -66,9 +67,16 @@ def test_a_served_dicom_with_burned_in_text_has_no_stored_thumbnail_under_hash(t
             for video in (burned.video, clean.video):
                 assert video.sampled_frames == 2 and len(client.get_frames(video.video_id)) == 2  # embedded
             assert client.frame_image(clean.video.video_id, 0)[:2] == b"\xff\xd8"
+            assert clean.video.thumbnails_withheld == ""
             if mode == "keep":
                 assert client.frame_image(burned.video.video_id, 0)[:2] == b"\xff\xd8"
+                assert burned.video.thumbnails_withheld == ""
                 return
+            # the video says why it has no thumbnails, in the reply, in GetVideo and in the CLI
+            assert burned.video.thumbnails_withheld == WITHHELD_BURNED_IN
+            assert client.get_video(burned.video.video_id).thumbnails_withheld == WITHHELD_BURNED_IN
+            assert main(["--server", running.address, "video", str(burned.video.video_id)]) == 0
+            assert "thumbnails       withheld: the DICOM says text is burned into its pixels" in capsys.readouterr().out
             with pytest.raises(ApiError) as err:
                 client.frame_image(burned.video.video_id, 0)
             assert err.value.code == grpc.StatusCode.NOT_FOUND

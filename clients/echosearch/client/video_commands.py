@@ -54,7 +54,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def video_fields(video: Video) -> list[tuple[str, Any]]:
     """A video's fields for people: the metadata's fields on lines of their own, not a repr."""
-    fields = [(k, v) for k, v in video.__dict__.items() if k != "metadata"]
+    fields = [(k, v) for k, v in video.__dict__.items() if k not in ("metadata", "thumbnails_withheld")]
+    if video.thumbnails_withheld:
+        fields.append(("thumbnails", video.thumbnails_note))
     m = video.metadata
     fields += [("study_id", m.study_id), ("patient_id", m.patient_id), ("view", m.view)]
     fields += [("acquisition_time", m.acquisition_time), ("tags", m.tags)]

@@ -61,6 +61,8 @@ class VideoRecord:
     model_identity: str
     metadata: VideoMetadata
     seq: int  # catalog write sequence number of the ingest
+    # why the frames have no thumbnails although the server keeps them (media/dicom/phi.py's codes); None: kept
+    thumbnails_withheld: str | None = None
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,7 @@ class NewVideo:
     timestamps: np.ndarray  # float64 (n,)
     embeddings: np.ndarray  # float32 (n, dim), C-contiguous, finite
     thumbnails: tuple[bytes, ...] | None = None  # one JPEG per frame, or None
+    thumbnails_withheld: str | None = None  # why there are none although asked for (VideoRecord's field)
 
     @property
     def dim(self) -> int:

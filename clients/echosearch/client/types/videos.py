@@ -44,6 +44,13 @@ class VideoMetadata:
         return msg
 
 
+# The server's codes for withheld thumbnails (server/echosearch/server/media/dicom/phi.py), said for people.
+WITHHELD_REASONS = {
+    "burned-in-annotation": "the DICOM says text is burned into its pixels (Burned In Annotation = YES)",
+    "not-masked": "no ultrasound region blacked out the rest of the image, so a burned-in name could be legible",
+}
+
+
 @dataclass(frozen=True)
 class Video:
     """A stored video."""
@@ -61,6 +68,17 @@ class Video:
     model_identity: str
     metadata: VideoMetadata
     sequence: int
+    # why the frames have no thumbnails although the server keeps them ("burned-in-annotation",
+    # "not-masked": a DICOM whose pixels may carry a name under --phi hash|drop); "" when kept
+    thumbnails_withheld: str = ""
+
+    @property
+    def thumbnails_note(self) -> str:
+        """Why the video has no thumbnails, for people; "" when they were kept."""
+        if not self.thumbnails_withheld:
+            return ""
+        why = WITHHELD_REASONS.get(self.thumbnails_withheld, self.thumbnails_withheld)
+        return f"withheld: {why}; the embeddings are stored and searchable"
 
     @classmethod
     def from_proto(cls, v: pb.Video) -> Video:
@@ -78,6 +96,7 @@ class Video:
             v.model_identity,
             VideoMetadata.from_proto(v.metadata),
             v.sequence,
+            v.thumbnails_withheld,
         )
 
 

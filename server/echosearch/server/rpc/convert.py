@@ -214,6 +214,7 @@ def video_to_proto(rec: VideoRecord) -> pb.Video:
         model_identity=rec.model_identity,
         metadata=metadata_to_proto(rec.metadata),
         sequence=rec.seq,
+        thumbnails_withheld=rec.thumbnails_withheld or "",
     )
 
 

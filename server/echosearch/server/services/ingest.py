@@ -124,6 +124,7 @@ def ingest_video(
             timestamps=prepared.timestamps,
             embeddings=embeddings,
             thumbnails=prepared.thumbnails,
+            thumbnails_withheld=prepared.thumbnails_withheld,
         )
     )
     # The store binds the model (identity, width) inside the ingest transaction, once.
@@ -181,6 +182,7 @@ def validate_video(video: NewVideo) -> NewVideo:
         timestamps=ts,
         embeddings=emb,
         thumbnails=None if thumbs is None else tuple(bytes(t) for t in thumbs),
+        thumbnails_withheld=video.thumbnails_withheld,
     )
 
 

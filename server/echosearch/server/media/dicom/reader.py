@@ -30,12 +30,6 @@ from echosearch.server.records import Sampling
 log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 30.0  # when the file gives no Frame Time, Cine Rate or Recommended Display Frame Rate
-# Why a DICOM's thumbnails were withheld (PreparedVideo.thumbnails_withheld): the THUMBNAILS_WITHHELD codes.
-WITHHELD_BURNED_IN = "burned-in-annotation"  # Burned In Annotation (0028,0301) is YES
-WITHHELD_NOT_MASKED = (
-    "not-masked"  # no 2D ultrasound region blacked out the rest (none in the file, or --dicom-mask off)
-)
-THUMBNAILS_WITHHELD = (WITHHELD_BURNED_IN, WITHHELD_NOT_MASKED)
 
 
 def prepare_dicom(

@@ -21,7 +21,7 @@ from echosearch.server.storage.frame_ids import FRAME_BITS, frame_id_range
 
 _VIDEO_COLUMNS = (
     "video_id, sha256, source_name, size_bytes, fps, total_frames, sampled_frames, width, height, "
-    "ingested_at, model_identity, study_id, patient_id, view, acquisition_time, seq"
+    "ingested_at, model_identity, study_id, patient_id, view, acquisition_time, seq, thumbnails_withheld"
 )
 
 
@@ -69,6 +69,7 @@ class CatalogReads(CatalogConnection):
                     tags=tags.get(r[0], {}),
                 ),
                 seq=r[15],
+                thumbnails_withheld=r[16],
             )
             for r in rows
         ]

@@ -54,6 +54,7 @@ def new_video_rows(
     model_identity: Sequence[str],
     metadata: Sequence[VideoMetadata],
     seqs: Sequence[int] | np.ndarray,
+    thumbnails_withheld: Sequence[str | None] | None = None,
 ) -> dict[str, pa.Table]:
     """Rows of the videos, video_tags and changes ("add") tables for new videos (columns in schema order): the one
     place their layout is written, for single ingests and bulk imports alike."""
@@ -77,6 +78,9 @@ def new_video_rows(
                 "view": pa.array([_opt_str(m.view) for m in metadata], pa.string()),
                 "acquisition_time": pa.array([_stored_time(m.acquisition_time) for m in metadata], ts_type),
                 "seq": pa.array(seqs, pa.int64()),
+                "thumbnails_withheld": pa.array(
+                    list(thumbnails_withheld) if thumbnails_withheld is not None else [None] * len(sha256), pa.string()
+                ),
             }
         )
     }
@@ -120,6 +124,7 @@ def tables(
         model_identity=[v.model_identity for v in videos],
         metadata=[v.metadata for v in videos],
         seqs=seqs,
+        thumbnails_withheld=[v.thumbnails_withheld for v in videos],
     )
     dim = videos[0].dim
     emb = np.concatenate([v.embeddings for v in videos]) if len(videos) > 1 else videos[0].embeddings
@@ -180,6 +185,7 @@ def records(
                     tags={str(k): str(val) for k, val in m.tags.items()},
                 ),
                 seq=int(seq),
+                thumbnails_withheld=v.thumbnails_withheld,
             )
         )
     return out
