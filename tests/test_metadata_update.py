@@ -105,3 +105,76 @@ def test_metadata_changes_are_not_replayed_into_the_index(tmp_path):
         assert reopened.reader.get_video(out.video.video_id).metadata.view == "A4C"
     finally:
         reopened.close()
+
+
+# ---- issue 21 R3: caps per video after the merge, updates the size of the change ------------------------
+
+
+def _tags(server, video_id: int) -> dict[str, str]:
+    cur = server.services.store.catalog.cursor()
+    return dict(cur.execute("SELECT key, value FROM video_tags WHERE video_id = ?", [video_id]).fetchall())
+
+
+def test_tag_caps_hold_per_video_across_updates(server, client):
+    vid = client.ingest(make_video(seed=83), source_name="capped.avi").video.video_id
+    cap = server.services.limits.max_tags_per_video
+    client.update_video_metadata(vid, VideoMetadata(tags={f"a{i}": "x" for i in range(cap - 10)}))
+    with pytest.raises(ApiError) as exc:  # each request is under the cap; together they are over it
+        client.update_video_metadata(vid, VideoMetadata(tags={f"b{i}": "x" for i in range(20)}))
+    assert exc.value.code == grpc.StatusCode.INVALID_ARGUMENT and "--max-tags-per-video" in exc.value.message
+    assert len(_tags(server, vid)) == cap - 10  # nothing of the refused update was stored
+    client.update_video_metadata(vid, VideoMetadata(tags={f"a{i}": "y" for i in range(20)}))  # replacing is fine
+    assert len(_tags(server, vid)) == cap - 10
+
+
+def test_metadata_bytes_hold_per_video_across_updates(server, client):
+    vid = client.ingest(make_video(seed=84), source_name="bytes.avi").video.video_id
+    limit = server.services.limits.max_metadata_bytes
+    per = server.services.limits.max_metadata_value_bytes
+    n = limit // per
+    client.update_video_metadata(vid, VideoMetadata(tags={f"k{i}": "v" * (per - 8) for i in range(n - 1)}))
+    with pytest.raises(ApiError) as exc:
+        client.update_video_metadata(vid, VideoMetadata(tags={f"m{i}": "v" * (per - 8) for i in range(4)}))
+    assert "--max-metadata-bytes" in exc.value.message and len(_tags(server, vid)) == n - 1
+
+
+def test_an_update_writes_only_the_tags_it_names(server, client, monkeypatch):
+    vid = client.ingest(make_video(seed=85), source_name="delta.avi").video.video_id
+    client.update_video_metadata(vid, VideoMetadata(tags={f"t{i}": str(i) for i in range(200)}))
+    statements: list[tuple[str, int]] = []
+    catalog = server.services.store.catalog
+    real = catalog.transaction
+
+    def spying():
+        ctx = real()
+
+        class Spy:
+            def __enter__(self):
+                cur = ctx.__enter__()
+
+                class Cursor:
+                    def __getattr__(self, name):
+                        return getattr(cur, name)
+
+                    def execute(self, sql, params=None):
+                        statements.append((sql, 1))
+                        return cur.execute(sql, params) if params is not None else cur.execute(sql)
+
+                    def executemany(self, sql, rows):
+                        statements.append((sql, len(rows)))
+                        return cur.executemany(sql, rows)
+
+                return Cursor()
+
+            def __exit__(self, *exc):
+                return ctx.__exit__(*exc)
+
+        return Spy()
+
+    monkeypatch.setattr(catalog, "transaction", spying)
+    client.update_video_metadata(vid, VideoMetadata(tags={"t5": "changed"}), ["tag.t6"])
+    monkeypatch.undo()
+    inserted = sum(n for sql, n in statements if sql.startswith("INSERT INTO video_tags"))
+    assert inserted == 1  # one tag written, not 200
+    tags = _tags(server, vid)
+    assert tags["t5"] == "changed" and "t6" not in tags and len(tags) == 199 and tags["t7"] == "7"

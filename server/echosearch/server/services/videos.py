@@ -141,9 +141,16 @@ def metadata_change(set_: VideoMetadata, remove: Sequence[str]) -> MetadataChang
 
 
 def apply_metadata_change(services: Services, video_id: int, change: MetadataChange) -> tuple[VideoRecord, bool]:
-    """Write a checked change (the same caps as an ingest's metadata); whether anything changed."""
+    """Write a checked change; whether anything changed.
+
+    The caps of an ingest's metadata hold for the video's metadata after the change (tags count and bytes
+    per video, not per request), checked inside the write's transaction so concurrent updates cannot add up.
+    """
     services.limits.check_metadata(f"video {video_id}", change.set)
-    record, changed = services.store.update_metadata(int(video_id), change)
+    name = f"video {video_id}"
+    record, changed = services.store.update_metadata(
+        int(video_id), change, check=lambda after: services.limits.check_metadata(name, after)
+    )
     if changed:
         log.info("updated metadata of video %d", video_id)
     return record, changed

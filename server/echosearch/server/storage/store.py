@@ -24,6 +24,7 @@ from echosearch.server.records import (
     NewVideo,
     VideoFilter,
     VideoHit,
+    VideoMetadata,
     VideoRecord,
 )
 from echosearch.server.storage import search_backend
@@ -150,16 +151,23 @@ class Store:
                     )
             return done
 
-    def update_metadata(self, video_id: int, change: MetadataChange) -> tuple[VideoRecord, bool]:
-        """Change a video's metadata in the catalog (logged); the indexes hold no metadata, so they stay as they are."""
-        with self._lock.write():
+    def update_metadata(
+        self, video_id: int, change: MetadataChange, *, check: Callable[[VideoMetadata], None] | None = None
+    ) -> tuple[VideoRecord, bool]:
+        """Change a video's metadata in the catalog (logged); `check(after)` may refuse the merged metadata.
+
+        The indexes hold no metadata, so searches keep running during the catalog transaction; they wait
+        only for the moment the filtered candidate sets are dropped.
+        """
+        with self._writes, disk_errors(self.data_dir):
             current = self._indexes.seq == self.catalog.last_seq()
-            record, changed = self.catalog.update_metadata(int(video_id), change)
-            if changed and current:
-                # Nothing for the indexes to replay: keep them current so the next ingest takes the fast path.
-                self._indexes.seq = self.catalog.last_seq()
+            record, changed = self.catalog.update_metadata(int(video_id), change, check=check)
             if changed:
-                self._search.candidates.clear()  # filtered candidate sets depend on metadata
+                with self._lock.write():
+                    if current:
+                        # Nothing for the indexes to replay: keep them current so the next ingest takes the fast path.
+                        self._indexes.seq = self.catalog.last_seq()
+                    self._search.candidates.clear()  # filtered candidate sets depend on metadata
             return record, changed
 
     def delete_video(self, video_id: int) -> None:

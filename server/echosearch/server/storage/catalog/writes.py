@@ -4,7 +4,7 @@ takes change-log seqs so the indexes can replay it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from echosearch.server.errors import NotFoundError
-from echosearch.server.records import MetadataChange, NewVideo, VideoRecord
+from echosearch.server.records import MetadataChange, NewVideo, VideoMetadata, VideoRecord
 from echosearch.server.storage.catalog import prompt_embedding_table, stored_task_table
 from echosearch.server.storage.catalog import rows as catalog_rows
 from echosearch.server.storage.catalog.reads import CatalogReads
@@ -152,8 +152,14 @@ class CatalogWrites(CatalogReads):
         """Delete a video, its frames, thumbnails and tags; log the delete so indexes can replay it."""
         self.delete_videos([video_id])
 
-    def update_metadata(self, video_id: int, change: MetadataChange) -> tuple[VideoRecord, bool]:
-        """Apply a metadata change in one transaction, logged as op 'metadata'; (the video now, whether it changed)."""
+    def update_metadata(
+        self, video_id: int, change: MetadataChange, *, check: Callable[[VideoMetadata], None] | None = None
+    ) -> tuple[VideoRecord, bool]:
+        """Apply a metadata change in one transaction, logged as op 'metadata'; (the video now, whether it changed).
+
+        `check(after)` runs on the merged metadata inside the transaction and may raise to refuse it. Only the
+        named tags are written, so an update costs the size of the change, not of the video's tags.
+        """
         with self.transaction() as cur:
             found = self._find(cur, "v.video_id = ?", [int(video_id)])
             if not found:
@@ -162,14 +168,22 @@ class CatalogWrites(CatalogReads):
             after = change.apply(before)
             if after == before:
                 return found[0], False
+            if check is not None:
+                check(after)
             when = None if after.acquisition_time is None else to_utc_naive(after.acquisition_time)
             cur.execute(
                 "UPDATE videos SET study_id = ?, patient_id = ?, view = ?, acquisition_time = ? WHERE video_id = ?",
                 [after.study_id, after.patient_id, after.view, when, int(video_id)],
             )
-            cur.execute("DELETE FROM video_tags WHERE video_id = ?", [int(video_id)])
-            for key, value in after.tags.items():
-                cur.execute("INSERT INTO video_tags VALUES (?, ?, ?)", [int(video_id), key, value])
+            touched = [k for k in (*change.remove_tags, *change.set.tags) if before.tags.get(k) != after.tags.get(k)]
+            if touched:
+                cur.execute(
+                    "DELETE FROM video_tags WHERE video_id = ? AND key IN (SELECT unnest(?::VARCHAR[]))",
+                    [int(video_id), touched],
+                )
+                rows = [[int(video_id), k, after.tags[k]] for k in touched if k in after.tags]
+                if rows:
+                    cur.executemany("INSERT INTO video_tags VALUES (?, ?, ?)", rows)
             seq = self._next(cur, "seq")
             cur.execute("INSERT INTO changes VALUES (?, 'metadata', ?, 0)", [seq, int(video_id)])
             cur.execute("INSERT INTO metadata_changes VALUES (?, ?)", [seq, change.describe(before, after)])
