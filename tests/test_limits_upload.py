@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import statistics
 import threading
 import time
@@ -205,3 +206,22 @@ def test_the_client_retries_an_upload_refused_as_busy(stub, server):
             assert call.exception(30).code() == grpc.StatusCode.INVALID_ARGUMENT
     finally:
         release.set()
+
+
+def test_a_cancelled_upload_ends_without_a_traceback(stub, caplog):
+    """Issue 21 R16: the servicer aborts for a caller that left, instead of returning None for gRPC to serialise."""
+    release = threading.Event()
+    caplog.set_level(logging.INFO)
+    try:
+        call = stub.IngestVideo.future(_stalled(release), metadata=AUTH, timeout=60)
+        time.sleep(0.5)  # the server is reading the upload
+        call.cancel()
+        deadline = time.monotonic() + 10
+        while not any("caller cancelled" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        release.set()
+    time.sleep(0.3)  # gRPC logs a failed serialisation just after the method returns
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("IngestVideo: caller cancelled" in m for m in messages), messages
+    assert not [r for r in caplog.records if "serializ" in r.getMessage() or r.exc_info], messages

@@ -65,7 +65,6 @@ def rpc(method: Method) -> Method:
             try:
                 return method(self, request, context)
             except Exception as exc:
-                fail(exc, context, name)
-                return None
+                fail(exc, context, name)  # aborts: the call ends with a status, never with None
 
     return unary  # type: ignore[return-value]

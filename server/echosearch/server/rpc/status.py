@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import NoReturn
 
 import grpc
 
@@ -45,12 +46,14 @@ def status_for(exc: BaseException) -> grpc.StatusCode | None:
     return None
 
 
-def fail(exc: Exception, context: grpc.ServicerContext, method: str) -> None:
-    """Answer a call that raised `exc`: its status and message, or INTERNAL with an incident id (aborts)."""
+def fail(exc: Exception, context: grpc.ServicerContext, method: str) -> NoReturn:
+    """Answer a call that raised `exc`: its status and message, or INTERNAL with an incident id (always aborts,
+    so it never returns)."""
     if isinstance(exc, errors.RequestCancelledError) or not context.is_active():
-        # The caller went away (cancelled or past its deadline): nobody hears an answer.
+        # The caller went away (cancelled or past its deadline): nobody hears an answer. Abort all the same:
+        # a method that returned None would make gRPC log a serialisation traceback for every such call.
         log.info("%s: caller cancelled or deadline passed; stopped", method)
-        return
+        context.abort(grpc.StatusCode.CANCELLED, "the caller cancelled the call or its deadline passed")
     code = status_for(exc)
     if isinstance(exc, errors.BusyError):
         context.set_trailing_metadata(((BUSY_METADATA, "1"),))  # tells clients this one is worth a retry
