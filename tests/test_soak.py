@@ -1,5 +1,5 @@
 """Issue 13: a bounded soak. Eight clients mix good, malformed and oversized ingests with search, score,
-export and delete against one server for 60 s; then nothing was INTERNAL, memory stayed bounded,
+export, delete and stored tasks (create, score, delete, and tasks over the caps) against one server for 60 s; then nothing was INTERNAL, memory stayed bounded,
 every acknowledged video is there, the index matches the catalog, and searches stayed responsive.
 """
 
@@ -78,6 +78,7 @@ class Client:
             (self.score, 2),
             (self.export, 1),
             (self.delete, 2),
+            (self.tasks, 1),
         ]
         weights = [w for _, w in actions]
         while not self.stop.is_set():
@@ -144,6 +145,31 @@ class Client:
         flt = pb.VideoFilter(video_ids=list(self.stored.values())[:3] or [1])
         for _ in self.stub.ExportEmbeddings(pb.ExportEmbeddingsRequest(filter=flt), timeout=60):
             pass
+
+    def tasks(self) -> None:
+        """CreateTask / score / DeleteTask of a stored task of its own, and a task the caps must refuse."""
+        name = f"soak_task_{id(self) % 10_000}_{self.rng.randrange(10**6)}"
+        task = pb.CustomTask(name=name, kind=pb.TASK_KIND_BINARY, prompts=[f"A HEART, VIEW {self.rng.randrange(99)}."])
+        self.stub.CreateTask(pb.CreateTaskRequest(task=task, description="soak"), timeout=60)
+        for _ in self.stub.ScoreVideos(pb.ScoreVideosRequest(task_name=name), timeout=60):
+            pass
+        self.stub.ListTasks(pb.ListTasksRequest(), timeout=60)
+        self.stub.DeleteTask(pb.DeleteTaskRequest(name=name), timeout=60)
+        bad = self.rng.choice(
+            [
+                pb.CreateTaskRequest(task=pb.CustomTask(name="Pacemaker", kind=pb.TASK_KIND_BINARY, prompts=["A"])),
+                pb.CreateTaskRequest(task=pb.CustomTask(name="x", kind=pb.TASK_KIND_BINARY, prompts=["A"]),
+                                     description="d" * 10_000),
+                pb.CreateTaskRequest(task=pb.CustomTask(name="y", kind=pb.TASK_KIND_BINARY, prompts=["A " * 900])),
+            ]
+        )  # fmt: skip
+        try:
+            self.stub.CreateTask(bad, timeout=60)
+        except grpc.RpcError as exc:
+            if exc.code() not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS):
+                raise
+            return
+        self.unexpected.append(f"an over-the-caps task was accepted: {bad.task.name}")
 
     def delete(self) -> None:
         if not self.stored:
