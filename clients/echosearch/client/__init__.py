@@ -6,7 +6,8 @@ with Client("127.0.0.1:50051") as es:
     hits = es.search_by_text("A PACEMAKER LEAD IS SEEN.", k=5)
 """
 
-from echosearch.client.client import ApiError, Client, ScoreStream
+from echosearch.client.client import ApiError, Client
+from echosearch.client.score_stream import ScoreStream
 from echosearch.client.types import (
     CustomTask,
     EncoderInfo,

@@ -51,7 +51,9 @@ examples:
   echosearch tag 42 --remove view --remove tag.site         # clear a field, remove a tag""",
     "delete": """\
 examples:
-  echosearch delete 42 43 44     # each id is reported: deleted, or not found (exit 1 if any failed)""",
+  echosearch delete 42 43 44                        # one transaction; each id is reported: deleted, or not found
+  echosearch delete --filter tag.site=old --dry-run # how many videos the filter matches; deletes nothing
+  echosearch delete --filter tag.site=old --yes     # delete them (asks first on a terminal without --yes)""",
     "export": """\
 examples:
   echosearch export out/a4c.parquet --filter view=A4C""",

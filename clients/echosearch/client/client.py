@@ -17,22 +17,21 @@ import grpc
 
 from echosearch.client.downloads import download_file
 from echosearch.client.failures import ApiError, call  # noqa: F401 (ApiError: callers import it from here)
-from echosearch.client.score_stream import ScoreStream
+from echosearch.client.task_calls import TaskCalls
 from echosearch.client.types import (
-    CustomTask,
+    DeleteResult,
     Frame,
     ImportResult,
     IngestResult,
-    PluginProblem,
     Sampling,
     SearchResult,
     ServerInfo,
-    Task,
     Video,
     VideoFilter,
     VideoMetadata,
     VideoPage,
 )
+from echosearch.client.types.videos import filter_proto
 from echosearch.client.uploads import UploadSource, file_chunks, file_sha256
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
@@ -45,7 +44,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-class Client:
+class Client(TaskCalls):
     """Connection to one echosearch server.
 
     address: "host:port". token: bearer token (sent as `authorization` metadata).
@@ -206,7 +205,7 @@ class Client:
         self, filter: VideoFilter | None = None, *, page_size: int = 100, page_token: str = ""
     ) -> VideoPage:
         """One page of videos matching `filter`, ascending id."""
-        request = pb.ListVideosRequest(filter=_filter(filter), page_size=page_size, page_token=page_token)
+        request = pb.ListVideosRequest(filter=filter_proto(filter), page_size=page_size, page_token=page_token)
         reply = self._unary(self._stub.ListVideos, request)
         return VideoPage(tuple(Video.from_proto(v) for v in reply.videos), reply.next_page_token, reply.total_size)
 
@@ -234,6 +233,24 @@ class Client:
         """Remove a video (NOT_FOUND when unknown). Not retried: a lost reply would turn into NOT_FOUND."""
         self._unary(self._stub.DeleteVideo, pb.DeleteVideoRequest(video_id=video_id), idempotent=False)
 
+    def delete_videos(
+        self,
+        video_ids: Sequence[int] = (),
+        *,
+        filter: VideoFilter | None = None,
+        dry_run: bool = False,
+        confirm_token: str = "",
+    ) -> DeleteResult:
+        """Delete many videos in one transaction: by ids (absent ones come back in `not_found`), or by filter.
+
+        A filter delete takes two calls: `dry_run=True` counts the videos and returns a `confirm_token`;
+        passing it back deletes exactly those videos (FAILED_PRECONDITION if the matching set changed).
+        """
+        request = pb.DeleteVideosRequest(
+            video_ids=list(video_ids), filter=filter_proto(filter), dry_run=dry_run, confirm_token=confirm_token
+        )
+        return DeleteResult.from_proto(self._unary(self._stub.DeleteVideos, request, idempotent=dry_run))
+
     # ---- search -----------------------------------------------------------------------
 
     def search_by_text(
@@ -254,7 +271,7 @@ class Client:
             text=text,
             k=k,
             aggregation=_aggregation(aggregation),
-            filter=_filter(filter),
+            filter=filter_proto(filter),
             frames_per_video=frames_per_video,
             include_thumbnails=thumbnails,
         )
@@ -275,59 +292,11 @@ class Client:
             video_id=video_id,
             k=k,
             aggregation=_aggregation(aggregation),
-            filter=_filter(filter),
+            filter=filter_proto(filter),
             frames_per_video=frames_per_video,
             include_thumbnails=thumbnails,
         )
         return [SearchResult.from_proto(r) for r in self._unary(self._stub.SearchByVideo, request).results]
-
-    # ---- tasks ------------------------------------------------------------------------
-
-    def list_tasks(self) -> list[Task]:
-        """Every registered task, sorted by name."""
-        return self.list_tasks_and_problems()[0]
-
-    def list_tasks_and_problems(self) -> tuple[list[Task], list[PluginProblem]]:
-        """Every registered task, and the plugins and tasks the server skipped at start-up with the reasons.
-
-        The server sends the tasks in pages (--max-page-bytes); this follows them to the end.
-        """
-        reply = self._unary(self._stub.ListTasks, pb.ListTasksRequest())
-        tasks = [Task.from_proto(t) for t in reply.tasks]
-        skipped = [PluginProblem.from_proto(p) for p in reply.skipped]
-        while reply.next_page_token:
-            reply = self._unary(self._stub.ListTasks, pb.ListTasksRequest(page_token=reply.next_page_token))
-            tasks.extend(Task.from_proto(t) for t in reply.tasks)
-        return tasks, skipped
-
-    def score(
-        self,
-        task: str | CustomTask,
-        *,
-        video_ids: Sequence[int] | None = None,
-        filter: VideoFilter | None = None,
-        top_k: int | None = None,
-        batch_size: int = 0,
-        bottom_k: int | None = None,
-    ) -> ScoreStream:
-        """Score a task (registered name or CustomTask) over ids / a filter / everything.
-
-        top_k / bottom_k: only the k highest / lowest (binary: by score; regression, categorical: by value).
-        """
-        request = pb.ScoreVideosRequest(
-            video_ids=list(video_ids or ()),
-            filter=_filter(filter),
-            top_k=top_k or 0,
-            bottom_k=bottom_k or 0,
-            batch_size=batch_size,
-        )
-        if isinstance(task, CustomTask):
-            request.custom_task.CopyFrom(task.to_proto())
-        else:
-            request.task_name = task
-        return ScoreStream(
-            lambda: self._stub.ScoreVideos(request, timeout=self.long_timeout, metadata=self._metadata), self.retries
-        )
 
     # ---- export and info ---------------------------------------------------------------
 
@@ -343,31 +312,13 @@ class Client:
         `on_progress(received_bytes, total_bytes)` is called after each chunk. A missing folder is a
         FileNotFoundError that says so, raised before anything is asked of the server.
         """
-        request = pb.ExportEmbeddingsRequest(filter=_filter(filter))
+        request = pb.ExportEmbeddingsRequest(filter=filter_proto(filter))
         return download_file(
             path,
             lambda: self._stub.ExportEmbeddings(request, timeout=self.long_timeout, metadata=self._metadata),
             retrying=self._retrying,
             on_progress=on_progress,
         )
-
-    def create_task(
-        self,
-        task: CustomTask,
-        *,
-        description: str = "",
-        calibration: tuple[float, float] | None = None,
-        replace: bool = False,
-    ) -> Task:
-        """Save a custom task on the server as a stored task (regression: optional value = a*raw + b)."""
-        request = pb.CreateTaskRequest(task=task.to_proto(), description=description, replace=replace)
-        if calibration is not None:
-            request.calibration.CopyFrom(pb.LinearCalibration(a=calibration[0], b=calibration[1]))
-        return Task.from_proto(self._unary(self._stub.CreateTask, request, idempotent=replace).task)
-
-    def delete_task(self, name: str) -> None:
-        """Remove a stored task (NOT_FOUND when there is none)."""
-        self._unary(self._stub.DeleteTask, pb.DeleteTaskRequest(name=name), idempotent=False)
 
     def frame_image(self, video_id: int, frame_index: int) -> bytes:
         """One stored frame's JPEG thumbnail (NOT_FOUND when absent or when the server keeps none)."""
@@ -377,10 +328,6 @@ class Client:
     def info(self) -> ServerInfo:
         """Version, model identity, device, index type and counts."""
         return ServerInfo.from_proto(self._unary(self._stub.GetServerInfo, pb.GetServerInfoRequest()))
-
-
-def _filter(flt: VideoFilter | None) -> pb.VideoFilter | None:
-    return flt.to_proto() if flt is not None else None
 
 
 def _aggregation(name: str) -> int:

@@ -45,8 +45,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="KEY",
         help="clear a field, or remove a tag (tag.KEY, or a bare KEY that is not a field)",
     )
-    p = subcommand(sub, "delete", "delete stored videos", [common])
-    p.add_argument("video_ids", type=int, nargs="+", metavar="ID")
+    p = subcommand(sub, "delete", "delete stored videos, by id or by filter", [common])
+    p.add_argument("video_ids", type=int, nargs="*", metavar="ID", help="the videos' ids (or --filter)")
+    filter_arg(p)
+    p.add_argument("--dry-run", action="store_true", help="say how many videos would be deleted; delete nothing")
+    p.add_argument("--yes", action="store_true", help="delete by filter without asking")
     p = subcommand(sub, "export", "download embeddings + metadata as Parquet", [common])
     p.add_argument("out", type=Path, metavar="OUT.parquet", help="the file to write (its folder must exist)")
     filter_arg(p)
@@ -128,19 +131,42 @@ def _report(args: argparse.Namespace, vid: int, status: str, error: str = "") ->
 
 
 def cmd_delete(client: Client, args: argparse.Namespace) -> int:
-    """Every id is tried and reported, whatever the order; exit 1 if any failed."""
-    failed = 0
-    for vid in dict.fromkeys(args.video_ids):
-        try:
-            client.delete_video(vid)
-        except ApiError as exc:
-            if exc.code != grpc.StatusCode.NOT_FOUND:
-                raise
-            failed += 1
-            _report(args, vid, "not found", exc.message)
-        else:
-            _report(args, vid, "deleted")
-    return 1 if failed else 0
+    """By ids: one DeleteVideos call, every id reported (exit 1 if any was not found). By filter: a dry run
+    counts the videos, then (after --yes or a yes on the terminal) its token deletes exactly those."""
+    flt = parse_filter(args.filter)
+    if bool(args.video_ids) == (flt is not None):
+        raise UsageError("give video ids or --filter KEY=VALUE, not both and not neither")
+    if args.video_ids:
+        ids = list(dict.fromkeys(args.video_ids))
+        result = client.delete_videos(ids, dry_run=args.dry_run)
+        missing = set(result.not_found)
+        for vid in ids:
+            if vid in missing:
+                _report(args, vid, "not found", f"no video with id {vid}")
+            else:
+                _report(args, vid, "would delete" if args.dry_run else "deleted")
+        return 1 if missing else 0
+    counted = client.delete_videos(filter=flt, dry_run=True)
+    if args.dry_run or counted.matched == 0:
+        return _say_deleted(args, counted.matched, 0, dry_run=True)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"{counted.matched} videos match; add --yes to delete them (or --dry-run to only count)")
+        answer = input(f"delete {counted.matched} videos matching the filter? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return _say_deleted(args, counted.matched, 0, dry_run=True)
+    done = client.delete_videos(filter=flt, confirm_token=counted.confirm_token)
+    return _say_deleted(args, done.matched, done.deleted, dry_run=False)
+
+
+def _say_deleted(args: argparse.Namespace, matched: int, deleted: int, *, dry_run: bool) -> int:
+    if args.json:
+        print_json({"matched": matched, "deleted": deleted, "dry_run": dry_run})
+    elif dry_run:
+        print(f"{matched} videos match the filter; nothing deleted")
+    else:
+        print(f"deleted {deleted} videos matching the filter")
+    return 0
 
 
 def cmd_export(client: Client, args: argparse.Namespace) -> int:

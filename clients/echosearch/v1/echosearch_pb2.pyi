@@ -290,6 +290,30 @@ class DeleteVideoResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class DeleteVideosRequest(_message.Message):
+    __slots__ = ("video_ids", "filter", "dry_run", "confirm_token")
+    VIDEO_IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    video_ids: _containers.RepeatedScalarFieldContainer[int]
+    filter: VideoFilter
+    dry_run: bool
+    confirm_token: str
+    def __init__(self, video_ids: _Optional[_Iterable[int]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., dry_run: _Optional[bool] = ..., confirm_token: _Optional[str] = ...) -> None: ...
+
+class DeleteVideosResponse(_message.Message):
+    __slots__ = ("matched", "deleted", "not_found", "confirm_token")
+    MATCHED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    matched: int
+    deleted: int
+    not_found: _containers.RepeatedScalarFieldContainer[int]
+    confirm_token: str
+    def __init__(self, matched: _Optional[int] = ..., deleted: _Optional[int] = ..., not_found: _Optional[_Iterable[int]] = ..., confirm_token: _Optional[str] = ...) -> None: ...
+
 class SearchByTextRequest(_message.Message):
     __slots__ = ("text", "k", "aggregation", "filter", "frames_per_video", "include_thumbnails")
     TEXT_FIELD_NUMBER: _ClassVar[int]

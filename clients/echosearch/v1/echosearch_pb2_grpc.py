@@ -55,6 +55,11 @@ class EchoSearchServiceStub:
                 request_serializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteVideoRequest.SerializeToString,
                 response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteVideoResponse.FromString,
                 _registered_method=True)
+        self.DeleteVideos = channel.unary_unary(
+                '/echosearch.v1.EchoSearchService/DeleteVideos',
+                request_serializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteVideosRequest.SerializeToString,
+                response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteVideosResponse.FromString,
+                _registered_method=True)
         self.SearchByText = channel.unary_unary(
                 '/echosearch.v1.EchoSearchService/SearchByText',
                 request_serializer=echosearch_dot_v1_dot_echosearch__pb2.SearchByTextRequest.SerializeToString,
@@ -144,6 +149,14 @@ class EchoSearchServiceServicer:
 
     def DeleteVideo(self, request, context):
         """Removes a video, its frames and embeddings from the catalog and the index.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteVideos(self, request, context):
+        """Delete many videos in one transaction: by ids, or by filter after a dry run
+        (the dry run's confirm_token makes sure what is deleted is what was counted).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -268,6 +281,11 @@ def add_EchoSearchServiceServicer_to_server(servicer, server):
                     servicer.DeleteVideo,
                     request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteVideoRequest.FromString,
                     response_serializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteVideoResponse.SerializeToString,
+            ),
+            'DeleteVideos': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVideos,
+                    request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteVideosRequest.FromString,
+                    response_serializer=echosearch_dot_v1_dot_echosearch__pb2.DeleteVideosResponse.SerializeToString,
             ),
             'SearchByText': grpc.unary_unary_rpc_method_handler(
                     servicer.SearchByText,
@@ -434,6 +452,33 @@ class EchoSearchService:
             '/echosearch.v1.EchoSearchService/DeleteVideo',
             echosearch_dot_v1_dot_echosearch__pb2.DeleteVideoRequest.SerializeToString,
             echosearch_dot_v1_dot_echosearch__pb2.DeleteVideoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVideos(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echosearch.v1.EchoSearchService/DeleteVideos',
+            echosearch_dot_v1_dot_echosearch__pb2.DeleteVideosRequest.SerializeToString,
+            echosearch_dot_v1_dot_echosearch__pb2.DeleteVideosResponse.FromString,
             options,
             channel_credentials,
             insecure,

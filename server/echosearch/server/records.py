@@ -257,6 +257,16 @@ class NewVideo:
 
 
 @dataclass(frozen=True)
+class DeleteOutcome:
+    """What DeleteVideos did or, for a dry run, would do."""
+
+    matched: int  # stored videos the request selected
+    deleted: int  # 0 for a dry run
+    not_found: tuple[int, ...] = ()  # requested ids that are not stored
+    confirm_token: str = ""  # a filter's dry run: deletes exactly the videos it counted
+
+
+@dataclass(frozen=True)
 class IngestOutcome:
     """What an ingest did: the stored video, whether it was already there, where the time went."""
 

@@ -6,7 +6,14 @@ Import them from here: `from echosearch.client.types import Video, SearchResult,
 """
 
 from echosearch.client.types.info import EncoderInfo, ServerInfo
-from echosearch.client.types.results import FrameHit, ImportResult, IngestResult, SearchResult, VideoScore
+from echosearch.client.types.results import (
+    DeleteResult,
+    FrameHit,
+    ImportResult,
+    IngestResult,
+    SearchResult,
+    VideoScore,
+)
 from echosearch.client.types.tasks import KIND_NAMES, CustomTask, PluginProblem, Task
 from echosearch.client.types.videos import Frame, Sampling, Video, VideoFilter, VideoMetadata, VideoPage
 
@@ -16,6 +23,7 @@ __all__ = [
     "EncoderInfo",
     "Frame",
     "FrameHit",
+    "DeleteResult",
     "ImportResult",
     "IngestResult",
     "PluginProblem",

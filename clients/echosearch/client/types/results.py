@@ -73,6 +73,20 @@ class ImportResult:
 
 
 @dataclass(frozen=True)
+class DeleteResult:
+    """What DeleteVideos did, or for a dry run would do (`confirm_token`: pass it back to delete those videos)."""
+
+    matched: int
+    deleted: int
+    not_found: tuple[int, ...] = ()
+    confirm_token: str = ""
+
+    @classmethod
+    def from_proto(cls, r: pb.DeleteVideosResponse) -> DeleteResult:
+        return cls(r.matched, r.deleted, tuple(r.not_found), r.confirm_token)
+
+
+@dataclass(frozen=True)
 class VideoScore:
     """One video's result for a task: score, value/label (regression, categorical), decision (thresholded binary)."""
 

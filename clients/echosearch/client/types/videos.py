@@ -175,3 +175,8 @@ class VideoFilter:
 
 def _aware(t: datetime) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def filter_proto(flt: VideoFilter | None) -> pb.VideoFilter | None:
+    """A filter for a request: None (every video) stays None."""
+    return flt.to_proto() if flt is not None else None

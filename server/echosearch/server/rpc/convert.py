@@ -17,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from echosearch.server.errors import InvalidRequestError
 from echosearch.server.records import (
     DecodePoolStats,
+    DeleteOutcome,
     EncoderStats,
     FrameEmbeddings,
     FrameHit,
@@ -365,4 +366,14 @@ def server_info_to_proto(info: ServerInfo) -> pb.GetServerInfoResponse:
             memory_cap_bytes=info.search.memory_cap_bytes,
         ),
         encoder=encoder_info_to_proto(info.encoder, info.decode),
+    )
+
+
+def delete_outcome_to_proto(outcome: DeleteOutcome) -> pb.DeleteVideosResponse:
+    """What DeleteVideos did, or would do for a dry run."""
+    return pb.DeleteVideosResponse(
+        matched=outcome.matched,
+        deleted=outcome.deleted,
+        not_found=list(outcome.not_found),
+        confirm_token=outcome.confirm_token,
     )

@@ -21,7 +21,7 @@ from echosearch.server.rpc import convert
 from echosearch.server.rpc.calls import InFlight, rpc
 from echosearch.server.rpc.upload_rpcs import IngestUpload, ShardUpload
 from echosearch.server.rpc.uploads import Uploads
-from echosearch.server.services import info, search, tasks, videos
+from echosearch.server.services import deletes, info, search, tasks, videos
 from echosearch.server.services.container import Services
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
@@ -109,6 +109,17 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
     def DeleteVideo(self, request: pb.DeleteVideoRequest, context: grpc.ServicerContext) -> pb.DeleteVideoResponse:
         videos.delete_video(self.services, request.video_id)
         return pb.DeleteVideoResponse()
+
+    @rpc
+    def DeleteVideos(self, request: pb.DeleteVideosRequest, context: grpc.ServicerContext) -> pb.DeleteVideosResponse:
+        outcome = deletes.delete_videos(
+            self.services,
+            video_ids=list(request.video_ids),
+            flt=_filter(request) if request.HasField("filter") else None,
+            dry_run=request.dry_run,
+            token=request.confirm_token,
+        )
+        return convert.delete_outcome_to_proto(outcome)
 
     @rpc
     def GetFrameImage(
