@@ -82,6 +82,8 @@ def main() -> None:
     print("| --- | ---: | ---: |")
     print(f"| DeleteVideos by ids, one call | {t_ids / floor:.1f}× | {t_ids / t_single:.3f}× |")
     print(f"| DeleteVideos by filter, dry run + delete | {t_filter / floor:.1f}× | {t_filter / t_single:.3f}× |")
+    # The issue states its target in seconds (<= 2 s at 1M frames); said apart from the ratios, for that check.
+    print(f"\n(seconds on this machine: by ids {t_ids:.2f}, by filter {t_filter:.2f}, FAISS {floor:.2f})")
 
 
 if __name__ == "__main__":

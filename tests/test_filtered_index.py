@@ -108,14 +108,14 @@ def test_ann_filtered_small_candidate_sets_are_exact(factory):
     idx = VectorIndex(DIM, factory, use_gpu=False, nprobe=1, efsearch=16)
     idx.add(fids, x)
     assert not idx.exact_fallback and idx.exact_storage
-    idx.ann_cost.per_row = {"exact": 1e-12, "index": 1.0}  # what a small candidate set measures
+    idx.ann_cost.per_row = {"exact": 1e-12, "index": 1.0, "postfilter": 1.0}  # what a small candidate set measures
     idx.remove(fids[(fids >> 20) == 3])
     chosen = vids[::9]
     lo = chosen << 20
     q = unit(rng, 4)
     keep = np.isin(fids >> 20, chosen) & ((fids >> 20) != 3)
     assert_topk_equal(idx.search(q, 10, ranges=(lo, lo + (1 << 20))), brute(fids, x, q, 10, keep))
-    idx.ann_cost.per_row = {"exact": 1.0, "index": 1e-12}  # the index's own filtered search: ids still valid
+    idx.ann_cost.per_row = {"exact": 1.0, "index": 1e-12, "postfilter": 1.0}  # the index's own filtered search
     _, ids = idx.search(q, 10, ranges=(lo, lo + (1 << 20)))
     assert np.isin(ids[ids >= 0], fids[keep]).all()
     if factory.startswith("IVF"):  # nprobe=1 holds few candidates: it probes wider instead of answering short
@@ -147,3 +147,60 @@ def test_gpu_mirror_overfetches_past_tombstones():
     q = unit(rng, 4)
     alive = ~np.isin(fids >> 20, vids[:5])
     assert_topk_equal(idx.search(q, 7), brute(fids, x, q, 7, alive))
+
+
+# ---- issue 18 item 4: the ANN planner keeps recall at every selectivity -----------------------------------
+
+PLANNER_DIM = 64
+
+
+@pytest.fixture(scope="module")
+def clustered_ivf():
+    """10,000 videos x 5 frames of clustered unit vectors in a trained IVF256,Flat (nprobe 32 by default)."""
+    rng = np.random.default_rng(7)
+    n_videos, fpv = 10_000, 5
+    centers = rng.standard_normal((256, PLANNER_DIM)).astype(np.float32)
+    x = centers[rng.integers(0, 256, n_videos * fpv)] + 0.6 * rng.standard_normal((n_videos * fpv, PLANNER_DIM))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    vids = np.arange(1, n_videos + 1, dtype=np.int64)
+    fids = ((vids[:, None] << 20) + np.arange(fpv)).reshape(-1)
+    idx = VectorIndex(PLANNER_DIM, "IVF256,Flat", use_gpu=False)
+    idx.add(fids, x)
+    assert not idx.exact_fallback
+    q = centers[rng.integers(0, 256, 40)] + 0.9 * rng.standard_normal((40, PLANNER_DIM))
+    q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+    return idx, vids, fids, x, q
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f[f >= 0]) & set(t[t >= 0])) / max(1, (t >= 0).sum()) for f, t in zip(found, truth)]))
+
+
+@pytest.mark.parametrize("selectivity", [0.001, 0.01, 0.1, 1.0])
+@pytest.mark.parametrize("forced", [None, "postfilter", "index"])
+def test_planner_recall_at_every_selectivity(clustered_ivf, selectivity, forced):
+    idx, vids, fids, x, q = clustered_ivf
+    rng = np.random.default_rng(int(selectivity * 1000))
+    chosen = np.sort(rng.choice(vids, max(1, int(len(vids) * selectivity)), replace=False))
+    keep = np.isin(fids >> 20, chosen)
+    if forced is not None:  # hold the cost model so the plan is the forced one (where it is eligible)
+        idx.ann_cost.per_row = {"exact": 1e9, "index": 1e9, "postfilter": 1e9, forced: 1e-12}
+        idx._unfiltered_s.clear()
+    else:
+        idx.ann_cost.per_row = dict(ann_filtered_priors())
+    lo = chosen << 20
+    _, found = idx.search(q, 10, ranges=(lo, lo + (1 << 20)))
+    truth = brute(fids, x, q, 10, keep)[1]
+    assert np.isin(found[found >= 0], fids[keep]).all()  # never an id outside the filter
+    plan = idx.last_plan
+    assert plan is not None and plan.candidates == keep.sum()
+    if forced is not None and plan.strategy != forced:
+        assert forced == "postfilter" and plan.fetch_k == 0  # too many hits to over-fetch: not eligible
+        return
+    assert _recall(found, truth) >= 0.95, (plan, _recall(found, truth))
+
+
+def ann_filtered_priors() -> dict[str, float]:
+    from echosearch.server.storage.ann_filtered import STRATEGY_PRIORS
+
+    return STRATEGY_PRIORS

@@ -23,25 +23,20 @@ import numpy as np
 from echosearch.server.storage import ann_filtered, flat_search
 from echosearch.server.storage.faiss_gpu import GpuMirror, can_overfetch, gpu_count, live_top_k
 from echosearch.server.storage.index_params import (
+    as_matrix,
     default_efsearch,
     default_nprobe,
+    max_widen,
     min_train_size,
     search_parameters,
+    stored_ids,
+    trained_index,
 )
 from echosearch.server.storage.positions import CostModel, RowMap
 
 log = logging.getLogger(__name__)
 
 COMPACT_FRACTION = 0.2  # compact an id-mapped index once this share of its rows is tombstoned
-
-
-def _as_matrix(x: np.ndarray, dim: int) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.ndim == 1:
-        x = x.reshape(1, -1)
-    if x.ndim != 2 or x.shape[1] != dim:
-        raise ValueError(f"expected vectors of width {dim}, got shape {x.shape}")
-    return x
 
 
 class VectorIndex:
@@ -73,6 +68,7 @@ class VectorIndex:
         self.flat_cost = CostModel(flat_search.STRATEGY_PRIORS)
         self.ann_cost = CostModel(ann_filtered.STRATEGY_PRIORS)
         self._unfiltered_s: list[float] = []  # recent unfiltered search times per query (ANN indexes)
+        self.last_plan: ann_filtered.Plan | None = None  # the latest restricted ANN search's plan (diagnostics)
         if _loaded is not None:
             self._index = _loaded
             self.exact_fallback = self._is_flat(_loaded) and not self._factory_is_flat()
@@ -165,15 +161,7 @@ class VectorIndex:
         return self._all_ids()
 
     def _all_ids(self) -> np.ndarray:
-        if self._idmapped:
-            return faiss.vector_to_array(self._index.id_map).astype(np.int64)
-        invlists = faiss.extract_index_ivf(self._index).invlists
-        parts = [
-            faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
-            for i in range(invlists.nlist)
-            if invlists.list_size(i)
-        ]
-        return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
+        return stored_ids(self._index, self._idmapped)
 
     def exact_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(ids, vectors) of the live rows when the index stores them as given (Flat), else None."""
@@ -194,7 +182,7 @@ class VectorIndex:
     # ---- writes ------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add vectors under `ids` (ids must not be present already)."""
-        x = _as_matrix(vectors, self.dim)
+        x = as_matrix(vectors, self.dim)
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) != len(x):
             raise ValueError(f"{len(ids)} ids for {len(x)} vectors")
@@ -264,12 +252,7 @@ class VectorIndex:
         xb = np.ascontiguousarray(flat_search.flat_vectors(flat)[alive])
         ids = self._rows.ids[alive].copy()
         n = len(ids)
-        sample_n = min(n, max(self.min_train, 2 * self.min_train))
-        sample = xb[np.random.default_rng(0).choice(n, sample_n, replace=False)] if sample_n < n else xb
-        log.info("training %s on %d of %d vectors", self.factory, len(sample), n)
-        ann = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
-        ann.train(sample)
-        index = self._with_ids(ann)
+        index = self._with_ids(trained_index(self.factory, xb, self.min_train))
         index.add_with_ids(xb, ids)
         self._index, self.exact_fallback = index, False
         self._track_ids()
@@ -292,13 +275,10 @@ class VectorIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query; id -1 pads.
 
-        A restriction is given as `subset` ids or as half-open id `ranges` (lo, hi) — one range
-        per video covers its frames. Flat indexes stay exact: a bitmap-selector scan or a gather of
-        the candidate rows, whichever has measured cheaper per row. Other indexes pick, by measured
-        cost, an exact scan of the candidates' stored vectors (when the codes are the originals) or
-        the index's own filtered search, which has the index's approximate recall.
+        A restriction is given as `subset` ids or as half-open id `ranges` (lo, hi), one per video. Flat
+        indexes stay exact (flat_search.py); ANN indexes follow ann_filtered.plan, which keeps recall.
         """
-        q = _as_matrix(queries, self.dim)
+        q = as_matrix(queries, self.dim)
         k = min(int(k), self.ntotal)
         if k <= 0:
             return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
@@ -318,7 +298,7 @@ class VectorIndex:
         ids = self._rows.ids[np.clip(rows, 0, None)] if self._rows.n else np.full(rows.shape, -1, np.int64)
         return np.where(rows >= 0, ids, -1)
 
-    def _search_all(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search_all(self, q: np.ndarray, k: int, *, timed: bool = True) -> tuple[np.ndarray, np.ndarray]:
         n_dead = self._rows.dead if self._rows is not None else 0
         dead = n_dead > 0
         if can_overfetch(k, n_dead):
@@ -332,7 +312,7 @@ class VectorIndex:
         if not dead:
             t0 = time.perf_counter()
             scores, ids = self._index.search(q, k)
-            if self._flat is None:  # an ANN index: its unfiltered time bounds exact filtered scans
+            if self._flat is None and timed:  # an ANN index: its unfiltered time bounds exact filtered scans
                 self._unfiltered_s.append((time.perf_counter() - t0) / len(q))
                 del self._unfiltered_s[:-9]
             return scores, ids.astype(np.int64)
@@ -349,8 +329,8 @@ class VectorIndex:
             self._dead_sel = (faiss.IDSelectorNot(batch), batch)  # the tuple keeps `batch` alive
         return self._dead_sel[0]
 
-    def _params(self, sel: faiss.IDSelector) -> faiss.SearchParameters:
-        return search_parameters(self._inner(), sel, self.nprobe, self.efsearch)
+    def _params(self, sel: faiss.IDSelector, widen: float = 1.0) -> faiss.SearchParameters:
+        return search_parameters(self._inner(), sel, self.nprobe, self.efsearch, widen)
 
     def _search_ann_filtered(
         self, q: np.ndarray, k: int, ranges: tuple[np.ndarray, np.ndarray]
@@ -363,21 +343,47 @@ class VectorIndex:
             rows, cand = None, self._known.ids[self._known.rows_in_ranges(*ranges)]
         if len(cand) == 0:
             return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
-        how = ann_filtered.plan(
-            self.ann_cost, len(cand), int(self._index.ntotal), self._unfiltered_s, exact=self.exact_storage
+        plan = ann_filtered.plan(
+            self.ann_cost,
+            len(cand),
+            int(self._index.ntotal),
+            self._unfiltered_s,
+            exact=self.exact_storage,
+            k=k,
+            max_widen=max_widen(self._inner(), self.nprobe),
         )
         t0 = time.perf_counter()
-        if how == "exact":
-            vectors = self._inner().reconstruct_batch(rows) if rows is not None else self._index.reconstruct_batch(cand)
-            out = ann_filtered.exact_top_k(vectors, cand, q, k)
-        else:
-            sel = self._selectors.get(ranges, cand)
-            if self._rows is not None and self._rows.dead:
-                sel = faiss.IDSelectorAnd(sel, self._dead_selector())
-            out = ann_filtered.selector_top_k(self._index, self._params(sel), q, min(k, len(cand)))
+        out = self._answer(plan, q, k, ranges, rows, cand)
         per_query = (time.perf_counter() - t0) / len(q)  # costs are per query: batches vary in size
-        self.ann_cost.learn(how, per_query, len(cand) if how == "exact" else int(self._index.ntotal))
+        rows_touched = len(cand) if plan.strategy == "exact" else int(self._index.ntotal * plan.widen)
+        self.ann_cost.learn(plan.strategy, per_query, rows_touched)
+        self.last_plan = plan
         return out
+
+    def _answer(
+        self,
+        plan: ann_filtered.Plan,
+        q: np.ndarray,
+        k: int,
+        ranges: tuple[np.ndarray, np.ndarray],
+        rows: np.ndarray | None,
+        cand: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if plan.strategy == "exact":
+            vectors = self._inner().reconstruct_batch(rows) if rows is not None else self._index.reconstruct_batch(cand)
+            return ann_filtered.exact_top_k(vectors, cand, q, k)
+        want = min(k, len(cand))
+        if plan.strategy == "postfilter":
+            out = ann_filtered.keep_top_k(*self._search_all(q, plan.fetch_k, timed=False), ranges, want)
+            if not (out[1] < 0).any():  # short: too few candidates among the hits, so probe with the selector
+                return out
+            plan = ann_filtered.Plan(
+                "index", plan.candidates, plan.selectivity, widen=max_widen(self._inner(), self.nprobe)
+            )
+        sel = self._selectors.get(ranges, cand)
+        if self._rows is not None and self._rows.dead:
+            sel = faiss.IDSelectorAnd(sel, self._dead_selector())
+        return ann_filtered.selector_top_k(self._index, self._params(sel, plan.widen), q, want)
 
     # ---- persistence (storage/snapshots.py writes and reads the files) ----------------
     @property

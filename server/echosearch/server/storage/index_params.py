@@ -3,10 +3,14 @@ search parameters that restrict a search to a selector."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 
 import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
 
 TRAIN_POINTS_PER_CENTROID = 39  # FAISS warns below this many training points per k-means centroid
 
@@ -54,11 +58,57 @@ def default_efsearch(factory: str) -> int | None:
 
 
 def search_parameters(
-    inner: faiss.Index, sel: faiss.IDSelector, nprobe: int | None, efsearch: int | None
+    inner: faiss.Index, sel: faiss.IDSelector, nprobe: int | None, efsearch: int | None, widen: float = 1.0
 ) -> faiss.SearchParameters:
-    """Search parameters of the right kind for `inner` (IVF, HNSW or other) that restrict it to `sel`."""
+    """Search parameters of the right kind for `inner` (IVF, HNSW or other) that restrict it to `sel`, probing
+    `widen` times wider than nprobe / efSearch (a filtered search keeps its recall that way)."""
     if faiss.try_extract_index_ivf(inner) is not None:
-        return faiss.SearchParametersIVF(sel=sel, nprobe=int(nprobe or faiss.extract_index_ivf(inner).nprobe))
+        ivf = faiss.extract_index_ivf(inner)
+        probes = int(np.ceil((nprobe or ivf.nprobe) * widen))
+        return faiss.SearchParametersIVF(sel=sel, nprobe=min(probes, ivf.nlist))
     if hasattr(inner, "hnsw"):
-        return faiss.SearchParametersHNSW(sel=sel, efSearch=int(efsearch or inner.hnsw.efSearch))
+        return faiss.SearchParametersHNSW(sel=sel, efSearch=int(np.ceil((efsearch or inner.hnsw.efSearch) * widen)))
     return faiss.SearchParameters(sel=sel)
+
+
+def max_widen(inner: faiss.Index, nprobe: int | None) -> float:
+    """How much wider than its unfiltered setting a filtered search may probe: every IVF list, or 16x the HNSW
+    beam; 1 for other indexes."""
+    ivf = faiss.try_extract_index_ivf(inner)
+    if ivf is not None:
+        return max(1.0, ivf.nlist / max(int(nprobe or ivf.nprobe), 1))
+    return 16.0 if hasattr(inner, "hnsw") else 1.0
+
+
+def as_matrix(x: np.ndarray, dim: int) -> np.ndarray:
+    """Query or data vectors as a C-contiguous (n, dim) float32 matrix (one vector becomes one row)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim == 1:
+        x = x.reshape(1, -1)
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"expected vectors of width {dim}, got shape {x.shape}")
+    return x
+
+
+def stored_ids(index: faiss.Index, idmapped: bool) -> np.ndarray:
+    """Every id an index holds: its id map, or the ids of its IVF lists."""
+    if idmapped:
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    invlists = faiss.extract_index_ivf(index).invlists
+    parts = [
+        faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
+        for i in range(invlists.nlist)
+        if invlists.list_size(i)
+    ]
+    return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
+
+
+def trained_index(factory: str, xb: np.ndarray, min_train: int) -> faiss.Index:
+    """An empty `factory` index trained on a sample of `xb` (twice the minimum, seeded, so it is reproducible)."""
+    n = len(xb)
+    sample_n = min(n, 2 * min_train)
+    sample = xb[np.random.default_rng(0).choice(n, sample_n, replace=False)] if sample_n < n else xb
+    log.info("training %s on %d of %d vectors", factory, len(sample), n)
+    ann = faiss.index_factory(xb.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    ann.train(sample)
+    return ann
