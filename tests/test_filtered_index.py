@@ -204,3 +204,20 @@ def ann_filtered_priors() -> dict[str, float]:
     from echosearch.server.storage.ann_filtered import STRATEGY_PRIORS
 
     return STRATEGY_PRIORS
+
+
+def test_search_explain_names_the_plan_over_grpc(server, client, capsys):
+    """`search --explain` and the reply's plan say how the backends answered (issue 18 item 4)."""
+    from echosearch.client import VideoFilter, VideoMetadata
+    from echosearch.client.cli import main
+    from tests.fixtures.synthetic import make_video
+
+    for seed in range(3):
+        client.ingest(make_video(seed=500 + seed, frames=8), metadata=VideoMetadata(tags={"explain": str(seed % 2)}))
+    plain = client.search_by_text("a heart", k=3)
+    assert plain.plan and "the whole index" in plain.plan[0]
+    filtered = client.search_by_text("a heart", k=3, filter=VideoFilter(tags={"explain": "1"}))
+    assert any("exact over" in line and "candidate vectors" in line for line in filtered.plan), filtered.plan
+    assert main(["--server", server.address, "search", "a heart", "--filter", "tag.explain=0", "--explain"]) == 0
+    err = capsys.readouterr().err
+    assert "plan: Flat: exact over" in err

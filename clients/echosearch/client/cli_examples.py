@@ -20,7 +20,8 @@ acquisition_time (ISO 8601); every other column becomes a tag. Empty cells are l
     "search": """\
 examples:
   echosearch search "SEVERE AORTIC STENOSIS." -k 5
-  echosearch search "PACEMAKER LEAD" --filter view=A4C --filter view=A2C --filter tag.site=north""",
+  echosearch search "PACEMAKER LEAD" --filter view=A4C --filter view=A2C --filter tag.site=north
+  echosearch search "PACEMAKER LEAD" --filter tag.site=north --explain   # also: how the server searched""",
     "similar": """\
 examples:
   echosearch similar 42 -k 5 --filter study_id=ST123""",

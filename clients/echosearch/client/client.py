@@ -24,7 +24,7 @@ from echosearch.client.types import (
     ImportResult,
     IngestResult,
     Sampling,
-    SearchResult,
+    SearchResults,
     ServerInfo,
     Video,
     VideoFilter,
@@ -262,10 +262,11 @@ class Client(TaskCalls):
         filter: VideoFilter | None = None,
         frames_per_video: int = 1,
         thumbnails: bool = False,
-    ) -> list[SearchResult]:
+    ) -> SearchResults:
         """Top-k videos for a text; aggregation "max" (best frame) or "mean" (EchoCLIP binary score).
 
-        `thumbnails`: each result carries its best frame's JPEG (`SearchResult.thumbnail`).
+        `thumbnails`: each result carries its best frame's JPEG (`SearchResult.thumbnail`). The list's
+        `.plan` says how the server's search backends answered (what `search --explain` prints).
         """
         request = pb.SearchByTextRequest(
             text=text,
@@ -275,7 +276,7 @@ class Client(TaskCalls):
             frames_per_video=frames_per_video,
             include_thumbnails=thumbnails,
         )
-        return [SearchResult.from_proto(r) for r in self._unary(self._stub.SearchByText, request).results]
+        return SearchResults.from_proto(self._unary(self._stub.SearchByText, request))
 
     def search_by_video(
         self,
@@ -286,8 +287,8 @@ class Client(TaskCalls):
         filter: VideoFilter | None = None,
         frames_per_video: int = 1,
         thumbnails: bool = False,
-    ) -> list[SearchResult]:
-        """Videos most similar to a stored one (itself excluded); `thumbnails` as in search_by_text."""
+    ) -> SearchResults:
+        """Videos most similar to a stored one (itself excluded); `thumbnails` and `.plan` as in search_by_text."""
         request = pb.SearchByVideoRequest(
             video_id=video_id,
             k=k,
@@ -296,7 +297,7 @@ class Client(TaskCalls):
             frames_per_video=frames_per_video,
             include_thumbnails=thumbnails,
         )
-        return [SearchResult.from_proto(r) for r in self._unary(self._stub.SearchByVideo, request).results]
+        return SearchResults.from_proto(self._unary(self._stub.SearchByVideo, request))
 
     # ---- export and info ---------------------------------------------------------------
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from echosearch.client.cli_args import filter_arg, k_arg, subcommand
 from echosearch.client.client import Client
 from echosearch.client.output import print_json, print_table
 from echosearch.client.params import parse_filter
+from echosearch.client.types import SearchResults
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -24,15 +26,28 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--frames", type=int, default=1, help="best frames shown per video (default 1)")
     filter_arg(p)
+    explain_arg(p)
 
     p = subcommand(sub, "similar", "videos similar to a stored video", [common])
     p.add_argument("video_id", type=int, help="a stored video's id")
     k_arg(p)
     p.add_argument("--aggregation", choices=("max", "mean"), default="mean", help="(default mean)")
     filter_arg(p)
+    explain_arg(p)
 
 
-def _print_results(results: list[Any], args: argparse.Namespace) -> None:
+def explain_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="also say how the server searched (which index, exact or approximate, how many candidates)",
+    )
+
+
+def _print_results(results: SearchResults, args: argparse.Namespace) -> None:
+    if args.explain:  # on stderr, so stdout stays the results (a table or JSON lines) for scripts
+        for line in results.plan:
+            print(f"plan: {line}", file=sys.stderr)
     if args.json:
         for r in results:
             print_json(r)

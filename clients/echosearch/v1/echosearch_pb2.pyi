@@ -331,10 +331,12 @@ class SearchByTextRequest(_message.Message):
     def __init__(self, text: _Optional[str] = ..., k: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., frames_per_video: _Optional[int] = ..., include_thumbnails: _Optional[bool] = ...) -> None: ...
 
 class SearchByTextResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "plan")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SearchResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ...) -> None: ...
+    plan: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ..., plan: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchByVideoRequest(_message.Message):
     __slots__ = ("video_id", "k", "aggregation", "filter", "frames_per_video", "include_thumbnails")
@@ -353,10 +355,12 @@ class SearchByVideoRequest(_message.Message):
     def __init__(self, video_id: _Optional[int] = ..., k: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., filter: _Optional[_Union[VideoFilter, _Mapping]] = ..., frames_per_video: _Optional[int] = ..., include_thumbnails: _Optional[bool] = ...) -> None: ...
 
 class SearchByVideoResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "plan")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SearchResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ...) -> None: ...
+    plan: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ..., plan: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ValueRange(_message.Message):
     __slots__ = ("start", "stop", "step")

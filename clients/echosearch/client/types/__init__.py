@@ -12,6 +12,7 @@ from echosearch.client.types.results import (
     ImportResult,
     IngestResult,
     SearchResult,
+    SearchResults,
     VideoScore,
 )
 from echosearch.client.types.tasks import KIND_NAMES, CustomTask, PluginProblem, Task
@@ -29,6 +30,7 @@ __all__ = [
     "PluginProblem",
     "Sampling",
     "SearchResult",
+    "SearchResults",
     "ServerInfo",
     "Task",
     "Video",

@@ -72,6 +72,18 @@ class ImportResult:
         return cls(r.shard_name, r.already_imported, r.videos_added, r.videos_already_stored, r.frames_added, r.seconds)
 
 
+class SearchResults(list):
+    """A search's results, best first (a list of SearchResult), with `plan`: how the server answered."""
+
+    plan: tuple[str, ...] = ()
+
+    @classmethod
+    def from_proto(cls, r: pb.SearchByTextResponse | pb.SearchByVideoResponse) -> SearchResults:
+        out = cls(SearchResult.from_proto(x) for x in r.results)
+        out.plan = tuple(r.plan)
+        return out
+
+
 @dataclass(frozen=True)
 class DeleteResult:
     """What DeleteVideos did, or for a dry run would do (`confirm_token`: pass it back to delete those videos)."""

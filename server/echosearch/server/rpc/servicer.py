@@ -147,8 +147,9 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             flt=_filter(request),
             frames_per_video=request.frames_per_video or DEFAULT_FRAMES_PER_VIDEO,
             with_thumbnails=request.include_thumbnails,
+            plan=(plan := []),
         )
-        return pb.SearchByTextResponse(results=self._fit_results(results, "SearchByText"))
+        return pb.SearchByTextResponse(results=self._fit_results(results, "SearchByText"), plan=plan)
 
     @rpc
     def SearchByVideo(
@@ -162,8 +163,9 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             flt=_filter(request),
             frames_per_video=request.frames_per_video or DEFAULT_FRAMES_PER_VIDEO,
             with_thumbnails=request.include_thumbnails,
+            plan=(plan := []),
         )
-        return pb.SearchByVideoResponse(results=self._fit_results(results, "SearchByVideo"))
+        return pb.SearchByVideoResponse(results=self._fit_results(results, "SearchByVideo"), plan=plan)
 
     def _fit_results(self, results: list[SearchResult], method: str) -> list[pb.SearchResult]:
         """The best results that fit in --max-page-bytes (a client accepts 4 MiB by default)."""

@@ -12,6 +12,7 @@ from echosearch.server.errors import InvalidRequestError
 from echosearch.server.records import AGGREGATIONS, SearchResult, VideoFilter
 from echosearch.server.services.container import Services
 from echosearch.server.services.videos import records_by_id
+from echosearch.server.storage import search_plans
 from echosearch.server.tasks.scoring_service import MAX_K
 
 MAX_FRAMES_PER_VIDEO = 64  # best frames one result may carry
@@ -26,10 +27,12 @@ def search_by_text(
     flt: VideoFilter | None = None,
     frames_per_video: int = 1,
     with_thumbnails: bool = False,
+    plan: list[str] | None = None,
 ) -> list[SearchResult]:
     """Top-k videos for a text: by best frame ("max") or by the EchoCLIP binary score ("mean").
 
     `with_thumbnails`: each result carries its best frame's JPEG (when the server keeps them).
+    `plan`: given, it receives how the search backends answered (search --explain).
     """
     if not text or not text.strip():
         raise InvalidRequestError("search text is empty")
@@ -41,7 +44,10 @@ def search_by_text(
         )
     _check_search_args(services, k, aggregation, frames_per_video, flt)
     query = embed_query(services, text)
-    results = _search(services, query, k=k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video)
+    with search_plans.recording() as notes:
+        results = _search(services, query, k=k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video)
+    if plan is not None:
+        plan.extend(notes)
     return _with_thumbnails(services, results) if with_thumbnails else results
 
 
@@ -54,21 +60,26 @@ def search_by_video(
     flt: VideoFilter | None = None,
     frames_per_video: int = 1,
     with_thumbnails: bool = False,
+    plan: list[str] | None = None,
 ) -> list[SearchResult]:
-    """Videos most like a stored one (its normalised mean frame as the query), itself excluded."""
+    """Videos most like a stored one (its normalised mean frame as the query), itself excluded; `plan` as
+    search_by_text's."""
     _check_search_args(services, k, aggregation, frames_per_video, flt)
     frames = services.reader.get_frames(int(video_id))
     query = frames.embeddings.mean(axis=0)
     query = (query / max(float(np.linalg.norm(query)), 1e-12)).astype(np.float32)
-    results = _search(
-        services,
-        query,
-        k=k,
-        aggregation=aggregation,
-        flt=flt,
-        frames_per_video=frames_per_video,
-        exclude=(int(video_id),),
-    )
+    with search_plans.recording() as notes:
+        results = _search(
+            services,
+            query,
+            k=k,
+            aggregation=aggregation,
+            flt=flt,
+            frames_per_video=frames_per_video,
+            exclude=(int(video_id),),
+        )
+    if plan is not None:
+        plan.extend(notes)
     return _with_thumbnails(services, results) if with_thumbnails else results
 
 

@@ -42,7 +42,7 @@ class Plan:
         """One line for people."""
         share = f"{self.candidates} candidates ({100 * self.selectivity:.3g} % of the index)"
         if self.strategy == "exact":
-            return f"exact scan of the {share}' stored vectors"
+            return f"exact scan of the stored vectors of {share}"
         if self.strategy == "postfilter":
             return f"unfiltered ANN search for {self.fetch_k} hits, keeping the {share}"
         return f"the index's filtered search over the {share}, probing {self.widen:.3g}x wider"

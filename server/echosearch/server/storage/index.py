@@ -20,7 +20,7 @@ import time
 import faiss
 import numpy as np
 
-from echosearch.server.storage import ann_filtered, flat_search
+from echosearch.server.storage import ann_filtered, flat_search, search_plans
 from echosearch.server.storage.faiss_gpu import GpuMirror, can_overfetch, gpu_count, live_top_k
 from echosearch.server.storage.index_params import (
     as_matrix,
@@ -148,11 +148,8 @@ class VectorIndex:
 
     @property
     def on_gpu(self) -> bool:
-        """True when searches run on a GPU mirror."""
-        return self._want_gpu and gpu_count() > 0 and self._gpu_supported()
-
-    def _gpu_supported(self) -> bool:
-        return self._removable  # HNSW has no GPU clone; it stays on CPU
+        """True when searches run on a GPU mirror (HNSW has no GPU clone; it stays on CPU)."""
+        return self._want_gpu and gpu_count() > 0 and self._removable
 
     def ids(self) -> np.ndarray:
         """Every live id in the index (insertion order)."""
@@ -173,11 +170,8 @@ class VectorIndex:
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         """Stored vectors for `ids` (approximate for compressed indexes such as PQ)."""
-        return (
-            np.vstack([self._index.reconstruct(int(i)) for i in ids])
-            if len(ids)
-            else np.empty((0, self.dim), np.float32)
-        )
+        rows = [self._index.reconstruct(int(i)) for i in ids]
+        return np.vstack(rows) if rows else np.empty((0, self.dim), np.float32)
 
     # ---- writes ------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -283,6 +277,7 @@ class VectorIndex:
         if k <= 0:
             return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
         if subset is None and ranges is None:
+            search_plans.note(f"{self.factory}: the whole index ({self.ntotal} vectors)")
             return self._search_all(q, k)
         if ranges is None:
             subset = np.asarray(subset, np.int64).reshape(-1)
@@ -290,6 +285,7 @@ class VectorIndex:
         flat = self._flat
         if flat is not None:
             rows = self._rows.rows_in_ranges(*ranges)
+            search_plans.note(f"{self.factory}: exact over {len(rows)} candidate vectors of {self.ntotal}")
             scores, found = flat_search.search_rows(flat, q, k, rows, self._rows.alive, self.flat_cost)
             return scores, self._row_ids(found)
         return self._search_ann_filtered(q, k, ranges)
@@ -358,6 +354,7 @@ class VectorIndex:
         rows_touched = len(cand) if plan.strategy == "exact" else int(self._index.ntotal * plan.widen)
         self.ann_cost.learn(plan.strategy, per_query, rows_touched)
         self.last_plan = plan
+        search_plans.note(f"{self.factory}: {plan.describe()}")
         return out
 
     def _answer(

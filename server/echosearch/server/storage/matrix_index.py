@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from echosearch.server.storage import search_plans
 from echosearch.server.storage.positions import CostModel, MatrixFull, RowMap, ranges_to_rows
 
 __all__ = ["MatrixFull", "MatrixIndex"]
@@ -208,6 +209,7 @@ class MatrixIndex:
             return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
         qt = torch.from_numpy(q).to(self.device)
         if subset is None and ranges is None:
+            search_plans.note(f"torch {self.device}: every row ({self.ntotal})")
             scores, rows = self._scan(qt, k, None)
         else:
             rows_c = self._rows_tensor(subset, ranges)
@@ -215,6 +217,7 @@ class MatrixIndex:
                 return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
             k = min(k, len(rows_c))
             how = self.cost.cheapest({"gather": len(rows_c), "scan": self._n})
+            search_plans.note(f"torch {self.device}: {how} of {len(rows_c)} candidate rows of {self._n}")
             t0 = time.perf_counter()
             if how == "gather":
                 scores, rows = self._gather(qt, k, rows_c)
