@@ -205,7 +205,7 @@ def test_cli_dicom_listen_parses_its_options():
 
 def test_the_receiver_is_a_light_client():
     """dicom-listen runs next to a PACS, not on the GPU box: it must not pull in the server stack."""
-    from test_architecture import _modules_after_import
+    from tests.test_architecture import _modules_after_import
 
     loaded = _modules_after_import("echosearch.client.dicom_listen")
     assert {"pynetdicom", "pydicom", "grpc"} <= loaded

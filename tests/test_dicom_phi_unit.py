@@ -81,7 +81,7 @@ def test_dicom_datetimes(text, offset, expected):
 
 def test_the_policy_header_and_dispatcher_import_no_pydicom():
     """A server without the `dicom` extra reads the PHI policy, merges header metadata and routes uploads."""
-    from test_architecture import _modules_after_import
+    from tests.test_architecture import _modules_after_import
 
     for module in ("media.dicom.phi", "media.dicom.header", "media.prepare"):
         loaded = _modules_after_import(f"echosearch.server.{module}")
