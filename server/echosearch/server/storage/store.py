@@ -42,6 +42,16 @@ from echosearch.server.storage.store_indexes import StoreIndexes
 log = logging.getLogger(__name__)
 
 
+INDEX_PIECE_FRAMES = 32_768  # frames added to the indexes per hold of the search lock during a bulk import
+
+
+def index_pieces(offsets: np.ndarray, frames: int) -> list[tuple[int, int]]:
+    """(first, end) video positions of consecutive pieces of about `frames` frames each (whole videos)."""
+    bounds = np.searchsorted(offsets, np.arange(0, int(offsets[-1]), frames), side="right") - 1
+    starts = sorted(set(bounds.tolist()) | {0})
+    return list(zip(starts, [*starts[1:], len(offsets) - 1]))
+
+
 class Store:
     """Catalog + frame index + video-mean index, kept consistent across crashes.
 
@@ -145,10 +155,20 @@ class Store:
                 offsets = np.zeros(len(counts) + 1, dtype=np.int64)
                 np.cumsum(counts, out=offsets[1:])
                 rows = batch.frame_rows(done.keep)
-                with self._lock.write():
-                    self._indexes.add_committed(
-                        self.catalog, done.video_ids, offsets, lambda: batch.embeddings[rows], int(done.seqs[0])
-                    )
+                if isinstance(rows, slice):  # every video was new: the kept frames are all the rows, in order
+                    rows = np.arange(len(batch.embeddings))
+                # The shard is durable (one catalog transaction); its index adds go in bounded pieces, each its
+                # own short hold on the search lock, so other clients' searches interleave with a large load.
+                for lo, hi in index_pieces(offsets, INDEX_PIECE_FRAMES):
+                    piece = rows[offsets[lo] : offsets[hi]]  # a view of positions; the rows copy per piece
+                    with self._lock.write():
+                        self._indexes.add_committed(
+                            self.catalog,
+                            done.video_ids[lo:hi],
+                            offsets[lo : hi + 1] - offsets[lo],
+                            lambda piece=piece: batch.embeddings[piece],
+                            int(done.seqs[lo]),
+                        )
             return done
 
     def update_metadata(

@@ -16,7 +16,7 @@ import numpy as np
 
 from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog
-from echosearch.server.storage.frame_ids import FRAME_BITS, frame_ids_for
+from echosearch.server.storage.frame_ids import FRAME_BITS
 from echosearch.server.storage.index import VectorIndex
 from echosearch.server.storage.positions import ranges_to_rows
 from echosearch.server.storage.search_backend import SearchRouter
@@ -136,7 +136,9 @@ class StoreIndexes:
         if len(vids) == 0:
             return
         counts = np.diff(offsets)
-        fids = np.concatenate([frame_ids_for(int(v), int(c)) for v, c in zip(vids, counts)])
+        # each video's frame ids, vectorised: a million one-frame videos must not loop in Python under the lock
+        starts = np.repeat(np.asarray(vids, np.int64) << FRAME_BITS, counts)
+        fids = starts + (np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(offsets[:-1], counts))
         means = _means(offsets, emb)
         self.frames.add(fids, emb)
         self.means.add(vids, means)
