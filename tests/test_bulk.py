@@ -338,7 +338,8 @@ def test_shard_thumbnails_load_where_present(server, tmp_path: Path) -> None:
 
     def video(n: int, jpegs: bool) -> EmbeddedVideo:
         emb = rng.standard_normal((4, dim)).astype(np.float32)
-        thumbs = tuple(b"\xff\xd8thumb-%d-%d" % (n, i) for i in range(4)) if jpegs else None
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)  # shards hold unit-norm embeddings
+        thumbs = tuple(b"\xff\xd8\xffthumb-%d-%d" % (n, i) for i in range(4)) if jpegs else None
         return EmbeddedVideo(
             sha256=f"{n:064x}", source_uri=f"/archive/t{n}.avi", size_bytes=10, total_frames=8, fps=30.0, width=64,
             height=64, frame_indices=np.arange(0, 8, 2), timestamps=np.arange(4) / 15.0, embeddings=emb,

@@ -111,6 +111,18 @@ class Limits:
     max_stored_tasks: int = option(
         1000, flag="--max-stored-tasks", minimum=1, metavar="N", help="stored tasks on the server (default {default})"
     )
+    # bulk import: checked from a shard's Parquet footer before a row is decompressed
+    max_shard_rows: int = option(
+        2_000_000, flag="--max-shard-rows", minimum=1, metavar="N", help="frame rows of one shard (default {default})"
+    )
+    max_shard_bytes: int = option(  # a default bulk-embed shard (250,000 frames with thumbnails) is ~1.3 GiB
+        2 << 30,
+        flag="--max-shard-mb",
+        unit=1 << 20,
+        minimum=1,
+        metavar="N",
+        help="MiB one shard's rows may decompress to (default {default})",
+    )
     # a page of videos stays under the 4 MiB a gRPC client accepts by default
     max_page_bytes: int = option(
         3 << 20,

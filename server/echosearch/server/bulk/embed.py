@@ -26,15 +26,19 @@ import pyarrow as pa
 
 from echosearch.server.bulk.shards import (
     EmbeddedVideo,
-    read_source_hashes,
     shard_models,
     shard_table,
     stored_sha256,
     write_failures,
     write_shard,
+)
+from echosearch.server.bulk.sources import (
+    SourceFile,
+    list_source_files,
+    read_source,
+    read_source_hashes,
     write_source_hashes,
 )
-from echosearch.server.bulk.sources import SourceFile, list_source_files, read_source
 from echosearch.server.errors import InvalidRequestError
 from echosearch.server.records import Sampling, VideoMetadata
 

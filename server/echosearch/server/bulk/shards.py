@@ -9,17 +9,17 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from echosearch.server.errors import InvalidRequestError, ModelMismatchError
+from echosearch.server.bulk import shard_checks as checks
+from echosearch.server.errors import InvalidRequestError, ModelMismatchError, TooLargeError
 from echosearch.server.records import VideoMetadata
 from echosearch.server.storage.catalog.video_batch import VideoBatch
 
@@ -38,12 +38,11 @@ VIDEO_COLUMNS = (
     "total_frames", "fps", "width", "height", "model_identity",
 )  # fmt: skip
 FAILURE_SCHEMA = pa.schema([("source_uri", pa.string()), ("sha256", pa.string()), ("error", pa.string())])
-# What a file was when it was hashed: a rerun knows the sha256 of an unchanged file without reading it.
-SOURCES_FILE = "sources.parquet"
-SOURCES_SCHEMA = pa.schema(
-    [("source_uri", pa.string()), ("size_bytes", pa.int64()), ("mtime_ns", pa.int64()), ("sha256", pa.string())]
-)
 METADATA_COLUMNS = ("study_id", "patient_id", "view", "acquisition_time", "tags")
+REQUIRED_COLUMNS = ("sha256", "source_uri", "size_bytes", "total_frames", "fps", "width", "height")
+# Read dictionary-encoded (a repeated value held once) and decoded only within --max-shard-mb.
+DICTIONARY_COLUMNS = ("sha256", "source_uri", "study_id", "patient_id", "view", "model_identity", "thumbnail")
+READ_BATCH_ROWS = 4096
 
 
 def shard_schema(dim: int, model_identity: str) -> pa.Schema:
@@ -189,38 +188,6 @@ def embedded_metadata(out_dir: Path) -> dict[str, VideoMetadata]:
     return found
 
 
-def read_source_hashes(out_dir: Path) -> dict[tuple[str, int, int], str]:
-    """(source URI, size, mtime in ns) -> sha256 of the files earlier runs hashed; {} when there is no record."""
-    path = Path(out_dir) / SOURCES_FILE
-    if not path.is_file():
-        return {}
-    try:
-        rows = pq.read_table(path, schema=SOURCES_SCHEMA).to_pylist()
-    except (pa.ArrowInvalid, OSError) as exc:  # a damaged record only costs a re-hash
-        log.warning("ignoring %s (%s): unchanged files are hashed again", path, exc)
-        return {}
-    return {(r["source_uri"], r["size_bytes"], r["mtime_ns"]): r["sha256"] for r in rows}
-
-
-def write_source_hashes(out_dir: Path, hashes: Mapping[tuple[str, int, int], str]) -> Path:
-    """Replace DIR/sources.parquet (atomically) with `hashes`: (source URI, size, mtime in ns) -> sha256."""
-    keys = sorted(hashes)
-    table = pa.table(
-        {
-            "source_uri": [k[0] for k in keys],
-            "size_bytes": [k[1] for k in keys],
-            "mtime_ns": [k[2] for k in keys],
-            "sha256": [hashes[k] for k in keys],
-        },
-        schema=SOURCES_SCHEMA,
-    )
-    path = Path(out_dir) / SOURCES_FILE
-    tmp = path.with_name(f".{SOURCES_FILE}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
-
-
 # ---- reading a shard for import -------------------------------------------------------------------------
 
 
@@ -235,10 +202,21 @@ def shard_identity(path: Path) -> tuple[str, int]:
     return meta[META_MODEL].decode(), int(meta[META_DIM])
 
 
-def read_shard(path: Path, name: str, *, model_identity: str, dim: int, thumbnails: bool = True) -> VideoBatch:
-    """Read and check a shard for import; ModelMismatchError / InvalidRequestError name the shard and row.
+def read_shard(
+    path: Path,
+    name: str,
+    *,
+    model_identity: str,
+    dim: int,
+    thumbnails: bool = True,
+    max_rows: int = 2_000_000,
+    max_bytes: int = 4 << 30,
+) -> VideoBatch:
+    """Read and check a shard for import (bulk/shard_checks.py: the checks an upload meets); ModelMismatchError /
+    InvalidRequestError / TooLargeError name the shard, the row and the column.
 
     With `thumbnails`, the shard's non-null thumbnail JPEGs come along (a shard without the column has none).
+    `max_rows` / `max_bytes`: the server's --max-shard-rows / --max-shard-mb, checked from the footer first.
     """
     identity, shard_dim = shard_identity(path)
     if identity != model_identity:
@@ -250,10 +228,11 @@ def read_shard(path: Path, name: str, *, model_identity: str, dim: int, thumbnai
         raise InvalidRequestError(
             f"shard {name} row 0: embeddings are {shard_dim} wide, but this server's model makes {dim}-wide ones"
         )
-    table = _read_parquet(path)
-    missing = [c for c in (*VIDEO_COLUMNS, "frame_index", "timestamp", "embedding") if c not in table.column_names]
-    if missing:
-        raise InvalidRequestError(f"shard {name}: missing column(s) {', '.join(missing)}")
+    checks.check_file(
+        path, name, shard_schema(dim, identity), SHARD_VERSION.encode(), dim=dim, max_rows=max_rows, max_bytes=max_bytes
+    )
+    table = _read_parquet(path, name, max_bytes)
+    _check_columns(table, name)
     n = table.num_rows
     if n == 0:
         raise InvalidRequestError(f"shard {name}: no rows")
@@ -267,33 +246,52 @@ def read_shard(path: Path, name: str, *, model_identity: str, dim: int, thumbnai
         )
     # NaN/inf rows are the batch's own check (VideoBatch.validate names the row).
     emb = emb_col.flatten().to_numpy(zero_copy_only=False).reshape(n, dim)
+    checks.check_embeddings(emb, name)
     models = table.column("model_identity")
     if models.null_count or pc.any(pc.not_equal(models, identity)).as_py():
         raise InvalidRequestError(f"shard {name}: rows disagree with the file's model identity {identity!r}")
-    sha = table.column("sha256").combine_chunks()
-    if sha.null_count:
-        raise InvalidRequestError(f"shard {name} row {_first(~np.asarray(sha.is_valid()))}: sha256 is null")
+    sha = table.column("sha256").combine_chunks()  # never null: _check_columns
     sha_np = sha.to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, sha_np[1:] != sha_np[:-1]])
     videos = table.select(list(VIDEO_COLUMNS)).take(pa.array(starts))
+    per_video = {c: videos.column(c).to_numpy() for c in ("size_bytes", "fps", "total_frames", "width", "height")}
+    checks.check_videos(name, starts, per_video)
+    offsets = np.r_[starts, n].astype(np.int64)
+    frame_indices = table.column("frame_index").to_numpy().astype(np.int64, copy=False)
+    timestamps = table.column("timestamp").to_numpy().astype(np.float64, copy=False)
+    checks.check_frames(name, offsets, frame_indices, timestamps)
+    jpegs = _thumbnails_of(table, name) if thumbnails else None
+    if jpegs is not None:
+        checks.check_thumbnails(name, jpegs)
     uris = videos.column("source_uri").to_pylist()
     return VideoBatch(
         label=f"shard {name}",
         model_identity=identity,
-        sha256=sha_np[starts].tolist(),
+        sha256=checks.canonical_sha256(sha_np[starts].tolist(), name, starts),
         source_name=[source_name(u) for u in uris],
-        size_bytes=videos.column("size_bytes").to_numpy(),
-        fps=videos.column("fps").to_numpy(),
-        total_frames=videos.column("total_frames").to_numpy(),
-        width=videos.column("width").to_numpy(),
-        height=videos.column("height").to_numpy(),
-        metadata=metadata_of(videos),
-        offsets=np.r_[starts, n].astype(np.int64),
-        frame_indices=table.column("frame_index").to_numpy().astype(np.int64, copy=False),
-        timestamps=table.column("timestamp").to_numpy().astype(np.float64, copy=False),
+        size_bytes=per_video["size_bytes"],
+        fps=per_video["fps"],
+        total_frames=per_video["total_frames"],
+        width=per_video["width"],
+        height=per_video["height"],
+        metadata=metadata_of(videos, name=name, starts=starts),
+        offsets=offsets,
+        frame_indices=frame_indices,
+        timestamps=timestamps,
         embeddings=emb,
-        thumbnails=_thumbnails_of(table, name) if thumbnails else None,
+        thumbnails=jpegs,
     )
+
+
+def _check_columns(table: pa.Table, name: str) -> None:
+    """Every column a shard must have, and no null where a value is required."""
+    missing = [c for c in (*VIDEO_COLUMNS, "frame_index", "timestamp", "embedding") if c not in table.column_names]
+    if missing:
+        raise InvalidRequestError(f"shard {name}: missing column(s) {', '.join(missing)}")
+    for column in (*REQUIRED_COLUMNS, "frame_index", "timestamp"):
+        if table.column(column).null_count:
+            row = _first(~np.asarray(table.column(column).is_valid()))
+            raise InvalidRequestError(f"shard {name} row {row}: {column} is null")
 
 
 def _thumbnails_of(table: pa.Table, name: str) -> pa.Array | None:
@@ -313,8 +311,9 @@ def source_name(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[-1] or uri
 
 
-def metadata_of(videos: pa.Table) -> list[VideoMetadata]:
-    """The VideoMetadata of each row of a per-video table (VIDEO_COLUMNS)."""
+def metadata_of(videos: pa.Table, *, name: str = "", starts: np.ndarray | None = None) -> list[VideoMetadata]:
+    """The VideoMetadata of each row of a per-video table (VIDEO_COLUMNS); with `starts` (the videos' first
+    rows), a shard's tags are checked as an upload's are (no empty key, no null value)."""
     cols = {c: videos.column(c).to_pylist() for c in METADATA_COLUMNS}
     return [
         VideoMetadata(
@@ -322,22 +321,52 @@ def metadata_of(videos: pa.Table) -> list[VideoMetadata]:
             patient_id=cols["patient_id"][i],
             view=cols["view"][i],
             acquisition_time=cols["acquisition_time"][i],
-            tags=dict(cols["tags"][i] or ()),
+            tags=dict(cols["tags"][i] or ())
+            if starts is None
+            else checks.check_tags(name, int(starts[i]), cols["tags"][i]),
         )
         for i in range(videos.num_rows)
     ]
 
 
-def _read_parquet(path: Path) -> pa.Table:
-    """The whole shard as Arrow, read by DuckDB's native Parquet reader (~3x pyarrow's on list columns)."""
-    con = duckdb.connect()
+def _read_parquet(path: Path, name: str, max_bytes: int) -> pa.Table:
+    """The shard as Arrow, streamed a batch at a time and refused (TooLargeError) once its decoded size passes
+    `max_bytes`: a file of constant rows that its footer makes look small never expands past the cap.
+
+    String and binary columns are read dictionary-encoded, so a value repeated on every row is held once; their
+    decoded size (what the import would hold) is counted from the dictionary, and they are decoded only within
+    the cap.
+    """
     try:
-        con.execute("SET enable_progress_bar = false")
-        return con.sql("SELECT * FROM read_parquet(?)", params=[str(path)]).to_arrow_table()
-    except duckdb.Error as exc:
+        names = pq.read_schema(path).names
+        pf = pq.ParquetFile(path, read_dictionary=[c for c in DICTIONARY_COLUMNS if c in names])
+        batches, used = [], 0
+        for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS):
+            used += sum(_decoded_bytes(column) for column in batch.columns)
+            if used > max_bytes:
+                raise TooLargeError(
+                    f"shard {name}: its rows decompress to more than {max_bytes >> 20} MiB, the server's limit "
+                    "(--max-shard-mb); write smaller shards"
+                )
+            batches.append(batch)
+        table = pa.Table.from_batches(batches) if batches else pf.schema_arrow.empty_table()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise InvalidRequestError(f"{path.name}: not a readable Parquet shard ({exc})") from None
-    finally:
-        con.close()
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name, pc.dictionary_decode(table.column(i)))
+    return table
+
+
+def _decoded_bytes(column: pa.Array) -> int:
+    """What a column will hold once decoded: a dictionary column counts each row's value, not the dictionary."""
+    if not isinstance(column, pa.DictionaryArray):
+        return column.nbytes
+    if len(column.dictionary) == 0:  # every row null
+        return 8 * len(column)
+    lengths = pc.binary_length(column.dictionary).fill_null(0).to_numpy(zero_copy_only=False)
+    indices = column.indices.fill_null(0).to_numpy(zero_copy_only=False)
+    return int(lengths[indices].sum()) + 8 * len(column)
 
 
 def _first(mask: np.ndarray) -> int:

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv"})
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".dic"})  # folders are listed by extension (no header sniffing)
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | DICOM_EXTENSIONS
+# What a file was when it was hashed: a rerun knows the sha256 of an unchanged file without reading it.
+SOURCES_FILE = "sources.parquet"
+SOURCES_SCHEMA = pa.schema(
+    [("source_uri", pa.string()), ("size_bytes", pa.int64()), ("mtime_ns", pa.int64()), ("sha256", pa.string())]
+)
 
 
 @dataclass(frozen=True)
@@ -68,3 +79,35 @@ def read_source(uri: str) -> bytes:
     fs, path = pafs.FileSystem.from_uri(uri)
     with fs.open_input_stream(path) as f:
         return f.read()
+
+
+def read_source_hashes(out_dir: Path) -> dict[tuple[str, int, int], str]:
+    """(source URI, size, mtime in ns) -> sha256 of the files earlier runs hashed; {} when there is no record."""
+    path = Path(out_dir) / SOURCES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        rows = pq.read_table(path, schema=SOURCES_SCHEMA).to_pylist()
+    except (pa.ArrowInvalid, OSError) as exc:  # a damaged record only costs a re-hash
+        log.warning("ignoring %s (%s): unchanged files are hashed again", path, exc)
+        return {}
+    return {(r["source_uri"], r["size_bytes"], r["mtime_ns"]): r["sha256"] for r in rows}
+
+
+def write_source_hashes(out_dir: Path, hashes: Mapping[tuple[str, int, int], str]) -> Path:
+    """Replace DIR/sources.parquet (atomically) with `hashes`: (source URI, size, mtime in ns) -> sha256."""
+    keys = sorted(hashes)
+    table = pa.table(
+        {
+            "source_uri": [k[0] for k in keys],
+            "size_bytes": [k[1] for k in keys],
+            "mtime_ns": [k[2] for k in keys],
+            "sha256": [hashes[k] for k in keys],
+        },
+        schema=SOURCES_SCHEMA,
+    )
+    path = Path(out_dir) / SOURCES_FILE
+    tmp = path.with_name(f".{SOURCES_FILE}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path

@@ -54,9 +54,15 @@ def import_shard(services: Services, source: bytes | Path, *, name: str, shard_s
 
 
 def _read(services: Services, path: Path, name: str) -> VideoBatch:
-    model = services.model
+    model, limits = services.model, services.limits
     return read_shard(
-        path, name, model_identity=model.identity, dim=model.embed_dim, thumbnails=services.config.media.thumbnails
+        path,
+        name,
+        model_identity=model.identity,
+        dim=model.embed_dim,
+        thumbnails=services.config.media.thumbnails,
+        max_rows=limits.max_shard_rows,
+        max_bytes=limits.max_shard_bytes,
     )
 
 
