@@ -1,5 +1,6 @@
 """Issue 13: a bounded soak. Eight clients mix good, malformed and oversized ingests with search, score,
-export, delete and stored tasks (create, score, delete, and tasks over the caps) against one server for 60 s; then nothing was INTERNAL, memory stayed bounded,
+export, delete, stored tasks (create, score, delete, and tasks over the caps) and bulk shards (good and
+wrongly typed) against one server for 60 s; then nothing was INTERNAL, memory stayed bounded,
 every acknowledged video is there, the index matches the catalog, and searches stayed responsive.
 """
 
@@ -15,9 +16,13 @@ import time
 
 import grpc
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from echosearch.server.bulk.shards import EmbeddedVideo, shard_table
 from echosearch.server.limits import Limits
+from echosearch.server.records import VideoMetadata
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
 from tests.fixtures.servers import start_inprocess
@@ -79,6 +84,7 @@ class Client:
             (self.export, 1),
             (self.delete, 2),
             (self.tasks, 1),
+            (self.imports, 1),
         ]
         weights = [w for _, w in actions]
         while not self.stop.is_set():
@@ -145,6 +151,45 @@ class Client:
         flt = pb.VideoFilter(video_ids=list(self.stored.values())[:3] or [1])
         for _ in self.stub.ExportEmbeddings(pb.ExportEmbeddingsRequest(filter=flt), timeout=60):
             pass
+
+    def imports(self) -> None:
+        """ImportEmbeddings of a small shard of new videos, or of a shard with a wrongly typed column."""
+        info = self.stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=60)
+        n = self.rng.randrange(10**9)
+        rng = np.random.default_rng(n)
+        videos = []
+        for i in range(3):
+            emb = rng.standard_normal((2, info.embed_dim)).astype(np.float32)
+            emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+            videos.append(EmbeddedVideo(
+                sha256=hashlib.sha256(f"soak-shard-{n}-{i}".encode()).hexdigest(), source_uri=f"/soak/{n}-{i}.avi",
+                size_bytes=100, total_frames=4, fps=30.0, width=64, height=64, frame_indices=np.array([0, 2]),
+                timestamps=np.array([0.0, 2 / 30]), embeddings=emb, metadata=VideoMetadata(tags={"soak": "bulk"}),
+            ))  # fmt: skip
+        table = shard_table(videos, info.model_identity, info.embed_dim)
+        broken = self.rng.random() < 0.3
+        if broken:  # fps as text: INVALID_ARGUMENT naming the column, never INTERNAL
+            i = table.column_names.index("fps")
+            table = table.set_column(i, "fps", pa.array(["30"] * table.num_rows)).replace_schema_metadata(
+                table.schema.metadata
+            )
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        data = sink.getvalue().to_pybytes()
+        head = pb.ImportEmbeddingsHeader(
+            shard_name=f"soak-{n}.parquet", size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest()
+        )
+        requests = [pb.ImportEmbeddingsRequest(header=head), pb.ImportEmbeddingsRequest(chunk=data)]
+        try:
+            reply = self.stub.ImportEmbeddings(iter(requests), timeout=60)
+        except grpc.RpcError as exc:
+            if broken and exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "fps" in exc.details():
+                return
+            raise
+        if broken:
+            self.unexpected.append("a shard with a text fps column was imported")
+        elif reply.videos_added != 3:
+            self.unexpected.append(f"a new shard added {reply.videos_added} videos, not 3")
 
     def tasks(self) -> None:
         """CreateTask / score / DeleteTask of a stored task of its own, and a task the caps must refuse."""
