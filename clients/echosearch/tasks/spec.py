@@ -103,6 +103,8 @@ class Task:
     source: str = ""  # set by the registry to "distribution:entry-point"
     # Regression only: a site recalibration of the predicted value, value = a * raw + b (stored tasks).
     calibration: tuple[float, float] | None = None
+    # Regression only: the unit of the predicted value ("%", "mmHg"), shown beside it; "" for none.
+    unit: str = ""
 
     def __post_init__(self) -> None:
         # Normalise the friendly spellings a plugin author may use; full checks in validate_task.

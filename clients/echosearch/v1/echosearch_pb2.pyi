@@ -381,7 +381,7 @@ class CategoryLabel(_message.Message):
     def __init__(self, value: _Optional[float] = ..., label: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("name", "kind", "description", "prompts", "values", "labels", "threshold", "placeholder", "source", "value_range", "calibration")
+    __slots__ = ("name", "kind", "description", "prompts", "values", "labels", "threshold", "placeholder", "source", "value_range", "unit", "calibration")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -392,6 +392,7 @@ class Task(_message.Message):
     PLACEHOLDER_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     VALUE_RANGE_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
     CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: TaskKind
@@ -403,8 +404,9 @@ class Task(_message.Message):
     placeholder: str
     source: str
     value_range: ValueRange
+    unit: str
     calibration: LinearCalibration
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., description: _Optional[str] = ..., prompts: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[_Union[CategoryLabel, _Mapping]]] = ..., threshold: _Optional[float] = ..., placeholder: _Optional[str] = ..., source: _Optional[str] = ..., value_range: _Optional[_Union[ValueRange, _Mapping]] = ..., calibration: _Optional[_Union[LinearCalibration, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., description: _Optional[str] = ..., prompts: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[_Union[CategoryLabel, _Mapping]]] = ..., threshold: _Optional[float] = ..., placeholder: _Optional[str] = ..., source: _Optional[str] = ..., value_range: _Optional[_Union[ValueRange, _Mapping]] = ..., unit: _Optional[str] = ..., calibration: _Optional[_Union[LinearCalibration, _Mapping]] = ...) -> None: ...
 
 class LinearCalibration(_message.Message):
     __slots__ = ("a", "b")
@@ -489,18 +491,22 @@ class ScoreVideosResponse(_message.Message):
     def __init__(self, scores: _Optional[_Iterable[_Union[VideoScore, _Mapping]]] = ..., task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
 
 class VideoScore(_message.Message):
-    __slots__ = ("video_id", "score", "value", "label", "decision")
+    __slots__ = ("video_id", "score", "value", "label", "decision", "percentile", "percentile_of")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
+    PERCENTILE_FIELD_NUMBER: _ClassVar[int]
+    PERCENTILE_OF_FIELD_NUMBER: _ClassVar[int]
     video_id: int
     score: float
     value: float
     label: str
     decision: bool
-    def __init__(self, video_id: _Optional[int] = ..., score: _Optional[float] = ..., value: _Optional[float] = ..., label: _Optional[str] = ..., decision: _Optional[bool] = ...) -> None: ...
+    percentile: float
+    percentile_of: int
+    def __init__(self, video_id: _Optional[int] = ..., score: _Optional[float] = ..., value: _Optional[float] = ..., label: _Optional[str] = ..., decision: _Optional[bool] = ..., percentile: _Optional[float] = ..., percentile_of: _Optional[int] = ...) -> None: ...
 
 class ExportEmbeddingsRequest(_message.Message):
     __slots__ = ("filter",)

@@ -15,6 +15,8 @@ from typing import Any
 from echosearch.tasks import Task, TaskKind
 
 TASKS_FILE = "echoclip_tasks.json"
+# The units of the regression tasks' values (the JSON keeps the published prompts verbatim, so they live here).
+UNITS = {"ejection_fraction": "%", "pulmonary_artery_pressure": "mmHg"}
 
 
 def _describe(spec: dict[str, Any]) -> str:
@@ -25,8 +27,8 @@ def _describe(spec: dict[str, Any]) -> str:
         extra = f"; decision threshold {spec['threshold']}" if "threshold" in spec else ""
         return f"{what}: mean cosine with the prompts, in [-1, 1]{extra}. {origin}"
     if kind is TaskKind.REGRESSION:
-        r = spec["values"]
-        return f"{what}: predicted value in {r['from']}..{r['to']}. {origin}"
+        r, unit = spec["values"], UNITS.get(spec["name"], "")
+        return f"{what}: predicted value in {r['from']}..{r['to']}{' ' + unit if unit else ''}. {origin}"
     names = ", ".join(f"{k}={v}" for k, v in spec.get("labels", {}).items())
     return f"{what}: predicted category ({names}). {origin}"
 
@@ -42,6 +44,7 @@ def task_from_spec(spec: dict[str, Any]) -> Task:
         labels=spec.get("labels", {}),
         threshold=spec.get("threshold"),
         placeholder=spec.get("placeholder", "<#>"),
+        unit=UNITS.get(spec["name"], ""),
     )
 
 

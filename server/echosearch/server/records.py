@@ -61,8 +61,7 @@ class VideoRecord:
     model_identity: str
     metadata: VideoMetadata
     seq: int  # catalog write sequence number of the ingest
-    # why the frames have no thumbnails although the server keeps them (media/dicom/phi.py's codes); None: kept
-    thumbnails_withheld: str | None = None
+    thumbnails_withheld: str | None = None  # why no thumbnails although kept (media/dicom/phi.py); None: kept
 
 
 @dataclass(frozen=True)
@@ -297,6 +296,8 @@ class VideoScore:
     value: float | None
     label: str | None
     decision: bool | None
+    percentile: float | None = None  # binary: the share (0-100) of the selection's videos scoring at most this
+    percentile_of: int = 0  # ... among this many
 
 
 @dataclass(frozen=True)

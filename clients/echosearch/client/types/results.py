@@ -107,6 +107,9 @@ class VideoScore:
     value: float | None
     label: str | None
     decision: bool | None
+    # binary tasks: the share (0-100) of the selection's stored videos scoring at most this, among how many
+    percentile: float | None = None
+    percentile_of: int = 0
 
     @classmethod
     def from_proto(cls, s: pb.VideoScore) -> VideoScore:
@@ -116,4 +119,6 @@ class VideoScore:
             s.value if s.HasField("value") else None,
             s.label or None,
             s.decision if s.HasField("decision") else None,
+            s.percentile if s.HasField("percentile") else None,
+            s.percentile_of,
         )

@@ -28,6 +28,7 @@ class Task:
     source: str
     value_range: tuple[float, float, float] | None  # regression: (start, stop, step), inclusive
     calibration: tuple[float, float] | None = None  # stored regression tasks: value = a * raw + b
+    unit: str = ""  # regression: the value's unit ("%", "mmHg"), "" when the task names none
 
     @classmethod
     def from_proto(cls, t: pb.Task) -> Task:
@@ -45,6 +46,7 @@ class Task:
             t.source,
             value_range,
             (t.calibration.a, t.calibration.b) if t.HasField("calibration") else None,
+            t.unit,
         )
 
 

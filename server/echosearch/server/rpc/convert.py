@@ -260,6 +260,7 @@ def task_to_proto(task: Task) -> pb.Task:
         labels=[pb.CategoryLabel(value=float(v), label=str(name)) for v, name in sorted(labels.items())],
         placeholder=task.placeholder if task.kind.value == "regression" else "",
         source=task.source or "request",
+        unit=task.unit,
     )
     if isinstance(values, ValueRange):
         msg.value_range.CopyFrom(pb.ValueRange(start=values.start, stop=values.stop, step=values.step))
@@ -339,6 +340,8 @@ def score_to_proto(score: VideoScore) -> pb.VideoScore:
         msg.value = float(score.value)
     if score.decision is not None:
         msg.decision = bool(score.decision)
+    if score.percentile is not None:
+        msg.percentile, msg.percentile_of = float(score.percentile), int(score.percentile_of)
     return msg
 
 

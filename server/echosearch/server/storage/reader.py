@@ -57,6 +57,10 @@ class CatalogReader:
         """How many videos match `flt`."""
         return self._catalog.count_videos(flt)
 
+    def last_seq(self) -> int:
+        """The sequence number of the latest committed write: any change to the videos moves it."""
+        return self._catalog.last_seq()
+
     def count_frames(self) -> int:
         """Stored frames in total."""
         return self._catalog.count_frames()

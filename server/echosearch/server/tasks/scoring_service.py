@@ -19,6 +19,7 @@ from echosearch.server.errors import NotFoundError
 from echosearch.server.records import VideoFilter, VideoScore
 from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.store import Store
+from echosearch.server.tasks.percentiles import ScoreDistributions, has_percentile, percentile_of
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
 from echosearch.server.tasks.resident_scoring import resident_scorer
 from echosearch.server.tasks.scoring_math import TaskScores, mean_prompt_embedding, score_task, task_scores
@@ -38,6 +39,7 @@ class TaskScorer:
         self.store = store
         self.catalog: CatalogReader = store.reader
         self.prompts = prompts
+        self.distributions = ScoreDistributions(store)
 
     def task_embeddings(self, task: Task) -> np.ndarray:
         """The task's candidate-text embeddings, from the prompt cache (each text encoded once per model)."""
@@ -64,8 +66,22 @@ class TaskScorer:
         assert 1 <= batch_size <= MAX_SCORE_BATCH and (top_k is None or bottom_k is None), (batch_size, top_k, bottom_k)
         k, lowest = (bottom_k, True) if bottom_k is not None else (top_k, False)
         assert k is None or 1 <= k <= MAX_K, k
+        selection = flt
         flt = self._with_ids(flt, video_ids)
         text_emb = self.task_embeddings(task)
+        batches = self._scored(task, text_emb, flt, k, lowest, batch_size)
+        if not has_percentile(task):
+            yield from batches
+            return
+        # the percentile is among the videos of the request's filter (without its id list: a video page
+        # asks for one video, and wants its place among all)
+        dist = self.distributions.scores(task, mean_prompt_embedding(task, text_emb), selection)
+        for batch in batches:
+            yield [replace(s, percentile=percentile_of(dist, s.score), percentile_of=len(dist)) for s in batch]
+
+    def _scored(
+        self, task: Task, text_emb: np.ndarray, flt: VideoFilter | None, k: int | None, lowest: bool, batch_size: int
+    ) -> Iterator[list[VideoScore]]:
         if k is not None and task.kind == TaskKind.BINARY and task.aggregate is None:
             yield from self._score_top(task, text_emb, flt, k, batch_size, lowest=lowest)
             return

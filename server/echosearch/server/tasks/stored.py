@@ -52,6 +52,7 @@ def task_to_json(task: Task) -> str:
             "threshold": task.threshold,
             "placeholder": task.placeholder,
             "calibration": list(task.calibration) if task.calibration else None,
+            "unit": task.unit,
         }
     )
 
@@ -69,6 +70,7 @@ def task_from_json(text: str) -> Task:
         threshold=d.get("threshold"),
         placeholder=d.get("placeholder") or "<#>",
         calibration=tuple(d["calibration"]) if d.get("calibration") else None,
+        unit=d.get("unit", ""),
         source=STORED_SOURCE,
     )
 
