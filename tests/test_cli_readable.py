@@ -85,3 +85,33 @@ def test_a_manifest_inside_the_ingested_folder_is_not_reported_as_skipped(capsys
     rc, out, err = run(capsys, server, "ingest", str(tmp_path), "--manifest", str(tmp_path / "studies.csv"))
     assert rc == 0, err
     assert "studies.csv" not in err and "notes.txt" in err and "1 not video or DICOM (skipped)" in err
+
+
+# ---- issue 19 item 1: task results a cardiologist can read ---------------------------------------------
+
+
+def test_score_tables_and_json_are_readable(capsys, server, client) -> None:
+    ids = [client.ingest(make_video(seed=520 + i, frames=8), source_name=f"r{i}.avi").video.video_id for i in range(4)]
+    total = client.info().videos
+    rc, out, err = run(capsys, server, "score", "pacemaker", "--ids", str(ids[0]))
+    assert rc == 0, err
+    assert "percentile (among the selection)" in out and f"of {total}" in out  # e.g. "50th of 12"
+    assert "mean cosine similarity" in err and "decision: score >" in err
+    rc, out, err = run(capsys, server, "score", "atrial_fibrillation", "--ids", str(ids[0]))
+    assert "no threshold, so no decision" in err and "--calibrate NAME" in err
+    rc, out, err = run(capsys, server, "score", "ejection_fraction", "--ids", *map(str, ids))
+    assert rc == 0 and "(regression): the value in %" in err
+    values = [line.split()[1:3] for line in out.splitlines()[2:] if line.strip()]
+    assert values and all(unit == "%" and number.isdigit() for number, unit in values), out  # "48 %", not "48.0000"
+    rc, out, err = run(capsys, server, "score", "left_ventricle_size", "--ids", *map(str, ids))
+    task = next(t for t in client.list_tasks() if t.name == "left_ventricle_size")
+    assert rc == 0 and "category" in out.splitlines()[0]
+    cells = {line.split()[1] for line in out.splitlines()[2:] if line.strip()}
+    assert cells and cells <= {name.split()[0] for name in task.labels.values()}, (cells, task.labels)
+    assert not any("." in c for c in cells)  # a name, never a fractional code
+    rc, out, _ = run(capsys, server, "score", "pacemaker", "--ids", str(ids[1]), "--json")
+    row = json.loads(out.splitlines()[0])
+    assert 0 < row["percentile"] <= 100 and row["percentile_of"] == total
+    rc, out, _ = run(capsys, server, "tasks")
+    ef = next(line for line in out.splitlines() if line.startswith("ejection_fraction"))
+    assert "values 0..100 step 1 %" in ef

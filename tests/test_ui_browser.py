@@ -171,3 +171,35 @@ def test_screening_and_error_pages(ui, web):
     assert "NOT_FOUND" in body and "no video with id 424242" in body and "Traceback" not in body
     _shot(web, "error")
     assert csp_violations(web) == []
+
+
+def test_task_results_are_readable_on_the_video_and_screening_pages(ui, web):
+    """Issue 19 item 1: percentiles for binary tasks, the unit of a regression task, category names."""
+    from selenium.webdriver.common.by import By
+
+    web_ui, client, _ = ui
+    first = client.list_videos(page_size=1).videos[0].video_id
+    web.get(web_ui.url + f"/video/{first}")
+    _wait(web, "ol.frames img", 1)
+    rows = {}
+    for tr in web.find_elements(By.CSS_SELECTOR, "table tr"):
+        cells = [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+        if len(cells) == 5:
+            rows[cells[0]] = cells
+    assert rows["pacemaker"][3].endswith(f"of {N_VIDEOS} percentile"), rows["pacemaker"]  # e.g. "50th of 6"
+    assert rows["pacemaker"][2].startswith("similarity ")
+    assert rows["atrial_fibrillation"][4] == "no threshold"
+    assert rows["ejection_fraction"][2].endswith(" %") and "." not in rows["ejection_fraction"][2]
+    lv = next(t for t in client.list_tasks() if t.name == "left_ventricle_size")
+    assert rows["left_ventricle_size"][2] in lv.labels.values()  # a name, not a fractional code
+    text = web.find_element(By.TAG_NAME, "body").text
+    assert "What these numbers are" in text and "not medicine" in text  # the model is random:*
+    assert csp_violations(web) == []
+    web.get(web_ui.url + "/screen?task=left_ventricle_size&k=3")
+    table = web.find_element(By.CSS_SELECTOR, "table.categories").text
+    assert all(name in table for name in lv.labels.values()), table
+    assert not web.find_elements(By.CSS_SELECTOR, "svg.chart")  # no histogram of fractional codes
+    shown = [e.text for e in web.find_elements(By.CSS_SELECTOR, ".card .score")]
+    assert shown and set(shown) <= set(lv.labels.values()), shown
+    _shot(web, "screening-categorical")
+    assert csp_violations(web) == []

@@ -55,6 +55,22 @@ def fmt_time(value: datetime) -> str:
     return utc.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def fmt_percentile(percentile: float | None, among: int) -> str:
+    """Where a binary score stands: '87th of 120' (the share of the selection's videos scoring at most it)."""
+    if percentile is None or among <= 0:
+        return "-"
+    n = int(round(percentile))
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix} of {among}"
+
+
+def fmt_measure(value: float | None, unit: str) -> str:
+    """A predicted value with its unit, at the precision the estimate has: '48 %', '31 mmHg'; else 4 digits."""
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value:.0f} {unit}" if unit else f"{value:.4g}"
+
+
 def fmt_threshold(value: float) -> str:
     """A decision threshold to 4 significant digits (a fitted one has 17, which nobody reads)."""
     return f"{value:.4g}"

@@ -13,7 +13,7 @@ from typing import Any
 from echosearch.client.cli_args import filter_arg, positive_int, subcommand
 from echosearch.client.cli_examples import EXAMPLES
 from echosearch.client.client import Client
-from echosearch.client.output import Progress, fmt_threshold, print_json, print_table
+from echosearch.client.output import Progress, fmt_measure, fmt_percentile, fmt_threshold, print_json, print_table
 from echosearch.client.params import UsageError, parse_custom_task, parse_filter
 from echosearch.client.types import CustomTask, Task, VideoFilter, VideoScore
 
@@ -68,29 +68,46 @@ def candidate_count(task: Task | CustomTask) -> int:
 
 
 def columns(task: Task | None) -> tuple[list[str], Any]:
-    """The headers and a row builder that show only what applies to the task's kind."""
+    """The headers and a row builder that show only what applies to the task's kind, readably: a binary score
+    with its percentile among the selection (and decision), a regression value with its unit, a category by
+    name."""
     kind = task.kind if task is not None else ""
+    place = "percentile (among the selection)"
     if kind == "binary":
         if task is not None and task.threshold is not None:
-            return ["id", "score", f"decision (score > {fmt_threshold(task.threshold)})", "source"], lambda s, n: [
-                s.video_id, s.score, s.decision, n,
-            ]  # fmt: skip
-        return ["id", "score", "source"], lambda s, n: [s.video_id, s.score, n]
+            return ["id", "score", place, f"decision (score > {fmt_threshold(task.threshold)})", "source"], (
+                lambda s, n: [s.video_id, s.score, fmt_percentile(s.percentile, s.percentile_of), s.decision, n]
+            )
+        return ["id", "score", place, "source"], lambda s, n: [
+            s.video_id, s.score, fmt_percentile(s.percentile, s.percentile_of), n,
+        ]  # fmt: skip
     if kind == "regression":
-        return ["id", "value", "source"], lambda s, n: [s.video_id, s.value, n]
+        unit = task.unit if task is not None else ""
+        return ["id", "value", "source"], lambda s, n: [s.video_id, fmt_measure(s.value, unit), n]
     if kind == "categorical":
-        return ["id", "label", "value", "source"], lambda s, n: [s.video_id, s.label, s.value, n]
+        return ["id", "category", "source"], lambda s, n: [s.video_id, s.label, n]
     return ["id", "score", "value", "label", "decision", "source"], lambda s, n: [
         s.video_id, s.score, s.value, s.label, s.decision, n,
     ]  # fmt: skip
 
 
 def describe(task: Task) -> str:
-    """The line above the table: the task, its kind and (binary) its threshold."""
-    extra = (
-        f", threshold {fmt_threshold(task.threshold)}" if task.kind == "binary" and task.threshold is not None else ""
-    )
-    return f"task {task.name} ({task.kind}{extra})"
+    """The lines above the table: the task, its kind, and what its numbers are."""
+    if task.kind == "binary":
+        head = f"task {task.name} (binary): score = mean cosine similarity of the frames with the prompts"
+        if task.threshold is not None:
+            return f"{head}; decision: score > {fmt_threshold(task.threshold)}"
+        return (
+            f"{head}; no threshold, so no decision: calibrate one on labelled videos with "
+            f"`echosearch evaluate {task.name} --labels LABELS.csv --calibrate NAME`"
+        )
+    if task.kind == "regression":
+        unit = f" in {task.unit}" if task.unit else ""
+        return f"task {task.name} (regression): the value{unit} whose prompts the frames match best"
+    if task.kind == "categorical":
+        names = ", ".join(task.labels.values())
+        return f"task {task.name} (categorical): the category whose prompts the frames match best ({names})"
+    return f"task {task.name} ({task.kind})"
 
 
 def _registered(client: Client, name: str) -> Task | None:
@@ -182,7 +199,7 @@ def cmd_tasks(client: Client, args: argparse.Namespace) -> int:
     for t in tasks:
         answer = f"threshold {fmt_threshold(t.threshold)}" if t.threshold is not None else ""
         if t.value_range:
-            answer = "values {:g}..{:g} step {:g}".format(*t.value_range)
+            answer = "values {:g}..{:g} step {:g}".format(*t.value_range) + (f" {t.unit}" if t.unit else "")
         elif t.labels:
             answer = ", ".join(t.labels.values())
         rows.append([t.name, t.kind, len(t.prompts), answer, t.source, _truncate(t.description, DESCRIPTION_WIDTH)])

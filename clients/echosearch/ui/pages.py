@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from echosearch.client.client import ApiError, Client
+from echosearch.client.output import fmt_measure, fmt_percentile
 from echosearch.client.types import SearchResult, Task, Video, VideoFilter
 from echosearch.ui.charts import frame_scores_svg, histogram_svg
 
@@ -37,14 +38,24 @@ def result_card(r: SearchResult) -> dict[str, Any]:
 
 
 def _task_row(client: Client, task: Task, video_id: int) -> dict[str, Any]:
+    """One task's result for a person: what it is (score, value with its unit, or category), where it stands
+    among the stored videos (binary: its percentile), and the decision, or why there is none."""
     try:
         s = next(iter(client.score(task.name, video_ids=[video_id])), None)
     except ApiError as exc:  # one failing task must not hide the others
         return {"task": task, "error": f"{exc.code.name}: {exc.message}"}
     if s is None:
         return {"task": task, "error": "no score"}
-    value = s.value if s.value is not None else s.score
-    return {"task": task, "value": value, "label": s.label, "decision": s.decision, "error": None}
+    row: dict[str, Any] = {"task": task, "error": None, "decision": s.decision, "place": "", "no_threshold": False}
+    if task.kind == "binary":
+        row["result"] = f"similarity {s.score:.4f}"
+        row["place"] = fmt_percentile(s.percentile, s.percentile_of)
+        row["no_threshold"] = task.threshold is None
+    elif task.kind == "regression":
+        row["result"] = fmt_measure(s.value, task.unit)
+    else:
+        row["result"] = s.label or fmt_measure(s.value, "")
+    return row
 
 
 def video_page(client: Client, video_id: int, text: str) -> dict[str, Any]:
@@ -71,6 +82,7 @@ def video_page(client: Client, video_id: int, text: str) -> dict[str, Any]:
         "strip_chart": frame_scores_svg([s["similarity"] for s in strip]) if similarity else "",
         "scores": [_task_row(client, t, video_id) for t in client.list_tasks()],
         "similar": similar,
+        "random_weights": client.info().model_spec.startswith("random:"),
     }
 
 
@@ -107,6 +119,15 @@ def screen(client: Client, task_name: str, flt: VideoFilter | None, k: int) -> d
         else {}
     )
 
+    labels = {s.video_id: s.label for s in rows if s.label}
+    unit = task.unit if task is not None else ""
+
+    def shown(v: int, x: float) -> str:
+        """The number as a person reads it: the category's name, a value with its unit, or the score."""
+        if task is not None and task.kind == "categorical":
+            return labels.get(v, "-")
+        return fmt_measure(x, unit) if regression else f"{x:.4f}"
+
     def cards(part: list[tuple[int, float]]) -> list[dict[str, Any]]:
         return [
             {
@@ -114,6 +135,7 @@ def screen(client: Client, task_name: str, flt: VideoFilter | None, k: int) -> d
                 "src": f"/frame/{v}/0.jpg",
                 "name": videos[v].source_name if v in videos else str(v),
                 "score": x,
+                "shown": shown(v, x),
                 "metadata": _metadata(videos[v]) if v in videos else {},
             }
             for v, x in part
@@ -123,12 +145,24 @@ def screen(client: Client, task_name: str, flt: VideoFilter | None, k: int) -> d
         "task": task,
         "count": len(pairs),
         "histogram": hist,
+        "categories": _category_counts(task, rows) if task is not None and task.kind == "categorical" else [],
         "regression": regression,
         "positives": sum(1 for s in rows if s.decision) if threshold is not None else None,
         "top": cards(ranked[:k]),
         "lowest": cards(ranked[::-1][:k]) if both_ends else [],
         "all_shown": k >= len(ranked),
     }
+
+
+def _category_counts(task: Task, rows: list[Any]) -> list[dict[str, Any]]:
+    """How many videos fell in each category, in the task's value order (the screening page's distribution)."""
+    counts: dict[str, int] = {}
+    for s in rows:
+        if s.label:
+            counts[s.label] = counts.get(s.label, 0) + 1
+    total = max(1, sum(counts.values()))
+    order = [task.labels[v] for v in sorted(task.labels)] or sorted(counts)
+    return [{"label": name, "count": counts.get(name, 0), "share": 100 * counts.get(name, 0) / total} for name in order]
 
 
 def run_evaluation(
