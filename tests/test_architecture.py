@@ -130,6 +130,7 @@ LAYER_OF = {
     "echosearch.server.model": "components",
     "echosearch.server.bulk": "components",
     "echosearch.server.records": "base",
+    "echosearch.server.status_records": "base",
     "echosearch.server.errors": "base",
     "echosearch.server.lru": "base",
     "echosearch.server.cancellation": "base",

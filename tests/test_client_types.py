@@ -12,7 +12,15 @@ import dataclasses
 import pytest
 
 from echosearch.client import types as client
-from echosearch.server import records as server
+from echosearch.server import records, status_records
+
+
+class server:  # the server's records, wherever they live
+    def __getattr__(self, name):
+        return getattr(records, name, None) or getattr(status_records, name)
+
+
+server = server()
 
 # (client type, server record, {client-only field: why}, {server-only field: why})
 MIRRORS = [
@@ -30,8 +38,13 @@ MIRRORS = [
     (
         "ServerInfo",
         "ServerInfo",
-        {f"search_{f}": "SearchBackendInfo, flattened" for f in ("backend", "device", "precision", "memory_bytes")},
-        {"search": "flattened into search_* on the client", "decode": "merged into EncoderInfo's decode_* fields"},
+        {f"search_{f}": "SearchBackendInfo, flattened" for f in ("backend", "device", "precision", "memory_bytes")}
+        | {f"warm_up_{f}": "WarmUpState, flattened" for f in ("texts_done", "texts_total", "finished", "error")},
+        {
+            "search": "flattened into search_* on the client",
+            "decode": "merged into EncoderInfo's decode_* fields",
+            "warm_up": "flattened into warm_up_* on the client",
+        },
     ),
     (
         "EncoderInfo",

@@ -334,3 +334,55 @@ def test_screening_with_k_over_the_selection_shows_one_list(server, tmp_path):
             assert "Lowest" not in body and "All 1 videos, highest first" in body
         finally:
             ui.stop()
+
+
+def test_the_video_page_shows_the_prompt_warm_up_instead_of_waiting(serve_inprocess, tmp_path):
+    """Issue 19 item 2: while the server still encodes task prompts, the page says how far it is, at once."""
+    import threading
+
+    from echosearch.server.services.warmup import WarmUp
+
+    running = serve_inprocess("warming", warm_up=True)
+    services = running.services
+    release = threading.Event()
+    services.warm_up.when_over(60)
+    blocked = WarmUp(services.registry.list(), lambda texts: release.wait(60)).start()
+    services.warm_up = blocked  # a warm-up that has not finished
+    try:
+        with Client(running.address, timeout=60) as client:
+            vid = client.ingest(make_video(seed=7, frames=8), source_name="w.avi").video.video_id
+            info = client.info()
+            assert not info.warm_up_finished and info.warm_up_texts_total > 0
+            ui = _ui(client, tmp_path)
+            try:
+                status, body = _get(ui.url + f"/video/{vid}")
+                assert status == 200 and "preparing the task prompts" in body and "texts encoded" in body
+                release.set()
+                assert blocked.when_over(30)
+                status, body = _get(ui.url + f"/video/{vid}")
+                assert "preparing the task prompts" not in body and "pacemaker" in body
+            finally:
+                ui.stop()
+    finally:
+        release.set()
+
+
+def test_a_restart_finds_the_prompts_in_the_catalog(tmp_path):
+    """The warm-up fills the persistent prompt cache once; the next start encodes nothing."""
+    from tests.fixtures.servers import start_inprocess
+
+    first = start_inprocess(tmp_path / "data", warm_up=True)
+    try:
+        assert first.services.warm_up.when_over(120)
+        state = first.services.warm_up.state()
+        assert state.finished and state.texts_done == state.texts_total > 500 and not state.error
+        unique = {text for task in first.services.registry.list() for text in task.candidate_texts()}
+        assert first.services.prompts.encoded_texts == len(unique)  # each text once, however many tasks share it
+    finally:
+        first.stop(2)
+    again = start_inprocess(tmp_path / "data", warm_up=True)
+    try:
+        assert again.services.warm_up.when_over(60)
+        assert again.services.prompts.encoded_texts == 0  # every text came from the catalog
+    finally:
+        again.stop(2)

@@ -62,6 +62,7 @@ def video_page(client: Client, video_id: int, text: str) -> dict[str, Any]:
     """A video: its frame strip (with each frame's similarity to `text`), task scores, metadata, similar videos."""
     video = client.get_video(video_id)
     frames = client.get_frames(video_id)
+    info = client.info()
     similarity: dict[int, float] = {}
     if text:
         hits = client.search_by_text(
@@ -80,9 +81,11 @@ def video_page(client: Client, video_id: int, text: str) -> dict[str, Any]:
         "q": text,
         "strip": strip,
         "strip_chart": frame_scores_svg([s["similarity"] for s in strip]) if similarity else "",
-        "scores": [_task_row(client, t, video_id) for t in client.list_tasks()],
+        # While the server still encodes the task prompts (first start), say how far it is instead of waiting.
+        "scores": [_task_row(client, t, video_id) for t in client.list_tasks()] if info.warm_up_finished else [],
+        "warming_up": None if info.warm_up_finished else (info.warm_up_texts_done, info.warm_up_texts_total),
         "similar": similar,
-        "random_weights": client.info().model_spec.startswith("random:"),
+        "random_weights": info.model_spec.startswith("random:"),
     }
 
 

@@ -529,7 +529,7 @@ class GetServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetServerInfoResponse(_message.Message):
-    __slots__ = ("version", "model_spec", "model_identity", "device", "precision", "embed_dim", "index_factory", "index_on_gpu", "videos", "frames", "tasks", "max_upload_bytes", "skipped_plugins", "search", "encoder")
+    __slots__ = ("version", "model_spec", "model_identity", "device", "precision", "embed_dim", "index_factory", "index_on_gpu", "videos", "frames", "tasks", "max_upload_bytes", "skipped_plugins", "search", "encoder", "warm_up_texts_done", "warm_up_texts_total", "warm_up_finished", "warm_up_error")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_SPEC_FIELD_NUMBER: _ClassVar[int]
     MODEL_IDENTITY_FIELD_NUMBER: _ClassVar[int]
@@ -545,6 +545,10 @@ class GetServerInfoResponse(_message.Message):
     SKIPPED_PLUGINS_FIELD_NUMBER: _ClassVar[int]
     SEARCH_FIELD_NUMBER: _ClassVar[int]
     ENCODER_FIELD_NUMBER: _ClassVar[int]
+    WARM_UP_TEXTS_DONE_FIELD_NUMBER: _ClassVar[int]
+    WARM_UP_TEXTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    WARM_UP_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    WARM_UP_ERROR_FIELD_NUMBER: _ClassVar[int]
     version: str
     model_spec: str
     model_identity: str
@@ -560,7 +564,11 @@ class GetServerInfoResponse(_message.Message):
     skipped_plugins: _containers.RepeatedCompositeFieldContainer[PluginProblem]
     search: SearchBackendInfo
     encoder: EncoderInfo
-    def __init__(self, version: _Optional[str] = ..., model_spec: _Optional[str] = ..., model_identity: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., embed_dim: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_on_gpu: _Optional[bool] = ..., videos: _Optional[int] = ..., frames: _Optional[int] = ..., tasks: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., skipped_plugins: _Optional[_Iterable[_Union[PluginProblem, _Mapping]]] = ..., search: _Optional[_Union[SearchBackendInfo, _Mapping]] = ..., encoder: _Optional[_Union[EncoderInfo, _Mapping]] = ...) -> None: ...
+    warm_up_texts_done: int
+    warm_up_texts_total: int
+    warm_up_finished: bool
+    warm_up_error: str
+    def __init__(self, version: _Optional[str] = ..., model_spec: _Optional[str] = ..., model_identity: _Optional[str] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., embed_dim: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_on_gpu: _Optional[bool] = ..., videos: _Optional[int] = ..., frames: _Optional[int] = ..., tasks: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., skipped_plugins: _Optional[_Iterable[_Union[PluginProblem, _Mapping]]] = ..., search: _Optional[_Union[SearchBackendInfo, _Mapping]] = ..., encoder: _Optional[_Union[EncoderInfo, _Mapping]] = ..., warm_up_texts_done: _Optional[int] = ..., warm_up_texts_total: _Optional[int] = ..., warm_up_finished: _Optional[bool] = ..., warm_up_error: _Optional[str] = ...) -> None: ...
 
 class SearchBackendInfo(_message.Message):
     __slots__ = ("backend", "device", "precision", "memory_bytes", "memory_cap_bytes")

@@ -33,7 +33,7 @@ from echosearch.server.encoder_jobs import FramesJob, Slice, TextJob, gather, sp
 from echosearch.server.encoder_options import DEFAULT_BATCH_FRAMES, EncoderOptions
 from echosearch.server.errors import RequestCancelledError, TooLargeError
 from echosearch.server.model import EchoClipModel
-from echosearch.server.records import EncoderStats
+from echosearch.server.status_records import EncoderStats
 
 log = logging.getLogger(__name__)
 

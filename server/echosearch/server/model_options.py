@@ -27,3 +27,9 @@ class ModelOptions:
     )
     device: str = option("auto", flag="--device", choices=DEVICES, help="(default {default}: cuda if present)")
     precision: str = option("fp32", flag="--precision", choices=PRECISION_NAMES, help="(default {default})")
+    warm_up: bool = option(
+        True,
+        flag="--warm-up",
+        help="encode every registered task's prompts in the background after start, into the persistent prompt "
+        "cache, so the first video page and score need not (default {default}; `info` shows its progress)",
+    )

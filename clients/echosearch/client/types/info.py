@@ -59,6 +59,11 @@ class ServerInfo:
     search_precision: str = ""
     search_memory_bytes: int = 0
     encoder: EncoderInfo | None = None  # None from servers without the batching encoder
+    # the prompt warm-up: registered tasks' texts encoded (or found cached) so far, of all; finished when done
+    warm_up_texts_done: int = 0
+    warm_up_texts_total: int = 0
+    warm_up_finished: bool = True
+    warm_up_error: str = ""
 
     @classmethod
     def from_proto(cls, i: pb.GetServerInfoResponse) -> ServerInfo:
@@ -81,4 +86,8 @@ class ServerInfo:
             search_precision=i.search.precision,
             search_memory_bytes=i.search.memory_bytes,
             encoder=EncoderInfo.from_proto(i.encoder) if i.HasField("encoder") else None,
+            warm_up_texts_done=i.warm_up_texts_done,
+            warm_up_texts_total=i.warm_up_texts_total,
+            warm_up_finished=i.warm_up_finished,
+            warm_up_error=i.warm_up_error,
         )

@@ -33,7 +33,7 @@ from echosearch.server.errors import (
 from echosearch.server.media.options import MediaOptions, default_decode_workers
 from echosearch.server.media.prepare import PrepareOptions, prepare
 from echosearch.server.media.preprocess import PreparedVideo
-from echosearch.server.records import DecodePoolStats
+from echosearch.server.status_records import DecodePoolStats
 
 log = logging.getLogger(__name__)
 

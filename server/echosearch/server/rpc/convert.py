@@ -16,9 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from echosearch.server.errors import InvalidRequestError
 from echosearch.server.records import (
-    DecodePoolStats,
     DeleteOutcome,
-    EncoderStats,
     FrameEmbeddings,
     FrameHit,
     ImportOutcome,
@@ -26,13 +24,13 @@ from echosearch.server.records import (
     PluginProblem,
     Sampling,
     SearchResult,
-    ServerInfo,
     TaskRequest,
     VideoFilter,
     VideoMetadata,
     VideoRecord,
     VideoScore,
 )
+from echosearch.server.status_records import DecodePoolStats, EncoderStats, ServerInfo
 from echosearch.tasks.spec import Task, ValueRange
 from echosearch.v1 import echosearch_pb2 as pb
 
@@ -369,6 +367,10 @@ def server_info_to_proto(info: ServerInfo) -> pb.GetServerInfoResponse:
             memory_cap_bytes=info.search.memory_cap_bytes,
         ),
         encoder=encoder_info_to_proto(info.encoder, info.decode),
+        warm_up_texts_done=info.warm_up.texts_done if info.warm_up else 0,
+        warm_up_texts_total=info.warm_up.texts_total if info.warm_up else 0,
+        warm_up_finished=info.warm_up.finished if info.warm_up else True,
+        warm_up_error=info.warm_up.error if info.warm_up else "",
     )
 
 

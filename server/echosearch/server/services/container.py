@@ -27,6 +27,7 @@ from echosearch.server.media.options import DICOM_MASKS
 from echosearch.server.model import EchoClipModel, load_model
 from echosearch.server.records import VideoFilter
 from echosearch.server.services.spool import UploadSpool
+from echosearch.server.services.warmup import WarmUp
 from echosearch.server.storage.filters import filter_terms
 from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.store import Store
@@ -56,6 +57,7 @@ class Services:
     phi_policy: PhiPolicy  # DICOM PatientID: hash (per-store key) | keep | drop
     spool: UploadSpool
     query_cache: LRUCache[str, np.ndarray] = field(default_factory=lambda: LRUCache(QUERY_CACHE_SIZE))
+    warm_up: WarmUp | None = None  # the background prompt warm-up (None: --warm-up off)
 
     @property
     def data_dir(self) -> Path:
@@ -80,7 +82,10 @@ class Services:
         return self.encoder.encode_texts(texts)
 
     def close(self) -> None:
-        """Stop the decode workers and the encoder, save the index and close the catalog; safe to call twice."""
+        """Stop the prompt warm-up, the decode workers and the encoder, save the index and close the catalog; safe
+        to call twice."""
+        if self.warm_up is not None:
+            self.warm_up.stop()
         self.decode_pool.close()
         self.encoder.close()
         self.store.close()
@@ -145,6 +150,8 @@ def open_services(
         phi_policy=phi_policy,
         spool=UploadSpool(data_dir),
     )
+    if config.model.warm_up:
+        services.warm_up = WarmUp(registry.list() + stored_tasks.list(), prompts.embed).start()
     log.info(
         "services ready: model %s on %s, %d videos / %d frames, index %s%s",
         model.identity,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from echosearch.server.records import SearchBackendInfo, ServerInfo
 from echosearch.server.services.container import Services
+from echosearch.server.status_records import SearchBackendInfo, ServerInfo, WarmUpState
 
 
 def package_version() -> str:
@@ -36,4 +36,5 @@ def server_info(services: Services) -> ServerInfo:
         skipped_plugins=tuple(services.registry.skipped),
         encoder=services.encoder.stats(),
         decode=services.decode_pool.stats(),
+        warm_up=services.warm_up.state() if services.warm_up is not None else WarmUpState(0, 0, True),
     )
