@@ -29,6 +29,7 @@ MIRRORS = [
     ("FrameHit", "FrameHit", {}, {"video_id": "a hit travels inside its video's result"}),
     ("SearchResult", "SearchResult", {}, {}),
     ("IngestResult", "IngestOutcome", {}, {}),
+    ("MetadataConflict", "MetadataConflict", {}, {}),
     ("ImportResult", "ImportOutcome", {}, {}),
     ("PluginProblem", "PluginProblem", {}, {"message": "the log's sentence; clients get the reason"}),
     ("VideoScore", "VideoScore", {}, {}),

@@ -178,3 +178,44 @@ def test_an_update_writes_only_the_tags_it_names(server, client, monkeypatch):
     assert inserted == 1  # one tag written, not 200
     tags = _tags(server, vid)
     assert tags["t5"] == "changed" and "t6" not in tags and len(tags) == 199 and tags["t7"] == "7"
+
+
+def test_a_tag_edit_survives_a_reingest_unless_update_metadata(server, client, capsys, tmp_path):
+    """Issue 19 item 5: a re-ingest fills in what the store lacks and keeps what was edited, saying so."""
+    folder = tmp_path / "synth"
+    folder.mkdir()
+    make_video(seed=86, path=folder / "a.avi")
+    manifest = folder / "studies.csv"
+    manifest.write_text("path,study_id,view,site\na.avi,S-86,A4C,north\n")
+    argv = ["--server", server.address, "ingest", "--manifest", str(manifest), "--json"]
+    assert main(argv) == 0
+    vid = json.loads(capsys.readouterr().out.splitlines()[-1])["video_id"]
+    assert main(["--server", server.address, "tag", str(vid), "--meta", "view=PLAX", "--meta", "site=south"]) == 0
+    capsys.readouterr()
+    assert main(argv) == 0  # the same manifest again: the edits stay, and the output says which
+    out, err = capsys.readouterr()
+    row = json.loads(out.splitlines()[-1])
+    assert row["status"] == "already stored"
+    assert sorted(row["metadata"]) == [
+        "tag.site: kept south (the upload says north; --update-metadata replaces it)",
+        "view: kept PLAX (the upload says A4C; --update-metadata replaces it)",
+    ]
+    assert "view: kept PLAX" in err
+    video = client.get_video(vid)
+    assert (video.metadata.view, video.metadata.tags["site"], video.metadata.study_id) == ("PLAX", "south", "S-86")
+    # a field the store lacks is still filled in
+    manifest.write_text("path,study_id,view,site,operator\na.avi,S-86,A4C,north,dr-b\n")
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert client.get_video(vid).metadata.tags == {"site": "south", "operator": "dr-b"}
+    # --update-metadata replaces what differs, and says old -> new
+    assert main([*argv, "--update-metadata"]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert row["status"] == "updated metadata" and "view: PLAX -> A4C" in row["metadata"]
+    video = client.get_video(vid)
+    assert (video.metadata.view, video.metadata.tags["site"]) == ("A4C", "north")
+    # the Python client says the same
+    again = client.ingest(folder / "a.avi", metadata=VideoMetadata(view="A2C"))
+    assert [c.describe() for c in again.metadata_conflicts] == [
+        "view: kept A4C (the upload says A2C; --update-metadata replaces it)"
+    ]

@@ -13,7 +13,8 @@ examples:
   echosearch ingest /data/echos --meta view=A4C --jobs 4    # a folder, recursively; stored as a/clip.avi ...
   echosearch ingest --manifest studies.csv                  # the files a CSV names, each with its own metadata
   echosearch ingest /data/echos --manifest studies.csv      # files under a folder; each must have a row
-  echosearch ingest clip.avi --meta view=PLAX               # already stored? its metadata is updated
+  echosearch ingest clip.avi --meta view=PLAX               # already stored? fills in what it lacks, keeps edits
+  echosearch ingest clip.avi --meta view=PLAX --update-metadata   # ... and replaces values that differ
 
 manifest CSV: a 'path' column (relative to the CSV's folder) and any of study_id, patient_id, view,
 acquisition_time (ISO 8601); every other column becomes a tag. Empty cells are left unset.""",

@@ -129,10 +129,12 @@ class Client(TaskCalls):
         channel_order: str = "rgb",
         on_progress: Callable[[int], None] | None = None,
         on_wait: Callable[[str], None] | None = None,
+        update_metadata: bool = False,
     ) -> IngestResult:
         """Upload a video file (path or bytes) in chunks; returns the stored video (`already_stored` when it was).
 
-        Metadata given for content that is already stored is written onto it (`metadata_updated`).
+        Metadata given for content that is already stored fills in what it lacks (`metadata_updated`); where
+        the stored value differs, it is kept and reported in `metadata_conflicts`, unless `update_metadata`.
         `on_progress(sent)` is called with the bytes sent so far after each chunk (from 0 again on a retry).
         When every upload slot of the server is taken, the upload waits for one (see `slot_wait`), calling
         `on_wait(why)` before each wait.
@@ -147,6 +149,7 @@ class Client(TaskCalls):
             channel_order=CHANNEL_ORDERS[channel_order],
             size_bytes=upload.size,
             sha256=upload.sha256,
+            update_metadata=update_metadata,
         )
 
         def requests() -> Iterator[pb.IngestVideoRequest]:

@@ -38,7 +38,13 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="for every file (wins over --manifest): study_id, patient_id, view, acquisition_time; "
-        "other keys become tags. An already stored file gets this metadata",
+        "other keys become tags. An already stored file gets what it lacks of it (see --update-metadata)",
+    )
+    p.add_argument(
+        "--update-metadata",
+        action="store_true",
+        help="for files already stored: replace the fields and tags whose stored value differs (default: keep "
+        "the stored value, e.g. a `tag` edit, and say so)",
     )
     p.add_argument(
         "--sampling", choices=("reference", "all", "every", "count"), help="frames to embed (default: reference 0:40:2)"
@@ -240,6 +246,7 @@ def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
             channel_order=args.channel_order,
             on_progress=lambda n: progress.sent(u, n),
             on_wait=lambda why: progress.waiting(u, why),
+            update_metadata=args.update_metadata,
         )
 
     def record(u: Upload, fut: Future) -> None:
@@ -256,6 +263,10 @@ def cmd_ingest(client: Client, args: argparse.Namespace) -> int:
                 status = "updated metadata" if r.metadata_updated else "already stored"
             row = {"path": str(u.path), "source": u.source, "status": status, "video_id": r.video.video_id}
             row["frames"] = r.video.sampled_frames
+            if r.metadata_conflicts:  # what a re-ingest kept of the store's values, or replaced
+                row["metadata"] = [c.describe() for c in r.metadata_conflicts]
+                for c in r.metadata_conflicts:
+                    progress.bar.message(f"{u.path}: video {r.video.video_id}: {c.describe()}")
             progress.finished(u, 0 if r.already_stored else r.video.sampled_frames)
         counts[row["status"]] += 1
         if args.json:

@@ -187,20 +187,22 @@ class Sampling(_message.Message):
     def __init__(self, mode: _Optional[_Union[SamplingMode, str]] = ..., step: _Optional[int] = ..., count: _Optional[int] = ..., max_frames: _Optional[int] = ...) -> None: ...
 
 class IngestVideoHeader(_message.Message):
-    __slots__ = ("source_name", "metadata", "sampling", "channel_order", "size_bytes", "sha256")
+    __slots__ = ("source_name", "metadata", "sampling", "channel_order", "size_bytes", "sha256", "update_metadata")
     SOURCE_NAME_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_ORDER_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_METADATA_FIELD_NUMBER: _ClassVar[int]
     source_name: str
     metadata: VideoMetadata
     sampling: Sampling
     channel_order: ChannelOrder
     size_bytes: int
     sha256: str
-    def __init__(self, source_name: _Optional[str] = ..., metadata: _Optional[_Union[VideoMetadata, _Mapping]] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., channel_order: _Optional[_Union[ChannelOrder, str]] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+    update_metadata: bool
+    def __init__(self, source_name: _Optional[str] = ..., metadata: _Optional[_Union[VideoMetadata, _Mapping]] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., channel_order: _Optional[_Union[ChannelOrder, str]] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., update_metadata: _Optional[bool] = ...) -> None: ...
 
 class IngestVideoRequest(_message.Message):
     __slots__ = ("header", "chunk")
@@ -210,21 +212,35 @@ class IngestVideoRequest(_message.Message):
     chunk: bytes
     def __init__(self, header: _Optional[_Union[IngestVideoHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
+class MetadataConflict(_message.Message):
+    __slots__ = ("field", "stored", "uploaded", "replaced")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    UPLOADED_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    stored: str
+    uploaded: str
+    replaced: bool
+    def __init__(self, field: _Optional[str] = ..., stored: _Optional[str] = ..., uploaded: _Optional[str] = ..., replaced: _Optional[bool] = ...) -> None: ...
+
 class IngestVideoResponse(_message.Message):
-    __slots__ = ("video", "already_stored", "decode_seconds", "encode_seconds", "store_seconds", "metadata_updated")
+    __slots__ = ("video", "already_stored", "decode_seconds", "encode_seconds", "store_seconds", "metadata_updated", "metadata_conflicts")
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     ALREADY_STORED_FIELD_NUMBER: _ClassVar[int]
     DECODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ENCODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     STORE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     METADATA_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    METADATA_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
     video: Video
     already_stored: bool
     decode_seconds: float
     encode_seconds: float
     store_seconds: float
     metadata_updated: bool
-    def __init__(self, video: _Optional[_Union[Video, _Mapping]] = ..., already_stored: _Optional[bool] = ..., decode_seconds: _Optional[float] = ..., encode_seconds: _Optional[float] = ..., store_seconds: _Optional[float] = ..., metadata_updated: _Optional[bool] = ...) -> None: ...
+    metadata_conflicts: _containers.RepeatedCompositeFieldContainer[MetadataConflict]
+    def __init__(self, video: _Optional[_Union[Video, _Mapping]] = ..., already_stored: _Optional[bool] = ..., decode_seconds: _Optional[float] = ..., encode_seconds: _Optional[float] = ..., store_seconds: _Optional[float] = ..., metadata_updated: _Optional[bool] = ..., metadata_conflicts: _Optional[_Iterable[_Union[MetadataConflict, _Mapping]]] = ...) -> None: ...
 
 class GetVideoRequest(_message.Message):
     __slots__ = ("video_id", "include_embeddings")

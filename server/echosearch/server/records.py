@@ -275,6 +275,17 @@ class IngestOutcome:
     encode_seconds: float
     store_seconds: float
     metadata_updated: bool = False  # already stored, and the upload's differing metadata was written
+    metadata_conflicts: tuple[MetadataConflict, ...] = ()  # already stored: where upload and store disagreed
+
+
+@dataclass(frozen=True)
+class MetadataConflict:
+    """A field ("view", "tag.site") on which a re-ingest disagreed with the store: kept, or replaced."""
+
+    field: str
+    stored: str
+    uploaded: str
+    replaced: bool
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,22 @@ class SearchResult:
 
 
 @dataclass(frozen=True)
+class MetadataConflict:
+    """A field ("view", "tag.site") on which a re-ingest disagreed with the stored video: kept, or replaced."""
+
+    field: str
+    stored: str
+    uploaded: str
+    replaced: bool
+
+    def describe(self) -> str:
+        """'view: PLAX -> A4C' when replaced, else 'view: kept PLAX (the upload says A4C)'."""
+        if self.replaced:
+            return f"{self.field}: {self.stored} -> {self.uploaded}"
+        return f"{self.field}: kept {self.stored} (the upload says {self.uploaded}; --update-metadata replaces it)"
+
+
+@dataclass(frozen=True)
 class IngestResult:
     """What an upload did."""
 
@@ -43,6 +59,7 @@ class IngestResult:
     encode_seconds: float
     store_seconds: float
     metadata_updated: bool = False  # already stored, and the upload's differing metadata was written
+    metadata_conflicts: tuple[MetadataConflict, ...] = ()  # already stored: where upload and store disagreed
 
     @classmethod
     def from_proto(cls, r: pb.IngestVideoResponse) -> IngestResult:
@@ -53,6 +70,7 @@ class IngestResult:
             r.encode_seconds,
             r.store_seconds,
             r.metadata_updated,
+            tuple(MetadataConflict(c.field, c.stored, c.uploaded, c.replaced) for c in r.metadata_conflicts),
         )
 
 

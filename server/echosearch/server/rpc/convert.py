@@ -306,6 +306,10 @@ def ingest_to_proto(outcome: IngestOutcome) -> pb.IngestVideoResponse:
         encode_seconds=outcome.encode_seconds,
         store_seconds=outcome.store_seconds,
         metadata_updated=outcome.metadata_updated,
+        metadata_conflicts=[
+            pb.MetadataConflict(field=c.field, stored=c.stored, uploaded=c.uploaded, replaced=c.replaced)
+            for c in outcome.metadata_conflicts
+        ],
     )
 
 

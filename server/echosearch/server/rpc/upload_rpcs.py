@@ -27,18 +27,20 @@ class IngestUpload:
     def __init__(self, services: Services, context: grpc.ServicerContext) -> None:
         self._services, self._context = services, context
         self._metadata, self._sampling, self._channel_order = VideoMetadata(), Sampling(), "rgb"
+        self._update_metadata = False
 
     def start(self, header: pb.IngestVideoHeader) -> Expected | pb.IngestVideoResponse:
         name = header.source_name or "upload"
         self._metadata = convert.metadata_from_proto(header.metadata)
         self._sampling = convert.sampling_from_proto(header.sampling)
         self._channel_order = convert.channel_order_from_proto(header.channel_order)
+        self._update_metadata = header.update_metadata
         ingest.check_header(
             self._services, name, header.size_bytes, self._metadata, self._sampling, self._channel_order
         )
         sha256 = normalise_sha256(header.sha256)
         if sha256:  # already stored: answered from the header alone
-            known = ingest.ingest_stored(self._services, sha256, self._metadata)
+            known = ingest.ingest_stored(self._services, sha256, self._metadata, update_metadata=self._update_metadata)
             if known is not None:
                 return convert.ingest_to_proto(known)
         return Expected(name, header.size_bytes, sha256)
@@ -57,6 +59,7 @@ class IngestUpload:
                 sampling=self._sampling,
                 channel_order=self._channel_order,
                 sha256=body.sha256,
+                update_metadata=self._update_metadata,
             )
         except InvalidVideoError as exc:
             if name in str(exc):

@@ -23,8 +23,11 @@ from echosearch.server.media.prepare import PrepareOptions
 from echosearch.server.media.preprocess import PreparedVideo
 from echosearch.server.records import (
     CHANNEL_ORDERS,
+    METADATA_FIELDS,
+    TAG_PREFIX,
     IngestOutcome,
     MetadataChange,
+    MetadataConflict,
     NewVideo,
     Sampling,
     VideoMetadata,
@@ -65,16 +68,18 @@ def check_header(
 # ---- ingest -------------------------------------------------------------------------------
 
 
-def ingest_stored(services: Services, sha256: str, metadata: VideoMetadata) -> IngestOutcome | None:
-    """The answer for content already stored (its metadata written when it differs), else None.
+def ingest_stored(
+    services: Services, sha256: str, metadata: VideoMetadata, *, update_metadata: bool = False
+) -> IngestOutcome | None:
+    """The answer for content already stored (its metadata merged by `reingest`'s rule), else None.
 
     Re-running a folder of a million archived files then costs a hash per file, not an upload and a decode.
     """
     existing = services.reader.find_by_sha256(sha256.strip().lower())
     if existing is None:
         return None
-    record, updated = reingest(services, existing, metadata)
-    return IngestOutcome(record, True, 0.0, 0.0, 0.0, updated)
+    record, updated, conflicts = reingest(services, existing, metadata, update=update_metadata)
+    return IngestOutcome(record, True, 0.0, 0.0, 0.0, updated, conflicts)
 
 
 def ingest_video(
@@ -86,6 +91,7 @@ def ingest_video(
     sampling: Sampling = Sampling(),
     channel_order: str = "rgb",
     sha256: str | None = None,
+    update_metadata: bool = False,
 ) -> IngestOutcome:
     """Decode, embed and store one video in one catalog transaction; idempotent by content sha256.
 
@@ -97,7 +103,7 @@ def ingest_video(
     sampling = check_header(services, source_name, size, metadata, sampling, channel_order)
     if sha256 is None:
         sha256 = hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else _hash_file(data)
-    known = ingest_stored(services, sha256, metadata)
+    known = ingest_stored(services, sha256, metadata, update_metadata=update_metadata)
     if known is not None:
         return known
     started = time.perf_counter()
@@ -141,12 +147,42 @@ def ingest_video(
     return IngestOutcome(record, not created, *seconds)
 
 
-def reingest(services: Services, stored: VideoRecord, metadata: VideoMetadata) -> tuple[VideoRecord, bool]:
-    """Stored content uploaded again with metadata: write the metadata's set fields and tags when they differ."""
+def reingest(
+    services: Services, stored: VideoRecord, metadata: VideoMetadata, *, update: bool = False
+) -> tuple[VideoRecord, bool, tuple[MetadataConflict, ...]]:
+    """Stored content uploaded again with metadata: (the video now, whether its metadata changed, the conflicts).
+
+    The rule (docs/api.md, "Re-ingest"): what the store lacks is filled in; where the stored value differs from
+    the upload's, the stored one is kept (an edit made with `tag` / UpdateVideoMetadata is not reverted) and the
+    conflict reported, unless `update` (`ingest --update-metadata`) asks for the upload's values.
+    """
+    conflicts = _conflicts(stored.metadata, metadata, replaced=update)
+    if not update and conflicts:
+        fields = {f: None if any(c.field == f for c in conflicts) else getattr(metadata, f) for f in METADATA_FIELDS}
+        differs = {c.field[len(TAG_PREFIX) :] for c in conflicts if c.field.startswith(TAG_PREFIX)}
+        metadata = VideoMetadata(**fields, tags={k: v for k, v in metadata.tags.items() if k not in differs})
     change = MetadataChange(metadata)  # nothing removed: an upload only adds or overwrites
     if change.is_empty() or change.apply(stored.metadata) == stored.metadata:
-        return stored, False
-    return apply_metadata_change(services, stored.video_id, change)
+        return stored, False, conflicts
+    record, changed = apply_metadata_change(services, stored.video_id, change)
+    return record, changed, conflicts
+
+
+def _conflicts(stored: VideoMetadata, uploaded: VideoMetadata, *, replaced: bool) -> tuple[MetadataConflict, ...]:
+    """The fields and tags both hold, with different values."""
+    out = []
+    for name in METADATA_FIELDS:
+        before, after = getattr(stored, name), getattr(uploaded, name)
+        if before is not None and after is not None and before != after:
+            out.append(MetadataConflict(name, _shown(before), _shown(after), replaced))
+    for key, value in uploaded.tags.items():
+        if key in stored.tags and stored.tags[key] != value:
+            out.append(MetadataConflict(TAG_PREFIX + key, stored.tags[key], value, replaced))
+    return tuple(out)
+
+
+def _shown(value: object) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def validate_video(video: NewVideo) -> NewVideo:
