@@ -18,6 +18,7 @@ import grpc
 
 from echosearch.client import (
     bulk_cli,
+    check_command,
     info_command,
     ingest_command,
     search_commands,
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve_command.add_parser(sub, _sub)
+    check_command.add_parser(sub, _sub)
     ingest_command.add_parser(sub, common)
 
     # ---- dicom-listen (issue 14; hardened in issue 21). Defaults are ListenOptions' (docs/dicom.md) ----
@@ -148,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve_command.cmd_serve(args)
+        if args.command == "check":
+            return check_command.cmd_check(args)
         if args.command == "bulk":
             return bulk_cli.run(args, _connect)
         if args.command == "dicom-listen":

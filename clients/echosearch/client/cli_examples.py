@@ -56,6 +56,11 @@ examples:
   echosearch delete 42 43 44                        # one transaction; each id is reported: deleted, or not found
   echosearch delete --filter tag.site=old --dry-run # how many videos the filter matches; deletes nothing
   echosearch delete --filter tag.site=old --yes     # delete them (asks first on a terminal without --yes)""",
+    "check": """\
+examples:
+  echosearch check --data ./echosearch-data                      # exit 0, or one line per problem and exit 1
+  echosearch check --data ./echosearch-data --repair             # rebuild the index, apply migrations, drop orphans
+  echosearch check --data ./echosearch-data --purge-thumbnails   # before serving it with --thumbnails off""",
     "export": """\
 examples:
   echosearch export out/a4c.parquet --filter view=A4C""",
