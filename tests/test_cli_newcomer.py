@@ -107,12 +107,12 @@ def test_score_table_shows_names_and_only_the_columns_that_apply(capsys, server,
     header = out.splitlines()[0].split("  ")
     assert rc == 0 and "a/clip.avi" in out and "score > 0.298" in err
     assert [h.strip() for h in header if h.strip()] == [
-        "id", "score", "percentile (among the selection)", "decision (score > 0.298)", "source",
+        "id", "score", "among the selection", "decision (score > 0.298)", "source",
     ]  # fmt: skip
     rc, out, _ = run(capsys, server, "score", "ejection_fraction", "--filter", "tag.site=east")
     assert out.splitlines()[0].split() == ["id", "value", "source"]
     rc, out, _ = run(capsys, server, "score", "--prompt", "X", "--prompt", "Y", "--kind", "binary")
-    assert out.splitlines()[0].split() == ["id", "score", "percentile", "(among", "the", "selection)", "source"]
+    assert out.splitlines()[0].split() == ["id", "score", "among", "the", "selection", "source"]
 
 
 def test_tasks_show_description_kind_source_and_video_shows_fields(capsys, server, tree):

@@ -95,7 +95,7 @@ def test_score_tables_and_json_are_readable(capsys, server, client) -> None:
     total = client.info().videos
     rc, out, err = run(capsys, server, "score", "pacemaker", "--ids", str(ids[0]))
     assert rc == 0, err
-    assert "percentile (among the selection)" in out and f"of {total}" in out  # e.g. "50th of 12"
+    assert "among the selection" in out and f"percentile of {total} videos" in out  # "50th percentile of 12 videos"
     assert "mean cosine similarity" in err and "decision: score >" in err
     rc, out, err = run(capsys, server, "score", "atrial_fibrillation", "--ids", str(ids[0]))
     assert "no threshold, so no decision" in err and "--calibrate NAME" in err

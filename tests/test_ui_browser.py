@@ -186,7 +186,7 @@ def test_task_results_are_readable_on_the_video_and_screening_pages(ui, web):
         cells = [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
         if len(cells) == 5:
             rows[cells[0]] = cells
-    assert rows["pacemaker"][3].endswith(f"of {N_VIDEOS} percentile"), rows["pacemaker"]  # e.g. "50th of 6"
+    assert rows["pacemaker"][3].endswith(f"percentile of {N_VIDEOS} videos"), rows["pacemaker"]  # "50th percentile ..."
     assert rows["pacemaker"][2].startswith("similarity ")
     assert rows["atrial_fibrillation"][4] == "no threshold"
     assert rows["ejection_fraction"][2].endswith(" %") and "." not in rows["ejection_fraction"][2]

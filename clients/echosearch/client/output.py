@@ -56,12 +56,12 @@ def fmt_time(value: datetime) -> str:
 
 
 def fmt_percentile(percentile: float | None, among: int) -> str:
-    """Where a binary score stands: '87th of 120' (the share of the selection's videos scoring at most it)."""
+    """Where a binary score stands: '87th percentile of 120 videos' (the share of the selection scoring at most it)."""
     if percentile is None or among <= 0:
         return "-"
     n = int(round(percentile))
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix} of {among}"
+    return f"{n}{suffix} percentile of {among} videos"
 
 
 def fmt_measure(value: float | None, unit: str) -> str:

@@ -72,7 +72,7 @@ def columns(task: Task | None) -> tuple[list[str], Any]:
     with its percentile among the selection (and decision), a regression value with its unit, a category by
     name."""
     kind = task.kind if task is not None else ""
-    place = "percentile (among the selection)"
+    place = "among the selection"
     if kind == "binary":
         if task is not None and task.threshold is not None:
             return ["id", "score", place, f"decision (score > {fmt_threshold(task.threshold)})", "source"], (
