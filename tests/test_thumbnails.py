@@ -157,3 +157,27 @@ def test_serve_thumbnails_flag_reaches_the_server_options(monkeypatch, tmp_path,
     monkeypatch.setattr(serve_module, "serve", lambda config, token=None: seen.append(config) or 0)
     assert main(["serve", "--data", str(tmp_path), "--model", "random:tiny", *flag]) == 0
     assert seen[0].media.thumbnails is expected
+
+
+def test_thumbnails_off_on_a_store_that_holds_some_says_how_to_purge_them(tmp_path, caplog):
+    """Issue 21 R7: --thumbnails off keeps the old JPEGs until purged; the server says so, check purges them."""
+    import logging
+
+    from echosearch.client.cli import main
+
+    running = start_inprocess(tmp_path / "data")
+    try:
+        with Client(running.address, timeout=60) as client:
+            client.ingest(make_video(seed=3), source_name="t.avi")
+    finally:
+        running.stop(2)
+    caplog.set_level(logging.WARNING)
+    running = start_inprocess(tmp_path / "data", thumbnails=False)
+    running.stop(2)
+    said = [r.getMessage() for r in caplog.records if "--purge-thumbnails" in r.getMessage()]
+    assert len(said) == 1 and "holds 20 thumbnails" in said[0], said
+    assert main(["check", "--data", str(tmp_path / "data"), "--purge-thumbnails"]) == 0
+    caplog.clear()
+    running = start_inprocess(tmp_path / "data", thumbnails=False)
+    running.stop(2)
+    assert not [r for r in caplog.records if "--purge-thumbnails" in r.getMessage()]

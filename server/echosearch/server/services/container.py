@@ -150,6 +150,16 @@ def open_services(
         phi_policy=phi_policy,
         spool=UploadSpool(data_dir),
     )
+    if not media.thumbnails:
+        kept, size = store.reader.thumbnail_count()
+        if kept:  # --thumbnails off stops new ones; the ones stored before stay until purged
+            log.warning(
+                "--thumbnails off, but the store holds %d thumbnails (%.1f MiB) from before; `echosearch check "
+                "--data %s --purge-thumbnails` (server stopped) removes them",
+                kept,
+                size / 2**20,
+                data_dir,
+            )
     if config.model.warm_up:
         services.warm_up = WarmUp(registry.list() + stored_tasks.list(), prompts.embed).start()
     log.info(

@@ -87,6 +87,10 @@ class CatalogReader:
         """Cached text embeddings of `model_identity` for those `texts` that are cached."""
         return self._catalog.get_prompt_embeddings(model_identity, texts)
 
+    def thumbnail_count(self) -> tuple[int, int]:
+        """(thumbnails stored, their total bytes)."""
+        return self._catalog.thumbnail_count()
+
     def frame_image(self, video_id: int, frame_index: int) -> bytes | None:
         """The JPEG thumbnail of one stored frame (by decode index), or None."""
         return self._catalog.frame_image(video_id, frame_index)

@@ -236,6 +236,10 @@ class CatalogReads(CatalogConnection):
         return tuple(rows[0]) if rows else None
 
     # ---- thumbnails --------------------------------------------------------------
+    def thumbnail_count(self) -> tuple[int, int]:
+        """(thumbnails stored, their total bytes)."""
+        return thumbnail_table.count(self.cursor())
+
     def frame_image(self, video_id: int, frame_index: int) -> bytes | None:
         """The JPEG thumbnail of one stored frame (by decode index), or None."""
         return thumbnail_table.frame_image(self.cursor(), video_id, frame_index)
