@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import threading
+import time
 
 import grpc
 import pytest
@@ -141,3 +142,35 @@ def test_busy_port_is_one_line_exit_2(tmp_path):
     assert "Traceback" not in proc.log
     # checked before the model loads, and nothing is left behind
     assert "loaded model" not in proc.log and not (tmp_path / "data").exists()
+
+
+def test_health_is_not_serving_until_the_prompt_warm_up_is_over(tmp_path):
+    """Issue 20 item 5: a load balancer probing grpc.health.v1 sends no traffic while prompts are encoded."""
+    import threading
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from echosearch.server.serve import start_server
+    from echosearch.server.services.warmup import WarmUp
+    from tests.fixtures.servers import open_tiny
+
+    services = open_tiny(tmp_path / "data", host="127.0.0.1", port=0, warm_up=True)
+    services.warm_up.when_over(60)
+    release = threading.Event()
+    services.warm_up = WarmUp(services.registry.list(), lambda texts: release.wait(60)).start()
+    running = start_server(services)
+    try:
+        with grpc.insecure_channel(running.address) as channel:
+            check = health_pb2_grpc.HealthStub(channel).Check
+            assert (
+                check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            release.set()
+            deadline = time.monotonic() + 30
+            while check(health_pb2.HealthCheckRequest(), timeout=10).status != health_pb2.HealthCheckResponse.SERVING:
+                assert time.monotonic() < deadline, "health stayed NOT_SERVING after the warm-up"
+                time.sleep(0.05)
+    finally:
+        release.set()
+        running.stop(2)

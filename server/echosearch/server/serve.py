@@ -25,6 +25,7 @@ from echosearch.server.rpc.servicer import EchoSearchServicer
 from echosearch.server.services.container import Services, open_services
 from echosearch.server.services.info import server_info
 from echosearch.server.services.preflight import check_data_dir
+from echosearch.server.services.warmup import WarmUp
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
 
@@ -182,11 +183,26 @@ def start_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     server.start()
+    warm_up = services.warm_up
+    ready = warm_up is None or warm_up.when_over(0)
     for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        # NOT_SERVING until the prompt warm-up ends: a load balancer sends traffic once pages answer at once
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING if ready else NOT_SERVING)
+    if not ready:
+        threading.Thread(target=_serving_when_warm, args=(health_servicer, warm_up), daemon=True).start()
     return RunningServer(
         server, servicer, health_servicer, services, f"{bound.host}:{bound.port}", bound.port, bound.tls, bound.auth
     )
+
+
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def _serving_when_warm(health_servicer: health.HealthServicer, warm_up: WarmUp) -> None:
+    warm_up.when_over()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("health: SERVING (prompt warm-up over)")
 
 
 def read_token(token_file: Path | None) -> str | None:
