@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from echosearch.server.bulk.shards import read_shard
+from echosearch.server.cpu_priority import run_in_background
 from echosearch.server.errors import TooLargeError
 from echosearch.server.records import ImportOutcome
 from echosearch.server.services.container import Services
@@ -30,8 +31,13 @@ def import_shard(services: Services, source: bytes | Path, *, name: str, shard_s
     """Check a shard against the serving model and the server's limits, then commit its new videos and index them.
 
     The shard is read and checked before the Store's write lock is taken: other writers wait only for the
-    commit. A server with --thumbnails off leaves the shard's thumbnail JPEGs out.
+    commit. A server with --thumbnails off leaves the shard's thumbnail JPEGs out. All of it runs at a lower
+    CPU priority (cpu_priority.py), so other clients' searches keep the cores.
     """
+    return run_in_background(lambda: _import(services, source, name=name, shard_sha256=shard_sha256))
+
+
+def _import(services: Services, source: bytes | Path, *, name: str, shard_sha256: str) -> ImportOutcome:
     started = time.perf_counter()
     if isinstance(source, (bytes, bytearray, memoryview)):
         with _spooled(services, bytes(source)) as path:  # DuckDB reads Parquet from a file
