@@ -135,6 +135,7 @@ LAYER_OF = {
     "echosearch.server.lru": "base",
     "echosearch.server.cancellation": "base",
     "echosearch.server.cpu_priority": "base",
+    "echosearch.server.log_format": "base",
     "echosearch.errors": "base",  # the light shared errors
     "echosearch.sniff": "base",  # "is it DICOM?", stdlib only: the CLI and media/prepare.py share it
     "echosearch.tasks": "base",  # the light plugin API (Task, TaskKind)

@@ -173,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = ""
         if exc.code == grpc.StatusCode.UNAVAILABLE:
             hint = " (is the server running there? set --server or ECHOSEARCH_SERVER)"
+        elif exc.request_id:  # what to quote to whoever reads the server's log
+            hint = f" (request id {exc.request_id})"
         print(f"error: {exc.code.name}: {exc.message}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

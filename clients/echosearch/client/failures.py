@@ -18,19 +18,26 @@ BUSY_METADATA = "echosearch-busy"
 T = TypeVar("T")
 
 
-class ApiError(Exception):
-    """A failed call: `code` is the grpc.StatusCode, `message` the server's explanation."""
+REQUEST_ID_KEY = "echosearch-request-id"  # trailing metadata: the id the server's log lines of the call carry
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+
+class ApiError(Exception):
+    """A failed call: `code` is the grpc.StatusCode, `message` the server's explanation, `request_id` the id the
+    server logged the call under (quote it to whoever reads the server's log)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, request_id: str = "") -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+        self.request_id = request_id
 
     @classmethod
     def from_rpc_error(cls, err: grpc.RpcError) -> ApiError:
         code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
         details = err.details() if hasattr(err, "details") else str(err)
-        return cls(code or grpc.StatusCode.UNKNOWN, details or "")
+        trailing = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+        rid = next((str(v) for k, v in trailing or () if k == REQUEST_ID_KEY), "")
+        return cls(code or grpc.StatusCode.UNKNOWN, details or "", rid)
 
 
 def unavailable(err: grpc.RpcError) -> bool:

@@ -34,10 +34,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     # faiss logs which CPU build it picked at INFO, as "No module named 'faiss.swigfaiss_avx512'": not a failure.
     logging.getLogger("faiss.loader").setLevel(logging.DEBUG if config.log_level == "DEBUG" else logging.WARNING)
+    handler = _server_log_handler(config.log_level)
+    if config.log_format == "json":
+        from echosearch.server.log_format import JsonFormatter  # light: the standard library
+
+        handler.setFormatter(JsonFormatter())
     logging.basicConfig(
-        handlers=[_server_log_handler(config.log_level)],
-        level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[handler], level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # Imported here: the server stack (torch, faiss, duckdb) is not part of a client install.
     try:

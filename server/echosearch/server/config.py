@@ -59,6 +59,13 @@ class ServerConfig:
         choices=LOG_LEVELS,
         help="server log detail on stderr (default {default})",
     )
+    log_format: str = option(
+        "text",
+        flag="--log-format",
+        choices=("text", "json"),
+        help="server log lines: text, or one JSON object each with time, level, logger, message, and the call's "
+        "rpc_method, request_id, rpc_code, duration_ms (default {default})",
+    )
     model: ModelOptions = field(default_factory=ModelOptions)
     storage: StorageOptions = field(default_factory=StorageOptions)
     media: MediaOptions = field(default_factory=MediaOptions)
@@ -84,7 +91,7 @@ class ServerConfig:
             check_ranges(group)
 
 
-_TOP_LEVEL = {"data_dir", "log_level"}
+_TOP_LEVEL = {"data_dir", "log_level", "log_format"}
 _GROUPS: dict[str, type] = {
     f.name: f.default_factory  # type: ignore[misc]
     for f in dataclasses.fields(ServerConfig)

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from echosearch.server.config import NetworkOptions, ServerConfig
 from echosearch.server.errors import EchoSearchError
+from echosearch.server.rpc.request_log import install_record_factory
 from echosearch.server.rpc.servicer import EchoSearchServicer
 from echosearch.server.services.container import Services, open_services
 from echosearch.server.services.info import server_info
@@ -176,6 +177,7 @@ def start_server(
     if bound is None:
         bound = bind_server(network or services.config.network, token=token)
     services.spool.clean()  # upload spool files of a server that crashed
+    install_record_factory()  # every log line of a call carries its request id
     server = bound.server
     servicer = EchoSearchServicer(services, workers=bound.workers)
     pb_grpc.add_EchoSearchServiceServicer_to_server(servicer, server)

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 import grpc
 
 from echosearch.server import cancellation
-from echosearch.server.rpc.status import fail
+from echosearch.server.rpc.request_log import logged_call
+from echosearch.server.rpc.status import fail, outcome_of
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
@@ -51,20 +52,22 @@ def rpc(method: Method) -> Method:
 
         @functools.wraps(method)
         def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            with self.in_flight_calls, cancellation.bound_to(context.is_active):
+            with self.in_flight_calls, cancellation.bound_to(context.is_active), logged_call(name, context) as out:
                 try:
                     yield from method(self, request, context)
                 except Exception as exc:
+                    out.append(outcome_of(exc, context))
                     fail(exc, context, name)
 
         return streaming  # type: ignore[return-value]
 
     @functools.wraps(method)
     def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        with self.in_flight_calls, cancellation.bound_to(context.is_active):
+        with self.in_flight_calls, cancellation.bound_to(context.is_active), logged_call(name, context) as out:
             try:
                 return method(self, request, context)
             except Exception as exc:
+                out.append(outcome_of(exc, context))
                 fail(exc, context, name)  # aborts: the call ends with a status, never with None
 
     return unary  # type: ignore[return-value]

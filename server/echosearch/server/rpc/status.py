@@ -13,6 +13,7 @@ from typing import NoReturn
 import grpc
 
 from echosearch.server import errors
+from echosearch.server.rpc.request_log import REQUEST_ID_KEY, request_id
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,14 @@ def status_for(exc: BaseException) -> grpc.StatusCode | None:
     return None
 
 
+def outcome_of(exc: Exception, context: grpc.ServicerContext) -> str:
+    """The status name a call that raised `exc` ends with (the per-call log line's code)."""
+    if isinstance(exc, errors.RequestCancelledError) or not context.is_active():
+        return "CANCELLED"
+    code = status_for(exc)
+    return code.name if code is not None else "INTERNAL"
+
+
 def fail(exc: Exception, context: grpc.ServicerContext, method: str) -> NoReturn:
     """Answer a call that raised `exc`: its status and message, or INTERNAL with an incident id (always aborts,
     so it never returns)."""
@@ -56,7 +65,8 @@ def fail(exc: Exception, context: grpc.ServicerContext, method: str) -> NoReturn
         context.abort(grpc.StatusCode.CANCELLED, "the caller cancelled the call or its deadline passed")
     code = status_for(exc)
     if isinstance(exc, errors.BusyError):
-        context.set_trailing_metadata(((BUSY_METADATA, "1"),))  # tells clients this one is worth a retry
+        # tells clients this one is worth a retry (the request id stays: setting trailers replaces them)
+        context.set_trailing_metadata(((BUSY_METADATA, "1"), (REQUEST_ID_KEY, request_id() or "")))
     if code is not None:
         log.info("%s: %s: %s", method, code.name, exc)
         context.abort(code, str(exc))
