@@ -1,0 +1,63 @@
+"""Issue 21 R5: a bulk shard is one transaction, but its index adds hold the search lock in bounded pieces."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from echosearch.server.bulk.shards import EmbeddedVideo, read_shard, shard_table, write_shard
+from echosearch.server.storage import store as store_module
+from echosearch.server.storage.store import Store, index_pieces
+from tests.fixtures.storehelp import DIM, MODEL, unit
+
+
+def _shard(tmp_path, n: int):
+    rng = np.random.default_rng(5)
+    emb = unit(rng, n)
+    videos = [
+        EmbeddedVideo(
+            sha256=f"{i:064x}",
+            source_uri=f"/a/{i}.avi",
+            size_bytes=10,
+            total_frames=2,
+            fps=30.0,
+            width=8,
+            height=8,
+            frame_indices=np.zeros(1, np.int64),
+            timestamps=np.zeros(1),
+            embeddings=emb[i : i + 1],
+        )  # fmt: skip
+        for i in range(n)
+    ]
+    path = write_shard(tmp_path / "shards", shard_table(videos, MODEL, DIM))
+    return read_shard(path, path.name, model_identity=MODEL, dim=DIM), emb
+
+
+def test_index_pieces_cover_every_video_once_in_whole_videos():
+    offsets = np.array([0, 5, 10, 15, 40, 41])
+    pieces = index_pieces(offsets, 10)
+    assert pieces[0][0] == 0 and pieces[-1][1] == 5
+    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
+
+
+def test_a_large_shard_holds_the_search_lock_in_pieces(tmp_path, monkeypatch):
+    batch, emb = _shard(tmp_path, 1_000)
+    store = Store(tmp_path / "data")
+    holds = []
+    real = store._lock.write
+
+    def counted():
+        holds.append(1)
+        return real()
+
+    monkeypatch.setattr(store_module, "INDEX_PIECE_FRAMES", 100)
+    monkeypatch.setattr(store._lock, "write", counted)
+    try:
+        done = store.import_batch(batch, shard_sha256="f" * 64)
+        assert len(done.video_ids) == 1_000
+        assert len(holds) >= 10  # one short hold per piece of 100 frames, not one for the whole shard
+        hits = store.search_frames(emb[:3], 1)
+        assert [h[0].frame_id >> 20 for h in hits] == [int(v) for v in done.video_ids[:3]]  # every piece is in
+        assert store.stats()["frames"] == 1_000
+    finally:
+        monkeypatch.undo()
+        store.close()
