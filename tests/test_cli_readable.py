@@ -115,3 +115,35 @@ def test_score_tables_and_json_are_readable(capsys, server, client) -> None:
     rc, out, _ = run(capsys, server, "tasks")
     ef = next(line for line in out.splitlines() if line.startswith("ejection_fraction"))
     assert "values 0..100 step 1 %" in ef
+
+
+def test_the_video_table_and_json_show_every_task_readably(capsys, server, client) -> None:
+    """Issue 19 item 1 in `echosearch video ID --tasks`: the same rows as the UI's video page."""
+    vid = client.ingest(make_video(seed=530, frames=8), source_name="v-tasks.avi").video.video_id
+    total = client.info().videos
+    rc, out, err = run(capsys, server, "video", str(vid), "--tasks")
+    assert rc == 0, err
+    rows = {
+        line.split()[0]: line
+        for line in out.splitlines()
+        if line
+        and line.split()[0]
+        in {"pacemaker", "atrial_fibrillation", "ejection_fraction", "pulmonary_artery_pressure", "left_ventricle_size"}
+    }
+    assert f"percentile of {total} videos" in rows["pacemaker"] and "similarity " in rows["pacemaker"]
+    assert "no threshold" in rows["atrial_fibrillation"]
+    assert re.search(r"\b\d+ %", rows["ejection_fraction"]) and re.search(
+        r"\b\d+ mmHg", rows["pulmonary_artery_pressure"]
+    )
+    lv = next(t for t in client.list_tasks() if t.name == "left_ventricle_size")
+    assert any(name in rows["left_ventricle_size"] for name in lv.labels.values())
+    rc, out, _ = run(capsys, server, "video", str(vid), "--tasks", "--json")
+    tasks = {t["task"]: t for t in json.loads(out)["tasks"]}
+    assert tasks["pacemaker"]["place"].endswith(f"of {total} videos") and tasks["pacemaker"]["decision"] in (
+        True,
+        False,
+    )
+    assert (
+        tasks["ejection_fraction"]["result"].endswith(" %")
+        and tasks["left_ventricle_size"]["result"] in lv.labels.values()
+    )

@@ -46,6 +46,7 @@ examples:
     "video": """\
 examples:
   echosearch video 42
+  echosearch video 42 --tasks             # every task: similarity and percentile, value with its unit, category
   echosearch video 42 --embeddings --json""",
     "tag": """\
 examples:

@@ -16,6 +16,7 @@ from echosearch.client.cli_args import filter_arg, subcommand
 from echosearch.client.client import ApiError, Client
 from echosearch.client.output import Progress, fmt, print_json, print_table
 from echosearch.client.params import UsageError, parse_filter, parse_metadata
+from echosearch.client.task_results import task_result
 from echosearch.client.types import Video
 
 VIDEO_HEADERS = ["id", "source", "frames", "study", "patient", "view", "acquired", "tags"]
@@ -29,6 +30,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = subcommand(sub, "video", "one stored video", [common])
     p.add_argument("video_id", type=int, help="a stored video's id")
     p.add_argument("--embeddings", action="store_true", help="also its frames and embeddings")
+    p.add_argument(
+        "--tasks",
+        action="store_true",
+        help="also every task's result for it (similarity and percentile, value, category)",
+    )
     p = subcommand(sub, "tag", "set or remove metadata of stored videos", [common])
     p.add_argument("video_ids", type=int, nargs="+", metavar="ID")
     p.add_argument(
@@ -53,6 +59,19 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = subcommand(sub, "export", "download embeddings + metadata as Parquet", [common])
     p.add_argument("out", type=Path, metavar="OUT.parquet", help="the file to write (its folder must exist)")
     filter_arg(p)
+
+
+def _result_row(r: dict[str, Any]) -> list[Any]:
+    task = r["task"]
+    if r["error"]:
+        return [task.name, task.kind, f"error: {r['error']}", "", ""]
+    decision = "no threshold" if r["no_threshold"] else r["decision"]
+    return [task.name, task.kind, r["result"], r["place"], decision]
+
+
+def _json_result(r: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in r.items() if k != "task" and v is not None and v != ""}
+    return {"task": r["task"].name, "kind": r["task"].kind, **out}
 
 
 def video_fields(video: Video) -> list[tuple[str, Any]]:
@@ -88,8 +107,15 @@ def cmd_videos(client: Client, args: argparse.Namespace) -> int:
 def cmd_video(client: Client, args: argparse.Namespace) -> int:
     video = client.get_video(args.video_id)
     frames = client.get_frames(args.video_id) if args.embeddings else []
+    results = [task_result(client, t, video.video_id) for t in client.list_tasks()] if args.tasks else []
     if args.json:
-        print_json({"video": video, "frames": frames} if args.embeddings else video)
+        if not (args.embeddings or args.tasks):
+            print_json(video)
+            return 0
+        out: dict[str, Any] = {"video": video, "frames": frames} if args.embeddings else {"video": video}
+        if args.tasks:
+            out["tasks"] = [_json_result(r) for r in results]
+        print_json(out)
         return 0
     for key, value in video_fields(video):
         print(f"{key:16} {fmt(value)}")
@@ -97,6 +123,10 @@ def cmd_video(client: Client, args: argparse.Namespace) -> int:
         print_table(
             ["frame_id", "index", "time_s", "embedding"],
             [[f.frame_id, f.frame_index, f.timestamp, f"{len(f.embedding)}-d"] for f in frames],
+        )
+    if results:
+        print_table(
+            ["task", "kind", "result", "among the stored videos", "decision"], [_result_row(r) for r in results]
         )
     return 0
 

@@ -8,8 +8,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from echosearch.client.client import ApiError, Client
-from echosearch.client.output import fmt_measure, fmt_percentile
+from echosearch.client.client import Client
+from echosearch.client.output import fmt_measure
+from echosearch.client.task_results import task_result
 from echosearch.client.types import SearchResult, Task, Video, VideoFilter
 from echosearch.ui.charts import frame_scores_svg, histogram_svg
 
@@ -37,27 +38,6 @@ def result_card(r: SearchResult) -> dict[str, Any]:
     }
 
 
-def _task_row(client: Client, task: Task, video_id: int) -> dict[str, Any]:
-    """One task's result for a person: what it is (score, value with its unit, or category), where it stands
-    among the stored videos (binary: its percentile), and the decision, or why there is none."""
-    try:
-        s = next(iter(client.score(task.name, video_ids=[video_id])), None)
-    except ApiError as exc:  # one failing task must not hide the others
-        return {"task": task, "error": f"{exc.code.name}: {exc.message}"}
-    if s is None:
-        return {"task": task, "error": "no score"}
-    row: dict[str, Any] = {"task": task, "error": None, "decision": s.decision, "place": "", "no_threshold": False}
-    if task.kind == "binary":
-        row["result"] = f"similarity {s.score:.4f}"
-        row["place"] = fmt_percentile(s.percentile, s.percentile_of)
-        row["no_threshold"] = task.threshold is None
-    elif task.kind == "regression":
-        row["result"] = fmt_measure(s.value, task.unit)
-    else:
-        row["result"] = s.label or fmt_measure(s.value, "")
-    return row
-
-
 def video_page(client: Client, video_id: int, text: str) -> dict[str, Any]:
     """A video: its frame strip (with each frame's similarity to `text`), task scores, metadata, similar videos."""
     video = client.get_video(video_id)
@@ -82,7 +62,7 @@ def video_page(client: Client, video_id: int, text: str) -> dict[str, Any]:
         "strip": strip,
         "strip_chart": frame_scores_svg([s["similarity"] for s in strip]) if similarity else "",
         # While the server still encodes the task prompts (first start), say how far it is instead of waiting.
-        "scores": [_task_row(client, t, video_id) for t in client.list_tasks()] if info.warm_up_finished else [],
+        "scores": [task_result(client, t, video_id) for t in client.list_tasks()] if info.warm_up_finished else [],
         "warming_up": None if info.warm_up_finished else (info.warm_up_texts_done, info.warm_up_texts_total),
         "similar": similar,
         "random_weights": info.model_spec.startswith("random:"),
