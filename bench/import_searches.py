@@ -12,7 +12,6 @@ Prints ratios (target: p99 <= 5x unloaded) and the server's peak RSS growth; no 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import tempfile
 import threading
@@ -24,8 +23,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from echosearch.client import Client  # noqa: E402
-from echosearch.server.bulk.shards import EmbeddedVideo, shard_table, write_shard  # noqa: E402
+from echosearch.server.bulk.shards import shard_table, write_shard  # noqa: E402
 from tests.fixtures.servers import ServerProcess  # noqa: E402
+from tests.fixtures.shards import one_frame_videos  # noqa: E402
 
 
 def shard(folder: Path, rows: int, start: int, identity: str, dim: int) -> Path:
@@ -33,22 +33,7 @@ def shard(folder: Path, rows: int, start: int, identity: str, dim: int) -> Path:
     rng = np.random.default_rng(start)
     emb = rng.standard_normal((rows, dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    zero = np.zeros(1, np.int64)
-    videos = [
-        EmbeddedVideo(
-            sha256=hashlib.sha256(f"bench-{start + i}".encode()).hexdigest(),
-            source_uri=f"/b/{start + i}.avi",
-            size_bytes=1000,
-            total_frames=1,
-            fps=30.0,
-            width=112,
-            height=112,
-            frame_indices=zero,
-            timestamps=np.zeros(1),
-            embeddings=emb[i : i + 1],
-        )  # fmt: skip
-        for i in range(rows)
-    ]
+    videos = one_frame_videos(emb, start)
     return write_shard(folder, shard_table(videos, identity, dim))
 
 

@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from echosearch.server.bulk.shards import EmbeddedVideo, read_shard, shard_table, write_shard
+from echosearch.server.bulk.shards import read_shard, shard_table, write_shard
 from echosearch.server.storage import store as store_module
 from echosearch.server.storage.store import Store, index_pieces
+from tests.fixtures.shards import one_frame_videos
 from tests.fixtures.storehelp import DIM, MODEL, unit
 
 
 def _shard(tmp_path, n: int):
     rng = np.random.default_rng(5)
     emb = unit(rng, n)
-    videos = [
-        EmbeddedVideo(
-            sha256=f"{i:064x}",
-            source_uri=f"/a/{i}.avi",
-            size_bytes=10,
-            total_frames=2,
-            fps=30.0,
-            width=8,
-            height=8,
-            frame_indices=np.zeros(1, np.int64),
-            timestamps=np.zeros(1),
-            embeddings=emb[i : i + 1],
-        )  # fmt: skip
-        for i in range(n)
-    ]
+    videos = one_frame_videos(emb)
     path = write_shard(tmp_path / "shards", shard_table(videos, MODEL, DIM))
     return read_shard(path, path.name, model_identity=MODEL, dim=DIM), emb
 
