@@ -93,6 +93,7 @@ def _stored(client: Client) -> dict[str, tuple]:
     return out
 
 
+@pytest.mark.slow  # a child process, Ray or many uploads: seconds of the quick loop
 def test_bulk_embed_and_load_equal_online_ingest(embedded: Path, videos: Path, tmp_path: Path) -> None:
     shards = shard_paths(embedded)
     assert len(shards) >= 1 and all(s.suffix == ".parquet" for s in shards)
@@ -137,6 +138,7 @@ def test_corrupt_file_lands_in_failures(embedded: Path, videos: Path) -> None:
     assert failures[0]["sha256"] and "not a readable video" in failures[0]["error"]
 
 
+@pytest.mark.slow  # a child process, Ray or many uploads: seconds of the quick loop
 def test_rerun_skips_everything(embedded: Path, videos: Path) -> None:
     from echosearch.server.bulk.embed import EmbedOptions, run_embed
 
@@ -204,6 +206,7 @@ def test_embed_refuses_a_manifest_that_does_not_match_the_files(
     assert not shard_paths(out)
 
 
+@pytest.mark.slow  # a child process, Ray or many uploads: seconds of the quick loop
 def test_corrected_manifest_reaches_the_store_after_a_rerun(local_ray, tmp_path: Path, capsys) -> None:
     """A manifest fixed after embedding: the rerun embeds nothing, and the rerun load applies the correction.
 

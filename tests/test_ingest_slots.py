@@ -36,6 +36,7 @@ def _videos(folder: Path, seed: int) -> list[Path]:
     return [make_video(128, 96, 60, seed=seed + i, path=folder / f"v{i:02d}.avi") for i in range(JOBS)]
 
 
+@pytest.mark.slow  # a child process, Ray or many uploads: seconds of the quick loop
 def test_cli_ingest_with_more_jobs_than_slots_stores_every_file(busy_server, tmp_path, capsys) -> None:
     _videos(tmp_path / "echos", seed=300)
     argv = ["--server", busy_server, "ingest", str(tmp_path / "echos"), "--jobs", str(JOBS), "--sampling", "all"]
@@ -47,6 +48,7 @@ def test_cli_ingest_with_more_jobs_than_slots_stores_every_file(busy_server, tmp
     assert err.count("waiting for a free upload slot") == 1  # said once, not once per file or per retry
 
 
+@pytest.mark.slow  # a child process, Ray or many uploads: seconds of the quick loop
 def test_python_client_ingest_waits_for_a_slot(busy_server, tmp_path) -> None:
     files = _videos(tmp_path / "echos", seed=400)
     with Client(busy_server) as client, ThreadPoolExecutor(JOBS) as pool:

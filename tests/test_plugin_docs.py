@@ -47,6 +47,7 @@ def _run(site: Path) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+@pytest.mark.slow  # a child process, Ray or many uploads: seconds of the quick loop
 def test_the_documented_plugin_test_catches_a_prompt_the_server_would_skip(tmp_path) -> None:
     declared = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]["entry-points"][ENTRY_POINT_GROUP]
     site = tmp_path / "site"

@@ -40,6 +40,7 @@ def test_the_json_formatter_writes_one_object_per_record():
     assert line["time"].endswith("+00:00") and line["rpc_method"] == "GetVideo" and line["duration_ms"] == 1.5
 
 
+@pytest.mark.slow  # a child process, Ray or many uploads: seconds of the quick loop
 def test_serve_log_format_json_writes_json_lines(tmp_path):
     server = ServerProcess(tmp_path / "data", extra=["--log-format", "json", "--warm-up", "off"])
     try:

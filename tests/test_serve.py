@@ -74,6 +74,7 @@ def test_tls_with_self_signed_certificate(tmp_path):
         running.stop(1)
 
 
+@pytest.mark.slow  # a child process, Ray or many uploads: seconds of the quick loop
 def test_sigterm_during_ingest_loses_no_acknowledged_video(tmp_path):
     data = tmp_path / "data"
     token_file = tmp_path / "token"
