@@ -44,10 +44,9 @@ def search_by_text(
         )
     _check_search_args(services, k, aggregation, frames_per_video, flt)
     query = embed_query(services, text)
-    with search_plans.recording() as notes:
-        results = _search(services, query, k=k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video)
-    if plan is not None:
-        plan.extend(notes)
+    results = _search(
+        services, query, k=k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video, plan=plan
+    )
     return _with_thumbnails(services, results) if with_thumbnails else results
 
 
@@ -68,18 +67,16 @@ def search_by_video(
     frames = services.reader.get_frames(int(video_id))
     query = frames.embeddings.mean(axis=0)
     query = (query / max(float(np.linalg.norm(query)), 1e-12)).astype(np.float32)
-    with search_plans.recording() as notes:
-        results = _search(
-            services,
-            query,
-            k=k,
-            aggregation=aggregation,
-            flt=flt,
-            frames_per_video=frames_per_video,
-            exclude=(int(video_id),),
-        )
-    if plan is not None:
-        plan.extend(notes)
+    results = _search(
+        services,
+        query,
+        k=k,
+        aggregation=aggregation,
+        flt=flt,
+        frames_per_video=frames_per_video,
+        exclude=(int(video_id),),
+        plan=plan,
+    )
     return _with_thumbnails(services, results) if with_thumbnails else results
 
 
@@ -102,11 +99,15 @@ def _search(
     flt: VideoFilter | None,
     frames_per_video: int,
     exclude: Sequence[int] = (),
+    plan: list[str] | None = None,
 ) -> list[SearchResult]:
     cancellation.check()  # the query may have waited for the encoder: skip the search if nobody waits
-    hits = services.store.search_videos(
-        query, k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video, exclude=exclude
-    )
+    with search_plans.recording() as notes:
+        hits = services.store.search_videos(
+            query, k, aggregation=aggregation, flt=flt, frames_per_video=frames_per_video, exclude=exclude
+        )
+    if plan is not None:
+        plan.extend(notes)
     records = records_by_id(services, [h.video_id for h in hits])
     # A video deleted between the search and the lookup is simply left out.
     return [SearchResult(records[h.video_id], float(h.score), h.best_frames) for h in hits if h.video_id in records]

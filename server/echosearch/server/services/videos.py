@@ -146,8 +146,8 @@ def apply_metadata_change(services: Services, video_id: int, change: MetadataCha
     The caps of an ingest's metadata hold for the video's metadata after the change (tags count and bytes
     per video, not per request), checked inside the write's transaction so concurrent updates cannot add up.
     """
-    services.limits.check_metadata(f"video {video_id}", change.set)
     name = f"video {video_id}"
+    services.limits.check_metadata(name, change.set)  # refused before a transaction when the request alone is over
     record, changed = services.store.update_metadata(
         int(video_id), change, check=lambda after: services.limits.check_metadata(name, after)
     )
