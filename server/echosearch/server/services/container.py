@@ -151,13 +151,13 @@ def open_services(
         spool=UploadSpool(data_dir),
     )
     if not media.thumbnails:
-        kept, size = store.reader.thumbnail_count()
+        # a row count, not their bytes: summing JPEG sizes would read every one at each start
+        kept = store.reader.thumbnail_count()
         if kept:  # --thumbnails off stops new ones; the ones stored before stay until purged
             log.warning(
-                "--thumbnails off, but the store holds %d thumbnails (%.1f MiB) from before; `echosearch check "
-                "--data %s --purge-thumbnails` (server stopped) removes them",
+                "--thumbnails off, but the store holds %d thumbnails from before; `echosearch check --data %s "
+                "--purge-thumbnails` (server stopped) removes them",
                 kept,
-                size / 2**20,
                 data_dir,
             )
     if config.model.warm_up:

@@ -21,6 +21,7 @@ import duckdb
 import numpy as np
 
 from echosearch.server.media.dicom.phi import PSEUDONYM_PREFIX, SECRET_FILE
+from echosearch.server.storage.catalog import thumbnail_table
 from echosearch.server.storage.catalog.migrate import migrations
 from echosearch.server.storage.snapshots import MANIFEST
 
@@ -194,9 +195,9 @@ def purge_thumbnails(data_dir: Path) -> tuple[int, int]:
     """Remove every stored thumbnail (for a store served with --thumbnails off); (how many, their bytes)."""
     con = duckdb.connect(str(Path(data_dir) / CATALOG))
     try:
-        n, size = con.execute("SELECT count(*), coalesce(sum(octet_length(jpeg)), 0) FROM frame_thumbnails").fetchone()
+        n, size = thumbnail_table.count(con)
         con.execute("DELETE FROM frame_thumbnails")
         con.execute("CHECKPOINT")  # give the space back now, not at the next start
-        return int(n), int(size)
+        return n, size
     finally:
         con.close()

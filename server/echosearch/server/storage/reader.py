@@ -87,8 +87,8 @@ class CatalogReader:
         """Cached text embeddings of `model_identity` for those `texts` that are cached."""
         return self._catalog.get_prompt_embeddings(model_identity, texts)
 
-    def thumbnail_count(self) -> tuple[int, int]:
-        """(thumbnails stored, their total bytes)."""
+    def thumbnail_count(self) -> int:
+        """How many thumbnails are stored."""
         return self._catalog.thumbnail_count()
 
     def frame_image(self, video_id: int, frame_index: int) -> bytes | None:

@@ -236,9 +236,9 @@ class CatalogReads(CatalogConnection):
         return tuple(rows[0]) if rows else None
 
     # ---- thumbnails --------------------------------------------------------------
-    def thumbnail_count(self) -> tuple[int, int]:
-        """(thumbnails stored, their total bytes)."""
-        return thumbnail_table.count(self.cursor())
+    def thumbnail_count(self) -> int:
+        """How many thumbnails are stored."""
+        return thumbnail_table.stored(self.cursor())
 
     def frame_image(self, video_id: int, frame_index: int) -> bytes | None:
         """The JPEG thumbnail of one stored frame (by decode index), or None."""

@@ -35,3 +35,8 @@ def count(cur: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """(thumbnails stored, their total bytes)."""
     n, total = cur.execute("SELECT count(*), coalesce(sum(octet_length(jpeg)), 0) FROM frame_thumbnails").fetchall()[0]
     return int(n), int(total)
+
+
+def stored(cur: duckdb.DuckDBPyConnection) -> int:
+    """How many thumbnails are stored (a row count: no JPEG is read, unlike `count`'s byte total)."""
+    return int(cur.execute("SELECT count(*) FROM frame_thumbnails").fetchone()[0])
