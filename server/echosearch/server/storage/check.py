@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import duckdb
 import numpy as np
 
 from echosearch.server.media.dicom.phi import PSEUDONYM_PREFIX, SECRET_FILE
+from echosearch.server.storage import snapshots
 from echosearch.server.storage.catalog import thumbnail_table
 from echosearch.server.storage.catalog.migrate import migrations
 from echosearch.server.storage.snapshots import MANIFEST
@@ -113,7 +113,7 @@ def _index(con: duckdb.DuckDBPyConnection, folder: Path) -> list[Problem]:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         for key in ("frames", "means", "tombstones", "mean_tombstones"):
             if key in manifest:
-                _verify(folder, manifest[key])
+                snapshots.verified(folder, manifest[key])
     except (OSError, ValueError, KeyError) as exc:
         return [Problem(f"the index snapshot in {folder} is damaged ({exc}); --repair rebuilds it", True)]
     (last,) = con.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
@@ -125,26 +125,21 @@ def _index(con: duckdb.DuckDBPyConnection, folder: Path) -> list[Problem]:
     return _index_matches_catalog(con, folder, manifest)
 
 
-def _verify(folder: Path, entry: dict) -> None:
-    path = folder / entry["file"]
-    data = path.read_bytes()
-    if len(data) != entry["size"] or zlib.crc32(data) != entry["crc32"]:
-        raise ValueError(f"{path.name} does not match its checksum")
-
-
 def _index_matches_catalog(con: duckdb.DuckDBPyConnection, folder: Path, manifest: dict) -> list[Problem]:
-    from echosearch.server.storage import snapshots
-
-    loaded = snapshots.load(folder, manifest["factory"], int(manifest["dim"]), use_gpu=False)
-    if loaded is None:
-        return [Problem(f"the index snapshot in {folder} cannot be read; --repair rebuilds it", True)]
-    ids = np.sort(loaded.frames.ids())
+    # The files were verified above: read the frame index as it is (the means index has nothing to compare).
+    try:
+        tomb = np.load(folder / manifest["tombstones"]["file"]) if "tombstones" in manifest else None
+        frames = snapshots.read_index(folder / manifest["frames"]["file"], manifest["factory"], use_gpu=False,
+                                      tombstones=tomb)  # fmt: skip
+    except (OSError, ValueError, RuntimeError) as exc:  # FAISS reports an unreadable file as RuntimeError
+        return [Problem(f"the index snapshot in {folder} cannot be read ({exc}); --repair rebuilds it", True)]
+    ids = np.sort(frames.ids())
     catalog_ids = np.sort(con.execute("SELECT frame_id FROM frames").fetchnumpy()["frame_id"])
     if len(ids) != len(catalog_ids) or not np.array_equal(ids, catalog_ids):
         missing, extra = np.setdiff1d(catalog_ids, ids).size, np.setdiff1d(ids, catalog_ids).size
         return [Problem(f"the index disagrees with the catalog: {missing} frames missing from it, {extra} it should "
                         "not have; --repair rebuilds it", True)]  # fmt: skip
-    if not loaded.frames.exact_storage or not len(ids):
+    if not frames.exact_storage or not len(ids):
         return []
     sample = ids[np.random.default_rng(0).choice(len(ids), min(VECTOR_SAMPLE, len(ids)), replace=False)]
     rows = con.execute(
@@ -152,7 +147,7 @@ def _index_matches_catalog(con: duckdb.DuckDBPyConnection, folder: Path, manifes
         [np.sort(sample).tolist()],
     ).fetchall()
     stored = np.asarray([r[1] for r in rows], dtype=np.float32)
-    indexed = loaded.frames.reconstruct(np.asarray([r[0] for r in rows], dtype=np.int64))
+    indexed = frames.reconstruct(np.asarray([r[0] for r in rows], dtype=np.int64))
     if not np.allclose(stored, indexed, atol=1e-6):
         return [Problem("the index's vectors differ from the catalog's embeddings; --repair rebuilds it", True)]
     return []

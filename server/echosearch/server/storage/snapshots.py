@@ -142,7 +142,8 @@ def _save(folder: Path, frames: VectorIndex, means: VectorIndex, seq: int) -> No
     log.info("saved index snapshot at seq %d (%d frame vectors)", seq, frames.ntotal)
 
 
-def _verified(folder: Path, entry: dict) -> Path:
+def verified(folder: Path, entry: dict) -> Path:
+    """The manifest entry's file, once its size and CRC32 match (ValueError naming it otherwise)."""
     path = folder / entry["file"]
     if path.stat().st_size != entry["size"] or _crc32(path) != entry["crc32"]:
         raise ValueError(f"{path} does not match its manifest checksum")
@@ -167,13 +168,13 @@ def load(folder: Path, factory: str, dim: int, **kwargs) -> Loaded | None:
             return None
         tomb = None
         if "tombstones" in manifest:
-            tomb = np.load(_verified(folder, manifest["tombstones"]))
-        frames = read_index(_verified(folder, manifest["frames"]), factory, tombstones=tomb, **kwargs)
+            tomb = np.load(verified(folder, manifest["tombstones"]))
+        frames = read_index(verified(folder, manifest["frames"]), factory, tombstones=tomb, **kwargs)
         kwargs = {k: v for k, v in kwargs.items() if k == "use_gpu"}
         mean_tomb = None
         if "mean_tombstones" in manifest:
-            mean_tomb = np.load(_verified(folder, manifest["mean_tombstones"]))
-        means = read_index(_verified(folder, manifest["means"]), "Flat", tombstones=mean_tomb, **kwargs)
+            mean_tomb = np.load(verified(folder, manifest["mean_tombstones"]))
+        means = read_index(verified(folder, manifest["means"]), "Flat", tombstones=mean_tomb, **kwargs)
         if frames.dim != dim or means.dim != dim:
             raise ValueError("snapshot vectors have the wrong width")
         return Loaded(frames, means, int(manifest["seq"]))
