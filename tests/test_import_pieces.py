@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from echosearch.server.bulk.shards import read_shard, shard_table, write_shard
+from echosearch.server.limits import Limits
 from echosearch.server.storage import store as store_module
 from echosearch.server.storage.store import Store, index_pieces
 from tests.fixtures.shards import one_frame_videos
@@ -16,7 +17,11 @@ def _shard(tmp_path, n: int):
     emb = unit(rng, n)
     videos = one_frame_videos(emb)
     path = write_shard(tmp_path / "shards", shard_table(videos, MODEL, DIM))
-    return read_shard(path, path.name, model_identity=MODEL, dim=DIM), emb
+    limits = Limits()
+    batch = read_shard(
+        path, path.name, model_identity=MODEL, dim=DIM, max_rows=limits.max_shard_rows, max_bytes=limits.max_shard_bytes
+    )
+    return batch, emb
 
 
 def test_index_pieces_cover_every_video_once_in_whole_videos():

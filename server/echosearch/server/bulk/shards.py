@@ -208,15 +208,16 @@ def read_shard(
     *,
     model_identity: str,
     dim: int,
+    max_rows: int,
+    max_bytes: int,
     thumbnails: bool = True,
-    max_rows: int = 2_000_000,
-    max_bytes: int = 4 << 30,
 ) -> VideoBatch:
     """Read and check a shard for import (bulk/shard_checks.py: the checks an upload meets); ModelMismatchError /
     InvalidRequestError / TooLargeError name the shard, the row and the column.
 
     With `thumbnails`, the shard's non-null thumbnail JPEGs come along (a shard without the column has none).
-    `max_rows` / `max_bytes`: the server's --max-shard-rows / --max-shard-mb, checked from the footer first.
+    `max_rows` / `max_bytes`: the server's --max-shard-rows / --max-shard-mb (limits.py holds their defaults),
+    checked from the footer first.
     """
     identity, shard_dim = shard_identity(path)
     if identity != model_identity:
