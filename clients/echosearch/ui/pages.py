@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +84,16 @@ def screen(client: Client, task_name: str, flt: VideoFilter | None, k: int) -> d
     pairs = [(v, x) for v, x in pairs if x is not None and math.isfinite(x)]
     ranked = sorted(pairs, key=lambda p: -p[1])
     threshold = task.threshold if task is not None else None
-    hist = histogram_svg(
-        [x for _, x in pairs],
-        marker=threshold,
-        marker_label=f"threshold {threshold:.3f}" if threshold is not None else "",
+    categorical = task is not None and task.kind == "categorical"
+    # A categorical task's distribution is its count per category (below), not a histogram of its codes.
+    hist = (
+        ""
+        if categorical
+        else histogram_svg(
+            [x for _, x in pairs],
+            marker=threshold,
+            marker_label=f"threshold {threshold:.3f}" if threshold is not None else "",
+        )
     )
     # Regression: the highest and the lowest k, unless k covers every video (then one list, not the same twice).
     both_ends = regression and k < len(ranked)
@@ -107,7 +114,7 @@ def screen(client: Client, task_name: str, flt: VideoFilter | None, k: int) -> d
 
     def shown(v: int, x: float) -> str:
         """The number as a person reads it: the category's name, a value with its unit, or the score."""
-        if task is not None and task.kind == "categorical":
+        if categorical:
             return labels.get(v, "-")
         return fmt_measure(x, unit) if regression else f"{x:.4f}"
 
@@ -128,7 +135,7 @@ def screen(client: Client, task_name: str, flt: VideoFilter | None, k: int) -> d
         "task": task,
         "count": len(pairs),
         "histogram": hist,
-        "categories": _category_counts(task, rows) if task is not None and task.kind == "categorical" else [],
+        "categories": _category_counts(task, rows) if categorical else [],
         "regression": regression,
         "positives": sum(1 for s in rows if s.decision) if threshold is not None else None,
         "top": cards(ranked[:k]),
@@ -139,10 +146,7 @@ def screen(client: Client, task_name: str, flt: VideoFilter | None, k: int) -> d
 
 def _category_counts(task: Task, rows: list[Any]) -> list[dict[str, Any]]:
     """How many videos fell in each category, in the task's value order (the screening page's distribution)."""
-    counts: dict[str, int] = {}
-    for s in rows:
-        if s.label:
-            counts[s.label] = counts.get(s.label, 0) + 1
+    counts = Counter(s.label for s in rows if s.label)
     total = max(1, sum(counts.values()))
     order = [task.labels[v] for v in sorted(task.labels)] or sorted(counts)
     return [{"label": name, "count": counts.get(name, 0), "share": 100 * counts.get(name, 0) / total} for name in order]
