@@ -20,8 +20,9 @@ from echosearch.tasks.spec import Task, TaskKind
 CACHED_DISTRIBUTIONS = 128
 
 
-def has_percentile(task: Task) -> bool:
-    """Binary tasks with the default aggregation: their scores are the video-mean index's products."""
+def scored_by_mean_index(task: Task) -> bool:
+    """Binary tasks with the default aggregation: their scores are the video-mean index's products, so their
+    top-k comes from that index and their percentile from its distribution."""
     return task.kind == TaskKind.BINARY and task.aggregate is None
 
 

@@ -19,11 +19,11 @@ from echosearch.server.errors import NotFoundError
 from echosearch.server.records import VideoFilter, VideoScore
 from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.store import Store
-from echosearch.server.tasks.percentiles import ScoreDistributions, has_percentile, percentile_of
+from echosearch.server.tasks.percentiles import ScoreDistributions, percentile_of, scored_by_mean_index
 from echosearch.server.tasks.prompt_cache import PromptEmbeddingCache
 from echosearch.server.tasks.resident_scoring import resident_scorer
 from echosearch.server.tasks.scoring_math import TaskScores, mean_prompt_embedding, score_task, task_scores
-from echosearch.tasks.spec import Task, TaskKind
+from echosearch.tasks.spec import Task
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class TaskScorer:
         flt = self._with_ids(flt, video_ids)
         text_emb = self.task_embeddings(task)
         batches = self._scored(task, text_emb, flt, k, lowest, batch_size)
-        if not has_percentile(task):
+        if not scored_by_mean_index(task):
             yield from batches
             return
         # the percentile is among the videos of the request's filter (without its id list: a video page
@@ -82,7 +82,7 @@ class TaskScorer:
     def _scored(
         self, task: Task, text_emb: np.ndarray, flt: VideoFilter | None, k: int | None, lowest: bool, batch_size: int
     ) -> Iterator[list[VideoScore]]:
-        if k is not None and task.kind == TaskKind.BINARY and task.aggregate is None:
+        if k is not None and scored_by_mean_index(task):
             yield from self._score_top(task, text_emb, flt, k, batch_size, lowest=lowest)
             return
         if k is not None:
