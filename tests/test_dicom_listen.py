@@ -4,7 +4,6 @@ statuses when the service is down or the object is not an image, C-ECHO, the AE 
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 
 import numpy as np
@@ -33,7 +32,7 @@ from tests.fixtures.dicom_synthetic import (
     make_dicom,
     make_sr,
 )
-from tests.fixtures.servers import start_inprocess
+from tests.fixtures.servers import free_port, start_inprocess
 from tests.fixtures.synthetic import synthetic_frames
 
 SOP_US_IMAGE = "1.2.840.10008.5.1.4.1.1.6.1"
@@ -69,12 +68,6 @@ def _send(port: int, datasets, calling: str = "MODALITY") -> list[int]:
         return [int(assoc.send_c_store(ds).Status) for ds in datasets]
     finally:
         assoc.release()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +171,7 @@ def test_echo_allow_list_and_non_image_objects(service):
 
 
 def test_a_store_while_the_service_is_down_fails_with_out_of_resources(tmp_path):
-    dead = Client(f"127.0.0.1:{_free_port()}", retries=0, timeout=5)
+    dead = Client(f"127.0.0.1:{free_port()}", retries=0, timeout=5)
     receiver = DicomReceiver(dead, ListenOptions(host="127.0.0.1", port=0))
     _, port = receiver.start()
     try:

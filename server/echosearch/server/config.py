@@ -44,6 +44,13 @@ class NetworkOptions:
         type=Path,
         help="require this bearer token (else env ECHOSEARCH_TOKEN; neither: no auth)",
     )
+    metrics_port: int | None = option(
+        None,
+        flag="--metrics-port",
+        type=int,
+        minimum=0,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics, on --host (default off; 0: any free port)",
+    )
     grace: float = option(30.0, flag="--grace", help="seconds in-flight calls get on SIGTERM (default {default})")
 
 

@@ -32,6 +32,7 @@ from echosearch.server.encoder_device import DeviceRunner, Launched, is_oom
 from echosearch.server.encoder_jobs import FramesJob, Slice, TextJob, gather, split
 from echosearch.server.encoder_options import DEFAULT_BATCH_FRAMES, EncoderOptions
 from echosearch.server.errors import RequestCancelledError, TooLargeError
+from echosearch.server.event_counts import COUNT_BUCKETS, LATENCY_BUCKETS_S, BucketHistogram
 from echosearch.server.model import EchoClipModel
 from echosearch.server.status_records import EncoderStats
 
@@ -95,6 +96,9 @@ class BatchingEncoder:
         self._retries = 0
         self._text_batches = 0
         self._waits_ms: deque[float] = deque(maxlen=_WAIT_SAMPLES)
+        # /metrics: whole-run histograms (the deque keeps recent waits for GetServerInfo's p50/p99)
+        self.batch_size_histogram = BucketHistogram(COUNT_BUCKETS)
+        self.queue_wait_histogram = BucketHistogram(LATENCY_BUCKETS_S)
         self._thread = threading.Thread(target=self._run, name=f"echosearch-encoder-{model.device}", daemon=True)
         self._thread.start()
         log.info(
@@ -263,6 +267,7 @@ class BatchingEncoder:
             if job.started is None:
                 job.started = now
                 self._waits_ms.append((now - job.submitted) * 1000.0)
+                self.queue_wait_histogram.observe(now - job.submitted)
             start = job.next_row
             if slices and slices[-1][0] is job and slices[-1][2] == start:
                 slices[-1] = (job, slices[-1][1], start + take)
@@ -366,6 +371,7 @@ class BatchingEncoder:
         with self._cv:
             self._batches += 1
             self._frames_done += offset
+        self.batch_size_histogram.observe(offset)
         for job in done:
             if not job.future.done():
                 job.future.set_result(job.out)

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from echosearch.server.config import NetworkOptions, ServerConfig
 from echosearch.server.errors import EchoSearchError
+from echosearch.server.metrics.exposition import MetricsServer, start_metrics
 from echosearch.server.rpc.request_log import install_record_factory
 from echosearch.server.rpc.servicer import EchoSearchServicer
 from echosearch.server.services.container import Services, open_services
@@ -106,6 +107,7 @@ class RunningServer:
     port: int
     tls: bool
     auth: bool
+    metrics: MetricsServer | None = None  # the /metrics endpoint (serve --metrics-port)
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def stop(self, grace: float = 10.0, *, close_services: bool = True) -> None:
@@ -120,6 +122,8 @@ class RunningServer:
         # thread; closing the store under it would lose that write, so wait a bounded while more.
         if not self.servicer.wait_idle(max(grace, 5.0)):
             log.warning("%d calls still running after the grace period; closing anyway", self.servicer.in_flight)
+        if self.metrics is not None:
+            self.metrics.stop()
         if close_services:
             self.services.close()
             log.info("index saved, services closed")
@@ -180,6 +184,11 @@ def start_server(
     install_record_factory()  # every log line of a call carries its request id
     server = bound.server
     servicer = EchoSearchServicer(services, workers=bound.workers)
+    metrics = None
+    metrics_port = (network or services.config.network).metrics_port
+    if metrics_port is not None:  # before the server starts: a busy metrics port fails the start, not a scrape
+        metrics = start_metrics(services, servicer.uploads, bound.host, metrics_port)
+        servicer.rpc_observer = metrics.rpc.observe
     pb_grpc.add_EchoSearchServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -192,8 +201,9 @@ def start_server(
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING if ready else NOT_SERVING)
     if not ready:
         threading.Thread(target=_serving_when_warm, args=(health_servicer, warm_up), daemon=True).start()
+    address = f"{bound.host}:{bound.port}"
     return RunningServer(
-        server, servicer, health_servicer, services, f"{bound.host}:{bound.port}", bound.port, bound.tls, bound.auth
+        server, servicer, health_servicer, services, address, bound.port, bound.tls, bound.auth, metrics
     )
 
 
@@ -241,7 +251,13 @@ def serve(config: ServerConfig, *, token: str | None = None) -> int:
         log.debug("start failed", exc_info=True)
         print(f"error: cannot open {config.data_dir}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    running = start_server(services, bound=bound)
+    try:
+        running = start_server(services, bound=bound)
+    except OSError as exc:  # the metrics port is taken
+        bound.server.stop(None)
+        services.close()
+        print(f"error: --metrics-port {config.network.metrics_port}: {exc}", file=sys.stderr)
+        return 2
     _run_until_signalled(running, config.network.grace)
     log.info("stopped")
     return 0
@@ -269,6 +285,8 @@ def _run_until_signalled(running: RunningServer, grace: float) -> None:
         info.frames,
         info.tasks,
     )
+    if running.metrics is not None:
+        log.info("Prometheus metrics at %s", running.metrics.url)
     try:
         while not stop.wait(0.5):  # a timed wait keeps the main thread responsive to signals
             pass

@@ -46,13 +46,18 @@ class InFlight:
 
 
 def rpc(method: Method) -> Method:
-    """A servicer method run as an RPC: counted in `self.in_flight_calls`, cancellable, errors mapped."""
+    """A servicer method run as an RPC: counted in `self.in_flight_calls`, cancellable, errors mapped, its end
+    logged and told to `self.rpc_observer`."""
     name = method.__name__
     if inspect.isgeneratorfunction(method):
 
         @functools.wraps(method)
         def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            with self.in_flight_calls, cancellation.bound_to(context.is_active), logged_call(name, context) as out:
+            with (
+                self.in_flight_calls,
+                cancellation.bound_to(context.is_active),
+                logged_call(name, context, self.rpc_observer) as out,
+            ):
                 try:
                     yield from method(self, request, context)
                 except Exception as exc:
@@ -63,7 +68,11 @@ def rpc(method: Method) -> Method:
 
     @functools.wraps(method)
     def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        with self.in_flight_calls, cancellation.bound_to(context.is_active), logged_call(name, context) as out:
+        with (
+            self.in_flight_calls,
+            cancellation.bound_to(context.is_active),
+            logged_call(name, context, self.rpc_observer) as out,
+        ):
             try:
                 return method(self, request, context)
             except Exception as exc:

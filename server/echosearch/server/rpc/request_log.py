@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -30,9 +30,12 @@ def request_id() -> str | None:
 
 
 @contextmanager
-def logged_call(method: str, context: grpc.ServicerContext) -> Iterator[list[str]]:
+def logged_call(
+    method: str, context: grpc.ServicerContext, observe: Callable[[str, str, float], None] | None = None
+) -> Iterator[list[str]]:
     """Bind a fresh request id to the call, send it to the client, and log the call's end with its status
-    (the block appends it to the list it is given; "OK" when nothing did) and duration."""
+    (the block appends it to the list it is given; "OK" when nothing did) and duration; `observe(method, status,
+    seconds)` gets the same (the RPC metrics)."""
     rid = uuid.uuid4().hex[:16]
     token = _current.set((method, rid))
     context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
@@ -41,8 +44,11 @@ def logged_call(method: str, context: grpc.ServicerContext) -> Iterator[list[str
     try:
         yield outcome
     finally:
-        ms = 1000 * (time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        ms = 1000 * seconds
         code = outcome[-1] if outcome else "OK"
+        if observe is not None:
+            observe(method, code, seconds)
         log.info("%s %s %.1f ms", method, code, ms, extra={"rpc_code": code, "duration_ms": round(ms, 2)})
         _current.reset(token)
 

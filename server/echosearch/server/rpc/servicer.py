@@ -48,7 +48,9 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
     def __init__(self, services: Services, *, workers: int = 16) -> None:
         self.services = services
         self.in_flight_calls = InFlight()
-        self._uploads = Uploads(services.limits, workers, services.spool)
+        self.uploads = Uploads(services.limits, workers, services.spool)
+        # Told each call's method, status and seconds as it ends (serve.py sets it with --metrics-port).
+        self.rpc_observer: Callable[[str, str, float], None] | None = None
 
     def wait_idle(self, timeout: float | None) -> bool:
         """Wait for in-flight calls to finish (used at shutdown, after the server stops taking calls)."""
@@ -65,13 +67,13 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
     def IngestVideo(
         self, request_iterator: Iterable[pb.IngestVideoRequest], context: grpc.ServicerContext
     ) -> pb.IngestVideoResponse:
-        return self._uploads.receive(request_iterator, context, IngestUpload(self.services, context))
+        return self.uploads.receive(request_iterator, context, IngestUpload(self.services, context))
 
     @rpc
     def ImportEmbeddings(
         self, request_iterator: Iterable[pb.ImportEmbeddingsRequest], context: grpc.ServicerContext
     ) -> pb.ImportEmbeddingsResponse:
-        return self._uploads.receive(request_iterator, context, ShardUpload(self.services))
+        return self.uploads.receive(request_iterator, context, ShardUpload(self.services))
 
     # ---- videos -------------------------------------------------------------------------
 

@@ -23,11 +23,37 @@ from typing import Protocol, TypeVar
 
 import grpc
 
-from echosearch.server.errors import BusyError, InvalidRequestError, InvalidVideoError, RequestCancelledError
+from echosearch.server.errors import (
+    BusyError,
+    DeadlineExceededError,
+    DiskFullError,
+    InvalidRequestError,
+    InvalidVideoError,
+    RequestCancelledError,
+    TooLargeError,
+)
+from echosearch.server.event_counts import Tally
 from echosearch.server.limits import Limits
 from echosearch.server.services.spool import UploadSpool
 
 log = logging.getLogger(__name__)
+
+# Why an upload was refused, as the metric label `reason` says it (and "idle_timeout" for a stalled one).
+REFUSAL_REASONS: dict[type[Exception], str] = {
+    BusyError: "busy",
+    TooLargeError: "too_large",
+    InvalidRequestError: "invalid",
+    InvalidVideoError: "invalid_video",
+    RequestCancelledError: "cancelled",
+    DeadlineExceededError: "decode_timeout",
+    DiskFullError: "disk_full",
+}
+
+
+def refusal_reason(exc: BaseException) -> str | None:
+    """The `reason` label of an upload that ended with `exc` (its nearest listed class), None when unlisted."""
+    return next((REFUSAL_REASONS[k] for k in type(exc).__mro__ if k in REFUSAL_REASONS), None)
+
 
 MEMORY_SPOOL_BYTES = 8 << 20  # bodies up to this stay in memory; larger ones go to a file
 
@@ -102,6 +128,8 @@ class Uploads:
         self._watchdog = IdleWatchdog(limits.upload_idle_timeout_s)
         self._min_chunk_bytes = limits.min_chunk_bytes
         self._spool = spool
+        self.refused = Tally()  # uploads refused or abandoned, by reason (REFUSAL_REASONS, idle_timeout, cancelled)
+        self.bytes_received = Tally()  # "" -> bytes of upload bodies received in full
 
     def receive(
         self,
@@ -110,18 +138,35 @@ class Uploads:
         handler: UploadHandler[Header, Reply],
     ) -> Reply:
         """Run one upload: a slot, the header, the body within bounds, the checks, then `handler.finish`."""
-        with self._slots.hold(), self._watchdog.watch(context.cancel) as watch:
-            try:
-                return self._receive(iter(requests), context, handler, watch)
-            except grpc.RpcError:
-                # The request stream broke: the client went away, or the watchdog cancelled an idle upload.
-                if watch.timed_out:
-                    log.warning(
-                        "%s: nothing received for %.0fs (--upload-idle-timeout); cancelled",
-                        handler.method,
-                        self._watchdog.timeout,
-                    )
-                raise RequestCancelledError() from None
+        try:
+            with self._slots.hold(), self._watchdog.watch(context.cancel) as watch:
+                try:
+                    return self._receive(iter(requests), context, handler, watch)
+                except grpc.RpcError:
+                    # The request stream broke: the client went away, or the watchdog cancelled an idle upload.
+                    if watch.timed_out:
+                        log.warning(
+                            "%s: nothing received for %.0fs (--upload-idle-timeout); cancelled",
+                            handler.method,
+                            self._watchdog.timeout,
+                        )
+                        self.refused.add("idle_timeout")
+                    else:
+                        self.refused.add("cancelled")
+                    raise RequestCancelledError() from None
+        except Exception as exc:
+            reason = refusal_reason(exc)
+            if reason is not None and not isinstance(exc.__context__, grpc.RpcError):  # not counted above
+                self.refused.add(reason)
+            raise
+
+    @property
+    def slots_in_use(self) -> int:
+        return self._slots.in_use
+
+    @property
+    def slots(self) -> int:
+        return self._slots.slots
 
     def _receive(
         self,
@@ -147,6 +192,7 @@ class Uploads:
             spool=self._spool,
             watch=watch,
         )
+        self.bytes_received.add("", body.size)
         try:
             if not context.is_active():
                 raise RequestCancelledError()
@@ -185,6 +231,8 @@ class UploadSlots:
     def __init__(self, slots: int) -> None:
         self.slots = slots
         self._free = threading.BoundedSemaphore(slots)
+        self._held = 0
+        self._held_lock = threading.Lock()
 
     @contextmanager
     def hold(self) -> Iterator[None]:
@@ -194,10 +242,18 @@ class UploadSlots:
                 f"the server is already receiving {self.slots} uploads (--max-concurrent-uploads {self.slots}); "
                 "retry in a moment or upload with fewer parallel jobs"
             )
+        with self._held_lock:
+            self._held += 1
         try:
             yield
         finally:
+            with self._held_lock:
+                self._held -= 1
             self._free.release()
+
+    @property
+    def in_use(self) -> int:
+        return self._held
 
 
 class Watch:

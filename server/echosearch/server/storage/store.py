@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from echosearch.server.event_counts import Tally
 from echosearch.server.records import (
     FrameEmbeddings,
     FrameHit,
@@ -37,6 +39,7 @@ from echosearch.server.storage.index_search import IndexSearch
 from echosearch.server.storage.options import StorageOptions
 from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.rwlock import ReadWriteLock
+from echosearch.server.storage.snapshots import MANIFEST
 from echosearch.server.storage.store_indexes import StoreIndexes
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,7 @@ class Store:
             efsearch=efsearch,
         )
         self._closed = False
+        self.stored = Tally()  # "videos", "frames": what this process committed (new ones; repeats are not)
         self.catalog = Catalog(self.data_dir / "catalog.duckdb", memory_limit=memory_limit)
         self.reader = CatalogReader(self.catalog)
         self._search = IndexSearch(self.catalog, self._indexes)
@@ -126,6 +130,9 @@ class Store:
             with self._lock.write():
                 self._index_new(results, [v.frames for v in videos])
             self._after_write()
+            created = [len(v.frames.embeddings) for (_, new), v in zip(results, videos) if new]
+            self.stored.add("videos", len(created))
+            self.stored.add("frames", sum(created))
             return results
 
     def _index_new(self, results: list[tuple[VideoRecord, bool]], frames: list[FrameEmbeddings]) -> None:
@@ -169,6 +176,8 @@ class Store:
                             lambda piece=piece: batch.embeddings[piece],
                             int(done.seqs[lo]),
                         )
+                self.stored.add("videos", len(done.video_ids))
+                self.stored.add("frames", int(counts.sum()))
             return done
 
     def update_metadata(
@@ -325,6 +334,9 @@ class Store:
                 "index_factory": self.index_factory,
                 "index_trained": self.frame_index is not None and not self.frame_index.exact_fallback,
                 "index_vectors": 0 if self.frame_index is None else self.frame_index.ntotal,
+                "index_tombstones": 0 if self.frame_index is None else len(self.frame_index.tombstones()),
+                "snapshot_age_s": _age_s(self.data_dir / "index" / MANIFEST),
+                "catalog_bytes": sum(_size(self.data_dir / n) for n in ("catalog.duckdb", "catalog.duckdb.wal")),
                 "on_gpu": self.on_gpu,
                 **{f"search_{k}": v for k, v in self.search_backend_info().items()},
                 "index_seq": self._indexes.seq,
@@ -357,3 +369,18 @@ class Store:
     def mean_index(self) -> VectorIndex | None:
         """The per-video mean index (None before the first video)."""
         return self._indexes.means
+
+
+def _age_s(path: Path) -> float | None:
+    """Seconds since `path` was written; None when it does not exist."""
+    try:
+        return max(0.0, time.time() - path.stat().st_mtime)
+    except FileNotFoundError:
+        return None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

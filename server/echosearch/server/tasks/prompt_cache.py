@@ -52,6 +52,8 @@ class PromptEmbeddingCache:
         self._memory: LRUCache[str, np.ndarray] = LRUCache(max_memory_texts)
         self._lock = threading.Lock()  # serialises misses (no double encode)
         self.encoded_texts = 0  # how many texts this cache has encoded (observability, tests)
+        self.hits = 0  # texts answered from memory or the catalog (distinct texts per call)
+        self.misses = 0  # texts that had to be encoded
 
     def embed(self, texts: Sequence[str], *, persist: bool = True) -> np.ndarray:
         """(len(texts), D) float32, rows aligned with ``texts`` (duplicates allowed).
@@ -66,11 +68,14 @@ class PromptEmbeddingCache:
             raise ValueError("embed() needs at least one text")
         with self._lock:
             found = self._from_memory(texts)
+            self.hits += len(found)
             missing = [t for t in dict.fromkeys(texts) if t not in found]
             if missing:
                 stored = self._store.get_prompt_embeddings(self.model_identity, missing)
                 found.update({t: np.asarray(e, dtype=np.float32) for t, e in stored.items() if t in set(missing)})
+                self.hits += len(stored)
                 to_encode = [t for t in missing if t not in found]
+                self.misses += len(to_encode)
                 if to_encode:
                     found.update(self._encode_and_store(to_encode, persist))
                 for t in missing:
