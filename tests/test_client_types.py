@@ -31,6 +31,7 @@ MIRRORS = [
     ("IngestResult", "IngestOutcome", {}, {}),
     ("MetadataConflict", "MetadataConflict", {}, {}),
     ("ImportResult", "ImportOutcome", {}, {}),
+    ("BackupProgress", "BackupProgress", {}, {}),
     ("PluginProblem", "PluginProblem", {}, {"message": "the log's sentence; clients get the reason"}),
     ("VideoScore", "VideoScore", {}, {}),
     ("Sampling", "Sampling", {}, {}),

@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 
 from echosearch.client import (
+    backup_commands,
     bulk_cli,
     check_command,
     info_command,
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation_commands.add_parser(sub, common)
     task_commands.add_delete_task_parser(sub, common)
     ui_command.add_parser(sub, common)
+    backup_commands.add_parsers(sub, _sub, common)  # backup, restore
     return parser
 
 
@@ -138,6 +140,7 @@ COMMANDS = {
     "delete": video_commands.cmd_delete,
     "export": video_commands.cmd_export,
     "info": info_command.cmd_info,
+    "backup": backup_commands.cmd_backup,
     "evaluate": evaluation_commands.cmd_evaluate,
     "ui": ui_command.cmd_ui,
 }
@@ -152,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve_command.cmd_serve(args)
         if args.command == "check":
             return check_command.cmd_check(args)
+        if args.command == "restore":
+            return backup_commands.cmd_restore(args)
         if args.command == "bulk":
             return bulk_cli.run(args, _connect)
         if args.command == "dicom-listen":

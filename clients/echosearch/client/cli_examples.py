@@ -62,6 +62,13 @@ examples:
   echosearch check --data ./echosearch-data                      # exit 0, or one line per problem and exit 1
   echosearch check --data ./echosearch-data --repair             # rebuild the index, apply migrations, drop orphans
   echosearch check --data ./echosearch-data --purge-thumbnails   # before serving it with --thumbnails off""",
+    "backup": """\
+examples:
+  echosearch backup --out /backups/echosearch-2026-12-04     # a path on the SERVER's machine; the server keeps serving
+  echosearch backup --out /backups/nightly --max-mb-per-s 200  # spare the disk for the server's own reads""",
+    "restore": """\
+examples:
+  echosearch restore /backups/echosearch-2026-12-04 --data ./echosearch-restored   # then: echosearch serve --data ...""",
     "export": """\
 examples:
   echosearch export out/a4c.parquet --filter view=A4C""",

@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 import grpc
 
 from echosearch.client.downloads import download_file
-from echosearch.client.failures import ApiError, call  # noqa: F401 (ApiError: callers import it from here)
+from echosearch.client.failures import ApiError, call
 from echosearch.client.task_calls import TaskCalls
 from echosearch.client.types import (
+    BackupProgress,
     DeleteResult,
     Frame,
     ImportResult,
@@ -323,6 +324,17 @@ class Client(TaskCalls):
             retrying=self._retrying,
             on_progress=on_progress,
         )
+
+    def backup(self, out_dir: str, *, max_bytes_per_second: int = 0) -> Iterator[BackupProgress]:
+        """Have the server write a consistent backup into `out_dir`, an absolute path on ITS machine (absent or
+        empty); yields progress about twice a second, the last one with `done` set. Stopping the iteration cancels
+        the backup (the server removes what it wrote). Restore it offline with `echosearch restore`."""
+        request = pb.BackupRequest(out_dir=str(out_dir), max_bytes_per_second=max_bytes_per_second)
+        try:
+            for reply in self._stub.Backup(request, timeout=self.long_timeout, metadata=self._metadata):
+                yield BackupProgress.from_proto(reply)
+        except grpc.RpcError as err:
+            raise ApiError.from_rpc_error(err) from None
 
     def frame_image(self, video_id: int, frame_index: int) -> bytes:
         """One stored frame's JPEG thumbnail (NOT_FOUND when absent or when the server keeps none)."""

@@ -719,3 +719,37 @@ class ImportEmbeddingsResponse(_message.Message):
     frames_added: int
     seconds: float
     def __init__(self, shard_name: _Optional[str] = ..., already_imported: _Optional[bool] = ..., videos_added: _Optional[int] = ..., videos_already_stored: _Optional[int] = ..., frames_added: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class BackupRequest(_message.Message):
+    __slots__ = ("out_dir", "max_bytes_per_second")
+    OUT_DIR_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    out_dir: str
+    max_bytes_per_second: int
+    def __init__(self, out_dir: _Optional[str] = ..., max_bytes_per_second: _Optional[int] = ...) -> None: ...
+
+class BackupResponse(_message.Message):
+    __slots__ = ("phase", "bytes_done", "bytes_total", "done", "videos", "frames", "files", "catalog_sequence", "seconds", "writes_paused_seconds", "out_dir")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    VIDEOS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WRITES_PAUSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OUT_DIR_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    bytes_done: int
+    bytes_total: int
+    done: bool
+    videos: int
+    frames: int
+    files: int
+    catalog_sequence: int
+    seconds: float
+    writes_paused_seconds: float
+    out_dir: str
+    def __init__(self, phase: _Optional[str] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., done: _Optional[bool] = ..., videos: _Optional[int] = ..., frames: _Optional[int] = ..., files: _Optional[int] = ..., catalog_sequence: _Optional[int] = ..., seconds: _Optional[float] = ..., writes_paused_seconds: _Optional[float] = ..., out_dir: _Optional[str] = ...) -> None: ...

@@ -115,6 +115,11 @@ class EchoSearchServiceStub:
                 request_serializer=echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsRequest.SerializeToString,
                 response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsResponse.FromString,
                 _registered_method=True)
+        self.Backup = channel.unary_stream(
+                '/echosearch.v1.EchoSearchService/Backup',
+                request_serializer=echosearch_dot_v1_dot_echosearch__pb2.BackupRequest.SerializeToString,
+                response_deserializer=echosearch_dot_v1_dot_echosearch__pb2.BackupResponse.FromString,
+                _registered_method=True)
 
 
 class EchoSearchServiceServicer:
@@ -259,6 +264,20 @@ class EchoSearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Backup(self, request, context):
+        """Online backup (issue 20): a consistent copy of the store written into a
+        directory on the SERVER's filesystem, while searches go on (ingests and
+        deletes wait while the catalog and the index snapshot are copied). The copy
+        holds the catalog (DuckDB, checkpointed), the index snapshot, and the PHI
+        key when the store has one, with a manifest of SHA-256 checksums written
+        last: a backup without its manifest is incomplete and `echosearch restore`
+        refuses it. Streams progress, then one message with `done` set.
+        INVALID_ARGUMENT: out_dir is relative, not empty, or inside the data directory.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EchoSearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -341,6 +360,11 @@ def add_EchoSearchServiceServicer_to_server(servicer, server):
                     servicer.ImportEmbeddings,
                     request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsRequest.FromString,
                     response_serializer=echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsResponse.SerializeToString,
+            ),
+            'Backup': grpc.unary_stream_rpc_method_handler(
+                    servicer.Backup,
+                    request_deserializer=echosearch_dot_v1_dot_echosearch__pb2.BackupRequest.FromString,
+                    response_serializer=echosearch_dot_v1_dot_echosearch__pb2.BackupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -776,6 +800,33 @@ class EchoSearchService:
             '/echosearch.v1.EchoSearchService/ImportEmbeddings',
             echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsRequest.SerializeToString,
             echosearch_dot_v1_dot_echosearch__pb2.ImportEmbeddingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Backup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/echosearch.v1.EchoSearchService/Backup',
+            echosearch_dot_v1_dot_echosearch__pb2.BackupRequest.SerializeToString,
+            echosearch_dot_v1_dot_echosearch__pb2.BackupResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -82,3 +82,20 @@ class ServerInfo:
     encoder: EncoderStats | None = None
     decode: DecodePoolStats | None = None
     warm_up: WarmUpState | None = None
+
+
+@dataclass(frozen=True)
+class BackupProgress:
+    """How far a backup is (phase, bytes), and with `done` what it holds (services/backup.py)."""
+
+    phase: str  # "catalog", "index", "key", "manifest"
+    bytes_done: int
+    bytes_total: int
+    done: bool = False
+    videos: int = 0
+    frames: int = 0
+    files: int = 0
+    catalog_sequence: int = 0
+    seconds: float = 0.0
+    writes_paused_seconds: float = 0.0
+    out_dir: str = ""

@@ -7,6 +7,7 @@ Import them from here: `from echosearch.client.types import Video, SearchResult,
 
 from echosearch.client.types.info import EncoderInfo, ServerInfo
 from echosearch.client.types.results import (
+    BackupProgress,
     DeleteResult,
     FrameHit,
     ImportResult,
@@ -20,6 +21,7 @@ from echosearch.client.types.tasks import KIND_NAMES, CustomTask, PluginProblem,
 from echosearch.client.types.videos import Frame, Sampling, Video, VideoFilter, VideoMetadata, VideoPage
 
 __all__ = [
+    "BackupProgress",
     "KIND_NAMES",
     "CustomTask",
     "EncoderInfo",

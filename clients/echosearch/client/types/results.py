@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from echosearch.client.types.videos import Video
@@ -114,6 +115,27 @@ class DeleteResult:
     @classmethod
     def from_proto(cls, r: pb.DeleteVideosResponse) -> DeleteResult:
         return cls(r.matched, r.deleted, tuple(r.not_found), r.confirm_token)
+
+
+@dataclass(frozen=True)
+class BackupProgress:
+    """How far a backup is, and with `done` what it holds (`writes_paused_seconds`: how long ingests waited)."""
+
+    phase: str
+    bytes_done: int
+    bytes_total: int
+    done: bool = False
+    videos: int = 0
+    frames: int = 0
+    files: int = 0
+    catalog_sequence: int = 0
+    seconds: float = 0.0
+    writes_paused_seconds: float = 0.0
+    out_dir: str = ""
+
+    @classmethod
+    def from_proto(cls, r: pb.BackupResponse) -> BackupProgress:
+        return cls(**{f.name: getattr(r, f.name) for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ other: nothing here imports the storage, media or model stack.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -30,7 +31,7 @@ from echosearch.server.records import (
     VideoRecord,
     VideoScore,
 )
-from echosearch.server.status_records import DecodePoolStats, EncoderStats, ServerInfo
+from echosearch.server.status_records import BackupProgress, DecodePoolStats, EncoderStats, ServerInfo
 from echosearch.tasks.spec import Task, ValueRange
 from echosearch.v1 import echosearch_pb2 as pb
 
@@ -386,3 +387,7 @@ def delete_outcome_to_proto(outcome: DeleteOutcome) -> pb.DeleteVideosResponse:
         not_found=list(outcome.not_found),
         confirm_token=outcome.confirm_token,
     )
+
+
+def backup_progress_to_proto(progress: BackupProgress) -> pb.BackupResponse:
+    return pb.BackupResponse(**dataclasses.asdict(progress))  # the same fields, by name

@@ -21,7 +21,7 @@ from echosearch.server.rpc import convert
 from echosearch.server.rpc.calls import InFlight, rpc
 from echosearch.server.rpc.upload_rpcs import IngestUpload, ShardUpload
 from echosearch.server.rpc.uploads import Uploads
-from echosearch.server.services import deletes, info, search, tasks, videos
+from echosearch.server.services import backup, deletes, info, search, tasks, videos
 from echosearch.server.services.container import Services
 from echosearch.v1 import echosearch_pb2 as pb
 from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
@@ -122,6 +122,11 @@ class EchoSearchServicer(pb_grpc.EchoSearchServiceServicer):
             token=request.confirm_token,
         )
         return convert.delete_outcome_to_proto(outcome)
+
+    @rpc
+    def Backup(self, request: pb.BackupRequest, context: grpc.ServicerContext) -> Iterator[pb.BackupResponse]:
+        for progress in backup.backup(self.services, request.out_dir, request.max_bytes_per_second):
+            yield convert.backup_progress_to_proto(progress)
 
     @rpc
     def GetFrameImage(

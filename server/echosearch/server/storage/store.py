@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +242,15 @@ class Store:
                     log.warning(
                         "could not save an index snapshot (%s); the next start catches up from the catalog", exc
                     )
+
+    @contextmanager
+    def frozen(self) -> Iterator[int]:
+        """Hold every write (searches go on), with the catalog checkpointed and the index snapshot saved at the same
+        change: the data directory's files are one consistent store while the block runs. Yields that change."""
+        with self._writes, disk_errors(self.data_dir), self.catalog.frozen():
+            with self._lock.read():
+                self._indexes.save()
+            yield self.catalog.last_seq()
 
     def put_prompt_embeddings(self, model_identity: str, embeddings: Mapping[str, np.ndarray]) -> None:
         """Cache text embeddings in the catalog (the indexes are not involved, so no index lock)."""

@@ -83,6 +83,14 @@ class CatalogConnection:
                         pass  # the failed commit already ended it
                 raise
 
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """No write transaction runs while the block does, and the file holds every commit (CHECKPOINT empties the
+        write-ahead log): its bytes may be copied as they are. Reads go on."""
+        with self._write_lock:
+            self.cursor().execute("CHECKPOINT")
+            yield
+
     def schema_version(self) -> int:
         """The applied schema version."""
         return self.cursor().execute("SELECT max(version) FROM schema_migrations").fetchall()[0][0]

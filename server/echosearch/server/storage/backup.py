@@ -1,0 +1,224 @@
+"""Backups of a data directory: the files a consistent copy holds, copied with their SHA-256, a manifest written
+last, and the offline restore that checks every checksum before it writes anything.
+
+Layout of a backup directory: `catalog.duckdb` (checkpointed: the whole catalog in one file), `index/` (the
+snapshot covering the same catalog change), `phi-secret.key` when the store has one, and `backup.json`, the
+manifest, written last by rename. `BACKUP-INCOMPLETE` exists from the first byte until the manifest is in: a
+backup killed half-way keeps it, and `restore` refuses such a directory (and one whose files do not match).
+The Store decides *when* the files are consistent (storage/store.py: `backup_to`); this module only copies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from echosearch.server.errors import InvalidRequestError
+
+MANIFEST = "backup.json"
+INCOMPLETE = "BACKUP-INCOMPLETE"
+FORMAT = 1
+CHUNK = 8 << 20
+PHI_KEY = "phi-secret.key"
+Progress = Callable[[str, int], None]  # (phase, bytes copied so far)
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    out_dir: Path
+    files: int
+    bytes: int
+    catalog_sequence: int
+    videos: int
+    frames: int
+
+
+def check_out_dir(out_dir: Path, data_dir: Path) -> Path:
+    """The directory a backup may be written to: absolute, absent or empty, not inside the data directory."""
+    if not out_dir.is_absolute():
+        raise InvalidRequestError(f"backup directory {out_dir} must be an absolute path on the server's machine")
+    resolved = out_dir.resolve()
+    data = data_dir.resolve()
+    if resolved == data or data in resolved.parents:
+        raise InvalidRequestError(f"backup directory {out_dir} is inside the data directory {data_dir}; choose another")
+    if resolved.exists() and (not resolved.is_dir() or any(resolved.iterdir())):
+        raise InvalidRequestError(f"backup directory {out_dir} exists and is not empty; give a new or empty directory")
+    return resolved
+
+
+def store_files(data_dir: Path) -> list[str]:
+    """The files of a consistent store to copy, relative to it: catalog, index snapshot, the PHI key if any."""
+    names = ["catalog.duckdb"]
+    index = data_dir / "index"
+    if index.is_dir():
+        names += sorted(f"index/{p.name}" for p in index.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
+    if (data_dir / PHI_KEY).exists():
+        names.append(PHI_KEY)
+    return names
+
+
+class Throttle:
+    """Sleeps so that copying stays under `bytes_per_s` (0: never sleeps)."""
+
+    def __init__(self, bytes_per_s: int) -> None:
+        self.rate = bytes_per_s
+        # reads of about a quarter second's worth when throttled, so the pace (and progress) stays even
+        self.chunk = CHUNK if bytes_per_s <= 0 else int(min(CHUNK, max(64 << 10, bytes_per_s // 4)))
+        self.started = time.monotonic()
+        self.sent = 0
+
+    def __call__(self, n: int) -> None:
+        self.sent += n
+        if self.rate > 0:
+            ahead = self.sent / self.rate - (time.monotonic() - self.started)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+def copy_with_sha256(src: Path, dst: Path, on_chunk: Callable[[int], None] = lambda n: None, chunk: int = CHUNK) -> str:
+    """Copy `src` to `dst` in one pass that also hashes it; fsync `dst`. Returns the hex SHA-256."""
+    digest = hashlib.sha256()
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
+        while n := fin.readinto(buf):
+            digest.update(view[:n])
+            fout.write(view[:n])
+            on_chunk(n)
+        os.fsync(fout.fileno())
+    shutil.copymode(src, dst)
+    return digest.hexdigest()
+
+
+def copy_files(
+    data_dir: Path, out: Path, names: list[str], progress: Progress, throttle: Throttle
+) -> list[dict[str, object]]:
+    """Copy `names` from the data directory into `out`, each with its size and SHA-256."""
+    done = 0
+    entries = []
+
+    def on_chunk(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(phase, done)
+        throttle(n)
+
+    for name in names:
+        phase = "key" if name == PHI_KEY else name.split("/")[0].split(".")[0]
+        src = data_dir / name
+        sha = copy_with_sha256(src, out / name, on_chunk, throttle.chunk)
+        entries.append({"path": name, "bytes": src.stat().st_size, "sha256": sha})
+    return entries
+
+
+def begin(out: Path) -> None:
+    """Create the backup directory (0700: it will hold the PHI key) with its INCOMPLETE marker."""
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(out, 0o700)
+    (out / INCOMPLETE).write_text("a backup is being written here, or was interrupted; restore refuses it\n")
+    _fsync_dir(out)
+
+
+def commit(out: Path, entries: list[dict[str, object]], about: dict[str, object]) -> None:
+    """Write the manifest (by rename: it appears whole or not at all), then remove the INCOMPLETE marker."""
+    for folder in {(out / str(e["path"])).parent for e in entries}:
+        _fsync_dir(folder)
+    manifest = {"format": FORMAT, **about, "files": entries}
+    tmp = out / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, out / MANIFEST)
+    (out / INCOMPLETE).unlink()
+    _fsync_dir(out)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---- restore (offline) --------------------------------------------------------------------------------
+
+
+class BackupError(Exception):
+    """A backup that cannot be restored: incomplete, altered, or not a backup; the message says which."""
+
+
+def read_manifest(backup: Path) -> dict:
+    """The manifest of a complete backup; BackupError for an incomplete or foreign directory."""
+    if not backup.is_dir():
+        raise BackupError(f"{backup} is not a directory")
+    if (backup / INCOMPLETE).exists() or not (backup / MANIFEST).exists():
+        raise BackupError(f"{backup} is an incomplete backup (it was interrupted, or is still being written)")
+    try:
+        manifest = json.loads((backup / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"{backup / MANIFEST} cannot be read: {exc}") from None
+    if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), list):
+        raise BackupError(f"{backup / MANIFEST} is not an echosearch backup manifest of format {FORMAT}")
+    return manifest
+
+
+def verify(backup: Path) -> Iterator[str]:
+    """Each problem of a backup, as a sentence: a missing, resized or altered file, or one the manifest lacks."""
+    manifest = read_manifest(backup)
+    listed = set()
+    for entry in manifest["files"]:
+        path = backup / entry["path"]
+        listed.add(entry["path"])
+        if not path.is_file():
+            yield f"{entry['path']} is missing"
+        elif path.stat().st_size != entry["bytes"]:
+            yield f"{entry['path']} has {path.stat().st_size} bytes, the manifest says {entry['bytes']}"
+        elif _sha256(path) != entry["sha256"]:
+            yield f"{entry['path']} does not match its SHA-256 checksum"
+    if "catalog.duckdb" not in listed:
+        yield "the manifest lists no catalog.duckdb"
+    extra = {str(p.relative_to(backup)) for p in backup.rglob("*") if p.is_file()} - listed - {MANIFEST}
+    for name in sorted(extra):
+        yield f"{name} is not in the manifest"
+
+
+def restore(backup: Path, data_dir: Path, progress: Progress = lambda phase, n: None) -> dict:
+    """Verify `backup`, then copy it into `data_dir` (absent or empty) through a temporary sibling renamed at the
+    end, so a restore that fails leaves no half-made data directory. Returns the manifest."""
+    problems = list(verify(backup))
+    if problems:
+        raise BackupError(f"{backup} does not verify: " + "; ".join(problems))
+    if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
+        raise BackupError(f"{data_dir} exists and is not empty; restore into a new directory")
+    manifest = read_manifest(backup)
+    tmp = data_dir.parent / f".{data_dir.name}.restoring"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True, mode=0o700)
+    try:
+        entries = copy_files(backup, tmp, [e["path"] for e in manifest["files"]], progress, Throttle(0))
+        for copied, entry in zip(entries, manifest["files"]):
+            if copied["sha256"] != entry["sha256"]:  # the backup changed while it was read
+                raise BackupError(f"{entry['path']} changed while it was restored; restore again")
+        if data_dir.exists():
+            data_dir.rmdir()
+        os.replace(tmp, data_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
