@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -45,9 +46,10 @@ def service(tmp_path_factory):
 
 
 def test_phi_never_leaves_the_server(tmp_path):
-    """`echosearch serve` in a child process (DEBUG log, so every log line can be grepped)."""
+    """`echosearch serve` in a child process (DEBUG log as JSON lines, so every log line can be grepped; and its
+    Prometheus page)."""
     data = tmp_path / "store"
-    server = ServerProcess(data, extra=["--log-level", "DEBUG"])
+    server = ServerProcess(data, extra=["--log-level", "DEBUG", "--log-format", "json", "--metrics-port", "0"])
     try:
         with Client(server.wait_ready()) as client:
             _phi_checks(server, client, data, tmp_path)
@@ -72,7 +74,13 @@ def _phi_checks(server: ServerProcess, client: Client, data: Path, tmp_path: Pat
     client.export(parquet)
     exported = parquet.read_bytes()
     assert meta.study_id.encode() in exported and _grep(exported, PLANTED) == []
+    metrics_url = re.search(r"Prometheus metrics at (http://\S+/metrics)", server.log).group(1)
+    page = urllib.request.urlopen(metrics_url, timeout=10).read()
+    assert b"echosearch_ingest_videos_total 1.0" in page and _grep(page, [*PLANTED, meta.patient_id, "echo-1"]) == []
     server.terminate()  # the catalog checkpointed to disk, the log complete
+    lines = [json.loads(line) for line in server.lines if line.strip()]  # every line is one JSON object
+    ingest = [x for x in lines if x.get("rpc_method") == "IngestVideo" and x["logger"] == "echosearch.rpc"]
+    assert len(ingest) == 1 and ingest[0]["rpc_code"] == "OK" and len(ingest[0]["request_id"]) == 16
     assert "echo-1.dcm" in server.log and _grep(server.log.encode(), PLANTED) == []
     catalog = _tree_bytes(data)
     assert meta.patient_id.encode() in catalog  # the check can see stored strings...

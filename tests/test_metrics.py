@@ -4,6 +4,7 @@ by a real Prometheus (Debian's `prometheus`, installed by .ci/run; that test ski
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -15,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from echosearch.client import ApiError
-from tests.fixtures.servers import free_port
+from tests.fixtures.servers import ROOT, free_port
 from tests.fixtures.synthetic import make_video
 
 SECRET_NAME = "patient-Doe-Jane-4711.avi"  # a file name that must never become a label value
@@ -87,6 +88,19 @@ def test_every_metric_is_named_by_the_naming_guide(server):
             assert not family.name.endswith("_total")  # the parser strips it: the exposed sample has it once
         if "seconds" in family.name or "bytes" in family.name:
             assert family.name.endswith(("_seconds", "_bytes")), family.name  # base units, unit as the suffix
+
+
+def test_docs_operations_lists_every_metric_and_no_other(server):
+    body = urllib.request.urlopen(server.metrics.url, timeout=10).read().decode()
+    exposed = set()
+    for family in text_string_to_metric_families(body):
+        if family.name.startswith("echosearch_"):
+            exposed.add(family.name + ("_total" if family.type == "counter" else ""))
+    table = (ROOT / "docs" / "operations.md").read_text()
+    documented = set(re.findall(r"^\| `(echosearch_[a-z_]+)` \|", table, flags=re.M))
+    assert exposed - documented == set()
+    # absent until there is one: a saved snapshot, a skipped plugin (label sets of no sample are not exposed)
+    assert documented - exposed <= {"echosearch_store_snapshot_age_seconds", "echosearch_tasks_skipped_plugins"}
 
 
 def test_metrics_are_off_by_default(serve_inprocess):
