@@ -6,6 +6,9 @@ the `tests.fixtures` package and are imported by name.
 
 from __future__ import annotations
 
+import sys
+import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -79,3 +82,23 @@ def stub(channel):
     from echosearch.v1 import echosearch_pb2_grpc as pb_grpc
 
     return pb_grpc.EchoSearchServiceStub(channel)
+
+
+@pytest.fixture
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """install(dist, {entry point: "module:attr"}, {module: source}) -> a fake installed distribution."""
+    from echosearch.server.tasks.registry import ENTRY_POINT_GROUP
+
+    def _install(dist: str, entry_points: dict[str, str], modules: dict[str, str], root: Path | None = None) -> None:
+        root = root or tmp_path / f"site-{uuid.uuid4().hex[:8]}"
+        info = root / f"{dist.replace('-', '_')}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+        lines = "\n".join(f"{name} = {value}" for name, value in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{lines}\n")
+        for module, source in modules.items():
+            (root / f"{module}.py").write_text(textwrap.dedent(source))
+            monkeypatch.delitem(sys.modules, module, raising=False)
+        monkeypatch.syspath_prepend(str(root))
+
+    return _install

@@ -103,6 +103,14 @@ def test_docs_operations_lists_every_metric_and_no_other(server):
     assert documented - exposed <= {"echosearch_store_snapshot_age_seconds", "echosearch_tasks_skipped_plugins"}
 
 
+def test_a_skipped_plugin_is_a_gauge_by_its_entry_point_name(serve_inprocess, install):
+    install("broken-plugin", {"broken_echo": "broken_echo_mod:tasks"}, {"broken_echo_mod": "import no_such_mod_q\n"})
+    samples = scrape(serve_inprocess("plugins", metrics_port=0).metrics.url)
+    skipped = {k: v for k, v in samples.items() if k[0] == "echosearch_tasks_skipped_plugins"}
+    assert list(skipped.values()) == [1.0] and dict(next(iter(skipped))[1])["plugin"] == "broken_echo"
+    assert value(samples, "echosearch_tasks") == 31  # the built-ins still load
+
+
 def test_metrics_are_off_by_default(serve_inprocess):
     assert serve_inprocess("plain").metrics is None
 

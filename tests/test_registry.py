@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import textwrap
 import tomllib
 import uuid
 from pathlib import Path
@@ -21,25 +20,6 @@ from echosearch.tasks.spec import Task, TaskKind
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "echosearch-plugin-example"
 VALID = 'Task(name="{name}", kind="binary", prompts=("A THING IS SEEN. ",))'
-
-
-@pytest.fixture
-def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """install(dist, {entry point: "module:attr"}, {module: source}) -> a fake installed distribution."""
-
-    def _install(dist: str, entry_points: dict[str, str], modules: dict[str, str], root: Path | None = None) -> None:
-        root = root or tmp_path / f"site-{uuid.uuid4().hex[:8]}"
-        info = root / f"{dist.replace('-', '_')}-1.0.dist-info"
-        info.mkdir(parents=True)
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
-        lines = "\n".join(f"{name} = {value}" for name, value in entry_points.items())
-        (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{lines}\n")
-        for module, source in modules.items():
-            (root / f"{module}.py").write_text(textwrap.dedent(source))
-            monkeypatch.delitem(sys.modules, module, raising=False)
-        monkeypatch.syspath_prepend(str(root))
-
-    return _install
 
 
 def module_name() -> str:

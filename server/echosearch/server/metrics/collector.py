@@ -7,6 +7,7 @@ and a scrape reads them (two catalog counts under the search read lock, like Get
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -74,11 +75,11 @@ class ServicesCollector(Collector):
         yield _counter("echosearch_tasks_prompt_cache_misses", "Prompt texts the encoder had to embed.", prompts.misses)
         skipped = GaugeMetricFamily(
             "echosearch_tasks_skipped_plugins",
-            "Task plugins (or their tasks) skipped at start, by entry-point name and reason (1 each).",
+            "Task plugins (or their tasks) skipped at start, by entry-point name and reason: how many.",
             labels=["plugin", "reason"],
         )
-        for problem in s.registry.skipped:
-            skipped.add_metric([problem.plugin, problem.reason], 1)
+        for (plugin, reason), count in Counter((p.plugin, p.reason) for p in s.registry.skipped).items():
+            skipped.add_metric([plugin, reason], count)
         yield skipped
         yield _gauge("echosearch_tasks", "Tasks registered: plugins and stored custom tasks.", self._task_count())
 

@@ -14,8 +14,10 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,19 +84,27 @@ class Throttle:
 
 
 def copy_with_sha256(src: Path, dst: Path, on_chunk: Callable[[int], None] = lambda n: None, chunk: int = CHUNK) -> str:
-    """Copy `src` to `dst` in one pass that also hashes it; fsync `dst`. Returns the hex SHA-256."""
-    digest = hashlib.sha256()
-    buf = bytearray(chunk)
-    view = memoryview(buf)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
-        while n := fin.readinto(buf):
-            digest.update(view[:n])
-            fout.write(view[:n])
-            on_chunk(n)
-        os.fsync(fout.fileno())
+    """Copy `src` to `dst` (the kernel copies: sendfile) while a second thread hashes `src`; fsync `dst`.
+    Returns the hex SHA-256. `src` must not change meanwhile (a backup copies a frozen store).
+
+    Why two streams: a copy through Python buffers plus hashing took 2-3x a plain copy; in the kernel, with the
+    hash beside it (hashlib releases the GIL), the copy costs what `cp` does and the hash hides behind it.
+    """
+    stop = threading.Event()
+    with ThreadPoolExecutor(1, thread_name_prefix="backup-hash") as pool:
+        hashed = pool.submit(_sha256, src, stop)
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with open(src, "rb") as fin, open(dst, "wb") as fout:
+                while n := os.sendfile(fout.fileno(), fin.fileno(), None, chunk):
+                    on_chunk(n)
+                os.fsync(fout.fileno())
+        except BaseException:
+            stop.set()
+            raise
+        digest = hashed.result()
     shutil.copymode(src, dst)
-    return digest.hexdigest()
+    return digest
 
 
 def copy_files(
@@ -216,9 +226,11 @@ def restore(backup: Path, data_dir: Path, progress: Progress = lambda phase, n: 
     return manifest
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: Path, stop: threading.Event | None = None) -> str:
     digest = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:
         while chunk := f.read(CHUNK):
+            if stop is not None and stop.is_set():
+                return ""
             digest.update(chunk)
     return digest.hexdigest()
