@@ -18,16 +18,21 @@ T = TypeVar("T")
 NICE = 10  # low enough that a search thread wins the core, high enough that the import still proceeds
 
 
+def lower_this_thread(nice: int = NICE) -> None:
+    """Nice the calling thread (Linux: `nice` is per thread); elsewhere, or without the right, nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (AttributeError, OSError):  # not Linux, or not allowed: the work runs at normal priority
+        pass
+
+
 def run_in_background(fn: Callable[[], T], *, nice: int = NICE) -> T:
     """fn() on a thread niced by `nice` (Linux); its result, or its exception raised here."""
     context = contextvars.copy_context()
     box: dict[str, object] = {}
 
     def target() -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-        except (AttributeError, OSError):  # not Linux, or not allowed: the import runs at normal priority
-            pass
+        lower_this_thread(nice)
         try:
             box["value"] = context.run(fn)
         except BaseException as exc:  # re-raised in the caller's thread, with its traceback

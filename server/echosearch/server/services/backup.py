@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from echosearch.server.cpu_priority import lower_this_thread
 from echosearch.server.errors import InvalidRequestError, RequestCancelledError
 from echosearch.server.services.container import Services
 from echosearch.server.services.info import package_version
@@ -66,6 +67,7 @@ def backup(services: Services, out_dir: str, max_bytes_per_second: int = 0) -> I
 
 
 def _run_backup(services: Services, out: Path, rate: int, run: _Run) -> None:
+    lower_this_thread()  # searches win the cores; the copy (and its hashing thread) takes what is left
     started = time.monotonic()
     created = not out.exists()
     try:

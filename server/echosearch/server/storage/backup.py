@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from echosearch.server.cpu_priority import lower_this_thread
 from echosearch.server.errors import InvalidRequestError
 
 MANIFEST = "backup.json"
@@ -91,7 +92,7 @@ def copy_with_sha256(src: Path, dst: Path, on_chunk: Callable[[int], None] = lam
     hash beside it (hashlib releases the GIL), the copy costs what `cp` does and the hash hides behind it.
     """
     stop = threading.Event()
-    with ThreadPoolExecutor(1, thread_name_prefix="backup-hash") as pool:
+    with ThreadPoolExecutor(1, thread_name_prefix="backup-hash", initializer=lower_this_thread) as pool:
         hashed = pool.submit(_sha256, src, stop)
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
