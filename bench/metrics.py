@@ -42,7 +42,10 @@ def pair(services):
 def scraping(url: str, stop: threading.Event) -> threading.Thread:
     def run() -> None:
         while not stop.wait(1.0):
-            urllib.request.urlopen(url, timeout=10).read()
+            try:
+                urllib.request.urlopen(url, timeout=10).read()
+            except OSError:  # that server stopped: its phase is over
+                return
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
