@@ -108,6 +108,8 @@ def main() -> None:
     print("| measure | value | target |")
     print("| --- | --- | --- |")
     print(f"| backup / plain copy of the same files (median) | {b / f:.2f}x | <= 2x |")
+    rounds = ", ".join(f"{x / y:.2f}x" for x, y in zip(taken, floor))
+    print(f"| ... each round's ratio | {rounds} | |")
     print(f"| DuckDB EXPORT DATABASE (Parquet) of the catalog alone / that copy | {export_s / f:.2f}x | (not chosen) |")
     print(
         f"| ingests held during a backup / its whole time | {np.median(paused) / b:.2f} | (searches are never held) |"
