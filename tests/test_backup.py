@@ -125,6 +125,17 @@ def test_a_backup_into_a_wrong_place_is_refused_with_its_reason(server, client, 
     assert client.info().videos >= 0  # the server is still up
 
 
+def test_a_second_backup_while_one_runs_is_refused_and_a_cancelled_one_leaves_nothing(server, client, tmp_path):
+    first = client.backup(str(tmp_path / "slow"), max_bytes_per_second=256 << 10)  # seconds at this rate
+    assert next(first).done is False  # it runs
+    with pytest.raises(ApiError) as err:
+        list(client.backup(str(tmp_path / "second")))
+    assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "already running" in err.value.message
+    first.close()  # the caller goes away: the server stops the copy and removes what it wrote
+    assert wait_for(lambda: not (tmp_path / "slow").exists(), timeout=30)
+    assert list(client.backup(str(tmp_path / "after")))[-1].done  # and the next backup may run
+
+
 def test_restore_refuses_an_incomplete_an_altered_and_a_padded_backup(server, client, tmp_path, capsys):
     client.ingest(make_video(frames=8, seed=7), source_name="r.avi")
     out = tmp_path / "b"

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from echosearch.server.cpu_priority import lower_this_thread
-from echosearch.server.errors import InvalidRequestError, RequestCancelledError
+from echosearch.server.errors import BusyError, InvalidRequestError, RequestCancelledError
 from echosearch.server.services.container import Services
 from echosearch.server.services.info import package_version
 from echosearch.server.status_records import BackupProgress
@@ -49,7 +49,13 @@ def backup(services: Services, out_dir: str, max_bytes_per_second: int = 0) -> I
         raise InvalidRequestError("a backup needs out_dir: an absolute path on the server's machine")
     if max_bytes_per_second < 0:
         raise InvalidRequestError(f"max_bytes_per_second must be >= 0, not {max_bytes_per_second}")
-    out = files.check_out_dir(Path(out_dir), services.data_dir)
+    if not services.backup_running.acquire(blocking=False):
+        raise BusyError("a backup is already running on this server; wait for it to finish")
+    try:
+        out = files.check_out_dir(Path(out_dir), services.data_dir)
+    except BaseException:
+        services.backup_running.release()
+        raise
     run = _Run()
     worker = threading.Thread(
         target=_run_backup, args=(services, out, max_bytes_per_second, run), name="echosearch-backup", daemon=True
@@ -64,6 +70,7 @@ def backup(services: Services, out_dir: str, max_bytes_per_second: int = 0) -> I
     finally:
         run.cancelled.set()  # a no-op once finished; stops the copy when the caller is gone
         worker.join()
+        services.backup_running.release()
 
 
 def _run_backup(services: Services, out: Path, rate: int, run: _Run) -> None:

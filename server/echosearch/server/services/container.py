@@ -10,6 +10,7 @@ an encode. Reads go through the Store's read-only catalog view (`reader`).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,7 @@ class Services:
     spool: UploadSpool
     query_cache: LRUCache[str, np.ndarray] = field(default_factory=lambda: LRUCache(QUERY_CACHE_SIZE))
     warm_up: WarmUp | None = None  # the background prompt warm-up (None: --warm-up off)
+    backup_running: threading.Lock = field(default_factory=threading.Lock)  # one online backup at a time
 
     @property
     def data_dir(self) -> Path:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from echosearch.server.cpu_priority import lower_this_thread
 from echosearch.server.errors import InvalidRequestError
+from echosearch.server.storage.snapshots import fsync_dir, fsync_file
 
 MANIFEST = "backup.json"
 INCOMPLETE = "BACKUP-INCOMPLETE"
@@ -134,29 +135,20 @@ def begin(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(out, 0o700)
     (out / INCOMPLETE).write_text("a backup is being written here, or was interrupted; restore refuses it\n")
-    _fsync_dir(out)
+    fsync_dir(out)
 
 
 def commit(out: Path, entries: list[dict[str, object]], about: dict[str, object]) -> None:
     """Write the manifest (by rename: it appears whole or not at all), then remove the INCOMPLETE marker."""
     for folder in {(out / str(e["path"])).parent for e in entries}:
-        _fsync_dir(folder)
+        fsync_dir(folder)
     manifest = {"format": FORMAT, **about, "files": entries}
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    fsync_file(tmp)
     os.replace(tmp, out / MANIFEST)
     (out / INCOMPLETE).unlink()
-    _fsync_dir(out)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(out)
 
 
 # ---- restore (offline) --------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def _crc32(path: Path) -> int:
     return crc
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -51,15 +51,15 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     try:
-        _fsync_file(path)
+        fsync_file(path)
     except OSError:  # some filesystems cannot fsync a directory; the rename is still atomic
         pass
 
 
 def _commit(tmp: Path, final: Path) -> dict:
-    _fsync_file(tmp)
+    fsync_file(tmp)
     os.replace(tmp, final)
     return {"file": final.name, "size": final.stat().st_size, "crc32": _crc32(final)}
 
@@ -130,9 +130,9 @@ def _save(folder: Path, frames: VectorIndex, means: VectorIndex, seq: int) -> No
             manifest[key] = _commit(tmp, folder / f"{name}-{seq}.tomb.npy")
     tmp = folder / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    _fsync_file(tmp)
+    fsync_file(tmp)
     os.replace(tmp, folder / MANIFEST)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     keep = {manifest[k]["file"] for k in ("frames", "means", "tombstones", "mean_tombstones") if k in manifest} | {
         MANIFEST
     }
