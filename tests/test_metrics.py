@@ -157,3 +157,17 @@ def test_a_real_prometheus_scrapes_the_server(server, client, tmp_path: Path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_each_refused_upload_is_counted_under_its_nearest_reason():
+    from echosearch.server import errors
+    from echosearch.server.rpc.uploads import refusal_reason
+
+    class NotAVideo(errors.InvalidVideoError):
+        pass
+
+    assert refusal_reason(errors.BusyError("full")) == "busy"
+    assert refusal_reason(errors.TooLargeError("big")) == "too_large"
+    assert refusal_reason(NotAVideo("x")) == "invalid_video"  # the nearest listed class wins
+    assert refusal_reason(errors.DeadlineExceededError("slow")) == "decode_timeout"
+    assert refusal_reason(ValueError("a bug")) is None  # not a refusal: INTERNAL, counted by the RPC metrics

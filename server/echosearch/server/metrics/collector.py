@@ -93,7 +93,9 @@ class ServicesCollector(Collector):
         )
         yield _counter("echosearch_ingest_frames", "Frame embeddings of those videos.", stored.get("frames"))
         yield _counter(
-            "echosearch_ingest_received_bytes", "Bytes of upload bodies received in full.", up.bytes_received.get("")
+            "echosearch_ingest_received_bytes",
+            "Bytes of upload bodies received in full.",
+            up.bytes_received.get("bodies"),
         )
         yield _gauge("echosearch_ingest_upload_slots_in_use", "Uploads being received now.", up.slots_in_use)
         yield _gauge(

@@ -129,7 +129,7 @@ class Uploads:
         self._min_chunk_bytes = limits.min_chunk_bytes
         self._spool = spool
         self.refused = Tally()  # uploads refused or abandoned, by reason (REFUSAL_REASONS, idle_timeout, cancelled)
-        self.bytes_received = Tally()  # "" -> bytes of upload bodies received in full
+        self.bytes_received = Tally()  # "bodies": bytes of upload bodies received in full
 
     def receive(
         self,
@@ -138,25 +138,24 @@ class Uploads:
         handler: UploadHandler[Header, Reply],
     ) -> Reply:
         """Run one upload: a slot, the header, the body within bounds, the checks, then `handler.finish`."""
+        broken: str | None = None  # why the request stream broke, when it did
         try:
             with self._slots.hold(), self._watchdog.watch(context.cancel) as watch:
                 try:
                     return self._receive(iter(requests), context, handler, watch)
                 except grpc.RpcError:
                     # The request stream broke: the client went away, or the watchdog cancelled an idle upload.
+                    broken = "idle_timeout" if watch.timed_out else "cancelled"
                     if watch.timed_out:
                         log.warning(
                             "%s: nothing received for %.0fs (--upload-idle-timeout); cancelled",
                             handler.method,
                             self._watchdog.timeout,
                         )
-                        self.refused.add("idle_timeout")
-                    else:
-                        self.refused.add("cancelled")
                     raise RequestCancelledError() from None
         except Exception as exc:
-            reason = refusal_reason(exc)
-            if reason is not None and not isinstance(exc.__context__, grpc.RpcError):  # not counted above
+            reason = broken or refusal_reason(exc)
+            if reason is not None:
                 self.refused.add(reason)
             raise
 
@@ -192,7 +191,7 @@ class Uploads:
             spool=self._spool,
             watch=watch,
         )
-        self.bytes_received.add("", body.size)
+        self.bytes_received.add("bodies", body.size)
         try:
             if not context.is_active():
                 raise RequestCancelledError()
