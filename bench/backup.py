@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--loaded-mb-per-s", type=float, default=0, help="throttle the backup searches run beside")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-backup-", dir=os.environ.get("BENCH_TMP")) as tmp:
@@ -95,7 +96,7 @@ def main() -> None:
                 worker = threading.Thread(target=lambda: during.extend(searches(client, done, 0)))
                 worker.start()
                 t = time.perf_counter()
-                list(client.backup(str(tmp / "loaded")))
+                list(client.backup(str(tmp / "loaded"), max_bytes_per_second=int(args.loaded_mb_per_s * 2**20)))
                 loaded_s = time.perf_counter() - t
                 done.set()
                 worker.join()
@@ -119,7 +120,9 @@ def main() -> None:
     stall = max(during) - max(unloaded)
     print(f"| worst search during a backup minus the unloaded worst | {stall:+.0f} ms | <= 100 ms |")
     print(
-        f"\n({len(during)} searches during a {loaded_s:.1f} s backup; {len(unloaded)} unloaded; 2-core shared CPU box)"
+        f"\n({len(during)} searches during a {loaded_s:.1f} s backup"
+        + (f" throttled to {args.loaded_mb_per_s:g} MiB/s" if args.loaded_mb_per_s else "")
+        + f"; {len(unloaded)} unloaded; 2-core shared CPU box)"
     )
 
 
