@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 
 from echosearch.server.errors import DataDirError, ModelMismatchError
+from echosearch.server.storage.layout import CATALOG_FILE
 
-CATALOG_FILE = "catalog.duckdb"
 IDENTITY_SEPARATOR = "@sha256:"
 
 

@@ -23,13 +23,14 @@ from pathlib import Path
 
 from echosearch.server.cpu_priority import lower_this_thread
 from echosearch.server.errors import InvalidRequestError
+from echosearch.server.media.dicom.phi import SECRET_FILE as PHI_KEY
+from echosearch.server.storage.layout import CATALOG_FILE, INDEX_DIR
 from echosearch.server.storage.snapshots import fsync_dir, fsync_file
 
 MANIFEST = "backup.json"
 INCOMPLETE = "BACKUP-INCOMPLETE"
 FORMAT = 1
 CHUNK = 8 << 20
-PHI_KEY = "phi-secret.key"
 Progress = Callable[[str, int], None]  # (phase, bytes copied so far)
 
 
@@ -58,10 +59,10 @@ def check_out_dir(out_dir: Path, data_dir: Path) -> Path:
 
 def store_files(data_dir: Path) -> list[str]:
     """The files of a consistent store to copy, relative to it: catalog, index snapshot, the PHI key if any."""
-    names = ["catalog.duckdb"]
-    index = data_dir / "index"
+    names = [CATALOG_FILE]
+    index = data_dir / INDEX_DIR
     if index.is_dir():
-        names += sorted(f"index/{p.name}" for p in index.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
+        names += sorted(f"{INDEX_DIR}/{p.name}" for p in index.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
     if (data_dir / PHI_KEY).exists():
         names.append(PHI_KEY)
     return names
@@ -175,7 +176,10 @@ def read_manifest(backup: Path) -> dict:
 
 def verify(backup: Path) -> Iterator[str]:
     """Each problem of a backup, as a sentence: a missing, resized or altered file, or one the manifest lacks."""
-    manifest = read_manifest(backup)
+    return _problems(backup, read_manifest(backup))
+
+
+def _problems(backup: Path, manifest: dict) -> Iterator[str]:
     listed = set()
     for entry in manifest["files"]:
         path = backup / entry["path"]
@@ -186,8 +190,8 @@ def verify(backup: Path) -> Iterator[str]:
             yield f"{entry['path']} has {path.stat().st_size} bytes, the manifest says {entry['bytes']}"
         elif _sha256(path) != entry["sha256"]:
             yield f"{entry['path']} does not match its SHA-256 checksum"
-    if "catalog.duckdb" not in listed:
-        yield "the manifest lists no catalog.duckdb"
+    if CATALOG_FILE not in listed:
+        yield f"the manifest lists no {CATALOG_FILE}"
     extra = {str(p.relative_to(backup)) for p in backup.rglob("*") if p.is_file()} - listed - {MANIFEST}
     for name in sorted(extra):
         yield f"{name} is not in the manifest"
@@ -196,12 +200,12 @@ def verify(backup: Path) -> Iterator[str]:
 def restore(backup: Path, data_dir: Path, progress: Progress = lambda phase, n: None) -> dict:
     """Verify `backup`, then copy it into `data_dir` (absent or empty) through a temporary sibling renamed at the
     end, so a restore that fails leaves no half-made data directory. Returns the manifest."""
-    problems = list(verify(backup))
+    manifest = read_manifest(backup)
+    problems = list(_problems(backup, manifest))
     if problems:
         raise BackupError(f"{backup} does not verify: " + "; ".join(problems))
     if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
         raise BackupError(f"{data_dir} exists and is not empty; restore into a new directory")
-    manifest = read_manifest(backup)
     tmp = data_dir.parent / f".{data_dir.name}.restoring"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True, mode=0o700)

@@ -23,10 +23,9 @@ from echosearch.server.media.dicom.phi import PSEUDONYM_PREFIX, SECRET_FILE
 from echosearch.server.storage import snapshots
 from echosearch.server.storage.catalog import thumbnail_table
 from echosearch.server.storage.catalog.migrate import migrations
+from echosearch.server.storage.layout import CATALOG_FILE, INDEX_DIR
 from echosearch.server.storage.snapshots import MANIFEST
 
-CATALOG = "catalog.duckdb"
-INDEX_DIR = "index"
 VECTOR_SAMPLE = 200  # snapshot vectors compared with the catalog's
 
 
@@ -40,7 +39,7 @@ class Problem:
 
 def check_store(data_dir: Path) -> list[Problem]:
     """Every problem found in `data_dir` (empty: the store is sound)."""
-    path = Path(data_dir) / CATALOG
+    path = Path(data_dir) / CATALOG_FILE
     if not path.is_file():
         return [Problem(f"{path} does not exist: {data_dir} is not an echosearch data directory")]
     try:
@@ -157,7 +156,7 @@ def repair_store(data_dir: Path, *, index_factory: str | None = None) -> list[st
     """Fix what is a cache or a migration: drop orphan thumbnails, rebuild the index (applying migrations on the
     way). What was done, one line each."""
     done = []
-    path = Path(data_dir) / CATALOG
+    path = Path(data_dir) / CATALOG_FILE
     con = duckdb.connect(str(path))
     try:
         (n,) = con.execute("SELECT count(*) FROM frame_thumbnails t ANTI JOIN frames f USING (frame_id)").fetchone()
@@ -188,7 +187,7 @@ def _snapshot_factory(folder: Path) -> str | None:
 
 def purge_thumbnails(data_dir: Path) -> tuple[int, int]:
     """Remove every stored thumbnail (for a store served with --thumbnails off); (how many, their bytes)."""
-    con = duckdb.connect(str(Path(data_dir) / CATALOG))
+    con = duckdb.connect(str(Path(data_dir) / CATALOG_FILE))
     try:
         n, size = thumbnail_table.count(con)
         con.execute("DELETE FROM frame_thumbnails")

@@ -37,6 +37,7 @@ from echosearch.server.storage.disk_errors import disk_errors
 from echosearch.server.storage.faiss_gpu import gpu_count
 from echosearch.server.storage.index import VectorIndex
 from echosearch.server.storage.index_search import IndexSearch
+from echosearch.server.storage.layout import CATALOG_FILE, CATALOG_WAL, INDEX_DIR
 from echosearch.server.storage.options import StorageOptions
 from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.rwlock import ReadWriteLock
@@ -95,7 +96,7 @@ class Store:
         # while it changes the indexes, not during its catalog transaction, compaction or a save.
         self._writes = threading.Lock()
         self._indexes = StoreIndexes(
-            self.data_dir / "index",
+            self.data_dir / INDEX_DIR,
             index_factory,
             self.search_router,
             use_gpu=use_gpu,
@@ -104,7 +105,7 @@ class Store:
         )
         self._closed = False
         self.stored = Tally()  # "videos", "frames": what this process committed (new ones; repeats are not)
-        self.catalog = Catalog(self.data_dir / "catalog.duckdb", memory_limit=memory_limit)
+        self.catalog = Catalog(self.data_dir / CATALOG_FILE, memory_limit=memory_limit)
         self.reader = CatalogReader(self.catalog)
         self._search = IndexSearch(self.catalog, self._indexes)
         try:
@@ -345,8 +346,8 @@ class Store:
                 "index_trained": self.frame_index is not None and not self.frame_index.exact_fallback,
                 "index_vectors": 0 if self.frame_index is None else self.frame_index.ntotal,
                 "index_tombstones": 0 if self.frame_index is None else len(self.frame_index.tombstones()),
-                "snapshot_age_s": _age_s(self.data_dir / "index" / MANIFEST),
-                "catalog_bytes": sum(_size(self.data_dir / n) for n in ("catalog.duckdb", "catalog.duckdb.wal")),
+                "snapshot_age_s": _age_s(self.data_dir / INDEX_DIR / MANIFEST),
+                "catalog_bytes": sum(_size(self.data_dir / n) for n in (CATALOG_FILE, CATALOG_WAL)),
                 "on_gpu": self.on_gpu,
                 **{f"search_{k}": v for k, v in self.search_backend_info().items()},
                 "index_seq": self._indexes.seq,
