@@ -229,26 +229,26 @@ class UploadSlots:
 
     def __init__(self, slots: int) -> None:
         self.slots = slots
-        self._free = threading.BoundedSemaphore(slots)
-        self._held = 0
-        self._held_lock = threading.Lock()
+        self._held = 0  # slots held now: one count under one lock decides a refusal and is what metrics read
+        self._lock = threading.Lock()
 
     @contextmanager
     def hold(self) -> Iterator[None]:
         """Hold a slot for the duration; BusyError (RESOURCE_EXHAUSTED) when none is free."""
-        if not self._free.acquire(blocking=False):
+        with self._lock:
+            full = self._held >= self.slots
+            if not full:
+                self._held += 1
+        if full:
             raise BusyError(
                 f"the server is already receiving {self.slots} uploads (--max-concurrent-uploads {self.slots}); "
                 "retry in a moment or upload with fewer parallel jobs"
             )
-        with self._held_lock:
-            self._held += 1
         try:
             yield
         finally:
-            with self._held_lock:
+            with self._lock:
                 self._held -= 1
-            self._free.release()
 
     @property
     def in_use(self) -> int:
