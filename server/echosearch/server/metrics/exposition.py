@@ -3,7 +3,6 @@ client library's process, platform and GC collectors, the RPC metrics and the co
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
@@ -15,8 +14,6 @@ from prometheus_client.process_collector import ProcessCollector
 from echosearch.server.metrics.collector import ServicesCollector, UploadCounts
 from echosearch.server.metrics.rpc_metrics import RpcMetrics
 from echosearch.server.services.container import Services
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,6 +46,4 @@ def start_metrics(services: Services, uploads: UploadCounts, host: str, port: in
     rpc = RpcMetrics(registry)
     registry.register(ServicesCollector(services, uploads))
     http, _thread = start_http_server(port, addr=host, registry=registry)
-    metrics = MetricsServer(registry, rpc, http, host, http.server_port)
-    log.info("metrics on %s", metrics.url)
-    return metrics
+    return MetricsServer(registry, rpc, http, host, http.server_port)  # serve.py logs its URL with the start line
