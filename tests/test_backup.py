@@ -136,6 +136,17 @@ def test_a_second_backup_while_one_runs_is_refused_and_a_cancelled_one_leaves_no
     assert list(client.backup(str(tmp_path / "after")))[-1].done  # and the next backup may run
 
 
+def test_the_cli_backs_up_and_prints_what_the_backup_holds(server, client, tmp_path, capsys):
+    client.ingest(make_video(frames=8, seed=21), source_name="cli.avi")
+    out = tmp_path / "cli-backup"
+    assert main(["--server", server.address, "backup", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["out_dir"] == str(out) and summary["videos"] == client.info().videos and summary["files"] >= 3
+    assert list(files.verify(out)) == []
+    assert main(["--server", server.address, "backup", "--out", "relative"]) == 1
+    assert "INVALID_ARGUMENT" in capsys.readouterr().err
+
+
 def test_restore_refuses_an_incomplete_an_altered_and_a_padded_backup(server, client, tmp_path, capsys):
     client.ingest(make_video(frames=8, seed=7), source_name="r.avi")
     out = tmp_path / "b"

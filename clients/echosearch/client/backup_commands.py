@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from echosearch.client.client import Client
-from echosearch.client.output import print_json
+from echosearch.client.output import Progress, print_json
 from echosearch.client.params import UsageError
 
 
@@ -36,15 +36,13 @@ def add_parsers(sub: Any, make_sub: Callable[..., argparse.ArgumentParser], comm
 def cmd_backup(client: Client, args: argparse.Namespace) -> int:
     if args.max_mb_per_s < 0:
         raise UsageError("--max-mb-per-s must be >= 0")
+    bar = Progress(0, "backup", unit="B")
     last = None
     for progress in client.backup(args.out, max_bytes_per_second=int(args.max_mb_per_s * 2**20)):
         last = progress
-        if not progress.done and sys.stderr.isatty():
-            share = progress.bytes_done / progress.bytes_total if progress.bytes_total else 0.0
-            print(f"\r{progress.phase}: {progress.bytes_done / 2**20:.0f} / {progress.bytes_total / 2**20:.0f} MiB "
-                  f"({share:.0%})", end="", file=sys.stderr, flush=True)  # fmt: skip
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+        bar.total = progress.bytes_total
+        bar.update(progress.bytes_done, detail=progress.phase)
+    bar.close()
     assert last is not None and last.done, "the server ended the backup without its summary"
     if args.json:
         print_json({k: getattr(last, k) for k in ("out_dir", "videos", "frames", "files", "catalog_sequence",

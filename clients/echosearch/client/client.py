@@ -330,14 +330,14 @@ class Client(TaskCalls):
         empty); yields progress about twice a second, the last one with `done` set. Stopping the iteration cancels
         the backup (the server removes what it wrote). Restore it offline with `echosearch restore`."""
         request = pb.BackupRequest(out_dir=str(out_dir), max_bytes_per_second=max_bytes_per_second)
-        call = self._stub.Backup(request, timeout=self.long_timeout, metadata=self._metadata)
+        stream = self._stub.Backup(request, timeout=self.long_timeout, metadata=self._metadata)
         try:
-            for reply in call:
+            for reply in stream:
                 yield BackupProgress.from_proto(reply)
         except grpc.RpcError as err:
             raise ApiError.from_rpc_error(err) from None
         finally:
-            call.cancel()  # a no-op after the summary; tells the server when the caller stops early
+            stream.cancel()  # a no-op after the summary; tells the server when the caller stops early
 
     def frame_image(self, video_id: int, frame_index: int) -> bytes:
         """One stored frame's JPEG thumbnail (NOT_FOUND when absent or when the server keeps none)."""
