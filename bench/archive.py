@@ -27,9 +27,10 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "clients"), str(ROOT / "server")]
+sys.path[:0] = [str(ROOT), str(ROOT / "clients"), str(ROOT / "server"), str(ROOT / "bench")]
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
+from store import dir_bytes  # noqa: E402
 
 from echosearch.client import Client, VideoFilter  # noqa: E402
 from echosearch.server.bulk.shards import EmbeddedVideo, shard_paths, shard_table, write_shard  # noqa: E402
@@ -116,10 +117,6 @@ def peak_rss_gib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 2**20
     return float("nan")
-
-
-def dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def searches(client: Client, flt: VideoFilter | None) -> tuple[list[float], list[set[str]]]:
