@@ -14,11 +14,10 @@ from tests.fixtures.storehelp import add, frames, jpeg, new_video
 pytest.importorskip("duckdb")
 
 
-@pytest.fixture
-def store_dir(tmp_path):
-    """A sound store: 12 videos, two with thumbnails, its index snapshot saved."""
+def sound_store(data, factory: str = "Flat"):
+    """A sound store: 12 videos, two with thumbnails, its index saved (a Flat one: only its manifest)."""
     rng = np.random.default_rng(0)
-    store = Store(tmp_path / "data")
+    store = Store(data, index_factory=factory)
     for i in range(10):
         add(store, i, rng)
     for i in (10, 11):
@@ -30,7 +29,18 @@ def store_dir(tmp_path):
         )  # fmt: skip
     store.save()
     store.close()
-    return tmp_path / "data"
+    return data
+
+
+@pytest.fixture
+def store_dir(tmp_path):
+    return sound_store(tmp_path / "data")
+
+
+@pytest.fixture
+def snapshotted_dir(tmp_path):
+    """A store whose index has a snapshot file of its own (HNSW: a graph, not a copy of the catalog)."""
+    return sound_store(tmp_path / "data", "HNSW8")
 
 
 def check(capsys, data, *flags: str) -> tuple[int, list[str], str]:
@@ -53,7 +63,13 @@ def test_a_deleted_snapshot_is_reported_and_repaired(capsys, store_dir):
     assert (rc, problems) == (0, []) and "repaired: rebuilt the Flat index" in err
 
 
-def test_a_damaged_snapshot_is_reported_and_repaired(capsys, store_dir):
+def test_a_flat_store_keeps_only_a_manifest_and_checks_clean(capsys, store_dir):
+    assert [p.name for p in (store_dir / "index").iterdir()] == ["manifest.json"]
+    assert check(capsys, store_dir)[:2] == (0, [])
+
+
+def test_a_damaged_snapshot_is_reported_and_repaired(capsys, snapshotted_dir):
+    store_dir = snapshotted_dir
     snapshot = next(p for p in (store_dir / "index").iterdir() if p.name.startswith("frames-"))
     data = bytearray(snapshot.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -91,7 +107,8 @@ def test_orphan_thumbnails_are_reported_and_removed(capsys, store_dir):
     assert (rc, problems) == (0, []) and "removed 1 thumbnails without a frame" in err
 
 
-def test_an_index_that_disagrees_with_the_catalog_is_reported(capsys, store_dir):
+def test_an_index_that_disagrees_with_the_catalog_is_reported(capsys, snapshotted_dir):
+    store_dir = snapshotted_dir
     con = duckdb.connect(str(store_dir / "catalog.duckdb"))
     con.execute("DELETE FROM frame_thumbnails WHERE frame_id IN (SELECT frame_id FROM frames WHERE video_id = 2)")
     con.execute("DELETE FROM frames WHERE video_id = 2")  # behind the log's back: the snapshot still has them

@@ -141,7 +141,9 @@ class MatrixIndex:
         if isinstance(vectors, torch.Tensor):
             x = vectors.reshape(-1, self.dim)
         else:
-            x = torch.from_numpy(_np_f32(vectors, self.dim))
+            host = _np_f32(vectors, self.dim)
+            # a read-only array (a zero-copy view of a catalog scan) is copied: torch tensors must be writable
+            x = torch.from_numpy(host if host.flags.writeable else host.copy())
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) != len(x):
             raise ValueError(f"{len(ids)} ids for {len(x)} vectors")

@@ -6,6 +6,11 @@ and CRC32s. The manifest rename is the commit point: files are written to
 temporary names, fsynced and renamed first, so a crash at any moment leaves
 either the old snapshot or the new one, never a mix. Anything that does not
 verify is treated as missing (the store then rebuilds from the catalog).
+
+Vectors are stored once, in the catalog: a frame index that is a plain copy of them (Flat, or an ANN index
+not trained yet) gets no snapshot file, only a manifest saying so (`"rebuilt_from_catalog": true`); the
+store rebuilds it, and the video means, from one scan of the catalog at open. Snapshots of format 1 (before
+this rule) that hold such a copy are not read: the store rebuilds and its next save removes them.
 """
 
 from __future__ import annotations
@@ -24,8 +29,20 @@ from echosearch.server.storage.index import VectorIndex
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)  # format 1 = format 2 without `rebuilt_from_catalog`
 MANIFEST = "manifest.json"
+FLAT_FACTORIES = ("Flat", "IDMap,Flat", "IDMap2,Flat")
+
+
+def rebuilt_from_catalog(manifest: dict) -> bool:
+    """Whether the manifest's frame index is a copy of the catalog's vectors: none is kept; the store rebuilds it."""
+    if manifest.get("rebuilt_from_catalog"):
+        return True
+    # format 1 wrote the copy as a file: a Flat factory, or an ANN index still searching exactly
+    return manifest.get("format") == 1 and (
+        manifest.get("factory", "").strip() in FLAT_FACTORIES or bool(manifest.get("exact_fallback"))
+    )
 
 
 @dataclass
@@ -115,6 +132,28 @@ def _save(folder: Path, frames: VectorIndex, means: VectorIndex, seq: int) -> No
         "dim": frames.dim,
         "exact_fallback": frames.exact_fallback,
     }
+    if frames.is_flat:
+        manifest["rebuilt_from_catalog"] = True  # its file would be a second copy of the catalog's vectors
+    else:
+        _write_index_files(folder, frames, means, seq, manifest)
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    fsync_file(tmp)
+    os.replace(tmp, folder / MANIFEST)
+    fsync_dir(folder)
+    keep = {manifest[k]["file"] for k in ("frames", "means", "tombstones", "mean_tombstones") if k in manifest} | {
+        MANIFEST
+    }
+    for entry in folder.iterdir():
+        if entry.name not in keep:
+            entry.unlink(missing_ok=True)
+    if frames.is_flat:
+        log.info("saved the index manifest at seq %d (the Flat index is rebuilt from the catalog at open)", seq)
+    else:
+        log.info("saved index snapshot at seq %d (%d frame vectors)", seq, frames.ntotal)
+
+
+def _write_index_files(folder: Path, frames: VectorIndex, means: VectorIndex, seq: int, manifest: dict) -> None:
     tmp = folder / f"frames-{seq}.faiss.tmp"
     write_index(frames, tmp)
     manifest["frames"] = _commit(tmp, folder / f"frames-{seq}.faiss")
@@ -128,18 +167,6 @@ def _save(folder: Path, frames: VectorIndex, means: VectorIndex, seq: int) -> No
             with open(tmp, "wb") as f:
                 np.save(f, tomb)
             manifest[key] = _commit(tmp, folder / f"{name}-{seq}.tomb.npy")
-    tmp = folder / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    fsync_file(tmp)
-    os.replace(tmp, folder / MANIFEST)
-    fsync_dir(folder)
-    keep = {manifest[k]["file"] for k in ("frames", "means", "tombstones", "mean_tombstones") if k in manifest} | {
-        MANIFEST
-    }
-    for entry in folder.iterdir():
-        if entry.name not in keep:
-            entry.unlink(missing_ok=True)
-    log.info("saved index snapshot at seq %d (%d frame vectors)", seq, frames.ntotal)
 
 
 def verified(folder: Path, entry: dict) -> Path:
@@ -159,8 +186,19 @@ def load(folder: Path, factory: str, dim: int, **kwargs) -> Loaded | None:
         return None
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if manifest.get("format") != FORMAT or manifest["dim"] != dim:
+        if manifest.get("format") not in READABLE_FORMATS or manifest["dim"] != dim:
             raise ValueError(f"snapshot format/width {manifest.get('format')}/{manifest.get('dim')} not usable")
+        if rebuilt_from_catalog(manifest):
+            how = (
+                "keeps its vectors only in the catalog"
+                if manifest["format"] == FORMAT
+                else (
+                    "has a snapshot of the previous layout, a second copy of the catalog's vectors (removed at the save "
+                    "after this rebuild)"
+                )
+            )
+            log.info("the %s index %s; rebuilding it from the catalog", manifest["factory"], how)
+            return None
         if manifest["factory"] != factory:
             log.warning(
                 "index snapshot was built with %r but %r is configured; rebuilding", manifest["factory"], factory

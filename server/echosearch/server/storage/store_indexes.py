@@ -9,7 +9,8 @@ locks: nothing here locks.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,10 @@ def _means(offsets: np.ndarray, emb: np.ndarray) -> np.ndarray:
     for i, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:])):
         emb[lo:hi].sum(axis=0, dtype=np.float64, out=sums[i])
     return (sums / counts[:, None]).astype(np.float32)
+
+
+class _OutOfOrder(Exception):
+    """The catalog's scan did not come in frame-id order."""
 
 
 class StoreIndexes:
@@ -102,18 +107,44 @@ class StoreIndexes:
             self.save()
 
     def _rebuild(self, catalog: Catalog, dim: int) -> None:
-        """Rebuild both indexes from the catalog, streaming in batches."""
+        """Rebuild both indexes from the catalog: one sequential scan of its frames (a Flat index's only copy of
+        the vectors is the catalog's, so this is how a Flat store opens)."""
         self._new_indexes(dim)
         seq = catalog.last_seq()  # single writer: nothing commits while we open
-        ids = catalog.select_video_ids(None)
-        log.info("rebuilding %s index from catalog: %d videos", self.factory, len(ids))
-        done = frames = 0
-        for vids, offsets, emb in catalog.iter_embedding_batches(ids):
-            self._add_batch(vids, offsets, emb)
-            done += len(vids)
-            frames += len(emb)
-            log.info("rebuild progress: %d/%d videos, %d frames", done, len(ids), frames)
+        total = catalog.count_frames()
+        log.info("rebuilding the %s index from the catalog: %d frames", self.factory, total)
+        self.frames.reserve(total)
+        try:
+            self._add_scan(catalog.scan_frame_embeddings(), total)
+        except _OutOfOrder as exc:  # not expected (frame ids only grow); the per-video reads do not rely on it
+            log.warning("%s; rebuilding by video instead", exc)
+            self._new_indexes(dim)
+            for vids, offsets, emb in catalog.iter_embedding_batches(None):
+                self._add_batch(vids, offsets, emb)
         self.seq = seq
+
+    def _add_scan(self, batches: Iterable[tuple[np.ndarray, np.ndarray]], total: int) -> None:
+        """Add frames streamed in frame-id order; a video split across two batches is added whole."""
+        carry_f = np.empty(0, np.int64)
+        carry_e = np.empty((0, self.frames.dim), np.float32)
+        done, last_logged = 0, time.monotonic()
+        for fids, emb in batches:
+            if len(carry_f):  # the previous batch's last video may go on here
+                fids, emb = np.concatenate([carry_f, fids]), np.concatenate([carry_e, emb])
+            if np.any(fids[1:] <= fids[:-1]):
+                raise _OutOfOrder("the catalog's frames are not in frame-id order")
+            vids = fids >> FRAME_BITS
+            starts = np.flatnonzero(np.r_[True, vids[1:] != vids[:-1]])
+            cut = int(starts[-1])  # the last video may go on in the next batch
+            if cut:
+                self._add_rows(fids[:cut], emb[:cut], vids[starts[:-1]], np.r_[starts[:-1], cut])
+            carry_f, carry_e = fids[cut:], emb[cut:]
+            done += cut
+            if time.monotonic() - last_logged > 5:
+                log.info("rebuild progress: %d/%d frames", done, total)
+                last_logged = time.monotonic()
+        if len(carry_f):
+            self._add_rows(carry_f, carry_e, carry_f[:1] >> FRAME_BITS, np.array([0, len(carry_f)]))
 
     def catch_up(self, catalog: Catalog) -> None:
         """Replay catalog changes after the index's seq: deletes, then adds still present."""
@@ -139,6 +170,10 @@ class StoreIndexes:
         # each video's frame ids, vectorised: a million one-frame videos must not loop in Python under the lock
         starts = np.repeat(np.asarray(vids, np.int64) << FRAME_BITS, counts)
         fids = starts + (np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(offsets[:-1], counts))
+        self._add_rows(fids, emb, vids, offsets)
+
+    def _add_rows(self, fids: np.ndarray, emb: np.ndarray, vids: np.ndarray, offsets: np.ndarray) -> None:
+        """Add frames (whole videos: video i is rows offsets[i]:offsets[i+1]) and each video's mean."""
         means = _means(offsets, emb)
         self.frames.add(fids, emb)
         self.means.add(vids, means)

@@ -223,6 +223,20 @@ class CatalogReads(CatalogConnection):
         for start in range(0, len(ids), max(1, int(batch_videos))):
             yield self.load_embeddings(ids[start : start + batch_videos])
 
+    def scan_frame_embeddings(self, batch_rows: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every stored frame as (frame ids, embeddings (n, D)) batches, in the table's order: one sequential
+        scan (about 4x faster than load_embeddings by video batches), for rebuilding the indexes at open.
+
+        The rows come in insertion order, which is frame-id order (ids only grow); the caller checks."""
+        dim = self.embed_dim or 0
+        if dim == 0:
+            return
+        # `sql(...).to_arrow_reader` streams; `execute(...)` would materialise every row first.
+        reader = self.cursor().sql("SELECT frame_id, embedding FROM frames").to_arrow_reader(int(batch_rows))
+        for batch in reader:
+            if batch.num_rows:
+                yield batch.column(0).to_numpy(), _vectors(batch.column(1), dim)
+
     def imported_shard(self, shard_sha256: str) -> tuple[int, int, int] | None:
         """(videos added, videos already stored, frames added) of a shard committed before, else None."""
         rows = (
