@@ -182,6 +182,9 @@ def _open_store(config: ServerConfig, data_dir: Path, model: EchoClipModel) -> S
     store = Store(
         data_dir,
         index_factory=opts.index_factory,
+        # DuckDB's default (80 % of RAM) let its cache of blocks read grow with the archive: ~2.7 GiB of RSS
+        # per million frames after a full scan (bench/archive.py); scans re-read the page cache instead.
+        memory_limit=f"{opts.catalog_memory_gb:g}GB",
         search_device=opts.search_device,
         gpu_memory_gb=opts.gpu_memory_gb,
         matrix_precision=opts.search_precision,

@@ -20,6 +20,13 @@ class StorageOptions:
     index_factory: str = option(
         "Flat", flag="--index", help="FAISS factory string (Flat, HNSW32, IVF1024,PQ64, ...; default {default})"
     )
+    catalog_memory_gb: float = option(
+        2.0,
+        flag="--catalog-memory-gb",
+        type=float,
+        minimum=0.125,  # DuckDB needs a few blocks per thread
+        help="cap on the catalog's (DuckDB's) buffer cache; the OS page cache still holds the file (default {default})",
+    )
     search_device: str = option(
         "auto",
         flag="--search-device",
