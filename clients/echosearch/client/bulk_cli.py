@@ -32,7 +32,9 @@ from echosearch.client.types import ImportResult
 from echosearch.client.types import VideoMetadata as ClientMetadata
 from echosearch.errors import EchoSearchError
 
-SHARD_GLOB = "shard-*.parquet"
+# Parquet shards as `bulk embed` writes them, and Arrow IPC streams of the same columns (docs/bulk.md);
+# the server's bulk/shards.SHARD_GLOBS (the client does not import the server)
+SHARD_GLOBS = ("shard-*.parquet", "shard-*.arrows")
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -167,10 +169,11 @@ def _embed(args: argparse.Namespace, connect: Callable[[argparse.Namespace], Cli
 def _load(client: Client, args: argparse.Namespace) -> int:
     if not args.dir.is_dir():
         raise UsageError(f"{args.dir}: no such folder")
-    shards = sorted(args.dir.glob(SHARD_GLOB))
+    shards = sorted(path for pattern in SHARD_GLOBS for path in args.dir.glob(pattern))
     if not shards:
         raise UsageError(
-            f"{args.dir}: no shards ({SHARD_GLOB}); write them with `echosearch bulk embed --out {args.dir}`"
+            f"{args.dir}: no shards ({' or '.join(SHARD_GLOBS)}); write them with "
+            f"`echosearch bulk embed --out {args.dir}`"
         )
     progress = Progress(len(shards), "load", enabled=False if args.no_progress else None)
     started = time.perf_counter()

@@ -7,6 +7,7 @@ A Client is thread-safe: share one across threads (one HTTP/2 channel).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -174,7 +175,8 @@ class Client(TaskCalls):
     # ---- bulk import -------------------------------------------------------------------
 
     def import_shard(self, path: str | Path, *, force: bool = False) -> ImportResult:
-        """Stream one `bulk embed` Parquet shard to the server; returns what it committed (one transaction).
+        """Stream one shard file to the server (a `bulk embed` Parquet shard, or an Arrow IPC stream of the same
+        columns); returns what it committed (one transaction).
 
         Idempotent (by shard and video sha256), so it is retried on UNAVAILABLE; a shard committed
         before is acknowledged from its hash without sending it again unless `force`.
@@ -183,10 +185,30 @@ class Client(TaskCalls):
         header = pb.ImportEmbeddingsHeader(
             shard_name=shard.name, size_bytes=shard.stat().st_size, sha256=file_sha256(shard), force=force
         )
+        return self._import(header, lambda: file_chunks(shard, self.chunk_bytes))
 
+    def import_table(self, table: Any, *, name: str, force: bool = False) -> ImportResult:
+        """Send shard rows held in memory, a pyarrow Table or RecordBatch in the shard schema (docs/bulk.md), as
+        an Arrow IPC stream: nothing is written to disk or encoded as Parquet. Same reply and idempotence as
+        `import_shard`; `name` is how the server names this shard in its messages. Needs pyarrow."""
+        try:
+            import pyarrow as pa  # not a dependency of the light client
+        except ImportError:  # pragma: no cover - the test environment has it
+            raise ImportError("Client.import_table needs pyarrow: pip install pyarrow") from None
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write(table)
+        data = memoryview(sink.getvalue())
+        header = pb.ImportEmbeddingsHeader(
+            shard_name=name, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), force=force
+        )
+        step = self.chunk_bytes
+        return self._import(header, lambda: (bytes(data[i : i + step]) for i in range(0, len(data), step)))
+
+    def _import(self, header: pb.ImportEmbeddingsHeader, chunks: Callable[[], Iterator[bytes]]) -> ImportResult:
         def requests() -> Iterator[pb.ImportEmbeddingsRequest]:
             yield pb.ImportEmbeddingsRequest(header=header)
-            for chunk in file_chunks(shard, self.chunk_bytes):
+            for chunk in chunks():  # a fresh iterator per attempt: a retry sends everything again
                 yield pb.ImportEmbeddingsRequest(chunk=chunk)
 
         reply = self._retrying(

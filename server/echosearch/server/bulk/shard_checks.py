@@ -45,16 +45,8 @@ def _same_type(actual: pa.DataType, expected: pa.DataType) -> bool:
     return False
 
 
-def check_file(
-    path: str | os.PathLike, name: str, expected: pa.Schema, version: bytes, *, dim: int, max_rows: int, max_bytes: int
-) -> None:
-    """The footer's schema and sizes: typed columns, a known shard_version, rows and decompressed bytes within
-    the server's --max-shard-rows / --max-shard-mb (checked before a row is decompressed)."""
-    try:
-        meta = pq.ParquetFile(path).metadata
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InvalidRequestError(f"{name}: not a Parquet shard ({exc})") from None
-    schema = meta.schema.to_arrow_schema()
+def check_schema(schema: pa.Schema, name: str, expected: pa.Schema, version: bytes) -> None:
+    """A shard's schema, Parquet or Arrow stream: a known shard_version and every known column of its type."""
     found = (schema.metadata or {}).get(b"echosearch.shard_version")
     if found != version:
         shown = found.decode(errors="replace") if found else "none"
@@ -69,6 +61,18 @@ def check_file(
                 raise InvalidRequestError(
                     f"shard {name}: column {field.name!r} is {actual}, but shards hold {field.type} (docs/bulk.md)"
                 )
+
+
+def check_file(
+    path: str | os.PathLike, name: str, expected: pa.Schema, version: bytes, *, dim: int, max_rows: int, max_bytes: int
+) -> None:
+    """The footer's schema and sizes: typed columns, a known shard_version, rows and decompressed bytes within
+    the server's --max-shard-rows / --max-shard-mb (checked before a row is decompressed)."""
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidRequestError(f"{name}: not a Parquet shard ({exc})") from None
+    check_schema(meta.schema.to_arrow_schema(), name, expected, version)
     if meta.num_rows > max_rows:
         raise TooLargeError(
             f"shard {name}: {meta.num_rows} rows, over the server's limit of {max_rows} (--max-shard-rows); "

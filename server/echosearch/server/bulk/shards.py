@@ -1,4 +1,5 @@
-"""The Parquet shard format of `bulk embed`: one row per embedded frame. Written here, read and checked here.
+"""The shard format of `bulk embed`: one row per embedded frame, as Parquet (the files `bulk embed` writes) or as
+an Arrow IPC stream of the same columns (bulk/arrow_stream.py). Written here, read and checked here.
 
 A shard holds whole videos (a video's frames are contiguous rows) made by one model; the model identity
 is in every row and in the file's schema metadata. docs/bulk.md describes every column.
@@ -18,15 +19,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from echosearch.server.bulk import arrow_stream, parquet_shard
 from echosearch.server.bulk import shard_checks as checks
-from echosearch.server.errors import InvalidRequestError, ModelMismatchError, TooLargeError
+from echosearch.server.errors import InvalidRequestError, ModelMismatchError
 from echosearch.server.records import VideoMetadata
 from echosearch.server.storage.catalog.video_batch import VideoBatch
 
 log = logging.getLogger(__name__)
 
 SHARD_VERSION = "1"
-SHARD_GLOB = "shard-*.parquet"
+SHARD_GLOBS = ("shard-*.parquet", "shard-*.arrows")  # `bulk embed` writes Parquet; streams are read too
 FAILURES_FILE = "failures.parquet"
 META_VERSION = b"echosearch.shard_version"
 META_MODEL = b"echosearch.model_identity"
@@ -40,9 +42,6 @@ VIDEO_COLUMNS = (
 FAILURE_SCHEMA = pa.schema([("source_uri", pa.string()), ("sha256", pa.string()), ("error", pa.string())])
 METADATA_COLUMNS = ("study_id", "patient_id", "view", "acquisition_time", "tags")
 REQUIRED_COLUMNS = ("sha256", "source_uri", "size_bytes", "total_frames", "fps", "width", "height")
-# Read dictionary-encoded (a repeated value held once) and decoded only within --max-shard-mb.
-DICTIONARY_COLUMNS = ("sha256", "source_uri", "study_id", "patient_id", "view", "model_identity", "thumbnail")
-READ_BATCH_ROWS = 4096
 
 
 def shard_schema(dim: int, model_identity: str) -> pa.Schema:
@@ -159,14 +158,22 @@ def write_failures(out_dir: Path, failures: Iterable[tuple[str, str | None, str]
 
 def shard_paths(out_dir: Path) -> list[Path]:
     """The finished shards in a folder, by name."""
-    return sorted(Path(out_dir).glob(SHARD_GLOB))
+    return sorted(path for pattern in SHARD_GLOBS for path in Path(out_dir).glob(pattern))
+
+
+def _read_columns(path: Path, columns: list[str]) -> pa.Table:
+    """Some columns of a finished shard, Parquet or Arrow stream."""
+    if arrow_stream.is_arrow_stream(path):
+        with pa.memory_map(str(path)) as source:
+            return pa.ipc.open_stream(source).read_all().select(columns)
+    return pq.read_table(path, columns=columns)
 
 
 def stored_sha256(out_dir: Path) -> set[str]:
     """Content hashes of every video already in the folder's shards (what a rerun skips)."""
     found: set[str] = set()
     for path in shard_paths(out_dir):
-        found.update(pc.unique(pq.read_table(path, columns=["sha256"]).column("sha256")).to_pylist())
+        found.update(pc.unique(_read_columns(path, ["sha256"]).column("sha256")).to_pylist())
     return found
 
 
@@ -179,7 +186,7 @@ def embedded_metadata(out_dir: Path) -> dict[str, VideoMetadata]:
     """sha256 -> the metadata each video of the folder's shards was embedded with (its first row's columns)."""
     found: dict[str, VideoMetadata] = {}
     for path in shard_paths(out_dir):
-        table = pq.read_table(path, columns=["sha256", *METADATA_COLUMNS])
+        table = _read_columns(path, ["sha256", *METADATA_COLUMNS])
         sha = table.column("sha256").combine_chunks().to_numpy(zero_copy_only=False)
         starts = np.flatnonzero(np.r_[True, sha[1:] != sha[:-1]])
         videos = table.take(pa.array(starts))
@@ -191,12 +198,19 @@ def embedded_metadata(out_dir: Path) -> dict[str, VideoMetadata]:
 # ---- reading a shard for import -------------------------------------------------------------------------
 
 
+def _schema(path: Path) -> pa.Schema:
+    """A shard's schema, Parquet (its footer) or Arrow IPC stream (its first message); no row is read."""
+    if arrow_stream.is_arrow_stream(path):
+        return arrow_stream.read_schema(path)
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidRequestError(f"{path.name}: not a Parquet shard or an Arrow IPC stream ({exc})") from None
+
+
 def shard_identity(path: Path) -> tuple[str, int]:
     """(model identity, embedding width) from a shard's schema metadata, without reading its rows."""
-    try:
-        meta = pq.read_schema(path).metadata or {}
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InvalidRequestError(f"{path.name}: not a Parquet shard ({exc})") from None
+    meta = _schema(path).metadata or {}
     if META_MODEL not in meta or META_DIM not in meta:
         raise InvalidRequestError(f"{path.name}: not an echosearch shard (no model identity in its metadata)")
     return meta[META_MODEL].decode(), int(meta[META_DIM])
@@ -229,10 +243,7 @@ def read_shard(
         raise InvalidRequestError(
             f"shard {name} row 0: embeddings are {shard_dim} wide, but this server's model makes {dim}-wide ones"
         )
-    checks.check_file(
-        path, name, shard_schema(dim, identity), SHARD_VERSION.encode(), dim=dim, max_rows=max_rows, max_bytes=max_bytes
-    )
-    table = _read_parquet(path, name, max_bytes)
+    table = _read_table(path, name, identity, dim, max_rows=max_rows, max_bytes=max_bytes)
     _check_columns(table, name)
     n = table.num_rows
     if n == 0:
@@ -284,6 +295,17 @@ def read_shard(
     )
 
 
+def _read_table(path: Path, name: str, identity: str, dim: int, *, max_rows: int, max_bytes: int) -> pa.Table:
+    """The shard's rows as Arrow, its schema and sizes checked first: Parquet, or the same columns as an Arrow
+    IPC stream (docs/bulk.md, "On the wire")."""
+    expected, version = shard_schema(dim, identity), SHARD_VERSION.encode()
+    if arrow_stream.is_arrow_stream(path):
+        checks.check_schema(arrow_stream.read_schema(path), name, expected, version)
+        return arrow_stream.read_table(path, name, max_rows=max_rows, max_bytes=max_bytes)
+    checks.check_file(path, name, expected, version, dim=dim, max_rows=max_rows, max_bytes=max_bytes)
+    return parquet_shard.read_table(path, name, max_bytes)
+
+
 def _check_columns(table: pa.Table, name: str) -> None:
     """Every column a shard must have, and no null where a value is required."""
     missing = [c for c in (*VIDEO_COLUMNS, "frame_index", "timestamp", "embedding") if c not in table.column_names]
@@ -328,46 +350,6 @@ def metadata_of(videos: pa.Table, *, name: str = "", starts: np.ndarray | None =
         )
         for i in range(videos.num_rows)
     ]
-
-
-def _read_parquet(path: Path, name: str, max_bytes: int) -> pa.Table:
-    """The shard as Arrow, streamed a batch at a time and refused (TooLargeError) once its decoded size passes
-    `max_bytes`: a file of constant rows that its footer makes look small never expands past the cap.
-
-    String and binary columns are read dictionary-encoded, so a value repeated on every row is held once; their
-    decoded size (what the import would hold) is counted from the dictionary, and they are decoded only within
-    the cap.
-    """
-    try:
-        names = pq.read_schema(path).names
-        pf = pq.ParquetFile(path, read_dictionary=[c for c in DICTIONARY_COLUMNS if c in names])
-        batches, used = [], 0
-        for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS):
-            used += sum(_decoded_bytes(column) for column in batch.columns)
-            if used > max_bytes:
-                raise TooLargeError(
-                    f"shard {name}: its rows decompress to more than {max_bytes >> 20} MiB, the server's limit "
-                    "(--max-shard-mb); write smaller shards"
-                )
-            batches.append(batch)
-        table = pa.Table.from_batches(batches) if batches else pf.schema_arrow.empty_table()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-        raise InvalidRequestError(f"{path.name}: not a readable Parquet shard ({exc})") from None
-    for i, field in enumerate(table.schema):
-        if pa.types.is_dictionary(field.type):
-            table = table.set_column(i, field.name, pc.dictionary_decode(table.column(i)))
-    return table
-
-
-def _decoded_bytes(column: pa.Array) -> int:
-    """What a column will hold once decoded: a dictionary column counts each row's value, not the dictionary."""
-    if not isinstance(column, pa.DictionaryArray):
-        return column.nbytes
-    if len(column.dictionary) == 0:  # every row null
-        return 8 * len(column)
-    lengths = pc.binary_length(column.dictionary).fill_null(0).to_numpy(zero_copy_only=False)
-    indices = column.indices.fill_null(0).to_numpy(zero_copy_only=False)
-    return int(lengths[indices].sum()) + 8 * len(column)
 
 
 def _first(mask: np.ndarray) -> int:

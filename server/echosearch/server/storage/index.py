@@ -22,6 +22,7 @@ import numpy as np
 
 from echosearch.server.storage import ann_filtered, flat_search, search_plans
 from echosearch.server.storage.faiss_gpu import GpuMirror, can_overfetch, gpu_count, live_top_k
+from echosearch.server.storage.flat_storage import is_plain_flat, reserve_flat, stores_exact_vectors
 from echosearch.server.storage.index_params import (
     as_matrix,
     default_efsearch,
@@ -71,7 +72,7 @@ class VectorIndex:
         self.last_plan: ann_filtered.Plan | None = None  # the latest restricted ANN search's plan (diagnostics)
         if _loaded is not None:
             self._index = _loaded
-            self.exact_fallback = self._is_flat(_loaded) and not self._factory_is_flat()
+            self.exact_fallback = is_plain_flat(_loaded) and not self._factory_is_flat()
         else:
             probe = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)  # validates the string
             if probe.is_trained:
@@ -109,11 +110,6 @@ class VectorIndex:
     def _inner(self) -> faiss.Index:
         return faiss.downcast_index(self._index.index) if self._idmapped else self._index
 
-    @staticmethod
-    def _is_flat(index: faiss.Index) -> bool:
-        inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
-        return isinstance(inner, faiss.IndexFlat)
-
     def _configure(self) -> None:
         inner = self._inner()
         ivf = faiss.try_extract_index_ivf(inner) if hasattr(faiss, "try_extract_index_ivf") else None
@@ -137,19 +133,12 @@ class VectorIndex:
     @property
     def is_flat(self) -> bool:
         """The index is a plain copy of its vectors (Flat, or an ANN index not trained yet)."""
-        return self._is_flat(self._index)
+        return is_plain_flat(self._index)
 
     @property
     def exact_storage(self) -> bool:
         """Stored vectors are the originals (Flat codes), so a scan over them is exact."""
-        inner = self._inner()
-        if isinstance(inner, faiss.IndexFlat):
-            return True
-        ivf = faiss.try_extract_index_ivf(inner)
-        if ivf is not None:
-            return isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat)
-        storage = getattr(inner, "storage", None)
-        return storage is not None and isinstance(faiss.downcast_index(storage), faiss.IndexFlat)
+        return stores_exact_vectors(self._inner())
 
     @property
     def on_gpu(self) -> bool:
@@ -180,18 +169,9 @@ class VectorIndex:
 
     # ---- writes ------------------------------------------------------------------
     def reserve(self, n: int) -> None:
-        """Make room for `n` more vectors in a Flat index, so that adds copy each vector once.
-
-        FAISS grows its storage by reallocating as adds arrive; a rebuild of a million frames then spent ~4x the
-        scan's time in those copies. Resizing up and back down keeps the capacity (std::vector), using only
-        FAISS's public `resize`. Other indexes (and an ANN index that will train and switch) are left alone."""
-        if not (self.is_flat and self._idmapped and not self.exact_fallback) or n <= 0:
-            return
-        flat, size = self._inner(), int(self._index.ntotal)
-        flat.codes.resize((size + n) * flat.code_size)
-        flat.codes.resize(size * flat.code_size)
-        self._index.id_map.resize(size + n)
-        self._index.id_map.resize(size)
+        """Room for `n` more vectors in a Flat index, so a rebuild's adds copy each vector once."""
+        if self.is_flat and self._idmapped and not self.exact_fallback and n > 0:
+            reserve_flat(self._index, n)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add vectors under `ids` (ids must not be present already)."""
