@@ -252,7 +252,8 @@ class EchoSearchServiceServicer:
 
     def ImportEmbeddings(self, request_iterator, context):
         """Bulk import (issue 10): one Parquet shard written by `echosearch bulk embed`,
-        streamed as an ImportEmbeddingsHeader, then the file's bytes as `chunk`
+        or the same columns as an Arrow IPC stream (issue 18; docs/bulk.md "On the
+        wire"), streamed as an ImportEmbeddingsHeader, then the bytes as `chunk`
         messages. The shard's new videos are committed in ONE transaction and added
         to the index in bulk; the reply acknowledges exactly what was committed.
         Idempotent by video sha256 and by shard sha256, so a killed load re-run
