@@ -333,3 +333,27 @@ def test_a_video_deleted_between_ranking_and_frame_lookup_is_left_out(tmp_path: 
         assert sorted(vids) == sorted(ranked)
     finally:
         store.close()
+
+
+def test_an_index_of_codes_ranks_videos_by_their_exact_best_frame(tmp_path: Path) -> None:
+    """Issue 18: SQ/PQ codes round scores; the store re-ranks 3k candidate videos by their exact best frame
+    (from the catalog), so a video's score is exact and the ranking is the exact one among what was probed."""
+    rng = np.random.default_rng(21)
+    store = Store(tmp_path, index_factory="IVF4,SQ4", use_gpu=False, nprobe=4)  # every list probed
+    for i in range(300):
+        add(store, i, rng, n=4)  # 1,200 frames > the 1,000 SQ4 trains on
+    assert store.stats()["index_trained"] and not store.frame_index.exact_storage
+    vids = store.catalog.select_video_ids(None)
+    found, offsets, emb = store.catalog.load_embeddings(vids)
+    recalls = []
+    for q in unit(rng, 20, DIM):
+        exact = np.maximum.reduceat(emb @ q, offsets[:-1])  # each video's exact best-frame score
+        hits = store.search_videos(q, 10, frames_per_video=2)
+        assert len(hits) == 10
+        for hit in hits:
+            assert hit.score == pytest.approx(float(exact[np.flatnonzero(found == hit.video_id)[0]]), abs=1e-5)
+            assert hit.best_frames[0].score == pytest.approx(hit.score, abs=1e-6) and len(hit.best_frames) == 2
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        recalls.append(len({h.video_id for h in hits} & set(found[np.argsort(-exact)[:10]].tolist())) / 10)
+    assert np.mean(recalls) >= 0.95, recalls
+    store.close()

@@ -16,6 +16,8 @@ from echosearch.server.storage.catalog import Catalog
 from echosearch.server.storage.frame_ids import frame_ids_for, video_of_frames
 from echosearch.server.storage.store_indexes import StoreIndexes
 
+RERANK_VIDEOS = 3  # an approximate index's candidate videos per video asked for, re-ranked exactly
+
 
 def _no_hits(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
@@ -81,6 +83,8 @@ class IndexSearch:
             return []
         if aggregation == "mean":
             ranked = self.top_means(q, k, cand)
+        elif not self.indexes.frames.exact_storage:
+            return self._reranked_by_max(q, k, cand, fpv)
         else:
             ranked = self._top_by_max(q, k, cand)
         best = self._best_frames(q, [v for v, _ in ranked], fpv)
@@ -101,6 +105,17 @@ class IndexSearch:
             if len(seen) >= k or fetch >= total:
                 return list(seen.items())[:k]
             fetch = min(total, fetch * 4)
+
+    def _reranked_by_max(self, q: np.ndarray, k: int, cand: Candidates | None, fpv: int) -> list[VideoHit]:
+        """Top-k videos of an index that stores codes, not the vectors (SQ8, PQ): RERANK_VIDEOS x k videos by
+        their approximate best frame, then ranked by their exact best frame from the catalog's embeddings.
+
+        The codes' rounding reorders near ties: at 1M frames, IVF4096,SQ8 returned 0.94-0.96 of the exact
+        top-10 videos at a 10 % filter; the exact re-rank keeps what the probed lists found."""
+        ranked = self._top_by_max(q, RERANK_VIDEOS * k, cand)
+        best = self._best_frames(q, [v for v, _ in ranked], max(fpv, 1))
+        exact = sorted(((v, hits[0].score) for v, hits in best.items()), key=lambda vs: (-vs[1], vs[0]))
+        return [VideoHit(v, score, best[v][:fpv] if fpv > 0 else ()) for v, score in exact[:k]]
 
     def top_means(self, q: np.ndarray, k: int, cand: Candidates | None) -> list[tuple[int, float]]:
         """Exact top-k (video id, mean_frame · q) among the candidates."""
