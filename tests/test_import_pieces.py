@@ -53,3 +53,31 @@ def test_a_large_shard_holds_the_search_lock_in_pieces(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         store.close()
+
+
+def test_the_snapshot_is_saved_once_a_load_goes_quiet(tmp_path):
+    """Issue 18 item 2: imports do not save the index per shard, but once they stop for the quiet period the
+    store saves it once (else a crash hours after a load would replay the whole load at the next start)."""
+    import json
+    import time
+
+    batch, _ = _shard(tmp_path, 200)
+    store = Store(tmp_path / "data", index_factory="HNSW8")  # a snapshot file of its own, not only a manifest
+    store.load_saver.quiet_s = 0.5
+    try:
+        saves = []
+        real = store._indexes.save
+        store._indexes.save = lambda: (real(), saves.append(time.monotonic()))[0]
+        store.import_batch(batch, shard_sha256="a" * 64)
+        time.sleep(0.2)
+        assert saves == []  # the load may go on: nothing written yet
+        deadline = time.monotonic() + 10
+        while not saves and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(saves) == 1
+        manifest = json.loads((tmp_path / "data" / "index" / "manifest.json").read_text())
+        assert manifest["seq"] == store.catalog.last_seq() and "frames" in manifest
+        time.sleep(1.0)
+        assert len(saves) == 1  # once per load, not once per quiet period
+    finally:
+        store.close()

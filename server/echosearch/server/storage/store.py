@@ -1,10 +1,6 @@
 """Store: the catalog (truth) plus two derived FAISS indexes — frames and per-video means — and the only way
-to write to either.
-
-The indexes are caches (store_indexes.py). They are saved atomically with the catalog write
-sequence number they cover, and on open every catalog change after that number
-is replayed before the constructor returns; a missing or corrupt index is rebuilt.
-Searches run in index_search.py, under this module's read lock.
+to write to either. The indexes are caches (store_indexes.py): saved with the catalog seq they cover, caught up
+or rebuilt at open. Searches run in index_search.py, under this module's read lock.
 """
 
 from __future__ import annotations
@@ -39,6 +35,7 @@ from echosearch.server.storage.index import VectorIndex
 from echosearch.server.storage.index_search import IndexSearch
 from echosearch.server.storage.layout import CATALOG_FILE, CATALOG_WAL, INDEX_DIR
 from echosearch.server.storage.options import StorageOptions
+from echosearch.server.storage.quiet_save import QuietSaver
 from echosearch.server.storage.reader import CatalogReader
 from echosearch.server.storage.rwlock import ReadWriteLock
 from echosearch.server.storage.snapshots import MANIFEST
@@ -104,6 +101,7 @@ class Store:
             efsearch=efsearch,
         )
         self._closed = False
+        self.load_saver = QuietSaver(self.save)  # a bulk load's snapshot, once its imports stop
         self.stored = Tally()  # "videos", "frames": what this process committed (new ones; repeats are not)
         self.catalog = Catalog(self.data_dir / CATALOG_FILE, memory_limit=memory_limit)
         self.reader = CatalogReader(self.catalog)
@@ -154,8 +152,9 @@ class Store:
     def import_batch(self, batch: VideoBatch, *, shard_sha256: str) -> ImportedBatch:
         """Commit a bulk batch's new videos (ONE catalog transaction), then add them to both indexes at once.
 
-        Idempotent by sha256. The index is not saved here: a bulk load would rewrite it per batch; it is
-        saved at close or with the next `save_every`, and a crash replays the catalog (the truth) instead.
+        Idempotent by sha256. The index is not saved here: a bulk load would rewrite it per batch; it is saved
+        once the imports go quiet (quiet_save.py), at close, or with the next `save_every`, and a crash before
+        that replays the catalog (the truth) instead.
         """
         with self._writes, disk_errors(self.data_dir):
             done = self.catalog.import_batch(batch, shard_sha256=shard_sha256)
@@ -180,6 +179,7 @@ class Store:
                         )
                 self.stored.add("videos", len(done.video_ids))
                 self.stored.add("frames", int(counts.sum()))
+                self.load_saver.touch()
             return done
 
     def update_metadata(
@@ -274,12 +274,14 @@ class Store:
         return self.catalog.get_prompt_embeddings(model_identity, texts)
 
     def save(self) -> None:
-        """Atomically persist both indexes with the catalog seq they cover."""
+        """Atomically persist both indexes with the catalog seq they cover (nothing once closed)."""
         with self._writes, self._lock.read():
-            self._indexes.save()
+            if not self._closed:
+                self._indexes.save()
 
     def close(self) -> None:
         """Save the indexes and close the catalog; safe to call twice."""
+        self.load_saver.cancel()
         with self._writes, self._lock.write():
             if self._closed:
                 return
