@@ -9,7 +9,6 @@ INVALID_ARGUMENT naming the shard, and nothing of a refused shard is stored.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import grpc
@@ -21,10 +20,9 @@ import pytest
 from echosearch.client import ApiError, Client
 from echosearch.client.cli import main
 from echosearch.server.bulk import arrow_stream
-from echosearch.server.bulk.shards import EmbeddedVideo, shard_table
+from echosearch.server.bulk.shards import shard_table
 from echosearch.server.limits import Limits
-from echosearch.server.records import VideoMetadata
-from tests.fixtures.storehelp import jpeg
+from tests.fixtures.shards import embedded_video
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 TOO_LARGE = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -36,29 +34,9 @@ def model(client) -> tuple[str, int]:
     return info.model_identity, info.embed_dim
 
 
-def _video(seed: int, dim: int, frames: int = 3, thumbnails: bool = True) -> EmbeddedVideo:
-    rng = np.random.default_rng(seed)
-    emb = rng.standard_normal((frames, dim)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    return EmbeddedVideo(
-        sha256=hashlib.sha256(f"arrow-{seed}".encode()).hexdigest(),
-        source_uri=f"/archive/a{seed}.avi",
-        size_bytes=1000 + seed,
-        total_frames=30,
-        fps=30.0,
-        width=112,
-        height=112,
-        frame_indices=np.arange(frames, dtype=np.int64) * 2,
-        timestamps=np.arange(frames) * 2 / 30.0,
-        embeddings=emb,
-        thumbnails=tuple(jpeg(seed * 10 + i) for i in range(frames)) if thumbnails else None,
-        metadata=VideoMetadata(view="A4C", study_id=f"S{seed}", tags={"site": "north"}),
-    )
-
-
 def _table(model, seeds) -> pa.Table:
     identity, dim = model
-    return shard_table([_video(s, dim, frames=1 + s % 4) for s in seeds], identity, dim)
+    return shard_table([embedded_video(s, dim, frames=1 + s % 4, size_bytes=1000 + s) for s in seeds], identity, dim)
 
 
 def _stream(table: pa.Table, path: Path, *, compression: str | None = None, chunk: int | None = None) -> Path:
@@ -71,14 +49,14 @@ def _stream(table: pa.Table, path: Path, *, compression: str | None = None, chun
 
 
 def _stored(client: Client, sha256s: list[str]) -> dict[str, tuple]:
-    """sha256 -> (source name, study, view, frame indices, embeddings) of each stored video."""
+    """sha256 -> (source name, size, view, frame indices, embeddings) of each stored video."""
     out = {}
     for video in client.iter_videos():
         if video.sha256 in sha256s:
             frames = client.get_frames(video.video_id)
             out[video.sha256] = (
                 video.source_name,
-                video.metadata.study_id,
+                video.size_bytes,
                 video.metadata.view,
                 [f.frame_index for f in frames],
                 np.array([f.embedding for f in frames], np.float32),
@@ -137,8 +115,7 @@ def test_a_stream_claiming_more_than_the_cap_is_refused_before_decoding(serve_in
     running = serve_inprocess("arrow-bomb", limits=Limits(max_shard_bytes=64 << 20))
     identity, dim = model
     big = b"\xff\xd8\xff" + bytes(200_000)
-    videos = [_video(100 + i, dim, frames=1) for i in range(1_000)]
-    videos = [EmbeddedVideo(**{**v.__dict__, "thumbnails": (big,)}) for v in videos]
+    videos = [embedded_video(100 + i, dim, frames=1, thumbnails=(big,)) for i in range(1_000)]
     path = _stream(shard_table(videos, identity, dim), tmp_path / "bomb.arrows", compression="lz4", chunk=100)
     assert path.stat().st_size < (8 << 20)
     assert arrow_stream.is_arrow_stream(path)

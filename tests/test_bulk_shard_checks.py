@@ -7,7 +7,6 @@ nothing stored.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import grpc
@@ -21,7 +20,7 @@ from echosearch.client import ApiError
 from echosearch.server.bulk.shards import EmbeddedVideo, shard_table
 from echosearch.server.limits import Limits
 from echosearch.server.records import VideoMetadata
-from tests.fixtures.storehelp import jpeg
+from tests.fixtures.shards import embedded_video as _video
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 TOO_LARGE = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -31,28 +30,6 @@ TOO_LARGE = grpc.StatusCode.RESOURCE_EXHAUSTED
 def model(client) -> tuple[str, int]:
     info = client.info()
     return info.model_identity, info.embed_dim
-
-
-def _video(seed: int, dim: int, frames: int = 3, **overrides) -> EmbeddedVideo:
-    rng = np.random.default_rng(seed)
-    emb = rng.standard_normal((frames, dim)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    fields = dict(
-        sha256=hashlib.sha256(f"shard-check-{seed}".encode()).hexdigest(),
-        source_uri=f"/archive/v{seed}.avi",
-        size_bytes=1000,
-        total_frames=30,
-        fps=30.0,
-        width=112,
-        height=112,
-        frame_indices=np.arange(frames, dtype=np.int64) * 2,
-        timestamps=np.arange(frames) * 2 / 30.0,
-        embeddings=emb,
-        thumbnails=tuple(jpeg(seed * 10 + i) for i in range(frames)),
-        metadata=VideoMetadata(view="A4C", tags={"site": "north"}),
-    )
-    fields.update(overrides)
-    return EmbeddedVideo(**fields)
 
 
 def _table(model, *videos: EmbeddedVideo) -> pa.Table:
