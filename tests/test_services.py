@@ -140,6 +140,39 @@ def test_score_top_and_bottom_k_equal_a_full_scan_sorted(services, task_name):
         assert len(top) == len(bottom) == min(k, len(full))
 
 
+@pytest.mark.parametrize(("task_name", "full_scans"), [("ejection_fraction", 3), ("pacemaker", 2)])
+def test_scoring_from_one_catalog_scan_equals_scoring_by_batches_of_ids(services, monkeypatch, task_name, full_scans):
+    """Issue 18: a selection of most of the store is scored from one sequential scan of the frames; the scores,
+    their order and the reply sizes are those of reading the selection by batches of ids."""
+    from echosearch.server.storage.reader import CatalogReader
+    from echosearch.server.tasks import scoring_service
+
+    task = tasks.get_task(services, task_name)
+    scans = []
+    real = CatalogReader.scan_video_embeddings
+
+    def counted(self):
+        scans.append(1)
+        return real(self)
+
+    def run(**kw):
+        return [[(s.video_id, s.score, s.value) for s in b] for b in tasks.score_videos(services, task, **kw)]
+
+    monkeypatch.setattr(CatalogReader, "scan_video_embeddings", counted)
+    cases = [dict(batch_size=3), dict(batch_size=1, flt=VideoFilter(views=("A4C",))), dict(top_k=2, batch_size=1)]
+    scanned = [run(**kw) for kw in cases]
+    assert len(scans) == full_scans  # a binary task's top k comes from the mean index, not a full scan
+    monkeypatch.setattr(scoring_service, "SCAN_SHARE", 2.0)  # never scan: batches of ids
+    by_ids = [run(**kw) for kw in cases]
+    assert len(scans) == full_scans
+    for a, b in zip(scanned, by_ids):  # equal up to float32 rounding (BLAS sums in another block order)
+        assert [[(v, val) for v, _, val in reply] for reply in a] == [[(v, val) for v, _, val in reply] for reply in b]
+        assert [s for reply in a for _, s, _ in reply] == pytest.approx(
+            [s for reply in b for _, s, _ in reply], abs=1e-6
+        )
+    assert [len(b) for b in scanned[0]] == [3, 1] and len(scanned[1]) == 3
+
+
 def test_score_top_k_of_a_categorical_task_ranks_by_value(services):
     task = tasks.custom_task(
         services,

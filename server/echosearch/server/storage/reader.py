@@ -79,6 +79,10 @@ class CatalogReader:
         """load_embeddings over `video_ids`, `batch_videos` at a time."""
         return self._catalog.iter_embedding_batches(video_ids, batch_videos)
 
+    def scan_video_embeddings(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every stored video, whole, as (video ids, offsets, embeddings) batches in id order: one sequential scan."""
+        return self._catalog.scan_video_embeddings()
+
     def imported_shard(self, shard_sha256: str) -> tuple[int, int, int] | None:
         """(videos added, videos already stored, frames added) of a bulk shard committed before, else None."""
         return self._catalog.imported_shard(shard_sha256)

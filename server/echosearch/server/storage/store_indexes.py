@@ -17,6 +17,7 @@ import numpy as np
 
 from echosearch.server.storage import snapshots as persist
 from echosearch.server.storage.catalog import Catalog
+from echosearch.server.storage.catalog.reads import FrameOrderError
 from echosearch.server.storage.frame_ids import FRAME_BITS
 from echosearch.server.storage.index import VectorIndex
 from echosearch.server.storage.positions import ranges_to_rows
@@ -34,10 +35,6 @@ def _means(offsets: np.ndarray, emb: np.ndarray) -> np.ndarray:
     for i, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:])):
         emb[lo:hi].sum(axis=0, dtype=np.float64, out=sums[i])
     return (sums / counts[:, None]).astype(np.float32)
-
-
-class _OutOfOrder(Exception):
-    """The catalog's scan did not come in frame-id order."""
 
 
 class StoreIndexes:
@@ -115,36 +112,21 @@ class StoreIndexes:
         log.info("rebuilding the %s index from the catalog: %d frames", self.factory, total)
         self.frames.reserve(total)
         try:
-            self._add_scan(catalog.scan_frame_embeddings(), total)
-        except _OutOfOrder as exc:  # not expected (frame ids only grow); the per-video reads do not rely on it
+            self._add_batches(catalog.scan_video_embeddings(), total)
+        except FrameOrderError as exc:  # not expected (frame ids only grow); the per-video reads do not rely on it
             log.warning("%s; rebuilding by video instead", exc)
             self._new_indexes(dim)
-            for vids, offsets, emb in catalog.iter_embedding_batches(None):
-                self._add_batch(vids, offsets, emb)
+            self._add_batches(catalog.iter_embedding_batches(None), total)
         self.seq = seq
 
-    def _add_scan(self, batches: Iterable[tuple[np.ndarray, np.ndarray]], total: int) -> None:
-        """Add frames streamed in frame-id order; a video split across two batches is added whole."""
-        carry_f = np.empty(0, np.int64)
-        carry_e = np.empty((0, self.frames.dim), np.float32)
+    def _add_batches(self, batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], total: int) -> None:
         done, last_logged = 0, time.monotonic()
-        for fids, emb in batches:
-            if len(carry_f):  # the previous batch's last video may go on here
-                fids, emb = np.concatenate([carry_f, fids]), np.concatenate([carry_e, emb])
-            if np.any(fids[1:] <= fids[:-1]):
-                raise _OutOfOrder("the catalog's frames are not in frame-id order")
-            vids = fids >> FRAME_BITS
-            starts = np.flatnonzero(np.r_[True, vids[1:] != vids[:-1]])
-            cut = int(starts[-1])  # the last video may go on in the next batch
-            if cut:
-                self._add_rows(fids[:cut], emb[:cut], vids[starts[:-1]], np.r_[starts[:-1], cut])
-            carry_f, carry_e = fids[cut:], emb[cut:]
-            done += cut
+        for vids, offsets, emb in batches:
+            self._add_batch(vids, offsets, emb)
+            done += len(emb)
             if time.monotonic() - last_logged > 5:
                 log.info("rebuild progress: %d/%d frames", done, total)
                 last_logged = time.monotonic()
-        if len(carry_f):
-            self._add_rows(carry_f, carry_e, carry_f[:1] >> FRAME_BITS, np.array([0, len(carry_f)]))
 
     def catch_up(self, catalog: Catalog) -> None:
         """Replay catalog changes after the index's seq: deletes, then adds still present."""
@@ -170,10 +152,6 @@ class StoreIndexes:
         # each video's frame ids, vectorised: a million one-frame videos must not loop in Python under the lock
         starts = np.repeat(np.asarray(vids, np.int64) << FRAME_BITS, counts)
         fids = starts + (np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(offsets[:-1], counts))
-        self._add_rows(fids, emb, vids, offsets)
-
-    def _add_rows(self, fids: np.ndarray, emb: np.ndarray, vids: np.ndarray, offsets: np.ndarray) -> None:
-        """Add frames (whole videos: video i is rows offsets[i]:offsets[i+1]) and each video's mean."""
         means = _means(offsets, emb)
         self.frames.add(fids, emb)
         self.means.add(vids, means)

@@ -27,6 +27,8 @@ from echosearch.tasks.spec import Task
 
 log = logging.getLogger(__name__)
 
+SCAN_SHARE = 0.25  # a selection of at least this share of the stored videos is scored from one catalog scan
+
 MAX_K = 10_000  # the largest k of a search or a top-k score
 MAX_SCORE_BATCH = 100_000  # the most videos in one streamed batch of scores
 PROGRESS_EVERY_S = 5.0
@@ -115,8 +117,34 @@ class TaskScorer:
             if score is not None:
                 yield batch, _video_scores(task, batch, task_scores(task, score))
                 continue
+            if start == 0 and len(ids) > batch_size and len(ids) >= SCAN_SHARE * self.catalog.count_videos():
+                yield from self._scanned(task, text_emb, ids, batch_size)  # no resident matrix: read in one pass
+                return
             found, offsets, frames = self.catalog.load_embeddings(batch)
             yield found, _score_batch(task, text_emb, found, offsets, frames)
+
+    def _scanned(
+        self, task: Task, text_emb: np.ndarray, ids: np.ndarray, batch_size: int
+    ) -> Iterator[tuple[np.ndarray, list[VideoScore]]]:
+        """Score `ids` (sorted) from one sequential scan of the catalog's frames, in replies of `batch_size`.
+
+        Reading by batches of ids joins each batch against the frames table; when most of the store is asked
+        for, one scan reads the same rows ~4x faster (the EF run over every video of bench/archive.py)."""
+        pending: list[VideoScore] = []
+        for vids, offsets, emb in self.catalog.scan_video_embeddings():
+            at = np.minimum(np.searchsorted(ids, vids), len(ids) - 1)
+            keep = ids[at] == vids  # the selection (videos written since it was made are not in it)
+            if not keep.all():
+                counts = np.diff(offsets)
+                emb, vids = emb[np.repeat(keep, counts)], vids[keep]
+                offsets = np.r_[0, np.cumsum(counts[keep])]
+            if len(vids):
+                pending.extend(_score_batch(task, text_emb, vids, offsets, emb))
+            while len(pending) >= batch_size:
+                reply, pending = pending[:batch_size], pending[batch_size:]
+                yield np.array([s.video_id for s in reply], np.int64), reply
+        if pending:
+            yield np.array([s.video_id for s in pending], np.int64), pending
 
     def _with_ids(self, flt: VideoFilter | None, video_ids: Sequence[int] | None) -> VideoFilter | None:
         if video_ids is None:

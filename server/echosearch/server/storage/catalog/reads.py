@@ -32,6 +32,10 @@ def _vectors(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
     return np.ascontiguousarray(flat, dtype=np.float32).reshape(len(arr), dim)
 
 
+class FrameOrderError(RuntimeError):
+    """A catalog scan's frames did not come in frame-id order (not expected: ids only grow)."""
+
+
 class CatalogReads(CatalogConnection):
     """The catalog's read methods (no writes): what `CatalogReader` exposes above the store."""
 
@@ -225,17 +229,41 @@ class CatalogReads(CatalogConnection):
 
     def scan_frame_embeddings(self, batch_rows: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every stored frame as (frame ids, embeddings (n, D)) batches, in the table's order: one sequential
-        scan (about 4x faster than load_embeddings by video batches), for rebuilding the indexes at open.
+        scan (about 4x faster than load_embeddings by video batches). The rows come in insertion order, which
+        is frame-id order (ids only grow); scan_video_embeddings checks it.
 
-        The rows come in insertion order, which is frame-id order (ids only grow); the caller checks."""
+        The scan has a cursor of its own: its caller may query the catalog between batches (a streaming result
+        holds its cursor until it ends). It reads one snapshot; writes and checkpoints go on meanwhile."""
         dim = self.embed_dim or 0
         if dim == 0:
             return
-        # `sql(...).to_arrow_reader` streams; `execute(...)` would materialise every row first.
-        reader = self.cursor().sql("SELECT frame_id, embedding FROM frames").to_arrow_reader(int(batch_rows))
-        for batch in reader:
-            if batch.num_rows:
-                yield batch.column(0).to_numpy(), _vectors(batch.column(1), dim)
+        cur = self._conn.cursor()
+        try:
+            # `sql(...).to_arrow_reader` streams; `execute(...)` would materialise every row first.
+            reader = cur.sql("SELECT frame_id, embedding FROM frames").to_arrow_reader(int(batch_rows))
+            for batch in reader:
+                if batch.num_rows:
+                    yield batch.column(0).to_numpy(), _vectors(batch.column(1), dim)
+        finally:
+            cur.close()
+
+    def scan_video_embeddings(self, batch_rows: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every stored video, whole, as load_embeddings' (video ids, offsets, embeddings) batches in id order,
+        from one sequential scan; FrameOrderError if the rows do not come in frame-id order."""
+        carry_f, carry_e = np.empty(0, np.int64), None
+        for fids, emb in self.scan_frame_embeddings(batch_rows):
+            if len(carry_f):  # the previous batch's last video may go on here
+                fids, emb = np.concatenate([carry_f, fids]), np.concatenate([carry_e, emb])
+            if np.any(fids[1:] <= fids[:-1]):
+                raise FrameOrderError("the catalog's frames did not come in frame-id order")
+            vids = fids >> FRAME_BITS
+            starts = np.flatnonzero(np.r_[True, vids[1:] != vids[:-1]])
+            cut = int(starts[-1])  # the last video may go on in the next batch
+            if cut:
+                yield vids[starts[:-1]], np.r_[starts[:-1], cut].astype(np.int64), emb[:cut]
+            carry_f, carry_e = fids[cut:], emb[cut:]
+        if len(carry_f):
+            yield carry_f[:1] >> FRAME_BITS, np.array([0, len(carry_f)], np.int64), carry_e
 
     def imported_shard(self, shard_sha256: str) -> tuple[int, int, int] | None:
         """(videos added, videos already stored, frames added) of a shard committed before, else None."""
