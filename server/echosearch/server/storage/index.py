@@ -25,6 +25,7 @@ from echosearch.server.storage.faiss_gpu import GpuMirror, can_overfetch, gpu_co
 from echosearch.server.storage.flat_storage import is_plain_flat, reserve_flat, stores_exact_vectors
 from echosearch.server.storage.index_params import (
     as_matrix,
+    configure_quantizer,
     default_efsearch,
     default_nprobe,
     max_widen,
@@ -115,6 +116,8 @@ class VectorIndex:
         ivf = faiss.try_extract_index_ivf(inner) if hasattr(faiss, "try_extract_index_ivf") else None
         if ivf is not None and self.nprobe:
             ivf.nprobe = int(self.nprobe)
+        if ivf is not None:
+            configure_quantizer(ivf)
         if hasattr(inner, "hnsw") and self.efsearch:
             inner.hnsw.efSearch = int(self.efsearch)
         self._removable = not hasattr(inner, "hnsw")

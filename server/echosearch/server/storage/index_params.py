@@ -57,6 +57,20 @@ def default_efsearch(factory: str) -> int | None:
     return DEFAULT_EFSEARCH if "HNSW" in factory else None
 
 
+QUANTIZER_EFSEARCH = 128  # the least efSearch of an HNSW coarse quantizer (IVF…_HNSW…)
+
+
+def configure_quantizer(ivf: faiss.IndexIVF) -> None:
+    """Give an HNSW coarse quantizer a search breadth that finds the right lists.
+
+    FAISS leaves it at efSearch 16, and an add assigns each vector with that breadth: with inner products,
+    IVF1024_HNSW32,SQ8 then returned 0.68 of the exact top-10 at any nprobe (IVF1024,SQ8: 0.98), and 0.97 at
+    efSearch 128 (400k clustered 512-d frames)."""
+    quantizer = faiss.downcast_index(ivf.quantizer)
+    if hasattr(quantizer, "hnsw"):
+        quantizer.hnsw.efSearch = max(QUANTIZER_EFSEARCH, int(ivf.nprobe))
+
+
 def search_parameters(
     inner: faiss.Index, sel: faiss.IDSelector, nprobe: int | None, efsearch: int | None, widen: float = 1.0
 ) -> faiss.SearchParameters:
@@ -111,4 +125,7 @@ def trained_index(factory: str, xb: np.ndarray, min_train: int) -> faiss.Index:
     log.info("training %s on %d of %d vectors", factory, len(sample), n)
     ann = faiss.index_factory(xb.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     ann.train(sample)
+    ivf = faiss.try_extract_index_ivf(ann)
+    if ivf is not None:
+        configure_quantizer(ivf)  # before the first add assigns vectors to lists
     return ann
