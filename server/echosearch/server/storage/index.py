@@ -212,8 +212,7 @@ class VectorIndex:
         return removed
 
     def needs_compaction(self) -> bool:
-        rows = self._rows
-        return rows is not None and self._removable and rows.dead > COMPACT_FRACTION * rows.n
+        return self._rows is not None and self._removable and self._rows.dead > COMPACT_FRACTION * self._rows.n
 
     def prepare_compaction(self) -> tuple[faiss.Index, RowMap] | None:
         """Build the index without its tombstoned rows; reads only, so searches may run meanwhile."""
@@ -333,7 +332,7 @@ class VectorIndex:
     def _search_ann_filtered(
         self, q: np.ndarray, k: int, ranges: tuple[np.ndarray, np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """ANN index, restricted: exact over the candidates' stored vectors, or the index's selector."""
+        """ANN index, restricted: a scan of the candidates' stored vectors or codes, or the index's selector."""
         if self._rows is not None:
             rows = self._rows.rows_in_ranges(*ranges)
             cand = self._rows.ids[rows]
@@ -347,6 +346,7 @@ class VectorIndex:
             int(self._index.ntotal),
             self._unfiltered_s,
             exact=self.exact_storage,
+            codes=faiss.try_extract_index_ivf(self._inner()) is not None,  # SQ/PQ lists: a scan of codes
             k=k,
             max_widen=max_widen(self._inner(), self.nprobe),
         )
