@@ -70,6 +70,13 @@ def client(server):
 
 
 @pytest.fixture(scope="module")
+def served_model(client) -> tuple[str, int]:
+    """(model identity, embedding width) of the module's server: what a shard for it must carry."""
+    info = client.info()
+    return info.model_identity, info.embed_dim
+
+
+@pytest.fixture(scope="module")
 def channel(server) -> Iterator[grpc.Channel]:
     opened = grpc.insecure_channel(server.address)
     yield opened

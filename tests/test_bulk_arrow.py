@@ -15,27 +15,21 @@ import grpc
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
-from echosearch.client import ApiError, Client
+from echosearch.client import Client
 from echosearch.client.cli import main
 from echosearch.server.bulk import arrow_stream
 from echosearch.server.bulk.shards import shard_table
 from echosearch.server.limits import Limits
 from tests.fixtures.shards import embedded_video
+from tests.fixtures.shards import refused_shard as _refused
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 TOO_LARGE = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-@pytest.fixture(scope="module")
-def model(client) -> tuple[str, int]:
-    info = client.info()
-    return info.model_identity, info.embed_dim
-
-
-def _table(model, seeds) -> pa.Table:
-    identity, dim = model
+def _table(served_model, seeds) -> pa.Table:
+    identity, dim = served_model
     return shard_table([embedded_video(s, dim, frames=1 + s % 4, size_bytes=1000 + s) for s in seeds], identity, dim)
 
 
@@ -64,18 +58,10 @@ def _stored(client: Client, sha256s: list[str]) -> dict[str, tuple]:
     return out
 
 
-def _refused(client: Client, path: Path, code: grpc.StatusCode, *words: str) -> None:
-    before = client.info().videos
-    with pytest.raises(ApiError) as err:
-        client.import_shard(path)
-    assert err.value.code == code, err.value.message
-    for word in words:
-        assert word in err.value.message, err.value.message
-    assert client.info().videos == before
-
-
-def test_rows_sent_as_a_stream_are_stored_as_the_same_rows_sent_as_parquet(serve_inprocess, client, model, tmp_path):
-    table = _table(model, range(1, 9))
+def test_rows_sent_as_a_stream_are_stored_as_the_same_rows_sent_as_parquet(
+    serve_inprocess, client, served_model, tmp_path
+):
+    table = _table(served_model, range(1, 9))
     shas = sorted(set(table.column("sha256").to_pylist()))
     pq.write_table(table, tmp_path / "rows.parquet")
     with Client(serve_inprocess("parquet").address) as reference:
@@ -93,27 +79,27 @@ def test_rows_sent_as_a_stream_are_stored_as_the_same_rows_sent_as_parquet(serve
     assert again.already_imported and client.info().videos == 8
 
 
-def test_a_compressed_stream_of_small_batches_imports(client, model, tmp_path):
-    path = _stream(_table(model, range(20, 26)), tmp_path / "z.arrows", compression="zstd", chunk=4)
+def test_a_compressed_stream_of_small_batches_imports(client, served_model, tmp_path):
+    path = _stream(_table(served_model, range(20, 26)), tmp_path / "z.arrows", compression="zstd", chunk=4)
     done = client.import_shard(path)
     assert (done.videos_added, done.frames_added) == (6, sum(1 + s % 4 for s in range(20, 26)))
 
 
-def test_bulk_load_takes_arrows_files_beside_parquet_shards(client, model, tmp_path, capsys):
+def test_bulk_load_takes_arrows_files_beside_parquet_shards(client, served_model, tmp_path, capsys):
     folder = tmp_path / "shards"
     folder.mkdir()
-    _stream(_table(model, range(30, 33)), folder / "shard-0001.arrows")
-    pq.write_table(_table(model, range(33, 35)), folder / "shard-0002.parquet")
+    _stream(_table(served_model, range(30, 33)), folder / "shard-0001.arrows")
+    pq.write_table(_table(served_model, range(33, 35)), folder / "shard-0002.parquet")
     before = client.info().videos
     assert main(["--server", client.address, "bulk", "load", str(folder)]) == 0
     assert client.info().videos == before + 5, capsys.readouterr()
 
 
-def test_a_stream_claiming_more_than_the_cap_is_refused_before_decoding(serve_inprocess, model, tmp_path):
+def test_a_stream_claiming_more_than_the_cap_is_refused_before_decoding(serve_inprocess, served_model, tmp_path):
     """Honest embeddings, but one 200 KB thumbnail on every row, LZ4-compressed to a few MiB: the batch headers'
     uncompressed lengths pass --max-shard-mb, so nothing is decompressed."""
     running = serve_inprocess("arrow-bomb", limits=Limits(max_shard_bytes=64 << 20))
-    identity, dim = model
+    identity, dim = served_model
     big = b"\xff\xd8\xff" + bytes(200_000)
     videos = [embedded_video(100 + i, dim, frames=1, thumbnails=(big,)) for i in range(1_000)]
     path = _stream(shard_table(videos, identity, dim), tmp_path / "bomb.arrows", compression="lz4", chunk=100)
@@ -123,15 +109,15 @@ def test_a_stream_claiming_more_than_the_cap_is_refused_before_decoding(serve_in
         _refused(client, path, TOO_LARGE, "batches decode to more than 64 MiB", "--max-shard-mb")
 
 
-def test_too_many_rows_are_refused_from_the_batch_headers(serve_inprocess, model, tmp_path):
+def test_too_many_rows_are_refused_from_the_batch_headers(serve_inprocess, served_model, tmp_path):
     running = serve_inprocess("arrow-rows", limits=Limits(max_shard_rows=5))
-    path = _stream(_table(model, (41, 42, 43)), tmp_path / "rows.arrows", chunk=2)
+    path = _stream(_table(served_model, (41, 42, 43)), tmp_path / "rows.arrows", chunk=2)
     with Client(running.address) as client:
         _refused(client, path, TOO_LARGE, "more than 5 rows", "--max-shard-rows")
 
 
-def test_broken_streams_are_refused_with_the_reason(client, model, tmp_path):
-    table = _table(model, (50, 51))
+def test_broken_streams_are_refused_with_the_reason(client, served_model, tmp_path):
+    table = _table(served_model, (50, 51))
     whole = _stream(table, tmp_path / "whole.arrows").read_bytes()
     cut = tmp_path / "cut.arrows"
     cut.write_bytes(whole[: len(whole) * 2 // 3])
