@@ -19,6 +19,14 @@ def reserve_flat(index: faiss.IndexIDMap2, n: int) -> None:
     index.id_map.resize(size)
 
 
+FLAT_FACTORIES = ("Flat", "IDMap,Flat", "IDMap2,Flat")  # the factory strings that make a Flat index
+
+
+def is_flat_factory(factory: str) -> bool:
+    """Whether `factory` makes a Flat index (no ANN to train)."""
+    return factory.strip() in FLAT_FACTORIES
+
+
 def is_plain_flat(index: faiss.Index) -> bool:
     """A Flat index (under an id map or not): its storage is a plain copy of the vectors."""
     inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index

@@ -22,7 +22,7 @@ import numpy as np
 
 from echosearch.server.storage import ann_filtered, flat_search, search_plans
 from echosearch.server.storage.faiss_gpu import GpuMirror, can_overfetch, gpu_count, live_top_k
-from echosearch.server.storage.flat_storage import is_plain_flat, reserve_flat, stores_exact_vectors
+from echosearch.server.storage.flat_storage import is_flat_factory, is_plain_flat, reserve_flat, stores_exact_vectors
 from echosearch.server.storage.index_params import (
     as_matrix,
     configure_quantizer,
@@ -73,7 +73,7 @@ class VectorIndex:
         self.last_plan: ann_filtered.Plan | None = None  # the latest restricted ANN search's plan (diagnostics)
         if _loaded is not None:
             self._index = _loaded
-            self.exact_fallback = is_plain_flat(_loaded) and not self._factory_is_flat()
+            self.exact_fallback = is_plain_flat(_loaded) and not is_flat_factory(factory)
         else:
             probe = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)  # validates the string
             if probe.is_trained:
@@ -92,9 +92,6 @@ class VectorIndex:
             self._rows, self._known = None, RowMap(self._all_ids())
 
     # ---- state -------------------------------------------------------------------
-    def _factory_is_flat(self) -> bool:
-        return self.factory.strip() in ("Flat", "IDMap,Flat", "IDMap2,Flat")
-
     @staticmethod
     def _with_ids(index: faiss.Index) -> faiss.Index:
         """IVF indexes keep caller ids natively (an IDMap over IVF breaks on removal); others get IDMap2."""

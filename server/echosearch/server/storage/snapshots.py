@@ -25,6 +25,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from echosearch.server.storage.flat_storage import is_flat_factory
 from echosearch.server.storage.index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 FORMAT = 2
 READABLE_FORMATS = (1, 2)  # format 1 = format 2 without `rebuilt_from_catalog`
 MANIFEST = "manifest.json"
-FLAT_FACTORIES = ("Flat", "IDMap,Flat", "IDMap2,Flat")
 
 
 def rebuilt_from_catalog(manifest: dict) -> bool:
@@ -41,7 +41,7 @@ def rebuilt_from_catalog(manifest: dict) -> bool:
         return True
     # format 1 wrote the copy as a file: a Flat factory, or an ANN index still searching exactly
     return manifest.get("format") == 1 and (
-        manifest.get("factory", "").strip() in FLAT_FACTORIES or bool(manifest.get("exact_fallback"))
+        is_flat_factory(manifest.get("factory", "")) or bool(manifest.get("exact_fallback"))
     )
 
 
