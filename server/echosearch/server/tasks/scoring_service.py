@@ -140,9 +140,11 @@ class TaskScorer:
                 offsets = np.r_[0, np.cumsum(counts[keep])]
             if len(vids):
                 pending.extend(_score_batch(task, text_emb, vids, offsets, emb))
-            while len(pending) >= batch_size:
-                reply, pending = pending[:batch_size], pending[batch_size:]
+            full = len(pending) - len(pending) % batch_size  # whole replies; the rest waits for the next batch
+            for start in range(0, full, batch_size):
+                reply = pending[start : start + batch_size]
                 yield np.array([s.video_id for s in reply], np.int64), reply
+            del pending[:full]  # once per scan batch: re-slicing per reply was quadratic at small batch sizes
         if pending:
             yield np.array([s.video_id for s in pending], np.int64), pending
 
