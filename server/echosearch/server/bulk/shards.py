@@ -198,22 +198,27 @@ def embedded_metadata(out_dir: Path) -> dict[str, VideoMetadata]:
 # ---- reading a shard for import -------------------------------------------------------------------------
 
 
-def _schema(path: Path) -> pa.Schema:
-    """A shard's schema, Parquet (its footer) or Arrow IPC stream (its first message); no row is read."""
+def _schema(path: Path) -> tuple[pa.Schema, bool]:
+    """A shard's schema, and whether the file is an Arrow IPC stream (its first message) rather than Parquet (its
+    footer); no row is read."""
     if arrow_stream.is_arrow_stream(path):
-        return arrow_stream.read_schema(path)
+        return arrow_stream.read_schema(path), True
     try:
-        return pq.read_schema(path)
+        return pq.read_schema(path), False
     except (pa.ArrowInvalid, OSError) as exc:
         raise InvalidRequestError(f"{path.name}: not a Parquet shard or an Arrow IPC stream ({exc})") from None
 
 
-def shard_identity(path: Path) -> tuple[str, int]:
-    """(model identity, embedding width) from a shard's schema metadata, without reading its rows."""
-    meta = _schema(path).metadata or {}
+def _identity(schema: pa.Schema, path: Path) -> tuple[str, int]:
+    meta = schema.metadata or {}
     if META_MODEL not in meta or META_DIM not in meta:
         raise InvalidRequestError(f"{path.name}: not an echosearch shard (no model identity in its metadata)")
     return meta[META_MODEL].decode(), int(meta[META_DIM])
+
+
+def shard_identity(path: Path) -> tuple[str, int]:
+    """(model identity, embedding width) from a shard's schema metadata, without reading its rows."""
+    return _identity(_schema(path)[0], path)
 
 
 def read_shard(
@@ -233,7 +238,8 @@ def read_shard(
     `max_rows` / `max_bytes`: the server's --max-shard-rows / --max-shard-mb (limits.py holds their defaults),
     checked from the footer first.
     """
-    identity, shard_dim = shard_identity(path)
+    schema, streamed = _schema(path)
+    identity, shard_dim = _identity(schema, path)
     if identity != model_identity:
         raise ModelMismatchError(
             f"shard {name} was embedded by model {identity!r}, but this server runs {model_identity!r}; "
@@ -243,7 +249,7 @@ def read_shard(
         raise InvalidRequestError(
             f"shard {name} row 0: embeddings are {shard_dim} wide, but this server's model makes {dim}-wide ones"
         )
-    table = _read_table(path, name, identity, dim, max_rows=max_rows, max_bytes=max_bytes)
+    table = _read_table(path, name, schema if streamed else None, identity, dim, max_rows=max_rows, max_bytes=max_bytes)
     _check_columns(table, name)
     n = table.num_rows
     if n == 0:
@@ -295,12 +301,14 @@ def read_shard(
     )
 
 
-def _read_table(path: Path, name: str, identity: str, dim: int, *, max_rows: int, max_bytes: int) -> pa.Table:
-    """The shard's rows as Arrow, its schema and sizes checked first: Parquet, or the same columns as an Arrow
-    IPC stream (docs/bulk.md, "On the wire")."""
+def _read_table(
+    path: Path, name: str, stream_schema: pa.Schema | None, identity: str, dim: int, *, max_rows: int, max_bytes: int
+) -> pa.Table:
+    """The shard's rows as Arrow, its schema and sizes checked first: an Arrow IPC stream (`stream_schema`, read
+    already; docs/bulk.md, "On the wire") or Parquet (its footer)."""
     expected, version = shard_schema(dim, identity), SHARD_VERSION.encode()
-    if arrow_stream.is_arrow_stream(path):
-        checks.check_schema(arrow_stream.read_schema(path), name, expected, version)
+    if stream_schema is not None:
+        checks.check_schema(stream_schema, name, expected, version)
         return arrow_stream.read_table(path, name, max_rows=max_rows, max_bytes=max_bytes)
     checks.check_file(path, name, expected, version, dim=dim, max_rows=max_rows, max_bytes=max_bytes)
     return parquet_shard.read_table(path, name, max_bytes)
