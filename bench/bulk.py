@@ -111,7 +111,7 @@ def bench_add_videos(frames: int, dim: int, fpv: int, folder: Path) -> float:
     return (frames // fpv * fpv) / elapsed
 
 
-def write_load_shards(folder: Path, frames: int, fpv: int, shard_frames: int, identity: str, dim: int) -> list[Path]:
+def write_load_shards(folder: Path, frames: int, fpv: int, shard_frames: int, identity: str, dim: int) -> None:
     """Synthetic shards as `bulk embed` writes them (Parquet), and the same tables as Arrow IPC streams beside."""
     import pyarrow as pa
 
@@ -124,7 +124,6 @@ def write_load_shards(folder: Path, frames: int, fpv: int, shard_frames: int, id
         with pa.OSFile(str(folder / "arrow" / path.with_suffix(".arrows").name), "wb") as sink:
             with pa.ipc.new_stream(sink, table.schema) as writer:
                 writer.write_table(table)
-    return shard_paths(folder / "parquet")
 
 
 def bench_load(frames: int, dim: int, fpv: int, shard_frames: int, folder: Path, jobs: int, wire: str = "parquet"):
